@@ -1,0 +1,38 @@
+"""The EBP algorithm over NumPy arrays (NumPy and scipy.special only; no I/O).
+
+Read :mod:`.step` first: it composes :mod:`.forward`, :mod:`.backward` and :mod:`.update`.
+"""
+
+from .backward import backward, hidden_delta, output_delta
+from .families import BinaryWeights, RealWeights, WeightFamily, dropout_nu, make_family
+from .forward import LayerStats, forward
+from .network import Network, init_network
+from .predict import (
+    class_log_probabilities,
+    output_z,
+    predict_deterministic,
+    predict_probabilistic,
+)
+from .step import step_inplace
+from .update import update_inplace
+
+__all__ = [
+    "BinaryWeights",
+    "LayerStats",
+    "Network",
+    "RealWeights",
+    "WeightFamily",
+    "backward",
+    "class_log_probabilities",
+    "dropout_nu",
+    "forward",
+    "hidden_delta",
+    "init_network",
+    "make_family",
+    "output_delta",
+    "output_z",
+    "predict_deterministic",
+    "predict_probabilistic",
+    "step_inplace",
+    "update_inplace",
+]

@@ -1,0 +1,52 @@
+"""Stable standard-normal quantities. Knows nothing of EBP.
+
+All functions are elementwise, keep the input's floating dtype and accept arrays of any shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_INV_SQRT_2 = 1.0 / np.sqrt(2.0)
+
+
+def normal_pdf(t: np.ndarray) -> np.ndarray:
+    """φ(t) = exp(−t²/2)/√(2π); underflows gracefully to 0 for large |t|."""
+    t = np.asarray(t)
+    return np.exp(-0.5 * t * t) * t.dtype.type(_INV_SQRT_2PI)
+
+
+def normal_cdf(t: np.ndarray) -> np.ndarray:
+    """Φ(t), the standard normal CDF (``scipy.special.ndtr``)."""
+    return special.ndtr(t)
+
+
+def sign_mean(t: np.ndarray) -> np.ndarray:
+    """⟨v⟩ = 2Φ(t) − 1 = erf(t/√2), the mean of a ±1 unit with P(v=+1) = Φ(t).
+
+    Computed with ``erf`` so that it keeps full relative precision near t = 0.
+    """
+    t = np.asarray(t)
+    return special.erf(t * t.dtype.type(_INV_SQRT_2))
+
+
+def pdf_over_cdf(t: np.ndarray) -> np.ndarray:
+    """φ(t)/Φ(t), finite for every finite t, in the input's dtype.
+
+    Uses φ(t)/Φ(t) = √(2/π) / erfcx(−t/√2) (scaled complementary error function), so no
+    ad-hoc fallback is needed: for t → −∞ it tends to −t (erfcx(u) ~ 1/(u√π)), and for
+    t → +∞ erfcx overflows to +inf and the ratio correctly underflows to 0.
+    """
+    t = np.asarray(t)
+    if not np.issubdtype(t.dtype, np.floating):
+        t = t.astype(np.float64)
+    one = t.dtype.type
+    return one(_SQRT_2_OVER_PI) / special.erfcx(-t * one(_INV_SQRT_2))
+
+
+def log_cdf(t: np.ndarray) -> np.ndarray:
+    """log Φ(t), stable for very negative t (``scipy.special.log_ndtr``)."""
+    return special.log_ndtr(t)

@@ -1,0 +1,34 @@
+"""One EBP minibatch step: forward → backward → update. Start reading here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backward import backward
+from .forward import forward
+from .network import Network
+from .update import update_inplace
+
+
+def step_inplace(net: Network, x: np.ndarray, y: np.ndarray, nu: float = 0.0) -> np.ndarray:
+    """Train ``net`` on one minibatch, in place.
+
+    Parameters
+    ----------
+    net : Network
+    x : ndarray (batch, n_0)
+        Inputs in ``net.dtype``.
+    y : ndarray (batch, n_L)
+        Targets of ±1 (one-hot as ±1 for multiclass), in ``net.dtype``.
+    nu : float
+        Input-dropout factor ν (0 = off).
+
+    Returns
+    -------
+    ndarray (batch, n_L)
+        The EBP-P output ⟨v_L⟩ *before* the update (for the online training error).
+    """
+    stats = forward(net, x, nu)
+    deltas = backward(net, stats, y)
+    update_inplace(net, x, stats, deltas)
+    return stats[-1].v

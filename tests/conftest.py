@@ -1,0 +1,31 @@
+"""Shared test configuration.
+
+Real-MNIST tests run only when ``EBPROP_DATA`` names a folder that holds MNIST. When the variable
+is unset and the checkout sits beside ``shared/data`` (as on the developers' machines and in CI),
+point it there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if "EBPROP_DATA" not in os.environ and (_SHARED / "mnist").is_dir():
+    os.environ["EBPROP_DATA"] = str(_SHARED)
+
+
+def mnist_dir() -> Path | None:
+    """The folder holding MNIST's four files, or None when it is not available."""
+    root = os.environ.get("EBPROP_DATA")
+    if not root:
+        return None
+    for cand in (Path(root) / "mnist", Path(root)):
+        if (cand / "train-images-idx3-ubyte.gz").is_file():
+            return cand
+    return None
+
+
+requires_mnist = pytest.mark.skipif(mnist_dir() is None, reason="EBPROP_DATA does not hold MNIST")
