@@ -1,0 +1,395 @@
+"""Preprocessing: deskewing, spatial filter features and input scaling, fitted on train only.
+
+The pipeline of :class:`Preprocessor`, in order, on raw images ``(n, h, w)``:
+
+1. ``u = images / max_value`` (the "unit" space, pixels in [0, 1]);
+2. optional moment-based deskewing of ``u`` (:func:`deskew`);
+3. features: the pixels ``u`` (``keep_pixels``), then each kernel's response, average-pooled by
+   ``pool``, each flattened row-major. Pixels and Gaussian responses lie in [0, 1] ("unsigned");
+   gradient, Laplacian and Gabor responses in [-1, 1] ("signed");
+4. scaling, per feature:
+
+   ==========  ====================  =================================
+   scaling     unsigned (pixels)     signed (edge responses)
+   ==========  ====================  =================================
+   unit        u                     r
+   symmetric   2u - 1                r
+   binary      +1 if u >= 0.5 else -1  +1 if abs(r) >= 0.5 else -1
+   standard    (x - mean) / std, both fitted on the training images
+   ==========  ====================  =================================
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ebprop.datasets.filters import FILTER_BANKS, Kernel, apply_kernel, avg_pool, parse_filters
+from ebprop.exceptions import DataError
+
+__all__ = ["SCALINGS", "STATE_VERSION", "Preprocessor", "deskew"]
+
+#: Scaling names accepted by :class:`Preprocessor`.
+SCALINGS = ("unit", "symmetric", "binary", "standard")
+#: Version of the :meth:`Preprocessor.get_state` format.
+STATE_VERSION = 1
+_STATE_KIND = "ebprop.Preprocessor"
+_META_KEYS = {
+    "kind",
+    "version",
+    "scaling",
+    "filters",
+    "kernels",
+    "signed",
+    "keep_pixels",
+    "pool",
+    "deskew",
+    "max_value",
+    "image_shape",
+    "n_features",
+}
+_CHUNK = 8192  # images per chunk: bounds the temporaries to a few hundred MB on MNIST
+_MIN_STD = 1e-6  # features with a smaller training std are only centred (e.g. MNIST's corners)
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """Straighten slanted images by their second moments, and centre their mass.
+
+    The classic MNIST deskewing: with the centre of mass ``(cy, cx)`` and the skew
+    ``alpha = cov(row, col) / var(row)`` of each image (intensity-weighted), output pixel
+    ``(r, c)`` samples the input at ``(r - ch + cy, c - cw + cx + alpha (r - ch))``, where
+    ``(ch, cw)`` is the image centre. One ``scipy.ndimage.map_coordinates`` call on the whole
+    stack, with per-image coordinates: bilinear (order 1, so no spline prefilter mixes images
+    along the stack axis), zero outside the image (``grid-constant``). Blank images are returned
+    unchanged. About 0.1 ms per 28x28 image.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        float array, shape (n, h, w), non-negative intensities.
+
+    Returns
+    -------
+    numpy.ndarray
+        Deskewed images, same shape and dtype; values stay within the input's range.
+    """
+    n, h, w = images.shape
+    x = images.astype(np.float64, copy=False)
+    rows, cols = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    row_mass, col_mass = x.sum(axis=2), x.sum(axis=1)  # (n, h), (n, w)
+    mass = row_mass.sum(axis=1)
+    blank = mass <= 0
+    m = np.where(blank, 1.0, mass)
+    cy, cx = row_mass @ rows / m, col_mass @ cols / m
+    var_r = row_mass @ rows**2 / m - cy**2
+    cov = np.einsum("nij,i,j->n", x, rows, cols) / m - cy * cx
+    ch, cw = (h - 1) / 2, (w - 1) / 2
+    alpha = np.where(blank | (var_r <= 1e-12), 0.0, cov / np.where(var_r > 1e-12, var_r, 1.0))
+    cy, cx = np.where(blank, ch, cy), np.where(blank, cw, cx)
+
+    dr = (rows - ch)[None, :, None]  # (1, h, 1)
+    coords = np.empty((3, n, h, w))
+    coords[0] = np.arange(n)[:, None, None]  # integer: order-1 interpolation never mixes images
+    coords[1] = dr + cy[:, None, None]
+    coords[2] = (cols - cw)[None, None, :] + cx[:, None, None] + alpha[:, None, None] * dr
+    out = ndimage.map_coordinates(images, coords, order=1, mode="grid-constant", cval=0.0)
+    return np.where(blank[:, None, None], images, out).astype(images.dtype, copy=False)
+
+
+class Preprocessor:
+    """Turn raw images into feature vectors: deskew, filter, pool, scale.
+
+    Parameters
+    ----------
+    scaling : {"unit", "symmetric", "binary", "standard"}
+        Input scaling (see the module docstring). ``standard`` is fitted on the images given to
+        :meth:`fit`; the others have no fitted parameters.
+    filters : str, sequence of str or None
+        Filter banks (see :func:`~ebprop.datasets.filters.parse_filters`), e.g. ``"default"``,
+        ``"sobel,laplace"``, ``["gabor"]``; None or ``"none"`` for pixels only.
+    keep_pixels : bool
+        Keep the pixels as the first ``h * w`` features (True) or output filter responses only.
+    pool : int
+        Average-pool each filter response over ``pool x pool`` blocks (pixels are not pooled).
+    deskew : bool
+        Deskew the images first (:func:`deskew`).
+
+    Attributes
+    ----------
+    n_features_ : int
+        Width of the output of :meth:`transform` (after :meth:`fit`).
+    image_shape_ : tuple of int
+        ``(h, w)`` seen by :meth:`fit`.
+    max_value_ : float
+        Largest possible raw pixel value, from :meth:`fit`.
+    mean_, scale_ : numpy.ndarray or None
+        Per-feature mean and standard deviation, shape (n_features_,), for ``standard`` scaling.
+    """
+
+    def __init__(
+        self,
+        scaling: str = "unit",
+        filters: str | Sequence[str] | None = None,
+        keep_pixels: bool = True,
+        pool: int = 1,
+        deskew: bool = False,
+    ) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {scaling!r}; choose from {', '.join(SCALINGS)}")
+        if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < 1:
+            raise ValueError(f"pool must be an integer >= 1, got {pool!r}")
+        self.scaling = scaling
+        self.filters = parse_filters(filters)
+        self.keep_pixels = bool(keep_pixels)
+        self.pool = int(pool)
+        self.deskew = bool(deskew)
+        if not self.keep_pixels and not self.filters:
+            raise ValueError("keep_pixels=False with no filters leaves no features; add filters")
+        self.kernels: tuple[Kernel, ...] = tuple(k for b in self.filters for k in FILTER_BANKS[b])
+        self.image_shape_: tuple[int, int] | None = None
+        self.max_value_: float | None = None
+        self.n_features_: int | None = None
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Preprocessor(scaling={self.scaling!r}, filters={','.join(self.filters) or 'none'!r}, "
+            f"keep_pixels={self.keep_pixels}, pool={self.pool}, deskew={self.deskew})"
+        )
+
+    # -- validation -------------------------------------------------------------------------
+    def _check_images(self, images: np.ndarray, max_value: float, where: str) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 3:
+            raise DataError(
+                f"{where}: images must have shape (n, h, w), got shape {images.shape}; "
+                "reshape flat rows with X.reshape(-1, h, w)"
+            )
+        if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
+            raise DataError(f"{where}: images must be numeric, got dtype {images.dtype}")
+        if images.shape[0] == 0 and where == "fit":
+            raise DataError("fit: got 0 images")
+        if images.size:
+            if images.dtype.kind == "f" and not np.isfinite(images).all():
+                raise DataError(f"{where}: images contain NaN or infinite values")
+            lo, hi = images.min(), images.max()
+            if lo < 0 or hi > max_value:
+                raise DataError(
+                    f"{where}: pixel values span [{lo}, {hi}], outside [0, {max_value}]; pass "
+                    "raw images and their max_value (255 for MNIST, 16 for digits)"
+                )
+        return images
+
+    def _check_fitted(self) -> None:
+        if self.n_features_ is None:
+            raise DataError("this Preprocessor is not fitted yet; call fit() first")
+
+    # -- the pipeline -----------------------------------------------------------------------
+    def _features(self, images: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Unscaled features of a chunk of raw images, shape (n, n_features_)."""
+        u = images.astype(dtype) / dtype.type(self.max_value_)
+        if self.deskew:
+            u = deskew(u)
+        n = len(u)
+        parts = [u.reshape(n, -1)] if self.keep_pixels else []
+        for kernel in self.kernels:
+            parts.append(avg_pool(apply_kernel(u, kernel.weights), self.pool).reshape(n, -1))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def _signed_mask(self) -> np.ndarray:
+        """Boolean mask of the signed features, shape (n_features_,)."""
+        h, w = self.image_shape_
+        per_map = (-(-h // self.pool)) * (-(-w // self.pool))
+        pieces = [np.zeros(h * w, bool)] if self.keep_pixels else []
+        pieces += [np.full(per_map, k.signed) for k in self.kernels]
+        return np.concatenate(pieces)
+
+    def _scale_inplace(self, X: np.ndarray, signed: np.ndarray) -> None:
+        if self.scaling == "symmetric":
+            X[:, ~signed] = 2 * X[:, ~signed] - 1
+        elif self.scaling == "binary":
+            strong = np.where(signed, np.abs(X), X) >= 0.5
+            X[...] = np.where(strong, 1, -1)
+        elif self.scaling == "standard":
+            X -= self.mean_.astype(X.dtype)
+            X /= self.scale_.astype(X.dtype)
+
+    def fit(self, images: np.ndarray, max_value: float) -> Preprocessor:
+        """Fit on the training images (only ``standard`` scaling learns anything).
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Raw training images, shape (n, h, w), values in ``[0, max_value]``.
+        max_value : float
+            Largest possible raw value (``Dataset.max_value``).
+
+        Returns
+        -------
+        Preprocessor
+            self
+        """
+        if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or max_value <= 0:
+            raise ValueError(f"max_value must be a positive number, got {max_value!r}")
+        images = self._check_images(images, max_value, "fit")
+        h, w = images.shape[1:]
+        if self.pool > min(h, w):
+            raise ValueError(f"pool={self.pool} is larger than the {h}x{w} images")
+        self.max_value_ = max_value
+        self.image_shape_ = (int(h), int(w))
+        self.n_features_ = len(self._signed_mask())
+        self.mean_ = self.scale_ = None
+        if self.scaling == "standard":
+            total = np.zeros(self.n_features_)
+            total_sq = np.zeros(self.n_features_)
+            for start in range(0, len(images), _CHUNK):
+                F = self._features(images[start : start + _CHUNK], np.dtype(np.float64))
+                total += F.sum(axis=0)
+                total_sq += np.square(F).sum(axis=0)
+            mean = total / len(images)
+            std = np.sqrt(np.maximum(total_sq / len(images) - mean**2, 0.0))
+            self.mean_ = mean
+            self.scale_ = np.where(std < _MIN_STD, 1.0, std)
+        return self
+
+    def transform(self, images: np.ndarray, dtype: type | np.dtype = np.float32) -> np.ndarray:
+        """Features of raw images, with the steps fitted by :meth:`fit`.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Raw images, shape (n, h, w) with the fitted (h, w), values in ``[0, max_value]``.
+        dtype : numpy dtype
+            Floating output dtype (float32 or float64).
+
+        Returns
+        -------
+        numpy.ndarray
+            shape (n, n_features_), ``dtype``.
+        """
+        self._check_fitted()
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"dtype must be a floating type, got {dtype}")
+        images = self._check_images(images, self.max_value_, "transform")
+        if images.shape[1:] != self.image_shape_:
+            raise DataError(
+                f"transform: images are {images.shape[1]}x{images.shape[2]}, but this "
+                f"Preprocessor was fitted on {self.image_shape_[0]}x{self.image_shape_[1]}"
+            )
+        signed = self._signed_mask()
+        out = np.empty((len(images), self.n_features_), dtype=dtype)
+        for start in range(0, len(images), _CHUNK):
+            X = self._features(images[start : start + _CHUNK], dtype)
+            self._scale_inplace(X, signed)
+            out[start : start + len(X)] = X
+        return out
+
+    def fit_transform(
+        self, images: np.ndarray, max_value: float, dtype: type | np.dtype = np.float32
+    ) -> np.ndarray:
+        """``fit(images, max_value).transform(images, dtype)``."""
+        return self.fit(images, max_value).transform(images, dtype)
+
+    # -- persistence --------------------------------------------------------------------------
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Everything needed to rebuild this fitted preprocessor, without pickle.
+
+        Returns
+        -------
+        meta : dict
+            JSON-serialisable settings (``kind``, ``version``, scaling, filters, ...).
+        arrays : dict of str to numpy.ndarray
+            The kernels as used (``kernel_0``, ...), and ``mean``/``scale`` for standard scaling.
+        """
+        self._check_fitted()
+        meta = {
+            "kind": _STATE_KIND,
+            "version": STATE_VERSION,
+            "scaling": self.scaling,
+            "filters": list(self.filters),
+            "kernels": [k.name for k in self.kernels],
+            "signed": [k.signed for k in self.kernels],
+            "keep_pixels": self.keep_pixels,
+            "pool": self.pool,
+            "deskew": self.deskew,
+            "max_value": self.max_value_,
+            "image_shape": list(self.image_shape_),
+            "n_features": self.n_features_,
+        }
+        arrays = {f"kernel_{i}": k.weights.copy() for i, k in enumerate(self.kernels)}
+        if self.scaling == "standard":
+            arrays["mean"] = self.mean_.copy()
+            arrays["scale"] = self.scale_.copy()
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Preprocessor:
+        """Rebuild a fitted preprocessor from :meth:`get_state`'s output.
+
+        The saved kernels are used as saved, so a model keeps its exact preprocessing even if a
+        later version changes a bank.
+
+        Raises
+        ------
+        DataError
+            On an unknown kind or version, missing or unknown keys, or inconsistent arrays.
+        """
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        if kind != _STATE_KIND:
+            raise DataError(f"not a Preprocessor state: kind={kind!r}, expected {_STATE_KIND!r}")
+        if meta.get("version") != STATE_VERSION:
+            raise DataError(
+                f"Preprocessor state version {meta.get('version')!r} is not supported "
+                f"(this ebprop reads version {STATE_VERSION}); upgrade ebprop"
+            )
+        if set(meta) != _META_KEYS:
+            raise DataError(
+                f"Preprocessor state: missing keys {sorted(_META_KEYS - set(meta))}, "
+                f"unknown keys {sorted(set(meta) - _META_KEYS)}"
+            )
+        try:
+            pre = cls(
+                scaling=meta["scaling"],
+                filters=meta["filters"],
+                keep_pixels=meta["keep_pixels"],
+                pool=meta["pool"],
+                deskew=meta["deskew"],
+            )
+        except ValueError as exc:
+            raise DataError(f"Preprocessor state: {exc}") from exc
+        n_k = len(pre.kernels)
+        expected = {f"kernel_{i}" for i in range(n_k)}
+        if meta["scaling"] == "standard":
+            expected |= {"mean", "scale"}
+        if set(arrays) != expected or len(meta["kernels"]) != n_k or len(meta["signed"]) != n_k:
+            raise DataError(
+                f"Preprocessor state: arrays {sorted(arrays)} do not match the settings "
+                f"(expected {sorted(expected)})"
+            )
+        pre.kernels = tuple(
+            Kernel(str(name), np.asarray(arrays[f"kernel_{i}"], dtype=np.float64), bool(signed))
+            for i, (name, signed) in enumerate(zip(meta["kernels"], meta["signed"], strict=True))
+        )
+        pre.max_value_ = meta["max_value"]
+        pre.image_shape_ = tuple(int(v) for v in meta["image_shape"])
+        pre.n_features_ = len(pre._signed_mask())
+        if pre.n_features_ != meta["n_features"]:
+            raise DataError(
+                f"Preprocessor state: settings give {pre.n_features_} features, "
+                f"state says {meta['n_features']}"
+            )
+        if meta["scaling"] == "standard":
+            pre.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
+            pre.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+            shapes = {pre.mean_.shape, pre.scale_.shape}
+            if shapes != {(pre.n_features_,)} or not (pre.scale_ > 0).all():
+                raise DataError(
+                    f"Preprocessor state: mean/scale must have shape ({pre.n_features_},) "
+                    "with positive scale"
+                )
+        return pre
