@@ -180,6 +180,9 @@ def avg_pool(maps: np.ndarray, pool: int) -> np.ndarray:
     hp, wp = -(-h // pool), -(-w // pool)
     if (hp * pool, wp * pool) != (h, w):
         maps = np.pad(maps, ((0, 0), (0, hp * pool - h), (0, wp * pool - w)))
-    blocks = maps.reshape(n, hp, pool, wp, pool)
-    total = blocks.sum(axis=4).sum(axis=2)  # two single-axis sums: much faster than axis=(2, 4)
+    # pool**2 strided additions: several times faster than reshape(...).mean(axis=(2, 4))
+    total = np.zeros((n, hp, wp), dtype=maps.dtype)
+    for i in range(pool):
+        for j in range(pool):
+            total += maps[:, i::pool, j::pool]
     return total / maps.dtype.type(pool * pool)
