@@ -1,0 +1,379 @@
+"""Model files: one ``.npz`` of plain arrays plus a JSON header. Atomic writes, never pickle.
+
+Layout of a model file (format version 1)::
+
+    header          uint8 (n,)            UTF-8 JSON, described below
+    coef_<l>        float (n_in, n_out)   H of layer l (scikit-learn layout, as ``coefs_``)
+    intercept_<l>   float (n_out,)        b of layer l
+    classes         (n_classes,)          class labels (int, float or unicode; never object)
+    pre_<name>      any                   the preprocessor's arrays (``Preprocessor.get_state``)
+
+The header holds ``format``, ``format_version``, ``ebprop_version``, ``architecture`` (sizes
+n_0..n_L, weights kind, dtype), ``estimator_params``, ``preprocessor`` (its JSON state or
+null), ``classes`` (as a list), ``arrays`` (name → shape and dtype of every array above, checked
+on load), and free-form ``training_options``, ``checksums`` and ``metrics``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .core import init_network, make_family
+from .estimator import EBPClassifier
+from .exceptions import DataError, ModelFormatError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LoadedModel",
+    "atomic_savez",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "build_estimator",
+    "decode_header",
+    "encode_header",
+    "load_model",
+    "save_model",
+]
+
+FORMAT_VERSION = 1
+_FORMAT = "ebprop.model"
+_HEADER = "header"
+_ESTIMATOR_PARAMS = (
+    "hidden_layer_sizes",
+    "weights",
+    "batch_size",
+    "max_iter",
+    "readout",
+    "input_dropout",
+    "init_variance",
+    "prior_variance",
+    "shuffle",
+    "random_state",
+    "dtype",
+    "verbose",
+)
+
+
+# ---------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    A crash or kill at any moment leaves either the previous file or the new one, never a mix.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model or plot is meant to be shared
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path`` atomically (the archive is built in memory, then written)."""
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(
+                f"array {name!r} has dtype object, which cannot be saved without pickle"
+            )
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def encode_header(header: dict) -> np.ndarray:
+    """A JSON-able dict as a uint8 array (strict JSON: NaN/Inf are refused)."""
+    return np.frombuffer(json.dumps(header, allow_nan=False).encode("utf-8"), dtype=np.uint8)
+
+
+def decode_header(array: np.ndarray, source: str = "<array>") -> dict:
+    """Inverse of :func:`encode_header`; raises :class:`ModelFormatError` on bad content."""
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise ModelFormatError(f"{source}: header must be a 1-D uint8 array, got {array.dtype}")
+    try:
+        header = json.loads(array.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{source}: header must be a JSON object")
+    return header
+
+
+# ---------------------------------------------------------------------------- estimator state
+def build_estimator(
+    params: dict,
+    coefs: list[np.ndarray],
+    intercepts: list[np.ndarray],
+    classes: np.ndarray,
+    n_iter: int = 0,
+) -> EBPClassifier:
+    """A fitted :class:`EBPClassifier` holding the given parameters (arrays are shared).
+
+    The result predicts and continues training with :meth:`EBPClassifier.partial_fit`.
+    """
+    est = EBPClassifier(**params)
+    est._validate_params()
+    est.classes_ = np.asarray(classes)
+    est.n_outputs_ = 1 if est.classes_.shape[0] == 2 else est.classes_.shape[0]
+    est.n_features_in_ = int(coefs[0].shape[0])
+    est.coefs_ = list(coefs)
+    est.intercepts_ = list(intercepts)
+    est.n_iter_ = int(n_iter)
+    est.training_error_curve_ = []
+    est._network()  # checks shapes, dtypes and finiteness
+    return est
+
+
+def init_estimator(
+    params: dict, n_features: int, classes: np.ndarray, rng: np.random.Generator
+) -> EBPClassifier:
+    """A freshly initialised estimator drawing its initial H from ``rng`` (advances ``rng``)."""
+    est = EBPClassifier(**params)
+    est._validate_params()
+    classes = np.asarray(classes)
+    if classes.shape[0] < 2:
+        raise ValueError(f"need at least 2 classes to train, got {classes.tolist()}")
+    n_out = 1 if classes.shape[0] == 2 else classes.shape[0]
+    net = init_network(
+        (n_features, *est._sizes, n_out),
+        make_family(est.weights, est.prior_variance),
+        rng,
+        est.init_variance,
+        est._float_dtype(),
+    )
+    return build_estimator(params, net.H, net.b, classes)
+
+
+def estimator_params(est: EBPClassifier) -> dict:
+    """The estimator's constructor parameters as JSON-able values."""
+    params = {k: v for k, v in est.get_params().items() if k in _ESTIMATOR_PARAMS}
+    params["hidden_layer_sizes"] = [int(s) for s in np.atleast_1d(params["hidden_layer_sizes"])]
+    rs = params.get("random_state")
+    if not (rs is None or isinstance(rs, (int, np.integer))):
+        params["random_state"] = None  # a Generator/RandomState cannot be stored as JSON
+    elif rs is not None:
+        params["random_state"] = int(rs)
+    return params
+
+
+# ---------------------------------------------------------------------------- save / load
+@dataclass
+class LoadedModel:
+    """What :func:`load_model` returns.
+
+    Attributes
+    ----------
+    estimator : EBPClassifier, fitted (predicts, and continues with ``partial_fit``).
+    preprocessor : Preprocessor or None, fitted.
+    metadata : dict, the file's JSON header.
+    """
+
+    estimator: EBPClassifier
+    preprocessor: Any | None
+    metadata: dict = field(default_factory=dict)
+
+
+def save_model(
+    path: str | os.PathLike, estimator: EBPClassifier, preprocessor: Any | None, metadata: dict
+) -> None:
+    """Write a fitted estimator (and its preprocessor) to ``path`` as ``.npz``, atomically.
+
+    Parameters
+    ----------
+    metadata : dict
+        JSON-able extras; the keys ``training_options``, ``checksums`` and ``metrics`` are stored
+        as given (empty when absent); any other key is stored under ``extra``.
+    """
+    if not hasattr(estimator, "coefs_"):
+        raise ValueError("save_model needs a fitted estimator (call fit or partial_fit first)")
+    net = estimator._network()
+    arrays: dict[str, np.ndarray] = {}
+    for layer, (h, b) in enumerate(zip(net.H, net.b, strict=True)):
+        arrays[f"coef_{layer}"] = h
+        arrays[f"intercept_{layer}"] = b
+    classes = np.asarray(estimator.classes_)
+    if classes.dtype == object:
+        classes = classes.astype(str)
+    arrays["classes"] = classes
+    pre_meta = None
+    if preprocessor is not None:
+        pre_meta, pre_arrays = preprocessor.get_state()
+        for name, value in pre_arrays.items():
+            arrays[f"pre_{name}"] = np.asarray(value)
+    header = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ebprop_version": __version__,
+        "architecture": {
+            "sizes": [int(s) for s in net.sizes],
+            "weights": estimator.weights,
+            "dtype": str(net.dtype),
+        },
+        "estimator_params": estimator_params(estimator),
+        "n_iter": int(getattr(estimator, "n_iter_", 0)),
+        "preprocessor": pre_meta,
+        "classes": classes.tolist(),
+        "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
+        "training_options": metadata.get("training_options", {}),
+        "checksums": metadata.get("checksums", {}),
+        "metrics": metadata.get("metrics", {}),
+        "extra": {
+            k: v
+            for k, v in metadata.items()
+            if k not in ("training_options", "checksums", "metrics")
+        },
+    }
+    atomic_savez(path, **arrays, **{_HEADER: encode_header(header)})
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    src = str(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{src}: no such model file")
+    if path.is_dir():
+        raise ModelFormatError(f"{src}: is a folder, not a model file (try {src}/model.npz)")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise ModelFormatError(f"{src}: not a .npz model file (no zip header)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ModelFormatError(f"{src}: not a readable .npz model file ({exc})") from exc
+    except ValueError as exc:  # object arrays (pickle) or malformed .npy members
+        raise ModelFormatError(f"{src}: cannot read arrays safely ({exc})") from exc
+
+
+def _check_header(header: dict, src: str) -> None:
+    if header.get("format") != _FORMAT:
+        raise ModelFormatError(f"{src}: not an ebprop model (format={header.get('format')!r})")
+    version = header.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFormatError(f"{src}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{src}: written with model format version {version} (by ebprop "
+            f"{header.get('ebprop_version', '?')}); this ebprop {__version__} reads up to "
+            f"version {FORMAT_VERSION}: upgrade ebprop"
+        )
+    for key in ("architecture", "estimator_params", "arrays", "classes"):
+        if key not in header:
+            raise ModelFormatError(f"{src}: header lacks {key!r}")
+
+
+def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list[int]:
+    manifest = header["arrays"]
+    sizes = header["architecture"].get("sizes")
+    if not isinstance(manifest, dict) or not isinstance(sizes, list) or len(sizes) < 2:
+        raise ModelFormatError(f"{src}: header 'arrays'/'architecture.sizes' malformed")
+    n_layers = len(sizes) - 1
+    expected = {f"coef_{i}" for i in range(n_layers)} | {f"intercept_{i}" for i in range(n_layers)}
+    expected |= {"classes"}
+    if not expected <= set(manifest):
+        raise ModelFormatError(
+            f"{src}: header lists arrays {sorted(manifest)}, "
+            f"missing {sorted(expected - set(manifest))}"
+        )
+    missing = sorted(set(manifest) - set(arrays))
+    extra = sorted(set(arrays) - set(manifest))
+    if missing or extra:
+        raise ModelFormatError(
+            f"{src}: arrays do not match header: missing {missing}, extra {extra}"
+        )
+    for name, spec in manifest.items():
+        a = arrays[name]
+        if list(a.shape) != list(spec.get("shape", [])) or a.dtype.str != spec.get("dtype"):
+            raise ModelFormatError(
+                f"{src}: array {name!r} has shape {a.shape} and dtype {a.dtype.str}; header says "
+                f"{tuple(spec.get('shape', []))} and {spec.get('dtype')}"
+            )
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ModelFormatError(f"{src}: array {name!r} contains NaN or infinite values")
+    for i in range(n_layers):
+        if arrays[f"coef_{i}"].shape != (sizes[i], sizes[i + 1]) or arrays[
+            f"intercept_{i}"
+        ].shape != (sizes[i + 1],):
+            raise ModelFormatError(
+                f"{src}: layer {i} arrays have shapes {arrays[f'coef_{i}'].shape} and "
+                f"{arrays[f'intercept_{i}'].shape}; architecture {sizes} needs "
+                f"{(sizes[i], sizes[i + 1])} and {(sizes[i + 1],)}"
+            )
+    return sizes
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Read a model written by :func:`save_model`; never unpickles.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFormatError
+        If the file is truncated or corrupt, of a newer format version, or its arrays do not
+        match its header (missing, extra, wrong shape, non-finite). The message names the file.
+    """
+    path = Path(path)
+    src = str(path)
+    arrays = _read_npz(path)
+    if _HEADER not in arrays:
+        raise ModelFormatError(f"{src}: no '{_HEADER}' entry; not an ebprop model file")
+    header = decode_header(arrays.pop(_HEADER), src)
+    _check_header(header, src)
+    sizes = _check_arrays(header, arrays, src)
+    n_layers = len(sizes) - 1
+    classes = arrays["classes"]
+    n_out = 1 if classes.shape[0] == 2 else classes.shape[0]
+    if classes.shape[0] < 2 or sizes[-1] != n_out:
+        raise ModelFormatError(
+            f"{src}: {classes.shape[0]} classes need {n_out} output units, architecture has "
+            f"{sizes[-1]}"
+        )
+    try:
+        est = build_estimator(
+            header["estimator_params"],
+            [arrays[f"coef_{i}"] for i in range(n_layers)],
+            [arrays[f"intercept_{i}"] for i in range(n_layers)],
+            classes,
+            n_iter=int(header.get("n_iter", 0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{src}: inconsistent estimator state ({exc})") from exc
+    pre = None
+    if header.get("preprocessor") is not None:
+        from .datasets import Preprocessor  # the data layer is optional for bare models
+
+        pre_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("pre_")}
+        try:
+            pre = Preprocessor.from_state(header["preprocessor"], pre_arrays)
+        except (DataError, ValueError, KeyError, TypeError) as exc:
+            raise ModelFormatError(f"{src}: bad preprocessor state ({exc})") from exc
+        if pre.n_features_ != sizes[0]:
+            raise ModelFormatError(
+                f"{src}: preprocessor gives {pre.n_features_} features, network expects {sizes[0]}"
+            )
+    return LoadedModel(estimator=est, preprocessor=pre, metadata=header)

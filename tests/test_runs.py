@@ -1,0 +1,221 @@
+"""Training runs: files, best-model selection, early stopping, and exact resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebprop.exceptions import ModelFormatError
+from ebprop.persist import load_model
+from ebprop.runs import TrainOptions, load_options, load_summary, train_run
+
+SMALL = {"hidden": (12,), "epochs": 3, "seed": 5}
+
+
+def _params(path):
+    est = load_model(path).estimator
+    return [*est.coefs_, *est.intercepts_]
+
+
+def _assert_same_params(a, b):
+    pa, pb = _params(a), _params(b)
+    assert len(pa) == len(pb)
+    for x, y in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    for r in recs:  # wall-clock fields differ between runs
+        for k in ("seconds", "samples_per_s", "eval_seconds"):
+            r.pop(k)
+    return recs
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    seen = []
+    summary = train_run(TrainOptions(**SMALL), out, on_epoch=seen.append)
+    return out, summary, seen
+
+
+def test_run_directory_holds_every_file(full_run):
+    out, summary, seen = full_run
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "options.json", "checkpoint.npz", "metrics.jsonl", "last.npz", "model.npz",
+        "summary.json", "learning_curves.png", "confusion_matrix.png", "reliability.png",
+        "confidence_hist.png",
+    }  # fmt: skip
+    for png in out.glob("*.png"):
+        with Image.open(png) as im:
+            im.verify()
+    assert load_summary(out) == summary
+    assert load_options(out) == TrainOptions(**SMALL)
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert recs == seen
+    assert [r["epoch"] for r in recs] == [1, 2, 3]
+    assert set(recs[0]) >= {"train_error", "val_error_p", "val_error_d", "test_error_p",
+                            "test_error_d", "seconds", "samples_per_s"}  # fmt: skip
+
+
+def test_summary_reports_the_best_validation_epoch(full_run):
+    out, s, recs = full_run
+    vals = [r["val_error_p"] for r in recs]
+    assert s["best_epoch"] == int(np.argmin(vals)) + 1  # first minimum wins
+    best = recs[s["best_epoch"] - 1]
+    assert (s["test_error_p"], s["test_error_d"]) == (best["test_error_p"], best["test_error_d"])
+    assert s["n_weights"] == 64 * 12 + 12 * 10 and s["n_features"] == 64
+    assert 0 <= s["test_ece"] <= 1 and 0 <= s["test_brier"] <= 2 and s["test_nll"] > 0
+    model = load_model(out / "model.npz")
+    assert model.metadata["metrics"]["epoch"] == s["best_epoch"]
+    assert load_model(out / "last.npz").metadata["metrics"]["epoch"] == 3
+    assert model.metadata["training_options"]["hidden"] == [12]
+
+
+def test_stop_mid_epoch_then_resume_is_identical(tmp_path, full_run):
+    full = full_run[0]
+    out = tmp_path / "run"
+
+    def stop_in_epoch_2(epoch, position, n_errors):
+        return epoch == 2 and position >= 500
+
+    partial = train_run(TrainOptions(**SMALL), out, on_batch=stop_in_epoch_2, checkpoint_every=None)
+    assert partial == {"finished": False, "epoch": 1, "position": 500, "out_dir": str(out)}
+    assert not (out / "summary.json").exists()
+    resumed = train_run(None, out, resume=True, make_plots=False)
+    assert resumed["finished"]
+    _assert_same_params(out / "last.npz", full / "last.npz")
+    _assert_same_params(out / "model.npz", full / "model.npz")
+    assert _records(out) == _records(full)
+    # a finished run resumes to its summary without training again
+    assert train_run(None, out, resume=True) == resumed
+
+
+def test_stop_event_at_epoch_end_and_raising_epochs(tmp_path):
+    import threading
+
+    out = tmp_path / "run"
+    stop = threading.Event()
+    part = train_run(TrainOptions(**SMALL), out, stop_event=stop, on_epoch=lambda r: stop.set())
+    assert part["finished"] is False and part["epoch"] == 1 and part["position"] == 0
+    train_run(TrainOptions(**SMALL), out, resume=True, make_plots=False)
+    more = TrainOptions(**(SMALL | {"epochs": 4}))
+    train_run(more, out, resume=True, make_plots=False)  # one more epoch for a finished run
+    ref = tmp_path / "ref"
+    train_run(more, ref, make_plots=False)
+    assert not list(ref.glob("*.png"))
+    _assert_same_params(out / "last.npz", ref / "last.npz")
+    assert load_summary(out)["epochs_run"] == 4
+
+
+def test_resume_refuses_other_options_and_existing_out(tmp_path, full_run):
+    full = full_run[0]
+    with pytest.raises(ValueError, match=r"\['seed'\] differ"):
+        train_run(TrainOptions(**(SMALL | {"seed": 6})), full, resume=True)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train_run(TrainOptions(**SMALL), full)
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        train_run(None, tmp_path / "nothing", resume=True)
+    with pytest.raises(ValueError, match="options are required"):
+        train_run(None, tmp_path / "x")
+
+
+def test_resume_refuses_a_corrupt_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train_run(TrainOptions(**SMALL), out, on_batch=lambda e, p, n: p >= 100)
+    (out / "checkpoint.npz").write_bytes(b"garbage")
+    with pytest.raises(ModelFormatError, match="unreadable checkpoint"):
+        train_run(None, out, resume=True)
+
+
+def test_patience_stops_early_and_no_validation_keeps_last(tmp_path):
+    s = train_run(
+        TrainOptions(hidden=(4,), epochs=30, patience=1), tmp_path / "a", make_plots=False
+    )
+    assert s["stopped_early"] and s["epochs_run"] == s["best_epoch"] + 1 < 30
+    s = train_run(
+        TrainOptions(hidden=(30,), epochs=2, validation=0, weights="real"), tmp_path / "b"
+    )
+    assert s["best_epoch"] == 2 and s["val_error_p"] is None and s["n_val"] == 0
+    assert not (tmp_path / "b" / "confidence_hist.png").exists()  # binary nets only
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"hidden": (0,)}, "hidden layer width"),
+        ({"weights": "ternary"}, "weights must be"),
+        ({"dtype": "float16"}, "dtype must be"),
+        ({"select_by": "best"}, "select_by must be"),
+        ({"input_dropout": 1.5}, "input_dropout"),
+        ({"patience": 0}, "patience"),
+        ({"seed": 1.5}, "seed must be an integer"),
+    ],
+)
+def test_options_validate(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainOptions(**kw)
+
+
+def test_options_dict_round_trip_and_unknown_keys():
+    o = TrainOptions(hidden=[3, 4], filters="sobel", validation=0.1)
+    d = json.loads(json.dumps(o.to_dict()))
+    assert TrainOptions.from_dict(d) == o and d["hidden"] == [3, 4]
+    with pytest.raises(ValueError, match=r"unknown training options \['lr'\]"):
+        TrainOptions.from_dict(d | {"lr": 0.1})
+
+
+def test_sigkill_mid_run_then_resume_is_identical(tmp_path, full_run):
+    """A real kill: the process dies at an arbitrary point; atomic writes keep a usable state."""
+    full = full_run[0]
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ebprop.cli", "train", "--out", str(out), "--hidden", "12",
+           "--epochs", "3", "--seed", "5", "--checkpoint-every", "0", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.npz").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.005)
+    time.sleep(0.05)  # let it train some minibatches past the first checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists(), "the run finished before it could be killed"
+    train_run(None, out, resume=True, make_plots=False)
+    _assert_same_params(out / "last.npz", full / "last.npz")
+    _assert_same_params(out / "model.npz", full / "model.npz")
+    assert _records(out) == _records(full)
+
+
+def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monkeypatch):
+    import ebprop.runs as runs
+
+    real = runs.run_minibatches_inplace
+
+    def poisoned(net, *args, **kwargs):
+        result = real(net, *args, **kwargs)
+        net.H[0][0, 0] = np.nan
+        return result
+
+    out = tmp_path / "run"
+    train_run(TrainOptions(**(SMALL | {"epochs": 1})), out, make_plots=False)
+    monkeypatch.setattr(runs, "run_minibatches_inplace", poisoned)
+    with pytest.raises(FloatingPointError, match="diverged in epoch 2"):
+        train_run(TrainOptions(**(SMALL | {"epochs": 2})), out, resume=True)
+    monkeypatch.setattr(runs, "run_minibatches_inplace", real)
+    assert (
+        train_run(None, out, resume=True, make_plots=False)["epochs_run"] == 2
+    )  # resumes from the good state
