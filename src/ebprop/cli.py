@@ -258,7 +258,7 @@ def train(ctx: click.Context, **kw) -> None:
     hidden = "-".join(str(h) for h in options.hidden) or "none"
     click.echo(
         f"{'resuming' if kw['resume'] else 'training'} {options.weights} net (hidden {hidden}) on "
-        f"{options.dataset} for {options.epochs} epochs → {out}"
+        f"{options.dataset} for {options.epochs} epoch{'s' if options.epochs != 1 else ''} → {out}"
     )
     try:
         summary = train_run(
