@@ -1,0 +1,90 @@
+"""``ebprop sweep``: the command-line shell over :mod:`ebprop.sweep`. Nothing imports this module
+except :mod:`ebprop.cli`, which registers the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .exceptions import EBPropError
+
+__all__ = ["sweep"]
+
+
+@click.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Sweep folder (default: the file's `out`, else runs/<experiment name>).",
+)
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Runs at a time on this machine (joblib processes, one BLAS thread each).",
+)  # fmt: skip
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler (tcp://host:8786): one task per run; --out must be on a shared disk.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Dataset folder as the workers see it (overrides the file's data_dir).",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1),
+    help="BLAS/torch threads per run (default: 1 with --jobs > 1 or --scheduler, else all).",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def sweep(
+    experiment: str,
+    out: str | None,
+    jobs: int,
+    scheduler: str | None,
+    data_dir: str | None,
+    threads: int | None,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Run the grid of training runs in EXPERIMENT (a TOML file; see docs/sweeps.md).
+
+    Finished runs are skipped and interrupted ones resumed, so the same command continues a
+    sweep. Writes results.csv, results.md and results.png into the sweep folder.
+    """
+    from .sweep import load_experiment, run_status, run_sweep
+
+    exp = load_experiment(experiment)
+    out_dir = Path(out or exp.out or Path("runs") / exp.name)
+    states = {r.name: run_status(out_dir / r.name, r) for r in exp.runs}
+    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "new")}
+    click.echo(
+        f"{exp.name}: {len(exp.runs)} runs in {out_dir} ({counts['done']} done, "
+        f"{counts['partial']} to resume, {counts['new']} new)"
+    )
+    if dry_run:
+        for run in exp.runs:
+            click.echo(f"  {states[run.name]:<8}{run.name}")
+        return
+    result = run_sweep(
+        exp,
+        out_dir,
+        jobs=jobs,
+        scheduler=scheduler,
+        data_dir=data_dir,
+        threads=threads,
+        progress=not quiet,
+    )
+    ran = sum(o["status"] in ("done", "stopped") for o in result.outcomes)
+    click.echo(f"trained {ran} run(s), skipped {counts['done']}; results:")
+    for kind in ("md", "csv", "png"):
+        click.echo(f"  {result.files[kind]}")
+    if result.failed:
+        for o in result.failed:
+            click.echo(f"  FAILED {o['name']}: {o['error']}", err=True)
+        raise EBPropError(
+            f"{len(result.failed)} of {len(exp.runs)} runs failed (see above); fix the cause and "
+            "run the same command again to retry them"
+        )
