@@ -11,7 +11,7 @@ E(W²) — weight second moment; ν = 4p(1−p) — the input-dropout factor for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -30,6 +30,9 @@ class WeightFamily(Protocol):
 
     def second_moment_colsum(self, M2: np.ndarray) -> np.ndarray | float:
         """Σ_j E(W_jk²) over the inputs j, shape (n_out,) or a scalar, from M² (n_in, n_out)."""
+
+    def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
+        """Σ_j [E(W_jk²) − M²_jk ⟨v_j⟩²] for ±1 inputs of means m (batch, n_in): (batch, n_out)."""
 
     def most_probable(self, H: np.ndarray) -> np.ndarray:
         """The single most probable weights (used by EBP-D), same shape as H."""
@@ -52,6 +55,12 @@ class BinaryWeights:
     def second_moment_colsum(self, M2: np.ndarray) -> float:
         return float(M2.shape[0])
 
+    def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
+        # E(W²) = 1: n_in − ⟨v⟩² @ M².
+        var_sum = (m * m) @ M2
+        np.subtract(M2.dtype.type(M2.shape[0]), var_sum, out=var_sum)
+        return var_sum
+
     def most_probable(self, H: np.ndarray) -> np.ndarray:
         # Tie rule: sign(0) = +1 (a weight with H = 0 is equally likely either way).
         return np.where(H >= 0, 1, -1).astype(H.dtype)
@@ -64,6 +73,8 @@ class RealWeights:
     prior_variance: float = 1.0
     name: str = "real"
     bits_per_weight: int = 32
+    #: M = H: :class:`~ebprop.core.network.Network` lets ``M[l]`` be ``H[l]`` instead of a copy.
+    means_are_parameters: ClassVar[bool] = True
 
     def means(self, H: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
@@ -78,6 +89,15 @@ class RealWeights:
     def second_moment_colsum(self, M2: np.ndarray) -> np.ndarray:
         # E(W²) = M² + v.
         return M2.sum(axis=0) + M2.dtype.type(self.prior_variance * M2.shape[0])
+
+    def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
+        # Σ_j (M² + v) − ⟨v⟩² M² = (1 − ⟨v⟩²) @ M² + n_in v: one pass over M² instead of two
+        # (a matrix product and a column sum) — same quantity, different round-off only.
+        one_minus_m2 = m * m
+        np.subtract(m.dtype.type(1.0), one_minus_m2, out=one_minus_m2)
+        var_sum = one_minus_m2 @ M2
+        var_sum += M2.dtype.type(self.prior_variance * M2.shape[0])
+        return var_sum
 
     def most_probable(self, H: np.ndarray) -> np.ndarray:
         return H.copy()

@@ -67,9 +67,10 @@ def layer_forward(
     m : (batch, n_in) input means ⟨v_{l−1}⟩ (x for layer 1).
     M, M2 : (n_in, n_out) weight means and their squares.
     b : (n_out,) biases.
-    var_sum : (batch, n_out) Σ_j Var(W_jk v_j), without the bias's +1.
+    var_sum : (batch, n_out) Σ_j Var(W_jk v_j), without the bias's +1; overwritten.
     """
-    scale = np.sqrt(var_sum + 1.0)  # √(σ²c)
+    var_sum += 1.0
+    scale = np.sqrt(var_sum, out=var_sum)  # √(σ²c), in var_sum's storage
     z = m @ M
     z += b
     z /= scale  # μ/σ = (m M + b)/√c ÷ √(σ²c)/√c
@@ -96,15 +97,17 @@ def forward(net: Network, x: np.ndarray, nu: float = 0.0) -> list[LayerStats]:
     # Layer 1: deterministic real input. σ²c − 1 = α Σ_j x_j² + β (x² @ M²).
     alpha, beta = family.first_layer_coefficients(nu)
     x2 = x * x
-    var_sum = np.empty((x.shape[0], net.H[0].shape[1]), dtype=x.dtype)
-    var_sum[...] = (alpha * x2.sum(axis=1))[:, None]
+    x2_sum = x2.sum(axis=1, keepdims=True)  # (batch, 1)
     if beta != 0.0:
-        var_sum += x.dtype.type(beta) * (x2 @ net.M2[0])
+        var_sum = x2 @ net.M2[0]
+        var_sum *= x.dtype.type(beta)
+        var_sum += x.dtype.type(alpha) * x2_sum
+    else:  # real weights without dropout: M² of layer 1 is not needed at all
+        var_sum = np.repeat(x.dtype.type(alpha) * x2_sum, net.H[0].shape[1], axis=1)
     stats.append(layer_forward(x, net.M[0], net.M2[0], net.b[0], var_sum))
     # Layers ≥ 2: ±1 inputs, E(v²) = 1. σ²c − 1 = Σ_j E(W²_jk) − ⟨v⟩² @ M².
     for layer in range(1, len(net.H)):
         m = stats[-1].v
-        var_sum = -((m * m) @ net.M2[layer])
-        var_sum += family.second_moment_colsum(net.M2[layer])
+        var_sum = family.hidden_variance_sum(m, net.M2[layer])
         stats.append(layer_forward(m, net.M[layer], net.M2[layer], net.b[layer], var_sum))
     return stats

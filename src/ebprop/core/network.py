@@ -3,7 +3,14 @@
 Layout, stated once for the whole core: layer ``l`` has ``H[l]`` of shape (n_in, n_out) — the
 transpose of the paper's H_l — and bias ``b[l]`` of shape (n_out,). Activations are
 (batch, units). The moments ``M = ⟨W⟩`` and ``M2 = M²`` are cached and kept in step with ``H`` by
-:meth:`Network.refresh_moments_inplace`, so each is computed once per minibatch.
+:meth:`Network.refresh_moments_inplace`, so each is computed once per minibatch. For a family whose
+means are the parameters themselves (real weights, M = H), ``M[l]`` *is* ``H[l]`` — one array, not
+a copy that every update would have to rewrite.
+
+Performance notes (measurements in docs/performance.md): all arrays are C-contiguous; the update
+walks each layer in blocks of rows small enough to stay in the core's cache
+(:meth:`Network.row_blocks`), using one preallocated scratch buffer per layer
+(:meth:`Network.scratch`), so H, M and M² are each streamed through memory once per minibatch.
 """
 
 from __future__ import annotations
@@ -37,12 +44,21 @@ class Network:
     b: list[np.ndarray]
     M: list[np.ndarray] = field(default_factory=list)
     M2: list[np.ndarray] = field(default_factory=list)
+    #: Bytes of H per row block of the update (256 KiB measured best on a 1 MiB L2 cache).
+    block_bytes: int = field(default=256 * 1024, kw_only=True, repr=False, compare=False)
+    # Scratch buffers of the update, one per layer, made on first use (not parameters).
+    _scratch: dict[int, np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.H) != len(self.b):
             raise ValueError("H and b must have one entry per layer")
         if not self.M:
-            self.M = [np.empty_like(h) for h in self.H]
+            if getattr(self.family, "means_are_parameters", False):
+                self.M = list(self.H)
+            else:
+                self.M = [np.empty_like(h) for h in self.H]
             self.M2 = [np.empty_like(h) for h in self.H]
             for layer in range(len(self.H)):
                 self.refresh_moments_inplace(layer)
@@ -56,10 +72,31 @@ class Network:
     def dtype(self) -> np.dtype:
         return self.H[0].dtype
 
-    def refresh_moments_inplace(self, layer: int) -> None:
-        """Recompute M and M² of ``layer`` from its H (after an update)."""
-        self.family.means(self.H[layer], out=self.M[layer])
-        np.multiply(self.M[layer], self.M[layer], out=self.M2[layer])
+    def refresh_moments_inplace(self, layer: int, rows: slice = slice(None)) -> None:
+        """Recompute M and M² of ``layer`` (or of its input ``rows``) from H, after an update."""
+        H, M, M2 = self.H[layer], self.M[layer], self.M2[layer]
+        if M is not H:  # real weights keep M = H as one array: nothing to copy
+            self.family.means(H[rows], out=M[rows])
+        np.multiply(M[rows], M[rows], out=M2[rows])
+
+    def row_blocks(self, layer: int) -> list[slice]:
+        """Slices of input rows of ``layer`` covering about ``block_bytes`` of H each (≥ 8 rows).
+
+        Sized so that a block of H, M, M² and the scratch buffer stay in a core's cache while the
+        update and the refresh of the moments pass over it (see docs/performance.md).
+        """
+        n_in, n_out = self.H[layer].shape
+        rows = max(8, self.block_bytes // (n_out * self.H[layer].itemsize))
+        return [slice(r, min(r + rows, n_in)) for r in range(0, n_in, rows)]
+
+    def scratch(self, layer: int, rows: int) -> np.ndarray:
+        """A reusable (rows, n_out) buffer of ``layer`` (its contents are garbage)."""
+        buf = self._scratch.get(layer)
+        n_out = self.H[layer].shape[1]
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != n_out or buf.dtype != self.dtype:
+            buf = np.empty((rows, n_out), dtype=self.dtype)
+            self._scratch[layer] = buf
+        return buf[:rows]
 
 
 def init_network(

@@ -1,0 +1,265 @@
+"""Training speed of ebprop against the machine's limits and against a straightforward baseline.
+
+Run as a script (never part of the test suite)::
+
+    python benchmarks/bench_train.py --blas-threads 1            # the table of docs/performance.md
+    python benchmarks/bench_train.py --mnist-epoch /work/shared/data/mnist   # one real epoch
+
+For every configuration (784-200-10, 784-800-800-10, 784-2000-2000-10; binary and real weights;
+batch 1, 10, 100; float32 and float64) it trains on random data of MNIST's shape for a fixed
+*fraction of an epoch* — about ``--seconds`` of minibatches per measurement, best of ``--repeats``
+measurements, the optimised core and the baseline interleaved so that both see the same machine
+load — and prints samples/s. In the same run it measures the machine's limits:
+
+* memory bandwidth: a large array copy, (bytes read + bytes written) / time;
+* matrix-multiply time: ``numpy.matmul`` of exactly the products one minibatch needs;
+
+and from them a floor per minibatch: max(time to read every layer's parameters three times and
+write them once at that bandwidth, time of the minibatch's matrix products). It prints achieved
+time / floor and the speed-up over ``baseline_ebp.baseline_step`` (one NumPy line per equation).
+All ratios are from one run; absolute numbers move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline_ebp import baseline_step  # noqa: E402
+
+from ebprop.core import init_network, make_family  # noqa: E402
+from ebprop.train import encode_targets, run_minibatches_inplace  # noqa: E402
+
+SIZES = {
+    "784-200-10": (784, 200, 10),
+    "784-800-800-10": (784, 800, 800, 10),
+    "784-2000-2000-10": (784, 2000, 2000, 10),
+}
+N_TRAIN = 60_000  # MNIST's training-set size: the data is (60000, 784)
+
+
+def best_time(fn: Callable[[], object], repeats: int, min_seconds: float = 0.05) -> float:
+    """Best seconds per call of ``fn`` over ``repeats`` timed loops of ≥ ``min_seconds`` each."""
+    fn()
+    best = np.inf
+    for _ in range(repeats):
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_seconds:
+                break
+        best = min(best, elapsed / calls)
+    return best
+
+
+def copy_bandwidth(n_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
+    """Bytes/s of a large ``np.copyto``, counting the bytes read plus the bytes written."""
+    src = np.ones(n_bytes // 8)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / best_time(lambda: np.copyto(dst, src), repeats)
+
+
+def minibatch_matmuls(
+    sizes: tuple[int, ...], batch: int, dtype: type, binary: bool
+) -> tuple[Callable[[], None], float]:
+    """A function running the matrix products of one minibatch, and their flop count.
+
+    Forward: v @ M per layer, plus x² @ M² (binary layer 1) and v² @ M² (hidden layers);
+    backward: Δ @ Mᵀ for layers ≥ 2; update: vᵀ Δ per layer.
+    """
+    rng = np.random.default_rng(0)
+    products: list[tuple[np.ndarray, np.ndarray]] = []
+    flops = 0.0
+    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        M = rng.standard_normal((n_in, n_out)).astype(dtype)
+        v = rng.standard_normal((batch, n_in)).astype(dtype)
+        d = rng.standard_normal((batch, n_out)).astype(dtype)
+        n_forward = 2 if (binary or layer > 0) else 1
+        products += [(v, M)] * n_forward
+        if layer > 0:
+            products.append((d, M.T))
+        products.append((v.T, d))
+        flops += 2.0 * batch * n_in * n_out * (n_forward + (layer > 0) + 1)
+
+    def run() -> None:
+        for a, b in products:
+            np.matmul(a, b)
+
+    return run, flops
+
+
+def param_bytes(sizes: tuple[int, ...], dtype: type) -> int:
+    """Bytes of every layer's parameters (H and b)."""
+    n = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+    return n * np.dtype(dtype).itemsize
+
+
+def random_data(n: int, dtype: type, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs in [0, 1) of MNIST's width and ±1 one-hot targets for 10 classes."""
+    X = rng.random((n, 784), dtype=np.float64).astype(dtype)
+    # Learnable labels (a fixed random linear rule), so that training behaves as on real data.
+    rule = np.random.default_rng(1).standard_normal((784, 10))
+    Y = encode_targets((X @ rule).argmax(axis=1), 10, dtype)
+    return X, Y
+
+
+def measure_row(
+    sizes: tuple[int, ...], weights: str, batch: int, dtype: type, seconds: float, repeats: int
+) -> tuple[float, float, int]:
+    """(optimised samples/s, baseline samples/s, samples per measurement), interleaved, best-of."""
+    rng = np.random.default_rng(0)
+    net = init_network(sizes, make_family(weights), rng, dtype=dtype)
+    H = [h.copy() for h in net.H]
+    b = [x.copy() for x in net.b]
+    # Size the measurement from a short probe so that it lasts about `seconds`.
+    X, Y = random_data(max(batch * 4, 40), dtype, rng)
+    t0 = time.perf_counter()
+    run_minibatches_inplace(net, X, Y, np.arange(X.shape[0]), batch)
+    per_sample = (time.perf_counter() - t0) / X.shape[0]
+    n = int(min(N_TRAIN, max(batch * 3, seconds / per_sample)) // batch * batch)
+    X, Y = random_data(n, dtype, rng)
+    order = np.arange(n)
+    binary = weights == "binary"
+
+    start_H = [h.copy() for h in net.H]
+    start_b = [x.copy() for x in net.b]
+
+    def restart(H: list[np.ndarray], b: list[np.ndarray]) -> None:
+        # Every measurement trains from the same start, so no run drifts into overflow.
+        for layer in range(len(H)):
+            np.copyto(H[layer], start_H[layer])
+            np.copyto(b[layer], start_b[layer])
+
+    def optimised() -> None:
+        restart(net.H, net.b)
+        for layer in range(len(net.H)):
+            net.refresh_moments_inplace(layer)
+        run_minibatches_inplace(net, X, Y, order, batch)
+
+    def baseline() -> None:
+        restart(H, b)
+        for s in range(0, n, batch):
+            baseline_step(H, b, X[s : s + batch], Y[s : s + batch], binary)
+
+    best_opt = best_base = np.inf
+    for _ in range(repeats):
+        for fn, slot in ((optimised, "opt"), (baseline, "base")):
+            t0 = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - t0
+            if slot == "opt":
+                best_opt = min(best_opt, elapsed)
+            else:
+                best_base = min(best_base, elapsed)
+    return n / best_opt, n / best_base, n
+
+
+def table(args: argparse.Namespace) -> None:
+    bandwidth = copy_bandwidth()
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    print(f"# memory bandwidth (256 MiB copy, read+write): {bandwidth / 1e9:.1f} GB/s")
+    print(
+        f"# per measurement: ≈{args.seconds:g} s of minibatches (a fraction of a 60000-sample "
+        f"epoch), best of {args.repeats}, optimised and baseline interleaved"
+    )
+    header = (
+        "| net | weights | batch | dtype | samples/s | floor samples/s | matmul GFLOP/s "
+        "| floor bound | achieved/floor | baseline samples/s | speed-up vs baseline |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in args.nets:
+        sizes = SIZES[name]
+        for dtype in args.dtypes:
+            dt = np.dtype(dtype).type
+            for weights in args.weights:
+                for batch in args.batches:
+                    run, flops = minibatch_matmuls(sizes, batch, dt, weights == "binary")
+                    t_matmul = best_time(run, args.repeats)
+                    t_memory = 4 * param_bytes(sizes, dt) / bandwidth
+                    floor = max(t_matmul, t_memory)
+                    opt, base, _ = measure_row(
+                        sizes, weights, batch, dt, args.seconds, args.repeats
+                    )
+                    achieved = batch / opt
+                    print(
+                        f"| {name} | {weights} | {batch} | {dtype} | {opt:,.0f} | "
+                        f"{batch / floor:,.0f} | {flops / t_matmul / 1e9:.1f} | "
+                        f"{'matmul' if t_matmul >= t_memory else 'memory'} | "
+                        f"{achieved / floor:.2f} | {base:,.0f} | {opt / base:.2f} |",
+                        flush=True,
+                    )
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """An IDX file (gzip) as an array; enough for the benchmark, no validation."""
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def mnist_epoch(args: argparse.Namespace) -> None:
+    """One epoch of 784-200-10, binary weights, batch 10, float32, on the real training set."""
+    folder = Path(args.mnist_epoch)
+    images = read_idx_gz(folder / "train-images-idx3-ubyte.gz")
+    labels = read_idx_gz(folder / "train-labels-idx1-ubyte.gz")
+    X = (images.reshape(images.shape[0], -1) / np.float32(255)).astype(np.float32)
+    Y = encode_targets(labels.astype(np.intp), 10, np.float32)
+    rng = np.random.default_rng(0)
+    net = init_network((784, 200, 10), make_family("binary"), rng, dtype=np.float32)
+    for epoch in range(args.epochs):
+        order = rng.permutation(X.shape[0])
+        t0 = time.perf_counter()
+        _, n_errors = run_minibatches_inplace(net, X, Y, order, 10)
+        elapsed = time.perf_counter() - t0
+        print(
+            f"epoch {epoch + 1}: {elapsed:.2f} s ({X.shape[0] / elapsed:,.0f} samples/s), "
+            f"online training error {n_errors / X.shape[0]:.4f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nets", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--weights", nargs="+", default=["binary", "real"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 10, 100])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--seconds", type=float, default=0.4, help="length of one measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--blas-threads", type=int, default=None, help="limit BLAS threads (threadpoolctl)"
+    )
+    parser.add_argument("--mnist-epoch", metavar="DIR", help="time real MNIST epochs instead")
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    limit = nullcontext()
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+        limit = threadpool_limits(limits=args.blas_threads, user_api="blas")
+    with limit:
+        if args.blas_threads is not None:
+            print(f"# BLAS threads limited to {args.blas_threads}")
+        if args.mnist_epoch:
+            mnist_epoch(args)
+        else:
+            table(args)
+
+
+if __name__ == "__main__":
+    main()
