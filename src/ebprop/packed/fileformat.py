@@ -1,0 +1,376 @@
+"""The ``.ebpb`` file: a packed binary network, versioned, checksummed, little-endian.
+
+Layout (format version 1; all integers little-endian)::
+
+    offset  size  field
+    0       8     magic  b"\\x89EBPB\\r\\n\\x1a"  (the high byte and CR/LF catch text-mode copies)
+    8       2     uint16 format version (1)
+    10      2     uint16 byte-order mark 0xFEFF (bytes FF FE; FE FF would mean a big-endian file)
+    12      4     uint32 header length H (bytes of UTF-8 JSON, space-padded so the payload
+                  starts on a 64-byte boundary)
+    16      8     uint64 payload length P
+    24      32    SHA-256 of header bytes + payload
+    56      H     JSON header (below)
+    56+H    P     payload: the arrays, each at an 8-byte-aligned offset, C order, little-endian
+
+The file is exactly 56 + H + P bytes. JSON header keys::
+
+    format        "ebprop.packed"
+    byte_order    "little"
+    word_bits     64
+    sizes         [n_0, ..., n_L]  (n_0 = pixels per image; at least one hidden layer)
+    preprocessing {"input": "uint8", "scaling": "unit"|"symmetric", "max_value": m,
+                   "image_shape": [h, w]}
+    classes       JSON list of the L-th layer's class labels (ints, floats or strings)
+    output_dtype  "float32"|"float64"  (the dtype of the output bias and of the argmax)
+    arrays        [{"name", "dtype", "shape", "offset", "nbytes"}, ...]:
+                  weights_<l>    uint64 (n_{l+1}, ceil(n_l / 64))  bit 1 ↔ +1, padding bits 0
+                  thresholds_<l> int16/32/64 (n_{l+1},)  for l < L−1: unit fires iff dot ≥ T
+                  output_bias    output_dtype (n_L,)
+    source        free-form JSON (where the model came from)
+
+Readers must refuse anything they do not fully understand: :func:`read_packed` raises
+:class:`~ebprop.exceptions.ModelFormatError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ModelFormatError
+from .pack import n_words, padding_is_zero
+
+MAGIC = b"\x89EBPB\r\n\x1a"
+FORMAT_VERSION = 1
+FORMAT_NAME = "ebprop.packed"
+_PREAMBLE = struct.Struct("<8sHHIQ32s")  # 56 bytes
+_BOM = 0xFEFF
+_ALIGN = 64
+SCALINGS = ("unit", "symmetric")
+_THRESHOLD_DTYPES = ("<i2", "<i4", "<i8")
+_OUTPUT_DTYPES = {"float32": "<f4", "float64": "<f8"}
+
+
+@dataclass
+class PackedModel:
+    """The content of a ``.ebpb`` file, validated (see the module docstring for meanings).
+
+    Attributes
+    ----------
+    sizes : tuple of int
+        (n_0, ..., n_L).
+    weights : list of ndarray uint64, each (n_{l+1}, ceil(n_l / 64))
+    thresholds : list of ndarray int, each (n_{l+1},), for the L − 1 hidden layers
+    output_bias : ndarray (n_L,), float32 or float64
+    classes : ndarray (n_classes,)
+    preprocessing : dict
+    source : dict
+    """
+
+    sizes: tuple[int, ...]
+    weights: list[np.ndarray]
+    thresholds: list[np.ndarray]
+    output_bias: np.ndarray
+    classes: np.ndarray
+    preprocessing: dict
+    source: dict = field(default_factory=dict)
+
+
+def _align(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def encode_packed(model: PackedModel) -> bytes:
+    """The bytes of a ``.ebpb`` file holding ``model`` (validated first)."""
+    validate_model(model, "<in memory>")
+    arrays: list[tuple[str, np.ndarray]] = []
+    for layer, w in enumerate(model.weights):
+        arrays.append((f"weights_{layer}", w.astype("<u8", copy=False)))
+    for layer, t in enumerate(model.thresholds):
+        arrays.append((f"thresholds_{layer}", t.astype(t.dtype.newbyteorder("<"), copy=False)))
+    arrays.append(
+        ("output_bias", model.output_bias.astype(model.output_bias.dtype.newbyteorder("<")))
+    )
+    table, chunks, offset = [], [], 0
+    for name, arr in arrays:
+        start = _align(offset, 8)
+        chunks.append(b"\0" * (start - offset))
+        data = np.ascontiguousarray(arr).tobytes()
+        table.append(
+            {
+                "name": name,
+                "dtype": arr.dtype.str,
+                "shape": list(arr.shape),
+                "offset": start,
+                "nbytes": len(data),
+            }
+        )
+        chunks.append(data)
+        offset = start + len(data)
+    payload = b"".join(chunks)
+    header = {
+        "format": FORMAT_NAME,
+        "byte_order": "little",
+        "word_bits": 64,
+        "sizes": list(model.sizes),
+        "preprocessing": model.preprocessing,
+        "classes": model.classes.tolist(),
+        "output_dtype": model.output_bias.dtype.name,
+        "arrays": table,
+        "source": model.source,
+    }
+    text = json.dumps(header, allow_nan=False, sort_keys=True).encode("utf-8")
+    text += b" " * (_align(_PREAMBLE.size + len(text), _ALIGN) - _PREAMBLE.size - len(text))
+    digest = hashlib.sha256(text + payload).digest()
+    pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, _BOM, len(text), len(payload), digest)
+    return pre + text + payload
+
+
+def write_packed(path: str | os.PathLike, model: PackedModel) -> int:
+    """Write ``model`` to ``path`` atomically; returns the file size in bytes."""
+    from ..persist import atomic_write_bytes  # persist imports the estimator; keep it lazy
+
+    data = encode_packed(model)
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def read_packed(path: str | os.PathLike) -> PackedModel:
+    """Read and fully validate a ``.ebpb`` file.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ModelFormatError
+        On a wrong magic, an unsupported version or byte order, a truncated or over-long file,
+        a checksum mismatch, or a header/array that is inconsistent.
+    """
+    path = Path(path)
+    return decode_packed(path.read_bytes(), str(path))
+
+
+def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
+    """Inverse of :func:`encode_packed`; see :func:`read_packed` for the errors."""
+    if len(data) < _PREAMBLE.size:
+        raise ModelFormatError(
+            f"{source}: {len(data)} bytes is too short for a .ebpb file (truncated?)"
+        )
+    magic, version, bom, h_len, p_len, digest = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise ModelFormatError(f"{source}: not a packed ebprop model (bad magic {magic!r})")
+    if bom != _BOM:
+        if bom == 0xFFFE:
+            raise ModelFormatError(f"{source}: big-endian .ebpb files are not supported")
+        raise ModelFormatError(f"{source}: bad byte-order mark {bom:#06x}")
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{source}: format version {version} is not supported (this ebprop reads version "
+            f"{FORMAT_VERSION}); upgrade ebprop or re-export the model"
+        )
+    expected = _PREAMBLE.size + h_len + p_len
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise ModelFormatError(
+            f"{source}: file {what}: {len(data)} bytes, the header says {expected}"
+        )
+    body = data[_PREAMBLE.size :]
+    if hashlib.sha256(body).digest() != digest:
+        raise ModelFormatError(f"{source}: checksum mismatch; the file is corrupt")
+    try:
+        header = json.loads(body[:h_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
+    model = _model_from_header(header, body[h_len:], source)
+    validate_model(model, source)
+    return model
+
+
+def _require(cond: bool, source: str, message: str) -> None:
+    if not cond:
+        raise ModelFormatError(f"{source}: {message}")
+
+
+def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
+    _require(isinstance(header, dict), source, "header must be a JSON object")
+    for key in (
+        "format",
+        "byte_order",
+        "word_bits",
+        "sizes",
+        "preprocessing",
+        "classes",
+        "output_dtype",
+        "arrays",
+    ):
+        _require(key in header, source, f"header lacks {key!r}")
+    _require(header["format"] == FORMAT_NAME, source, f"format is {header['format']!r}")
+    _require(header["byte_order"] == "little", source, "byte_order must be 'little'")
+    _require(header["word_bits"] == 64, source, "word_bits must be 64")
+    sizes = header["sizes"]
+    _require(
+        isinstance(sizes, list)
+        and len(sizes) >= 3
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes),
+        source,
+        f"sizes must list ≥ 3 positive integers, got {sizes!r}",
+    )
+    out_dtype = header["output_dtype"]
+    _require(out_dtype in _OUTPUT_DTYPES, source, f"output_dtype {out_dtype!r} not supported")
+    table = header["arrays"]
+    _require(isinstance(table, list), source, "arrays must be a list")
+    arrays: dict[str, np.ndarray] = {}
+    for entry in table:
+        _require(
+            isinstance(entry, dict)
+            and {"name", "dtype", "shape", "offset", "nbytes"} <= set(entry),
+            source,
+            f"bad array entry {entry!r}",
+        )
+        name = entry["name"]
+        _require(isinstance(name, str) and name not in arrays, source, f"bad array name {name!r}")
+        try:
+            dt = np.dtype(entry["dtype"])
+        except TypeError as exc:
+            raise ModelFormatError(f"{source}: array {name}: bad dtype {entry['dtype']!r}") from exc
+        shape, offset, nbytes = entry["shape"], entry["offset"], entry["nbytes"]
+        _require(
+            isinstance(shape, list)
+            and all(isinstance(s, int) and s >= 0 for s in shape)
+            and isinstance(offset, int)
+            and isinstance(nbytes, int)
+            and offset >= 0,
+            source,
+            f"array {name}: bad shape/offset/nbytes",
+        )
+        _require(
+            dt.kind in "iuf" and dt.str[0] in "<|",
+            source,
+            f"array {name}: dtype {dt.str} is not a little-endian number type",
+        )
+        _require(
+            int(np.prod(shape)) * dt.itemsize == nbytes,
+            source,
+            f"array {name}: {nbytes} bytes do not match shape {shape} of {dt.str}",
+        )
+        _require(offset + nbytes <= len(payload), source, f"array {name} runs past the payload")
+        arrays[name] = np.frombuffer(
+            payload, dtype=dt, count=int(np.prod(shape)), offset=offset
+        ).reshape(shape)
+    n_layers = len(sizes) - 1
+    expected = {f"weights_{i}" for i in range(n_layers)}
+    expected |= {f"thresholds_{i}" for i in range(n_layers - 1)} | {"output_bias"}
+    _require(
+        set(arrays) == expected,
+        source,
+        f"arrays {sorted(arrays)} differ from the expected {sorted(expected)}",
+    )
+    _require(
+        arrays["output_bias"].dtype == np.dtype(_OUTPUT_DTYPES[out_dtype]),
+        source,
+        f"output_bias dtype {arrays['output_bias'].dtype} is not {out_dtype}",
+    )
+    classes = header["classes"]
+    _require(
+        isinstance(classes, list) and len(classes) >= 2,
+        source,
+        "classes must list at least 2 labels",
+    )
+    _require(
+        all(isinstance(c, (int, float, str)) and not isinstance(c, bool) for c in classes),
+        source,
+        "class labels must be numbers or strings",
+    )
+    _require(len({type(c) for c in classes}) == 1, source, "class labels must share one type")
+    return PackedModel(
+        sizes=tuple(sizes),
+        weights=[arrays[f"weights_{i}"].astype(np.uint64) for i in range(n_layers)],
+        thresholds=[
+            arrays[f"thresholds_{i}"].astype(arrays[f"thresholds_{i}"].dtype.newbyteorder("="))
+            for i in range(n_layers - 1)
+        ],
+        output_bias=arrays["output_bias"].astype(arrays["output_bias"].dtype.newbyteorder("=")),
+        classes=np.asarray(classes),
+        preprocessing=header["preprocessing"],
+        source=header.get("source", {}) if isinstance(header.get("source", {}), dict) else {},
+    )
+
+
+def validate_model(model: PackedModel, source: str) -> None:
+    """Check shapes, dtypes, padding bits, threshold ranges and preprocessing; raise
+    :class:`ModelFormatError` naming the first problem."""
+    sizes = model.sizes
+    n_layers = len(sizes) - 1
+    _require(n_layers >= 2, source, "a packed model needs at least one hidden layer")
+    _require(
+        len(model.weights) == n_layers and len(model.thresholds) == n_layers - 1,
+        source,
+        "one weight array per layer and one threshold array per hidden layer expected",
+    )
+    for layer in range(n_layers):
+        w = model.weights[layer]
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        _require(
+            w.dtype == np.uint64 and w.shape == (n_out, n_words(n_in)),
+            source,
+            f"weights_{layer} has shape {w.shape} ({w.dtype}), expected "
+            f"{(n_out, n_words(n_in))} uint64",
+        )
+        _require(padding_is_zero(w, n_in), source, f"weights_{layer} has non-zero padding bits")
+    for layer, t in enumerate(model.thresholds):
+        n_out = sizes[layer + 1]
+        _require(
+            t.shape == (n_out,) and t.dtype.newbyteorder("<").str in _THRESHOLD_DTYPES,
+            source,
+            f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
+            f"({n_out},) int16/int32/int64",
+        )
+    b = model.output_bias
+    _require(
+        b.shape == (sizes[-1],) and b.dtype.name in _OUTPUT_DTYPES,
+        source,
+        f"output_bias has shape {b.shape} ({b.dtype}), expected ({sizes[-1]},) float",
+    )
+    _require(bool(np.isfinite(b).all()), source, "output_bias contains NaN or Inf")
+    n_classes = len(model.classes)
+    _require(
+        n_classes >= 2 and sizes[-1] == (1 if n_classes == 2 else n_classes),
+        source,
+        f"{sizes[-1]} output units do not fit {n_classes} classes",
+    )
+    check_preprocessing(model.preprocessing, sizes[0], source)
+
+
+def check_preprocessing(pre: Any, n_in: int, source: str) -> None:
+    """Validate the ``preprocessing`` dict against the input width n_in."""
+    _require(isinstance(pre, dict), source, "preprocessing must be a JSON object")
+    _require(
+        set(pre) == {"input", "scaling", "max_value", "image_shape"},
+        source,
+        f"preprocessing keys {sorted(pre)} are not input/scaling/max_value/image_shape",
+    )
+    _require(pre["input"] == "uint8", source, "preprocessing input must be 'uint8'")
+    _require(pre["scaling"] in SCALINGS, source, f"scaling {pre['scaling']!r} not supported")
+    m = pre["max_value"]
+    _require(
+        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 255,
+        source,
+        f"max_value must be an integer in 1..255, got {m!r}",
+    )
+    shape = pre["image_shape"]
+    _require(
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(isinstance(s, int) and s > 0 for s in shape)
+        and shape[0] * shape[1] == n_in,
+        source,
+        f"image_shape {shape!r} does not hold the {n_in} inputs",
+    )

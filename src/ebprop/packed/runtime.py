@@ -1,0 +1,293 @@
+"""PackedNetwork: the EBP-D network of a binary-weight model, run on packed bits.
+
+Arithmetic (all exact):
+
+* first layer, on raw uint8 pixels p: the integer s = Σ_j w_j p_j; unit k fires iff s_k ≥ T_k
+  with T_k folded from the real bias in exact rational arithmetic
+  (:func:`ebprop.packed.pack.pixel_thresholds`);
+* hidden layers: dot = n − 2·popcount(a XOR w); fires iff dot ≥ T = ceil(−b);
+* output layer: the integer dot, converted to the model's float dtype, plus the real bias (the
+  very operation ``h @ W_L + b_L`` performs, whose products and sums of ±1 are exact), then
+  argmax (first maximum on ties) or, for one output unit, ``≥ 0``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import DataError, ModelFormatError
+from . import pack
+from .fileformat import PackedModel, read_packed, validate_model, write_packed
+
+BACKENDS = ("auto", "numba", "numpy")
+
+
+def _numba_kernels():
+    try:
+        from . import _kernels
+    except ImportError:  # pragma: no cover - numba is installed in every supported setup
+        return None
+    return _kernels
+
+
+def preprocessing_of(preprocessor: Any) -> dict:
+    """The ``.ebpb`` preprocessing description of a fitted Preprocessor, or a clear error.
+
+    Only pixel features with ``unit`` or ``symmetric`` scaling reduce to integers on raw pixels;
+    filters, deskewing, ``standard`` and ``binary`` scaling are refused.
+    """
+    if preprocessor is None:
+        raise ModelFormatError(
+            "the model has no preprocessor; packed export needs to know how raw pixels are "
+            "scaled (train with a Preprocessor, scaling='unit')"
+        )
+    meta, _ = preprocessor.get_state()
+    problems = []
+    if meta["scaling"] not in ("unit", "symmetric"):
+        problems.append(f"scaling={meta['scaling']!r} (only 'unit' and 'symmetric')")
+    if meta["filters"]:
+        problems.append(f"filters={meta['filters']!r} (filter features are real-valued)")
+    if meta["deskew"]:
+        problems.append("deskew=True (interpolation is real-valued)")
+    if not meta["keep_pixels"]:
+        problems.append("keep_pixels=False")
+    m = meta["max_value"]
+    if float(m) != int(m) or not 1 <= int(m) <= 255:
+        problems.append(f"max_value={m!r} (must be an integer in 1..255 for uint8 pixels)")
+    if problems:
+        raise ModelFormatError(
+            "cannot export this model's preprocessing to integer arithmetic on uint8 pixels: "
+            + "; ".join(problems)
+            + ". Retrain with Preprocessor(scaling='unit') and no filters/deskew."
+        )
+    return {
+        "input": "uint8",
+        "scaling": meta["scaling"],
+        "max_value": int(m),
+        "image_shape": [int(s) for s in meta["image_shape"]],
+    }
+
+
+def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None) -> PackedModel:
+    """The packed EBP-D network of a fitted binary-weight EBPClassifier.
+
+    Parameters
+    ----------
+    estimator : EBPClassifier
+        Fitted, ``weights="binary"``, at least one hidden layer.
+    preprocessor : Preprocessor
+        Fitted; see :func:`preprocessing_of` for what is supported.
+    source : dict, optional
+        Free-form provenance stored in the file.
+
+    Raises
+    ------
+    ModelFormatError
+        For real weights, no hidden layer, or preprocessing that is not integer-reproducible.
+    """
+    if getattr(estimator, "weights", None) != "binary":
+        raise ModelFormatError(
+            f"only binary-weight models can be packed; this one has "
+            f"weights={getattr(estimator, 'weights', None)!r}"
+        )
+    if not hasattr(estimator, "coefs_"):
+        raise ModelFormatError("the estimator is not fitted")
+    H, b = list(estimator.coefs_), list(estimator.intercepts_)
+    if len(H) < 2:
+        raise ModelFormatError(
+            "a packed model needs at least one hidden layer (a single linear layer on pixels "
+            "has a real-valued output that integers cannot reproduce exactly)"
+        )
+    prep = preprocessing_of(preprocessor)
+    sizes = (H[0].shape[0],) + tuple(h.shape[1] for h in H)
+    m = prep["max_value"]
+    bits = [pack.sign_weights(h) for h in H]
+    thresholds = []
+    for layer in range(len(H) - 1):
+        n_in = sizes[layer]
+        if layer == 0:
+            wsum = 2 * bits[0].sum(axis=1, dtype=np.int64) - n_in
+            t = pack.pixel_thresholds(b[0], wsum, m, prep["scaling"])
+            lo, hi = -n_in * m, n_in * m
+        else:
+            t, lo, hi = pack.hidden_thresholds(b[layer]), -n_in, n_in
+        dt = pack.smallest_int_dtype(lo, hi + 1)
+        thresholds.append(pack.clip_thresholds(t, lo, hi).astype(dt))
+    dtype = np.dtype(getattr(estimator, "dtype", "float32"))
+    model = PackedModel(
+        sizes=sizes,
+        weights=[pack.pack_bits(x) for x in bits],
+        thresholds=thresholds,
+        output_bias=np.asarray(b[-1], dtype=dtype).copy(),
+        classes=np.asarray(estimator.classes_),
+        preprocessing=prep,
+        source=dict(source or {}),
+    )
+    validate_model(model, "<estimator>")
+    return model
+
+
+@dataclass
+class PackedNetwork:
+    """A packed EBP-D network ready to classify raw uint8 images.
+
+    Build with :meth:`from_estimator` or :meth:`load`; then :meth:`predict` on raw pixels
+    ``(n, h, w)`` or ``(n, h*w)``.
+
+    Parameters
+    ----------
+    model : PackedModel
+    backend : {"auto", "numba", "numpy"}
+        ``numba``: compiled popcount kernels (needs numba); ``numpy``: ``np.bitwise_count``;
+        ``auto``: numba when importable.
+    """
+
+    model: PackedModel
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        self._kernels = None
+        if self.backend in ("auto", "numba"):
+            self._kernels = _numba_kernels()
+            if self._kernels is None and self.backend == "numba":
+                raise ImportError("backend='numba' needs numba; pip install numba")
+        m = self.model
+        # First layer as ±1 int8 in (n_in, n_out): contiguous over units for the pixel sums.
+        w0 = pack.unpack_bits(m.weights[0], m.sizes[0]).T
+        self._w0_t = np.ascontiguousarray(np.where(w0, 1, -1).astype(np.int8))
+        wide = any(t.dtype.itemsize > 4 for t in m.thresholds)
+        self._t = [t.astype(np.int64 if wide else np.int32) for t in m.thresholds]
+        self._ws = tuple(np.ascontiguousarray(w) for w in m.weights[1:])
+        self._ns = np.array(m.sizes[1:-1], dtype=np.int64)
+        self._ts = tuple(self._t[1:]) + (np.zeros(0, dtype=self._t[0].dtype),)
+
+    # ------------------------------------------------------------------ construction / I/O
+    @classmethod
+    def from_estimator(
+        cls, estimator: Any, preprocessor: Any, backend: str = "auto"
+    ) -> PackedNetwork:
+        """Pack a fitted binary EBPClassifier (see :func:`pack_estimator`)."""
+        return cls(pack_estimator(estimator, preprocessor), backend)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "auto") -> PackedNetwork:
+        """Read a ``.ebpb`` file (fully validated; :class:`ModelFormatError` when not valid)."""
+        return cls(read_packed(path), backend)
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the ``.ebpb`` file atomically; returns its size in bytes."""
+        return write_packed(path, self.model)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.model.sizes
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model.classes
+
+    @property
+    def weight_nbytes(self) -> int:
+        """Bytes of the packed weight arrays (padding included)."""
+        return sum(w.nbytes for w in self.model.weights)
+
+    # ------------------------------------------------------------------ inference
+    def check_pixels(self, pixels: Any) -> np.ndarray:
+        """Validate raw images → uint8 (n, n_0), C-contiguous.
+
+        Accepts (n, h, w) with the model's image shape, (n, h*w), or one image (h, w)/(h*w,).
+        """
+        prep = self.model.preprocessing
+        h, w = prep["image_shape"]
+        x = np.asarray(pixels)
+        if x.ndim == 2 and x.shape == (h, w) and h != 1:
+            x = x[None]
+        elif x.ndim == 1:
+            x = x[None]
+        if x.ndim == 3:
+            if x.shape[1:] != (h, w):
+                raise DataError(f"images are {x.shape[1]}x{x.shape[2]}; this model takes {h}x{w}")
+            x = x.reshape(x.shape[0], h * w)
+        if x.ndim != 2 or x.shape[1] != h * w:
+            raise DataError(
+                f"pixels must have shape (n, {h}, {w}) or (n, {h * w}), got {np.shape(pixels)}"
+            )
+        if x.dtype != np.uint8:
+            if not np.issubdtype(x.dtype, np.integer):
+                raise DataError(
+                    f"pixels must be raw integer values (uint8), got dtype {x.dtype}; "
+                    "pass the images before scaling"
+                )
+            if x.size and (x.min() < 0 or x.max() > 255):
+                raise DataError(f"pixel values span [{x.min()}, {x.max()}], outside [0, 255]")
+            x = x.astype(np.uint8)
+        if x.size and int(x.max()) > prep["max_value"]:
+            raise DataError(
+                f"pixel value {int(x.max())} exceeds this model's max_value {prep['max_value']}"
+            )
+        return np.ascontiguousarray(x)
+
+    def _output_dots_numba(self, x: np.ndarray) -> np.ndarray:
+        k = self._kernels
+        n = x.shape[0]
+        bufs = tuple(np.empty((n, pack.n_words(s)), dtype=np.uint64) for s in self.sizes[1:-1])
+        out = np.empty((n, self.sizes[-1]), dtype=np.int64)
+        if n >= k.PARALLEL_MIN_BATCH:
+            import numba
+
+            k.forward_parallel(
+                x,
+                self._w0_t,
+                self._t[0],
+                self._ws,
+                self._ns,
+                self._ts,
+                bufs,
+                out,
+                numba.get_num_threads(),
+            )
+        else:
+            k.forward_serial(
+                x, self._w0_t, self._t[0], self._ws, self._ns, self._ts, bufs, out, 0, n
+            )
+        return out
+
+    def integer_preactivations(self, pixels: Any) -> list[np.ndarray]:
+        """The integer dot product of every layer, by the NumPy kernels (for inspection).
+
+        Returns
+        -------
+        list of ndarray int32, one (n, n_{l+1}) per layer: s = Σ w p for the first layer,
+        n − 2·popcount(a XOR w) for the others.
+        """
+        x = self.check_pixels(pixels)
+        m = self.model
+        dots = [pack.pixel_dot(x, m.weights[0])]
+        for layer in range(1, len(m.weights)):
+            a = pack.pack_bits(dots[-1] >= self._t[layer - 1])
+            dots.append(pack.binary_dot(a, m.weights[layer], m.sizes[layer]))
+        return dots
+
+    def decision_function(self, pixels: Any) -> np.ndarray:
+        """The EBP-D linear outputs, (n, n_L) in the model's float dtype ((n,) for one unit)."""
+        x = self.check_pixels(pixels)
+        if self._kernels is not None:
+            dots = self._output_dots_numba(x)
+        else:
+            dots = self.integer_preactivations(x)[-1]
+        bias = self.model.output_bias
+        out = dots.astype(bias.dtype) + bias  # one rounding, as in h @ W_L + b_L
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict(self, pixels: Any) -> np.ndarray:
+        """Class labels of raw images (argmax, first maximum on ties; ≥ 0 for one unit)."""
+        out = self.decision_function(pixels)
+        idx = (out >= 0).astype(np.intp) if out.ndim == 1 else out.argmax(axis=1)
+        return self.model.classes[idx]

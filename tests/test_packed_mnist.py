@@ -1,0 +1,54 @@
+"""Packed runtime and C export on the full MNIST test set (skips without MNIST)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import mnist_dir, requires_mnist
+from packed_c_helper import CC, c_predict
+
+from ebprop import EBPClassifier
+from ebprop.datasets import Preprocessor, load_dataset
+from ebprop.packed import PackedNetwork
+
+pytestmark = [requires_mnist, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ds = load_dataset("mnist", mnist_dir(), download=False)
+    pre = Preprocessor(scaling="unit").fit(ds.X_train, ds.max_value)
+    est = EBPClassifier(hidden_layer_sizes=(100,), max_iter=1, random_state=0)
+    est.fit(pre.transform(ds.X_train[:4000]), ds.y_train[:4000])
+    return ds, pre, est
+
+
+def test_full_test_set_predictions_and_preactivations_exact(trained):
+    ds, pre, est = trained
+    X = ds.X_test
+    assert len(X) == 10_000
+    ref = est.predict(pre.transform(X), readout="deterministic")
+    net = PackedNetwork.from_estimator(est, pre)
+    pred = net.predict(X)
+    np.testing.assert_array_equal(pred, ref)
+    assert (pred == ds.y_test).mean() > 0.7  # briefly trained, but clearly learning
+    # integer pre-activations: pixel sums equal the float64 sums, the hidden decisions equal the
+    # float32 decisions of the estimator's own path, output dots equal h @ W exactly
+    ints = net.integer_preactivations(X)
+    W0 = np.where(est.coefs_[0] >= 0, 1.0, -1.0)
+    np.testing.assert_array_equal(ints[0], (X.reshape(len(X), -1).astype(np.float64) @ W0))
+    x32 = pre.transform(X)
+    fires32 = (x32 @ W0.astype(np.float32) + est.intercepts_[0]) >= 0
+    np.testing.assert_array_equal(ints[0] >= net.model.thresholds[0], fires32)
+    h = np.where(fires32, 1.0, -1.0)
+    np.testing.assert_array_equal(ints[1], h @ np.where(est.coefs_[1] >= 0, 1.0, -1.0))
+
+
+@pytest.mark.skipif(CC is None, reason="no C compiler (cc) on PATH")
+def test_c_export_on_1000_mnist_test_images(trained, tmp_path):
+    ds, pre, est = trained
+    images = ds.X_test[:1000]
+    ref = est.predict(pre.transform(images), readout="deterministic")
+    net = PackedNetwork.from_estimator(est, pre)
+    got = c_predict(net.model, images, tmp_path)
+    np.testing.assert_array_equal(est.classes_[got], ref)
