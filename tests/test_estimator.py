@@ -9,6 +9,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ebprop import EBPClassifier
+from ebprop.core import PARAMETER_BOUND
 
 
 def _expected_failures(estimator):
@@ -205,3 +206,19 @@ def test_input_dropout_changes_training_but_not_the_api(digits_split):
     )
     assert not np.allclose(a.coefs_[0], b.coefs_[0])
     assert b.score(Xte, yte) > 0.9
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_divergent_big_batches_stay_finite_and_warn(digits_split, weights):
+    # The summed update overshoots when σ²c < batch size; at batch 1000 on digits it diverges.
+    # The parameter bound keeps every number finite and the user is told.
+    Xtr, Xte, ytr, _ = digits_split
+    clf = EBPClassifier(
+        hidden_layer_sizes=(200,), weights=weights, batch_size=1000, max_iter=5, random_state=0
+    )
+    with pytest.warns(RuntimeWarning, match="diverged.*smaller batch size than 1000"):
+        clf.fit(Xtr, ytr)
+    params = clf.coefs_ + clf.intercepts_
+    assert all(np.all(np.isfinite(p)) for p in params)
+    assert max(np.abs(p).max() for p in params) <= PARAMETER_BOUND
+    assert np.all(np.isfinite(clf.predict_proba(Xte)))

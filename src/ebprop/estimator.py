@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -13,8 +14,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .core import (
+    PARAMETER_BOUND,
     Network,
     class_log_probabilities,
+    diverged,
     dropout_nu,
     forward,
     init_network,
@@ -24,6 +27,11 @@ from .core import (
 from .train import decode_outputs, encode_targets, epoch_order, run_minibatches_inplace
 
 _READOUTS = ("probabilistic", "deterministic")
+DIVERGED_MESSAGE = (
+    "epoch {epoch}: EBP's summed minibatch update diverged (parameters reached the bound "
+    f"±{PARAMETER_BOUND:g}); predictions are unreliable. Use a smaller batch size than {{bs}} "
+    "(the update overshoots when a unit's variance σ²c is below the batch size)."
+)
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
 
 
@@ -278,6 +286,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             net, X, Y, order, self.batch_size, dropout_nu(self.input_dropout), on_batch=on_batch
         )
         self.n_iter_ += 1
+        if diverged(net):
+            warnings.warn(
+                DIVERGED_MESSAGE.format(epoch=self.n_iter_, bs=self.batch_size),
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self.training_error_curve_.append(n_errors / X.shape[0])
         if self.verbose:
             print(

@@ -26,6 +26,7 @@ import json
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ from tqdm.auto import tqdm
 
 from . import metrics, plots
 from ._version import __version__
-from .core import dropout_nu
+from .core import diverged, dropout_nu
+from .estimator import DIVERGED_MESSAGE
 from .exceptions import ModelFormatError
 from .persist import (
     atomic_savez,
@@ -451,6 +453,12 @@ def train_run(
                 f"training diverged in epoch {epoch}: parameters became NaN or infinite "
                 f"(try binary weights, a smaller --prior-variance, or wider layers); the "
                 f"checkpoint of the last good state is kept in {ckpt_path}"
+            )
+        if diverged(net):
+            warnings.warn(
+                DIVERGED_MESSAGE.format(epoch=epoch, bs=options.batch_size),
+                RuntimeWarning,
+                stacklevel=2,
             )
         t_eval = time.perf_counter()
         val, test = _evaluate(est, data.X_val, data.y_val), _evaluate(est, data.X_test, data.y_test)

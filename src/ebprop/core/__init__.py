@@ -14,9 +14,11 @@ from .predict import (
     predict_probabilistic,
 )
 from .step import step_inplace
-from .update import update_inplace
+from .update import PARAMETER_BOUND, diverged, update_inplace
 
 __all__ = [
+    "PARAMETER_BOUND",
+    "diverged",
     "BinaryWeights",
     "LayerStats",
     "Network",

@@ -12,6 +12,18 @@ import numpy as np
 from .forward import LayerStats
 from .network import Network
 
+#: |H| and |b| are kept within this bound. Not part of the paper: the summed minibatch update
+#: overshoots when σ²c < batch size (e.g. saturated small nets at batch ≥ 16) and then grows
+#: geometrically until it overflows. The bound keeps every number finite without touching normal
+#: training (tanh saturates in float64 by |H| = 20; MNIST runs stay far below 1e4), and
+#: :func:`diverged` lets callers tell the user.
+PARAMETER_BOUND = 1e4
+
+
+def diverged(net: Network) -> bool:
+    """True when some parameter has reached :data:`PARAMETER_BOUND` (the update diverged)."""
+    return any(np.abs(p).max() >= PARAMETER_BOUND for p in (*net.H, *net.b) if p.size)
+
 
 def update_inplace(
     net: Network, x: np.ndarray, stats: list[LayerStats], deltas: list[np.ndarray]
@@ -33,6 +45,7 @@ def update_inplace(
     for layer, (v_prev, delta) in enumerate(zip(inputs, deltas, strict=True)):
         half_delta = 0.5 * delta  # ½ folded into the small (batch, n_out) factor
         net.b[layer] += half_delta.sum(axis=0)
+        np.clip(net.b[layer], -PARAMETER_BOUND, PARAMETER_BOUND, out=net.b[layer])
         # core layout (n_in, n_out): ⟨v⟩ᵀ (½Δ) is the paper's ½ Δ ⟨v⟩ᵀ transposed.
         v_prev_T = np.ascontiguousarray(v_prev.T)  # (n_in, batch): row blocks are contiguous
         H = net.H[layer]
@@ -44,4 +57,5 @@ def update_inplace(
             else:
                 np.matmul(v_prev_T[rows], half_delta, out=increment)
             H[rows] += increment
+            np.clip(H[rows], -PARAMETER_BOUND, PARAMETER_BOUND, out=H[rows])
             net.refresh_moments_inplace(layer, rows)
