@@ -10,7 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# One BLAS thread per process, for the suite and the subprocesses it starts: minibatch-sized
+# products gain nothing from a second thread, and on a busy 2-core machine OpenBLAS's spinning
+# threads made one MNIST epoch 5-20x slower (docs/performance.md).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+_BLAS_LIMIT = threadpool_limits(limits=1)  # in case NumPy was imported before this file
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if "EBPROP_DATA" not in os.environ and (_SHARED / "mnist").is_dir():
