@@ -605,9 +605,10 @@ def info(model_path: Path, as_json: bool) -> None:
         )
 
 
-from .sweep_cli import sweep  # noqa: E402 - registered after main is defined
+from .sweep_cli import report, sweep  # noqa: E402 - registered after main is defined
 
 main.add_command(sweep)
+main.add_command(report)
 
 from .packed.commands import bench_inference, export  # noqa: E402 - issue 6: deployment
 

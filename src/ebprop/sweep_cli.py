@@ -9,7 +9,7 @@ import click
 
 from .exceptions import EBPropError
 
-__all__ = ["sweep"]
+__all__ = ["report", "sweep"]
 
 
 @click.command()
@@ -88,3 +88,37 @@ def sweep(
             f"{len(result.failed)} of {len(exp.runs)} runs failed (see above); fix the cause and "
             "run the same command again to retry them"
         )
+
+
+@click.command()
+@click.argument(
+    "sweep_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False)
+)
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False), required=True,
+    help="Folder for results.csv, results.md and results.png.",
+)  # fmt: skip
+@click.option("--title", default="results", show_default=True, help="Heading of results.md.")
+def report(sweep_dirs: tuple[str, ...], out: str, title: str) -> None:
+    """One results table over the finished runs of several sweep folders (or run folders).
+
+    Every ``summary.json`` directly inside a SWEEP_DIR (or the folder's own) is read; runs that
+    differ only in their seed are grouped, exactly as ``ebprop sweep`` does.
+    """
+    import json
+
+    from .sweep import aggregate, write_results
+
+    summaries = []
+    for d in map(Path, sweep_dirs):
+        paths = [d / "summary.json"] if (d / "summary.json").is_file() else []
+        paths += sorted(d.glob("*/summary.json"))
+        if not paths:
+            raise EBPropError(f"{d}: no finished run (no summary.json) in this folder")
+        summaries += [json.loads(p.read_text()) for p in paths]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = write_results(aggregate(summaries), out_dir, title)
+    click.echo(f"{len(summaries)} finished runs; results:")
+    for kind in ("md", "csv", "png"):
+        click.echo(f"  {files[kind]}")
