@@ -228,3 +228,14 @@ def test_initialisation_has_the_requested_variance(family):
     assert np.all(np.abs(net.H[0]) <= np.sqrt(3 * 2.0 / 400))
     assert np.isclose(net.H[1].var(), 2.0 / 300, rtol=0.2)
     assert all(np.all(b == 0) for b in net.b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_variance_stays_positive_with_saturated_weights_and_huge_inputs(dtype):
+    # Σx² − x²@M² is 0 in exact arithmetic when every |M| = 1; rounding must not make σ² < 1/c.
+    rng = np.random.default_rng(5)
+    H = [np.where(rng.random((784, 30)) < 0.5, 50.0, -50.0).astype(dtype)]
+    net = Network(BinaryWeights(), H=H, b=[np.zeros(30, dtype)])
+    x = (rng.random((64, 784)) * 1e4).astype(dtype)
+    (s,) = forward(net, x)
+    assert np.all(np.isfinite(s.z)) and np.all(s.scale >= 1.0)

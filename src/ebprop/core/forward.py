@@ -69,6 +69,9 @@ def layer_forward(
     b : (n_out,) biases.
     var_sum : (batch, n_out) Σ_j Var(W_jk v_j), without the bias's +1; overwritten.
     """
+    # Σ Var ≥ 0 exactly; a difference of sums (binary: Σx² − x²@M²) can round below 0 when the
+    # weights are saturated and the inputs large, so clamp before the bias's +1.
+    np.maximum(var_sum, 0.0, out=var_sum)
     var_sum += 1.0
     scale = np.sqrt(var_sum, out=var_sum)  # √(σ²c), in var_sum's storage
     z = m @ M
