@@ -831,6 +831,7 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pat
     Error bars are the std over seeds. Written atomically as PNG (matplotlib's Agg backend).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
 
     from .persist import atomic_write_bytes
 
@@ -855,6 +856,9 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pat
             label=label,
         )
     ax.set_xscale("log")
+    ax.set_yscale("log")  # errors span 1 % to tens of %: a linear axis hides the good rows
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("number of weights")
     ax.set_ylabel("test error (%) at the validation-chosen epoch")
     ax.grid(True, which="both", alpha=0.3)
