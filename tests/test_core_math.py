@@ -21,7 +21,9 @@ from ebprop.core import (
     forward,
     init_network,
     output_delta,
+    output_z,
     predict_deterministic,
+    predict_probabilistic,
     step_inplace,
 )
 from ebprop.core.forward import LayerStats
@@ -239,3 +241,12 @@ def test_variance_stays_positive_with_saturated_weights_and_huge_inputs(dtype):
     x = (rng.random((64, 784)) * 1e4).astype(dtype)
     (s,) = forward(net, x)
     assert np.all(np.isfinite(s.z)) and np.all(s.scale >= 1.0)
+
+
+def test_ebp_p_readout_is_the_sign_mean_of_the_output_z():
+    # ⟨v_L⟩ = 2Φ(z_L) − 1: the two EBP-P helpers of predict.py describe the same output.
+    net = _random_net(BinaryWeights(), (5, 4, 3), scale=0.7)
+    x = np.random.default_rng(6).normal(size=(8, 5))
+    np.testing.assert_allclose(
+        predict_probabilistic(net, x), 2 * stats.norm.cdf(output_z(net, x)) - 1, atol=1e-12
+    )

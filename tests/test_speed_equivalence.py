@@ -97,7 +97,9 @@ def test_hidden_variance_sum_matches_colsum_form(family):
     rng = np.random.default_rng(3)
     m = rng.uniform(-1, 1, size=(6, 9))
     M2 = rng.uniform(0, 1, size=(9, 4))
-    expected = family.second_moment_colsum(M2) - (m * m) @ M2
+    # Σ_j E(W_jk²) − ⟨v_j⟩² M²_jk with E(W²) = 1 (binary) or M² + v (real), term by term.
+    second_moment = np.ones_like(M2) if family.name == "binary" else M2 + family.prior_variance
+    expected = second_moment.sum(axis=0) - (m * m) @ M2
     np.testing.assert_allclose(family.hidden_variance_sum(m, M2), expected, rtol=1e-13)
 
 

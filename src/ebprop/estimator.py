@@ -19,9 +19,9 @@ from .core import (
     class_log_probabilities,
     diverged,
     dropout_nu,
-    forward,
     init_network,
     make_family,
+    output_z,
     predict_deterministic,
 )
 from .train import decode_outputs, encode_targets, epoch_order, run_minibatches_inplace
@@ -313,7 +313,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         for s in range(0, X.shape[0], _PREDICT_CHUNK):
             chunk = X[s : s + _PREDICT_CHUNK]
             if readout == "probabilistic":
-                out[s : s + _PREDICT_CHUNK] = forward(net, chunk)[-1].z
+                out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
             else:
                 out[s : s + _PREDICT_CHUNK] = predict_deterministic(net, chunk, W)
         return out

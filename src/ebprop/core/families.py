@@ -28,9 +28,6 @@ class WeightFamily(Protocol):
     def first_layer_coefficients(self, nu: float) -> tuple[float, float]:
         """(α, β) such that the first layer's σ²c − 1 = α Σ_j x_j² + β (x² @ M²)."""
 
-    def second_moment_colsum(self, M2: np.ndarray) -> np.ndarray | float:
-        """Σ_j E(W_jk²) over the inputs j, shape (n_out,) or a scalar, from M² (n_in, n_out)."""
-
     def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
         """Σ_j [E(W_jk²) − M²_jk ⟨v_j⟩²] for ±1 inputs of means m (batch, n_in): (batch, n_out)."""
 
@@ -51,9 +48,6 @@ class BinaryWeights:
     def first_layer_coefficients(self, nu: float) -> tuple[float, float]:
         # Σ_j (1 − (1 − ν) M²_j) x_j²  — the authors' analytic input dropout when ν > 0.
         return 1.0, -(1.0 - nu)
-
-    def second_moment_colsum(self, M2: np.ndarray) -> float:
-        return float(M2.shape[0])
 
     def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
         # E(W²) = 1: n_in − ⟨v⟩² @ M².
@@ -85,10 +79,6 @@ class RealWeights:
     def first_layer_coefficients(self, nu: float) -> tuple[float, float]:
         # Σ_j (v + ν M²_j) x_j² with v = prior_variance.
         return float(self.prior_variance), float(nu)
-
-    def second_moment_colsum(self, M2: np.ndarray) -> np.ndarray:
-        # E(W²) = M² + v.
-        return M2.sum(axis=0) + M2.dtype.type(self.prior_variance * M2.shape[0])
 
     def hidden_variance_sum(self, m: np.ndarray, M2: np.ndarray) -> np.ndarray:
         # Σ_j (M² + v) − ⟨v⟩² M² = (1 − ⟨v⟩²) @ M² + n_in v: one pass over M² instead of two
