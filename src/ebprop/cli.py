@@ -139,6 +139,7 @@ _TRAIN_FIELDS = {
     "dtype": "dtype",
     "init_variance": "init_variance",
     "prior_variance": "prior_variance",
+    "reinforcement": "reinforcement",
     "validation": "validation",
     "select_by": "select_by",
     "patience": "patience",
@@ -182,6 +183,11 @@ _TRAIN_FIELDS = {
 )
 @click.option("--init-variance", type=click.FloatRange(min=0, min_open=True), default=1.0)
 @click.option("--prior-variance", type=click.FloatRange(min=0, min_open=True), default=1.0)
+@click.option(
+    "--reinforcement",
+    help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.00005), 'auto', "
+    "or 'hidden=…,output=…,start=…,ramp=…'. [default: off]",
+)
 @click.option(
     "--validation",
     callback=_parse_validation,

@@ -22,6 +22,7 @@ from .core import (
     init_network,
     make_family,
     output_z,
+    parse_reinforcement,
     predict_deterministic,
 )
 from .train import decode_outputs, encode_targets, epoch_order, run_minibatches_inplace
@@ -61,6 +62,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         No mask is sampled: the first layer's variance grows by ν = 4p(1 − p).
     init_variance : float, default=1.0
         H is drawn uniformly with variance ``init_variance / n_in``.
+    reinforcement : float, str or None, default=None
+        Binary weights only. After each minibatch the hidden layers' fields are scaled,
+        H ← ρ H + ΔH, so that their posteriors polarise and EBP-D approaches EBP-P. A number is
+        ρ per minibatch for the hidden layers; ``"auto"`` the measured schedule
+        (:data:`ebprop.core.AUTO_REINFORCEMENT`); ``"hidden=…,output=…,start=…,ramp=…"`` a full
+        schedule (see :class:`ebprop.core.Reinforcement`). None (or 1) is plain EBP.
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.
     shuffle : bool, default=True
@@ -106,6 +113,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         input_dropout: float | None = None,
         init_variance: float = 1.0,
         prior_variance: float = 1.0,
+        reinforcement: float | str | None = None,
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
         dtype: str = "float32",
@@ -119,6 +127,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.input_dropout = input_dropout
         self.init_variance = init_variance
         self.prior_variance = prior_variance
+        self.reinforcement = reinforcement
         self.shuffle = shuffle
         self.random_state = random_state
         self.dtype = dtype
@@ -149,8 +158,15 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        schedule = parse_reinforcement(self.reinforcement)
+        if schedule is not None and self.weights != "binary":
+            raise ValueError(
+                "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
+                f"got weights={self.weights!r}"
+            )
         self._float_dtype()
         self._sizes = sizes
+        self._reinforcement = schedule
 
     def _float_dtype(self) -> np.dtype:
         try:
@@ -283,8 +299,9 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         order = epoch_order(X.shape[0], self._rng, self.shuffle)
         t0 = time.perf_counter()
         _, n_errors = run_minibatches_inplace(
-            net, X, Y, order, self.batch_size, dropout_nu(self.input_dropout), on_batch=on_batch
-        )
+            net, X, Y, order, self.batch_size, dropout_nu(self.input_dropout), on_batch=on_batch,
+            reinforcement=self._reinforcement, epoch=self.n_iter_,
+        )  # fmt: skip
         self.n_iter_ += 1
         if diverged(net):
             warnings.warn(

@@ -58,6 +58,7 @@ _ESTIMATOR_PARAMS = (
     "input_dropout",
     "init_variance",
     "prior_variance",
+    "reinforcement",
     "shuffle",
     "random_state",
     "dtype",

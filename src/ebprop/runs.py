@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import metrics, plots
 from ._version import __version__
-from .core import diverged, dropout_nu
+from .core import diverged, dropout_nu, parse_reinforcement
 from .estimator import DIVERGED_MESSAGE
 from .exceptions import ModelFormatError
 from .persist import (
@@ -87,6 +87,7 @@ class TrainOptions:
     dtype: str = "float32"
     init_variance: float = 1.0
     prior_variance: float = 1.0
+    reinforcement: float | str | None = None
     validation: int | float | None = None
     select_by: str = "probabilistic"
     patience: int | None = None
@@ -122,6 +123,8 @@ class TrainOptions:
         p = self.input_dropout
         if p is not None and not (0.0 < p <= 1.0):
             raise ValueError(f"input_dropout must be a keep probability in (0, 1], got {p!r}")
+        if parse_reinforcement(self.reinforcement) is not None and self.weights != "binary":
+            raise ValueError("reinforcement applies to binary weights only")
 
     def to_dict(self) -> dict:
         """JSON-able dict (``hidden`` as a list)."""
@@ -148,6 +151,7 @@ class TrainOptions:
             "input_dropout": self.input_dropout,
             "init_variance": float(self.init_variance),
             "prior_variance": float(self.prior_variance),
+            "reinforcement": self.reinforcement,
             "random_state": int(self.seed),
             "dtype": self.dtype,
         }
@@ -434,6 +438,7 @@ def train_run(
             pos, errs = run_minibatches_inplace(
                 net, data.X_train, Y, state.order, options.batch_size, nu,
                 start=base_pos, on_batch=batch_done,
+                reinforcement=parse_reinforcement(options.reinforcement), epoch=state.epoch,
             )  # fmt: skip
         finally:
             bar.close()

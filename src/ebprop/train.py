@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Network, step_inplace
+from .core import Network, Reinforcement, step_inplace
 
 #: ``on_batch(position, n_errors_so_far)`` is called after each minibatch; return True to stop.
 BatchCallback = Callable[[int, int], "bool | None"]
@@ -50,6 +50,8 @@ def run_minibatches_inplace(
     nu: float = 0.0,
     start: int = 0,
     on_batch: BatchCallback | None = None,
+    reinforcement: Reinforcement | None = None,
+    epoch: int = 0,
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place.
 
@@ -58,6 +60,8 @@ def run_minibatches_inplace(
     X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
     order : (n,) sample indices for this epoch; start : position in ``order`` to resume from.
     on_batch : called after every minibatch with (position, errors so far); return True to stop.
+    reinforcement : schedule of the factors ρ_l (None: plain EBP); ``epoch`` (finished epochs
+        before this one) and the position in ``order`` give its progress.
 
     Returns
     -------
@@ -70,7 +74,10 @@ def run_minibatches_inplace(
     n = order.shape[0]
     while position < n:
         idx = order[position : position + batch_size]
-        out = step_inplace(net, X[idx], Y[idx], nu)
+        rho = None
+        if reinforcement is not None:
+            rho = reinforcement.factors(len(net.H), epoch + position / n)
+        out = step_inplace(net, X[idx], Y[idx], nu, rho)
         n_errors += int(np.count_nonzero(decode_outputs(out) != labels[idx]))
         position += idx.shape[0]
         if on_batch is not None and on_batch(position, n_errors):

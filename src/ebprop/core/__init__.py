@@ -13,11 +13,16 @@ from .predict import (
     predict_deterministic,
     predict_probabilistic,
 )
+from .reinforce import AUTO as AUTO_REINFORCEMENT
+from .reinforce import Reinforcement, parse_reinforcement
 from .step import step_inplace
 from .update import PARAMETER_BOUND, diverged, update_inplace
 
 __all__ = [
+    "AUTO_REINFORCEMENT",
     "PARAMETER_BOUND",
+    "Reinforcement",
+    "parse_reinforcement",
     "diverged",
     "BinaryWeights",
     "LayerStats",

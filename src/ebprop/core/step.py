@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .backward import backward
@@ -10,7 +12,13 @@ from .network import Network
 from .update import update_inplace
 
 
-def step_inplace(net: Network, x: np.ndarray, y: np.ndarray, nu: float = 0.0) -> np.ndarray:
+def step_inplace(
+    net: Network,
+    x: np.ndarray,
+    y: np.ndarray,
+    nu: float = 0.0,
+    rho: Sequence[float] | None = None,
+) -> np.ndarray:
     """Train ``net`` on one minibatch, in place.
 
     Parameters
@@ -22,6 +30,8 @@ def step_inplace(net: Network, x: np.ndarray, y: np.ndarray, nu: float = 0.0) ->
         Targets of ±1 (one-hot as ±1 for multiclass), in ``net.dtype``.
     nu : float
         Input-dropout factor ν (0 = off).
+    rho : one factor per layer, or None
+        Reinforcement: H_l ← ρ_l H_l + ΔH_l (see :mod:`.update`); None is plain EBP.
 
     Returns
     -------
@@ -30,5 +40,5 @@ def step_inplace(net: Network, x: np.ndarray, y: np.ndarray, nu: float = 0.0) ->
     """
     stats = forward(net, x, nu)
     deltas = backward(net, stats, y)
-    update_inplace(net, x, stats, deltas)
+    update_inplace(net, x, stats, deltas, rho)
     return stats[-1].v

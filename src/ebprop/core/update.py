@@ -1,11 +1,18 @@
-"""The closed-form EBP update (no learning rate).
+"""The closed-form EBP update (no learning rate), with optional reinforcement.
 
-    H_l += ½ Δ_l ⟨v_{l−1}⟩ᵀ,   b_l += ½ Σ Δ_l,   summed over the minibatch, ⟨v_0⟩ = x,
+    H_l ← ρ_l H_l + ½ Δ_l ⟨v_{l−1}⟩ᵀ,   b_l += ½ Σ Δ_l,   summed over the minibatch, ⟨v_0⟩ = x,
 
 then the cached means M = tanh H (binary) or M = H (real) and M² are recomputed.
+
+ρ_l = 1 is the paper's update. ρ_l > 1 is *reinforcement* (not in Soudry et al.; from
+Lucibello, Pittorino, Perugini & Zecchina 2022, who carry the posterior over as the next prior
+raised to the power ρ, i.e. the binary field H scaled by ρ): it polarises each weight's posterior
+towards one sign, so that the most probable network (EBP-D) approaches the posterior mean.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,13 +33,20 @@ def diverged(net: Network) -> bool:
 
 
 def update_inplace(
-    net: Network, x: np.ndarray, stats: list[LayerStats], deltas: list[np.ndarray]
+    net: Network,
+    x: np.ndarray,
+    stats: list[LayerStats],
+    deltas: list[np.ndarray],
+    rho: Sequence[float] | None = None,
 ) -> None:
     """Apply the update to ``net`` in place and refresh its cached moments.
 
     Parameters
     ----------
     x : (batch, n_0) inputs; stats : forward statistics; deltas : Δ_l (batch, n_l) per layer.
+    rho : one factor ρ_l per layer, or None (all 1)
+        Reinforcement: H_l is scaled by ρ_l before the increment is added. A factor of exactly 1
+        skips the multiplication, so ``rho=(1, …, 1)`` is bit-identical to ``rho=None``.
 
     Notes
     -----
@@ -42,7 +56,10 @@ def update_inplace(
     minibatch, instead of once per operation (measured in docs/performance.md).
     """
     inputs = [x] + [s.v for s in stats[:-1]]
+    if rho is not None and len(rho) != len(deltas):
+        raise ValueError(f"rho has {len(rho)} factors for {len(deltas)} layers")
     for layer, (v_prev, delta) in enumerate(zip(inputs, deltas, strict=True)):
+        factor = 1.0 if rho is None else float(rho[layer])
         half_delta = 0.5 * delta  # ½ folded into the small (batch, n_out) factor
         net.b[layer] += half_delta.sum(axis=0)
         np.clip(net.b[layer], -PARAMETER_BOUND, PARAMETER_BOUND, out=net.b[layer])
@@ -56,6 +73,9 @@ def update_inplace(
                 np.multiply(v_prev_T[rows], half_delta, out=increment)
             else:
                 np.matmul(v_prev_T[rows], half_delta, out=increment)
+            if factor != 1.0:
+                # Fused into the block walk: the scaling costs no extra pass over memory.
+                H[rows] *= H.dtype.type(factor)
             H[rows] += increment
             np.clip(H[rows], -PARAMETER_BOUND, PARAMETER_BOUND, out=H[rows])
             net.refresh_moments_inplace(layer, rows)
