@@ -72,7 +72,7 @@ class Reinforcement:
 
     def to_spec(self) -> str:
         """The string form accepted by :func:`parse_reinforcement`."""
-        return f"hidden={self.hidden!r},output={self.output!r},start={self.start!r},ramp={self.ramp!r}"
+        return ",".join(f"{k}={getattr(self, k)!r}" for k in ("hidden", "output", "start", "ramp"))
 
 
 #: The schedule ``reinforcement="auto"`` stands for (measured: docs/results.md, "Deployable
