@@ -40,24 +40,23 @@ def test_best_thresholds_prefer_the_current_one_among_ties() -> None:
     assert best_thresholds(a, always, np.array([-0.2]))[0] <= 0.0
 
 
-def test_refit_recovers_shifted_thresholds() -> None:
-    """A net whose EBP-P hidden units have a known sign rule: refitting an offset bias fixes it."""
+def test_refit_makes_uncertain_sign_units_agree_with_their_means() -> None:
+    """Weak posteriors (small H): tanh H ≈ H makes the bias dominate EBP-P's mean, while sign(H)
+    makes the weights dominate EBP-D. The refitted thresholds restore the agreement."""
     rng = np.random.default_rng(1)
     n_in, n_hidden = 40, 12
-    H0 = rng.normal(scale=3.0, size=(n_in, n_hidden))  # nearly deterministic weights
+    H0 = rng.normal(scale=0.1, size=(n_in, n_hidden))
     H1 = rng.normal(scale=3.0, size=(n_hidden, 3))
-    b0 = rng.normal(scale=0.5, size=n_hidden)
-    X = rng.normal(size=(2000, n_in))
-    # Spoil the first layer's biases; the EBP-P targets come from the spoiled net itself, so
-    # compare agreement of D-units with P-unit signs before and after.
-    spoiled = Network(make_family("binary"), H=[H0, H1], b=[b0 + 8.0, np.zeros(3)])
-    biases = refit_deterministic_biases(spoiled, X)
-    assert np.array_equal(biases[-1], spoiled.b[-1])  # output layer untouched
-    assert spoiled.b[0] is not biases[0] and np.array_equal(spoiled.b[0], b0 + 8.0)  # no mutation
-    target = forward(spoiled, X)[0].z >= 0
+    b0 = rng.normal(scale=1.0, size=n_hidden)
+    net = Network(make_family("binary"), H=[H0, H1], b=[b0, np.zeros(3)])
+    X = rng.normal(size=(2000, n_in)) + 0.3
+    biases = refit_deterministic_biases(net, X)
+    assert np.array_equal(biases[-1], net.b[-1])  # output layer untouched
+    assert np.array_equal(net.b[0], b0)  # the network is not modified
+    target = forward(net, X)[0].z >= 0
     a = X @ np.where(H0 >= 0, 1.0, -1.0)
-    before = ((a + spoiled.b[0] >= 0) == target).mean()
+    before = ((a + net.b[0] >= 0) == target).mean()
     after = ((a + biases[0] >= 0) == target).mean()
-    assert before < 0.8 < 0.95 < after
+    assert before < 0.7 and after > 0.9  # measured 0.63 → 0.91
     refit = Network(make_family("binary"), H=[H0, H1], b=biases)
     assert predict_deterministic(refit, X).shape == (2000, 3)

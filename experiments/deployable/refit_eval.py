@@ -46,7 +46,7 @@ def main() -> None:
         refit = Network(family=net.family, H=net.H, b=b_new)
         classes = est.classes_
 
-        def err(n, X, y):
+        def err(n, X, y, classes=classes):
             return float(np.mean(classes[predict_deterministic(n, X).argmax(1)] != y))
 
         row = {
