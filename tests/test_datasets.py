@@ -280,3 +280,23 @@ def test_real_mnist():
     assert ds.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert ds.checksums["t10k-labels-idx1-ubyte"].startswith("ff7bcfd4")
     assert elapsed < 10  # issue target is 2 s; generous bound for a loaded shared machine
+
+
+def test_class_names(fake_mnist, tmp_path, monkeypatch):
+    arrays, _ = fake_mnist
+    _write(tmp_path / "d", arrays)
+    assert load_dataset("mnist", tmp_path / "d", validation=0).class_names == tuple("0123456789")
+    assert load_dataset("digits").class_names == tuple("0123456789")
+    monkeypatch.setattr(mnist, "_verify", lambda *a: None)  # our fake files as Fashion-MNIST
+    names = load_dataset("fashion-mnist", tmp_path / "d", validation=0).class_names
+    assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(names) == 10
+    assert names[5:8] == ("Sandal", "Shirt", "Sneaker")
+
+
+def test_idx_bomb_in_a_dataset_folder(fake_mnist, tmp_path):
+    arrays, _ = fake_mnist
+    _write(tmp_path / "d", arrays)
+    header = bytes([0, 0, 8, 3]) + np.asarray((10**6, 10**3, 10**3), ">u4").tobytes()
+    (tmp_path / "d" / f"{STEMS[0]}.gz").write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(DataError, match=f"{STEMS[0]}.gz: IDX header declares .* above the limit"):
+        load_dataset("mnist", tmp_path / "d")

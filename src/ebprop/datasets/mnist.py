@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ebprop.datasets.base import DATA_ENV, Dataset, default_cache_dir, resolve_validation
-from ebprop.datasets.idx import decompress, parse_idx
+from ebprop.datasets.idx import decompress, idx_content, parse_idx
 from ebprop.exceptions import ChecksumError, DataError, DataNotFoundError
 
 __all__ = ["MNIST_FAMILY", "find_files", "load_mnist_family"]
@@ -43,6 +43,7 @@ class _Source:
     files: tuple[_File, _File, _File, _File]  # train images, train labels, test images, labels
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 
 # MNIST: SHA-256 of the original LeCun .gz files and of their uncompressed content.
@@ -109,6 +110,19 @@ _FASHION = _Source(
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    # the label names of Zalando's README, by label 0..9
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 )
 
 #: The MNIST-family datasets this module loads, by name.
@@ -345,7 +359,7 @@ def load_mnist_family(
     for spec in source.files:
         path = found[spec.stem]
         raw = path.read_bytes()
-        content = decompress(raw, str(path))
+        content = idx_content(raw, str(path))
         # parse before verifying so a malformed file gets the more specific message
         array = parse_idx(content, str(path))
         _verify(source, spec, raw, content, path)
@@ -369,4 +383,5 @@ def load_mnist_family(
         max_value=255,
         classes=np.arange(_N_CLASSES, dtype=np.int64),
         checksums=checksums,
+        class_names=source.class_names,
     )

@@ -1,0 +1,65 @@
+"""read_image: greyscale at full bit depth, one-line errors, limits before decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebprop.datasets.images import read_image, rescale, resize_image
+from ebprop.exceptions import DataError
+
+
+def test_modes(tmp_path):
+    levels = (np.arange(12).reshape(3, 4) * 5000 + 3).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "g16.png")
+    image, m = read_image(tmp_path / "g16.png")
+    assert m == 65535 and image.dtype == np.uint16
+    np.testing.assert_array_equal(image, levels)
+
+    Image.fromarray(levels.astype(np.int32)).save(tmp_path / "i32.tif")  # mode I
+    image, m = read_image(tmp_path / "i32.tif")
+    np.testing.assert_array_equal(image, levels)
+    assert m == 65535
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: luma 0.299 * 255
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    image, m = read_image(tmp_path / "red.png")
+    assert m == 255 and image.dtype == np.uint8 and (image == 76).all()
+
+    Image.fromarray(np.eye(4, dtype=bool)).save(tmp_path / "bits.png")  # mode 1
+    image, m = read_image(tmp_path / "bits.png")
+    np.testing.assert_array_equal(image, np.eye(4) * 255)
+
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.gif")
+    assert read_image(tmp_path / "pal.gif")[1] == 255
+
+
+def test_refusals(tmp_path):
+    Image.fromarray(np.ones((2, 2), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match=r"f\.tif: floating-point image"):
+        read_image(tmp_path / "f.tif")
+    Image.fromarray(np.full((2, 2), 70000, np.int32)).save(tmp_path / "big.tif")
+    with pytest.raises(DataError, match="outside 0..65535"):
+        read_image(tmp_path / "big.tif")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ok.png")
+    with pytest.raises(DataError, match=r"ok\.png: image of 4x4 pixels is above the limit of 15"):
+        read_image(tmp_path / "ok.png", max_pixels=15)
+    raw = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"cut\.png: unreadable image"):
+        read_image(tmp_path / "cut.png")
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "missing.png")
+
+
+def test_rescale_and_resize():
+    eight = np.array([[0, 1, 128, 255]], np.uint8)
+    np.testing.assert_array_equal(rescale(eight, 255, 65535), [[0, 257, 32896, 65535]])
+    assert rescale(eight, 255, 65535).dtype == np.uint16
+    np.testing.assert_array_equal(rescale(rescale(eight, 255, 65535), 65535, 255), eight)
+    flat = np.full((6, 6), 40000, np.uint16)
+    out = resize_image(flat, (3, 2), 65535)
+    assert out.shape == (3, 2) and out.dtype == np.uint16 and (out == 40000).all()
+    assert resize_image(flat, (6, 6), 65535) is flat
