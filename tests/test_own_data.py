@@ -415,3 +415,15 @@ def test_learns_npz_features(tmp_path):
     clf.fit(pre.transform(ds.X_train), ds.y_train)
     error = np.mean(clf.predict(pre.transform(ds.X_test)) != ds.y_test)
     assert error <= 0.1, error
+
+
+def test_align_labels_to_a_models_classes(tmp_path):
+    from ebprop.datasets.base import align_labels
+
+    model = ("circle", "cross", "stripe")
+    y = np.array([0, 1, 1, 0])  # a folder holding only cross and stripe
+    np.testing.assert_array_equal(align_labels(y, ("cross", "stripe"), model, "d"), [1, 2, 2, 1])
+    with pytest.raises(DataError, match=r"d: classes \['zebra'\] are not among"):
+        align_labels(np.array([0, 1]), ("cross", "zebra"), model, "d")
+    # a class present in the names but absent from y does not matter
+    np.testing.assert_array_equal(align_labels(np.array([0]), ("cross", "zebra"), model, "d"), [1])

@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ebprop.datasets.base import DATA_ENV, MAX_ARRAY_BYTES, Dataset, default_cache_dir
+from ebprop.datasets.base import (
+    DATA_ENV,
+    MAX_ARRAY_BYTES,
+    Dataset,
+    align_labels,
+    default_cache_dir,
+)
 from ebprop.datasets.digits import load_digits
 from ebprop.datasets.filters import DEFAULT_FILTERS, FILTER_BANKS, parse_filters
 from ebprop.datasets.idx import read_idx, write_idx
@@ -33,6 +39,7 @@ __all__ = [
     "SCALINGS",
     "Dataset",
     "Preprocessor",
+    "align_labels",
     "default_cache_dir",
     "deskew",
     "is_dataset_path",

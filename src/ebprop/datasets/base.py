@@ -13,6 +13,7 @@ from ebprop.exceptions import DataError
 
 __all__ = [
     "DATA_ENV",
+    "align_labels",
     "MAX_ARRAY_BYTES",
     "Dataset",
     "default_cache_dir",
@@ -197,3 +198,44 @@ def split_stratified(
             f"({exc}); add samples, or change the {what} size"
         ) from exc
     return X_keep, X_out, y_keep, y_out
+
+
+def align_labels(
+    y: np.ndarray, names: tuple[str, ...], model_names: tuple[str, ...], source: str
+) -> np.ndarray:
+    """Re-index labels from a dataset's class names to a model's.
+
+    A folder evaluated with a model trained on another folder may have fewer (or differently
+    ordered) classes; its label ``i`` means ``names[i]``, which is ``model_names[j]``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        int labels, indices into ``names``, shape (n,).
+    names : tuple of str
+        The dataset's ``class_names``.
+    model_names : tuple of str
+        The class names the model was trained with, by its class index.
+    source : str
+        The data, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 labels, indices into ``model_names``, shape (n,).
+
+    Raises
+    ------
+    DataError
+        If a class of the data that occurs in ``y`` is unknown to the model.
+    """
+    index = {name: j for j, name in enumerate(model_names)}
+    used = np.unique(y)
+    unknown = [names[i] for i in used if names[i] not in index]
+    if unknown:
+        raise DataError(
+            f"{source}: classes {unknown[:5]} are not among the model's classes "
+            f"{list(model_names)[:10]}; evaluate on data with the model's classes"
+        )
+    table = np.array([index.get(name, -1) for name in names], dtype=np.int64)
+    return table[y]
