@@ -44,31 +44,33 @@ _CHUNK = 1 << 20  # bytes decompressed per step
 _HEADER_PEEK = 4 + 4 * 255  # enough for the largest IDX header
 
 
-def _gunzip(raw: bytes, source: str, cap: Callable[[bytes], int]) -> bytes:
-    """Stream-decompress ``raw``, stopping once the output exceeds ``cap(first bytes)``.
+def _gunzip(raw: bytes, source: str, cap: Callable[[bytes], int], checked: bool) -> bytes:
+    """Stream-decompress ``raw``, stopping one byte past ``cap(head)``.
 
-    The output is read in 1 MiB chunks, so nothing the size of a declared or actual payload is
-    allocated before the cap is known; ``cap`` sees the bytes decompressed so far (at least the
-    first chunk) and returns the most bytes to produce. One byte past the cap is returned, so the
-    caller can tell "exactly the cap" from "more than the cap".
+    ``head`` is the first ``_HEADER_PEEK`` decompressed bytes (fewer if the stream is shorter);
+    ``cap`` returns the most bytes to produce. One byte past the cap is returned, so the caller
+    can tell "exactly the cap" from "more". When the cap is a size already ``checked`` against
+    a limit (an IDX header's), the rest is read in one call, allocated once; otherwise in
+    1 MiB chunks, so nothing larger than the data actually present is ever allocated.
     """
-    out = bytearray()
-    limit = None
+    parts: list[bytes] = []
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
-            while limit is None or len(out) <= limit:
-                want = _CHUNK if limit is None else min(_CHUNK, limit + 1 - len(out))
+            head = stream.read(_HEADER_PEEK)
+            parts.append(head)
+            got, limit = len(head), cap(head)
+            while got <= limit:
+                want = limit + 1 - got if checked else min(_CHUNK, limit + 1 - got)
                 chunk = stream.read(want)
                 if not chunk:
                     break
-                out += chunk
-                if limit is None and len(out) >= _HEADER_PEEK:
-                    limit = cap(bytes(out[:_HEADER_PEEK]))
+                parts.append(chunk)
+                got += len(chunk)
     except EOFError as exc:
         raise DataError(f"{source}: truncated gzip file ({exc}); delete it, fetch again") from exc
     except (gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(f"{source}: corrupt gzip file ({exc}); delete it, fetch again") from exc
-    return bytes(out)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def decompress(raw: bytes, source: str = "<bytes>", max_bytes: int = MAX_ARRAY_BYTES) -> bytes:
@@ -93,7 +95,7 @@ def decompress(raw: bytes, source: str = "<bytes>", max_bytes: int = MAX_ARRAY_B
     """
     if not raw.startswith(_GZIP_MAGIC):
         return raw
-    content = _gunzip(raw, source, lambda head: max_bytes)
+    content = _gunzip(raw, source, lambda head: max_bytes, checked=False)
     if len(content) > max_bytes:
         raise DataError(
             f"{source}: decompresses to more than {max_bytes} bytes (the limit); "
@@ -122,7 +124,7 @@ def idx_content(raw: bytes, source: str = "<bytes>", max_bytes: int = MAX_ARRAY_
         declared = _declared_size(head, source, max_bytes)
         return len(head) if declared is None else declared
 
-    return _gunzip(raw, source, cap)
+    return _gunzip(raw, source, cap, checked=True)
 
 
 def _declared_size(head: bytes, source: str, max_bytes: int) -> int | None:
