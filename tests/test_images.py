@@ -63,3 +63,26 @@ def test_rescale_and_resize():
     out = resize_image(flat, (3, 2), 65535)
     assert out.shape == (3, 2) and out.dtype == np.uint16 and (out == 40000).all()
     assert resize_image(flat, (6, 6), 65535) is flat
+
+
+def test_prepare_image_for_a_model(tmp_path):
+    from ebprop.datasets.images import prepare_image
+
+    levels = (np.arange(64).reshape(8, 8) * 1000 + 7).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "g16.png")
+    np.testing.assert_array_equal(prepare_image(tmp_path / "g16.png", (8, 8), 65535), levels)
+    eight = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(eight).save(tmp_path / "g8.png")
+    digits = prepare_image(tmp_path / "g8.png", (8, 8), 16)  # a digits model: 0..16
+    np.testing.assert_array_equal(digits, np.rint(eight.astype(float) * 16 / 255))
+    assert prepare_image(tmp_path / "g8.png", (4, 2), 255).shape == (4, 2)
+
+
+def test_parse_image_size():
+    from ebprop.datasets.images import parse_image_size
+
+    assert parse_image_size("32x24") == (32, 24) and parse_image_size("28") == (28, 28)
+    assert parse_image_size("16X16") == (16, 16)
+    for bad in ("", "0x3", "axb", "1x2x3", "-4x4"):
+        with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+            parse_image_size(bad)

@@ -21,7 +21,7 @@ from ebprop.datasets.base import (
 from ebprop.datasets.digits import load_digits
 from ebprop.datasets.filters import DEFAULT_FILTERS, FILTER_BANKS, parse_filters
 from ebprop.datasets.idx import read_idx, write_idx
-from ebprop.datasets.images import MAX_IMAGE_PIXELS, read_image
+from ebprop.datasets.images import MAX_IMAGE_PIXELS, parse_image_size, prepare_image, read_image
 from ebprop.datasets.mnist import load_mnist_family
 from ebprop.datasets.own import DEFAULT_TEST_FRACTION, RESIZE_MODES, load_path
 from ebprop.datasets.transforms import SCALINGS, Preprocessor, deskew
@@ -46,6 +46,8 @@ __all__ = [
     "load_dataset",
     "load_path",
     "parse_filters",
+    "parse_image_size",
+    "prepare_image",
     "read_idx",
     "read_image",
     "write_idx",

@@ -2,7 +2,8 @@
 
 One reader for training folders and for ``ebprop predict``: :func:`read_image` decodes a file
 into a 2-D ``uint8`` (8-bit, ``max_value`` 255) or ``uint16`` (16-bit, ``max_value`` 65535) array,
-:func:`resize_image` brings it to a stated size, and :func:`rescale` to another bit depth.
+:func:`resize_image` brings it to a stated size, and :func:`rescale` to another bit depth;
+:func:`prepare_image` does all three for a model's input.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ebprop.exceptions import DataError
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
+    "parse_image_size",
+    "prepare_image",
     "read_image",
     "rescale",
     "resize_image",
@@ -163,3 +166,45 @@ def resize_image(image: np.ndarray, size: tuple[int, int], max_value: int) -> np
         return image
     resized = Image.fromarray(image.astype(np.float32)).resize((w, h), Image.Resampling.LANCZOS)
     return np.clip(np.rint(np.asarray(resized)), 0, max_value).astype(image.dtype)
+
+
+def prepare_image(
+    path: str | os.PathLike,
+    image_shape: tuple[int, int],
+    max_value: int,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> np.ndarray:
+    """An image file as a model's raw input: decoded, resized to ``image_shape``, rescaled.
+
+    :func:`read_image`, then :func:`resize_image` at the file's own bit depth, then
+    :func:`rescale` to the model's ``max_value`` (the ``Preprocessor.max_value_`` it was trained
+    with: 255, 65535, or 16 for digits). Inverting dark-on-light images is left to the caller.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``image_shape``, integer grey levels in ``0..max_value``.
+    """
+    image, depth = read_image(path, max_pixels=max_pixels)
+    return rescale(resize_image(image, tuple(image_shape), depth), depth, int(max_value))
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"32x24"`` (height x width; ``"32"`` for a square) -> ``(32, 24)``, for a CLI option.
+
+    Raises
+    ------
+    ValueError
+        If the text is not one or two positive integers separated by ``x``.
+    """
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError(f"image size {text!r}: give HEIGHTxWIDTH in pixels, e.g. 28x28")
+    return sizes[0], sizes[1]
