@@ -116,6 +116,13 @@ def test_split_layout_refuses_other_folders(tmp_path):
     _folder(tmp_path / "d" / "val", n_per_class=1)
     with pytest.raises(DataError, match=r"also val/; .* only train/"):
         load_dataset(tmp_path / "d")
+    for p in (tmp_path / "d" / "val").rglob("*.png"):
+        p.rename(tmp_path / "d" / p.name)
+    for p in sorted((tmp_path / "d" / "val").iterdir()):
+        p.rmdir()
+    (tmp_path / "d" / "val").rmdir()
+    with pytest.raises(DataError, match=r"/d: images lie directly in the folder"):
+        load_dataset(tmp_path / "d")
 
 
 @pytest.mark.parametrize(
@@ -124,6 +131,7 @@ def test_split_layout_refuses_other_folders(tmp_path):
         (True, lambda r: (r / "empty").mkdir(), r"/empty: empty class folder"),
         (False, lambda r: r.mkdir(), "no images found"),
         (False, lambda r: _save(r / "loose.png", np.zeros((8, 8)), 8), "images lie directly"),
+        (True, lambda r: _save(r / "stray.png", np.zeros((8, 8)), 8), r"directly .*stray\.png"),
         (True, lambda r: (r / "cross" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nx"), "unreadable"),
         (True, lambda r: (r / "cross" / "b.jpg").write_bytes(b"no jpeg"), r"b\.jpg: unreadable"),
         (True, lambda r: _save(r / "cross" / "o.png", np.zeros((9, 8)), 8), r"o\.png: 9x8 pixels"),

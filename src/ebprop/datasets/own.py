@@ -238,16 +238,25 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _refuse_loose_images(folder: Path) -> None:
+    """Images beside the class folders belong to no class: refuse them rather than skip them."""
+    loose = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+    if loose:
+        raise DataError(
+            f"{folder}: images lie directly in the folder ({loose[0]}, {len(loose)} in all); "
+            f"put each class in its own subfolder ({folder}/<class name>/{loose[0]})"
+        )
+
+
 def _class_folders(folder: Path) -> dict[str, list[Path]]:
     """Class name -> its image files (sorted, searched recursively), for one split folder."""
+    _refuse_loose_images(folder)
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-        if loose:
-            raise DataError(
-                f"{folder}: images lie directly in the folder; put each class in its own "
-                f"subfolder ({folder}/<class name>/{loose[0].name})"
-            )
         raise DataError(
             f"{folder}: no images found; expected one subfolder per class holding image files "
             f"({', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -272,6 +281,7 @@ def _split_folders(root: Path) -> tuple[Path, Path | None]:
     train = root / "train"
     if not train.is_dir():
         return root, None
+    _refuse_loose_images(root)
     others = sorted(
         p.name
         for p in root.iterdir()
@@ -428,7 +438,7 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_ARRAY_BYTES) -> dict[
                 arrays[key] = array
     except zipfile.BadZipFile as exc:
         raise DataError(f"{source}: not a valid .npz file ({exc}); save it with np.savez") from exc
-    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError) as exc:
+    except (OSError, EOFError, RuntimeError, zipfile.LargeZipFile, NotImplementedError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataError(f"{source}: corrupt .npz file ({exc}); save it again") from exc
