@@ -331,8 +331,8 @@ def _load_image_folder(
         pairs, ys, digest = [], [], hashlib.sha256()
         for cls, files in classes.items():
             for file in files:
-                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
                 image, depth = read_image(file, max_pixels=max_pixels)
+                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
                 if size is None:
                     size, first = image.shape, file
                 if n_files * math.prod(size) * 2 > max_bytes:  # 2: 16-bit worst case
