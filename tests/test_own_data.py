@@ -394,6 +394,7 @@ def test_names_and_paths(tmp_path, monkeypatch):
 )
 def test_bad_options(tmp_path, kwargs, message):
     root = _folder(tmp_path / "d", n_per_class=4)
+    (root / "circle" / "broken.png").write_bytes(b"x")  # options are checked before any file
     with pytest.raises(ValueError, match=message):
         load_dataset(root, **kwargs)
 

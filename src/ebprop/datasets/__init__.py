@@ -23,7 +23,12 @@ from ebprop.datasets.filters import DEFAULT_FILTERS, FILTER_BANKS, parse_filters
 from ebprop.datasets.idx import read_idx, write_idx
 from ebprop.datasets.images import MAX_IMAGE_PIXELS, parse_image_size, prepare_image, read_image
 from ebprop.datasets.mnist import load_mnist_family
-from ebprop.datasets.own import DEFAULT_TEST_FRACTION, RESIZE_MODES, load_path
+from ebprop.datasets.own import (
+    DEFAULT_TEST_FRACTION,
+    RESIZE_MODES,
+    check_load_options,
+    load_path,
+)
 from ebprop.datasets.transforms import SCALINGS, Preprocessor, deskew
 from ebprop.exceptions import DataNotFoundError
 
@@ -40,6 +45,7 @@ __all__ = [
     "Dataset",
     "Preprocessor",
     "align_labels",
+    "check_load_options",
     "default_cache_dir",
     "deskew",
     "is_dataset_path",

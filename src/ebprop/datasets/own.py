@@ -49,6 +49,7 @@ __all__ = [
     "IDX_NAMES",
     "NPZ_KEYS",
     "RESIZE_MODES",
+    "check_load_options",
     "load_path",
     "read_npz",
 ]
@@ -132,7 +133,7 @@ def load_path(
             f"{path}: no such file or folder; give a folder of images (one subfolder per class) "
             "or an .npz file"
         )
-    _check_options(validation, test_fraction, image_size, resize)
+    check_load_options(validation, test_fraction, image_size, resize)
     split = _Split(validation, seed, test_fraction, test_seed)
     if root.is_file():
         if root.suffix.lower() != ".npz":
@@ -146,13 +147,20 @@ def load_path(
     return _load_image_folder(root, split, image_size, resize, max_pixels, max_bytes)
 
 
-def _check_options(
+def check_load_options(
     validation: int | float | None,
     test_fraction: float,
     image_size: tuple[int, int] | None,
     resize: str,
 ) -> None:
-    """Refuse bad arguments before any file is read."""
+    """Refuse bad loader arguments before any file is read (callers may check them up front).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: ``validation`` (its form; its size is checked against the data),
+        ``test_fraction``, ``image_size``, ``resize``.
+    """
     resolve_validation(validation, sys.maxsize, DEFAULT_VALIDATION)  # its form only
     if (
         isinstance(test_fraction, bool)
