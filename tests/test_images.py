@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -86,3 +89,22 @@ def test_parse_image_size():
     for bad in ("", "0x3", "axb", "1x2x3", "-4x4"):
         with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
             parse_image_size(bad)
+
+
+def test_16_bit_colour_is_refused_not_truncated(tmp_path):
+    # Pillow reads 48-bit RGB PNGs as 8-bit RGB; a hand-made one must be refused, not truncated
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    pixels = np.array([[[1000, 1000, 1000], [65535, 300, 300]]], ">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    (tmp_path / "rgb48.png").write_bytes(png)
+    with pytest.raises(DataError, match=r"rgb48\.png: 16-bit colour image"):
+        read_image(tmp_path / "rgb48.png")

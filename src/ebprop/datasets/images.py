@@ -86,6 +86,11 @@ def read_image(
                         "pixels; shrink it, or raise max_pixels if it is genuine"
                     )
                 mode = im.mode
+                if mode not in _MODES_16 and mode != "I" and _rawmode_is_16_bit(im):
+                    raise DataError(
+                        f"{path}: 16-bit colour image, which Pillow reads as 8-bit only; save it "
+                        "as 16-bit greyscale to keep its depth, or as 8-bit"
+                    )
                 if mode in _MODES_16 or mode == "I":
                     image = np.array(im)
                 elif mode == "F":
@@ -111,6 +116,16 @@ def read_image(
             f"{path}: 32-bit integer image with values outside 0..65535; save it as 8- or 16-bit"
         )
     return image.astype(np.uint16), 65535
+
+
+def _rawmode_is_16_bit(im) -> bool:
+    """Whether the file stores 16 bits per sample in a mode Pillow reduces to 8 (e.g. RGB;16B)."""
+    for tile in im.tile or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args if isinstance(args, str) else (args[0] if args else "")
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
 
 
 def rescale(image: np.ndarray, max_value: int, target_max: int) -> np.ndarray:
