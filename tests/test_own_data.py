@@ -436,3 +436,13 @@ def test_align_labels_to_a_models_classes(tmp_path):
         align_labels(np.array([0, 1]), ("cross", "zebra"), model, "d")
     # a class present in the names but absent from y does not matter
     np.testing.assert_array_equal(align_labels(np.array([0]), ("cross", "zebra"), model, "d"), [1])
+
+
+def test_nested_files_count_hidden_ones_do_not(tmp_path):
+    root = _folder(tmp_path / "d", n_per_class=4, sixteen_every=0)
+    _save(root / "circle" / "more" / "extra.png", np.zeros((8, 8)), 8)
+    (root / "cross" / ".cache").mkdir()
+    (root / "cross" / ".cache" / "junk.png").write_bytes(b"not read")
+    (root / ".trash").mkdir()  # a hidden folder is no class
+    ds = load_dataset(root, validation=0)
+    assert len(ds.y_train) + len(ds.y_test) == 13 and ds.class_names == CLASSES

@@ -242,8 +242,17 @@ def _build(
 
 
 # ---------------------------------------------------------------------------- image folders
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted; hidden files and folders skipped."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune hidden folders
+        found += [
+            Path(top, n)
+            for n in names
+            if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(p for p in found if p.is_file())
 
 
 def _refuse_loose_images(folder: Path) -> None:
@@ -271,11 +280,7 @@ def _class_folders(folder: Path) -> dict[str, list[Path]]:
         )
     files = {}
     for cls in classes:
-        found = sorted(
-            p
-            for p in cls.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p, cls)
-        )
+        found = _image_files(cls)
         if not found:
             raise DataError(
                 f"{cls}: empty class folder (no image files); add images or remove the folder"
