@@ -300,3 +300,24 @@ def test_idx_bomb_in_a_dataset_folder(fake_mnist, tmp_path):
     (tmp_path / "d" / f"{STEMS[0]}.gz").write_bytes(gzip.compress(header + bytes(1000)))
     with pytest.raises(DataError, match=f"{STEMS[0]}.gz: IDX header declares .* above the limit"):
         load_dataset("mnist", tmp_path / "d")
+
+
+def test_fetch_caps_the_download(tmp_path, monkeypatch):
+    import io
+
+    class Response(io.BytesIO):
+        pass
+
+    sent = []
+
+    def urlopen(request, timeout):
+        sent.append(request.full_url)
+        return Response(b"\0" * 3000)
+
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(mnist, "_MAX_DOWNLOAD", 2000)
+    with pytest.raises(OSError, match="sent more than 2000 bytes"):
+        mnist._fetch("http://m/x.gz", tmp_path / "x")
+    monkeypatch.setattr(mnist, "_MAX_DOWNLOAD", 3000)
+    mnist._fetch("http://m/x.gz", tmp_path / "x")
+    assert (tmp_path / "x").stat().st_size == 3000 and sent == ["http://m/x.gz"] * 2

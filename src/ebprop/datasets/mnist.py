@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -131,13 +130,26 @@ MNIST_FAMILY: dict[str, _Source] = {"mnist": _MNIST, "fashion-mnist": _FASHION}
 _N_CLASSES = 10
 _DEFAULT_VALIDATION = 10_000
 _TIMEOUT_S = 20.0
+_MAX_DOWNLOAD = 64 << 20  # bytes; the largest published file (Fashion-MNIST train images) is 26 MB
 
 
 def _fetch(url: str, dest: Path) -> None:
-    """Download ``url`` into the open-for-writing path ``dest`` (tests replace this function)."""
+    """Download ``url`` into the path ``dest``, at most ``_MAX_DOWNLOAD`` bytes.
+
+    Raises
+    ------
+    OSError
+        On network errors, or when the server sends more than ``_MAX_DOWNLOAD`` bytes (the
+        published files are at most 26 MB; a larger answer is not one of them).
+    """
     request = urllib.request.Request(url, headers={"User-Agent": "ebprop"})
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, dest.open("wb") as out:
-        shutil.copyfileobj(response, out)
+        total = 0
+        while chunk := response.read(1 << 20):
+            total += len(chunk)
+            if total > _MAX_DOWNLOAD:
+                raise OSError(f"{url} sent more than {_MAX_DOWNLOAD} bytes; not a dataset file")
+            out.write(chunk)
 
 
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
