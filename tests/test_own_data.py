@@ -446,3 +446,13 @@ def test_nested_files_count_hidden_ones_do_not(tmp_path):
     (root / ".trash").mkdir()  # a hidden folder is no class
     ds = load_dataset(root, validation=0)
     assert len(ds.y_train) + len(ds.y_test) == 13 and ds.class_names == CLASSES
+
+
+def test_dataset_split_by_name(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "d", n_per_class=5), validation=3)
+    X, y = ds.split("all")
+    assert len(X) == len(y) == 15 and X.shape[1:] == (8, 8)
+    np.testing.assert_array_equal(ds.split("val")[1], ds.y_val)
+    np.testing.assert_array_equal(X[-len(ds.y_test) :], ds.X_test)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        ds.split("dev")

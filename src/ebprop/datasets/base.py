@@ -89,6 +89,25 @@ class Dataset:
         """``(h, w)``, the shape of one image (``(d,)`` for features)."""
         return tuple(int(s) for s in self.X_train.shape[1:])
 
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of ``"train"``, ``"val"``, ``"test"``, or ``"all"`` (the three, in order).
+
+        ``"all"`` is for evaluating a model on data it was not trained on (another folder).
+        """
+        parts = {
+            "train": (self.X_train, self.y_train),
+            "val": (self.X_val, self.y_val),
+            "test": (self.X_test, self.y_test),
+        }
+        if name == "all":
+            return (
+                np.concatenate([x for x, _ in parts.values()]),
+                np.concatenate([y for _, y in parts.values()]),
+            )
+        if name not in parts:
+            raise ValueError(f"unknown split {name!r}; choose from train, val, test, all")
+        return parts[name]
+
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.image_shape))
         kind = shape if self.is_images else f"{shape} features"
