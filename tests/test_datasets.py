@@ -280,3 +280,44 @@ def test_real_mnist():
     assert ds.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert ds.checksums["t10k-labels-idx1-ubyte"].startswith("ff7bcfd4")
     assert elapsed < 10  # issue target is 2 s; generous bound for a loaded shared machine
+
+
+def test_class_names(fake_mnist, tmp_path, monkeypatch):
+    arrays, _ = fake_mnist
+    _write(tmp_path / "d", arrays)
+    assert load_dataset("mnist", tmp_path / "d", validation=0).class_names == tuple("0123456789")
+    assert load_dataset("digits").class_names == tuple("0123456789")
+    monkeypatch.setattr(mnist, "_verify", lambda *a: None)  # our fake files as Fashion-MNIST
+    names = load_dataset("fashion-mnist", tmp_path / "d", validation=0).class_names
+    assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(names) == 10
+    assert names[5:8] == ("Sandal", "Shirt", "Sneaker")
+
+
+def test_idx_bomb_in_a_dataset_folder(fake_mnist, tmp_path):
+    arrays, _ = fake_mnist
+    _write(tmp_path / "d", arrays)
+    header = bytes([0, 0, 8, 3]) + np.asarray((10**6, 10**3, 10**3), ">u4").tobytes()
+    (tmp_path / "d" / f"{STEMS[0]}.gz").write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(DataError, match=f"{STEMS[0]}.gz: IDX header declares .* above the limit"):
+        load_dataset("mnist", tmp_path / "d")
+
+
+def test_fetch_caps_the_download(tmp_path, monkeypatch):
+    import io
+
+    class Response(io.BytesIO):
+        pass
+
+    sent = []
+
+    def urlopen(request, timeout):
+        sent.append(request.full_url)
+        return Response(b"\0" * 3000)
+
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(mnist, "_MAX_DOWNLOAD", 2000)
+    with pytest.raises(OSError, match="sent more than 2000 bytes"):
+        mnist._fetch("http://m/x.gz", tmp_path / "x")
+    monkeypatch.setattr(mnist, "_MAX_DOWNLOAD", 3000)
+    mnist._fetch("http://m/x.gz", tmp_path / "x")
+    assert (tmp_path / "x").stat().st_size == 3000 and sent == ["http://m/x.gz"] * 2

@@ -93,3 +93,31 @@ def test_write_rejects_unstorable(tmp_path):
         write_idx(tmp_path / "x", np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="1 to 255 dimensions"):
         write_idx(tmp_path / "x", np.zeros((), np.uint8))
+
+
+def test_declared_size_checked_before_decompressing(tmp_path):
+    # a few bytes of gzip whose header declares 10^12 bytes: refused on the header alone
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(_header(dims=(100_000, 100_000, 100)) + b"\x00" * 4096))
+    with pytest.raises(DataError, match=r"bomb\.gz: IDX header declares .* above the limit"):
+        read_idx(path)
+    with pytest.raises(DataError, match="above the limit of 3 bytes"):
+        parse_idx(_header() + b"\x00" * 4, "plain", max_bytes=3)
+    # 255 dims of 2^32 - 1: the product must not overflow into a small number
+    huge = bytes([0, 0, 8, 255]) + b"\xff" * 4 * 255
+    with pytest.raises(DataError, match="above the limit"):
+        parse_idx(huge + b"\x00", "huge")
+
+
+def test_stream_stops_past_the_declared_size():
+    from ebprop.datasets.idx import decompress, idx_content
+
+    # 2x2 bytes declared, 20 MB of zeros after them: decompression stops early, far short of 20 MB
+    raw = gzip.compress(_header() + b"\x00" * 4 + b"\x00" * 20_000_000)
+    content = idx_content(raw, "trail.gz")
+    assert len(content) <= 1 << 20
+    with pytest.raises(DataError, match="trailing bytes"):
+        parse_idx(content, "trail.gz")
+    with pytest.raises(DataError, match="decompresses to more than 1000 bytes"):
+        decompress(raw, "x.gz", max_bytes=1000)
+    assert len(decompress(raw)) == 12 + 4 + 20_000_000

@@ -247,3 +247,42 @@ def test_bad_inputs():
         Preprocessor(keep_pixels=False)
     with pytest.raises(ValueError, match="larger than"):
         Preprocessor(filters="sobel", pool=13).fit(IMAGES, 255)
+
+
+FEATURES = RNG.normal(size=(50, 4)) * [1, 10, 100, 0] + [0, -5, 1000, 3]  # last one constant
+
+
+@pytest.mark.parametrize("scaling", ["unit", "symmetric", "binary", "standard"])
+def test_features_fitted_range(scaling):
+    pre = Preprocessor(scaling=scaling).fit(FEATURES[:40], None)
+    assert pre.input_ == "features" and pre.image_shape_ == (4,) and pre.n_features_ == 4
+    X = pre.transform(FEATURES[:40], np.float64)
+    lo, hi = FEATURES[:40].min(0), FEATURES[:40].max(0)
+    u = (FEATURES[:40] - lo) / np.where(hi - lo > 0, hi - lo, 1)
+    expected = {
+        "unit": u,
+        "symmetric": 2 * u - 1,
+        "binary": np.where(u >= 0.5, 1.0, -1.0),
+        "standard": (u - u.mean(0)) / np.where(u.std(0) > 1e-6, u.std(0), 1),
+    }[scaling]
+    np.testing.assert_allclose(X, expected, atol=1e-9)
+    meta, arrays = pre.get_state()
+    again = Preprocessor.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.transform(FEATURES), pre.transform(FEATURES))
+
+
+def test_features_refusals():
+    with pytest.raises(DataError, match="filters, deskew and pool need images"):
+        Preprocessor(filters="sobel").fit(FEATURES, None)
+    with pytest.raises(DataError, match=r"features must have shape \(n, d\)"):
+        Preprocessor().fit(IMAGES, None)
+    pre = Preprocessor().fit(FEATURES, None)
+    with pytest.raises(DataError, match="features of shape 3, but .* fitted on 4"):
+        pre.transform(FEATURES[:, :3])
+    meta, arrays = pre.get_state()
+    with pytest.raises(DataError, match="low/span"):
+        Preprocessor.from_state(meta, {**arrays, "span": arrays["span"][:2]})
+    with pytest.raises(DataError, match="do not match"):
+        Preprocessor.from_state(meta, {})
+    # an image state is written as before features existed: no "input" key
+    assert "input" not in Preprocessor().fit(IMAGES, 255).get_state()[0]

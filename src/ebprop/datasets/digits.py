@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebprop.datasets.base import Dataset, resolve_validation
+from ebprop.datasets.base import Dataset, resolve_validation, split_stratified
 
 __all__ = ["DIGITS_TEST_SEED", "load_digits"]
 
@@ -43,12 +43,7 @@ def load_digits(*, validation: int | float | None = None, seed: int = 0) -> Data
         images, labels, test_size=1 / 3, stratify=labels, random_state=DIGITS_TEST_SEED
     )
     n_val = resolve_validation(validation, len(y_tr), _DEFAULT_VALIDATION)
-    if n_val:
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            X_tr, y_tr, test_size=n_val, stratify=y_tr, random_state=seed
-        )
-    else:
-        X_val, y_val = X_tr[:0], y_tr[:0]
+    X_tr, X_val, y_tr, y_val = split_stratified(X_tr, y_tr, n_val, seed, "digits", "validation")
     return Dataset(
         name="digits",
         X_train=X_tr,

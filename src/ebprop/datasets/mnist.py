@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ebprop.datasets.base import DATA_ENV, Dataset, default_cache_dir, resolve_validation
-from ebprop.datasets.idx import decompress, parse_idx
+from ebprop.datasets.idx import decompress, idx_content, parse_idx
 from ebprop.exceptions import ChecksumError, DataError, DataNotFoundError
 
 __all__ = ["MNIST_FAMILY", "find_files", "load_mnist_family"]
@@ -43,6 +42,7 @@ class _Source:
     files: tuple[_File, _File, _File, _File]  # train images, train labels, test images, labels
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 
 # MNIST: SHA-256 of the original LeCun .gz files and of their uncompressed content.
@@ -109,6 +109,19 @@ _FASHION = _Source(
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    # the label names of Zalando's README, by label 0..9
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 )
 
 #: The MNIST-family datasets this module loads, by name.
@@ -117,13 +130,26 @@ MNIST_FAMILY: dict[str, _Source] = {"mnist": _MNIST, "fashion-mnist": _FASHION}
 _N_CLASSES = 10
 _DEFAULT_VALIDATION = 10_000
 _TIMEOUT_S = 20.0
+_MAX_DOWNLOAD = 64 << 20  # bytes; the largest published file (Fashion-MNIST train images) is 26 MB
 
 
 def _fetch(url: str, dest: Path) -> None:
-    """Download ``url`` into the open-for-writing path ``dest`` (tests replace this function)."""
+    """Download ``url`` into the path ``dest``, at most ``_MAX_DOWNLOAD`` bytes.
+
+    Raises
+    ------
+    OSError
+        On network errors, or when the server sends more than ``_MAX_DOWNLOAD`` bytes (the
+        published files are at most 26 MB; a larger answer is not one of them).
+    """
     request = urllib.request.Request(url, headers={"User-Agent": "ebprop"})
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, dest.open("wb") as out:
-        shutil.copyfileobj(response, out)
+        total = 0
+        while chunk := response.read(1 << 20):
+            total += len(chunk)
+            if total > _MAX_DOWNLOAD:
+                raise OSError(f"{url} sent more than {_MAX_DOWNLOAD} bytes; not a dataset file")
+            out.write(chunk)
 
 
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
@@ -345,7 +371,7 @@ def load_mnist_family(
     for spec in source.files:
         path = found[spec.stem]
         raw = path.read_bytes()
-        content = decompress(raw, str(path))
+        content = idx_content(raw, str(path))
         # parse before verifying so a malformed file gets the more specific message
         array = parse_idx(content, str(path))
         _verify(source, spec, raw, content, path)
@@ -369,4 +395,5 @@ def load_mnist_family(
         max_value=255,
         classes=np.arange(_N_CLASSES, dtype=np.int64),
         checksums=checksums,
+        class_names=source.class_names,
     )

@@ -17,6 +17,11 @@ The pipeline of :class:`Preprocessor`, in order, on raw images ``(n, h, w)``:
    binary      +1 if u >= 0.5 else -1  +1 if abs(r) >= 0.5 else -1
    standard    (x - mean) / std, both fitted on the training images
    ==========  ====================  =================================
+
+Feature vectors ``(n, d)`` (your own ``.npz`` of features, ``max_value=None``) have no fixed
+range: ``u = (x - min) / (max - min)`` per feature, with the minimum and maximum fitted on the
+training set (a constant feature gives ``u = x - min``), then the same scalings. Filters,
+deskewing and pooling need images and are refused for features.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ _META_KEYS = {
     "image_shape",
     "n_features",
 }
+_INPUTS = ("images", "features")  # the optional "input" key; absent in states before features
 _CHUNK = 8192  # images per chunk: bounds the temporaries to a few hundred MB on MNIST
 _MIN_STD = 1e-6  # features with a smaller training std are only centred (e.g. MNIST's corners)
 
@@ -127,6 +133,11 @@ class Preprocessor:
         Largest possible raw pixel value, from :meth:`fit`.
     mean_, scale_ : numpy.ndarray or None
         Per-feature mean and standard deviation, shape (n_features_,), for ``standard`` scaling.
+    input_ : {"images", "features"} or None
+        What :meth:`fit` saw: images ``(n, h, w)`` or feature vectors ``(n, d)``. For features
+        ``image_shape_`` is ``(d,)`` and ``max_value_`` None.
+    low_, span_ : numpy.ndarray or None
+        For features: the training minimum and range of each feature, shape (d,).
     """
 
     def __init__(
@@ -154,6 +165,9 @@ class Preprocessor:
         self.n_features_: int | None = None
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
+        self.input_: str | None = None
+        self.low_: np.ndarray | None = None
+        self.span_: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return (
@@ -162,12 +176,19 @@ class Preprocessor:
         )
 
     # -- validation -------------------------------------------------------------------------
-    def _check_images(self, images: np.ndarray, max_value: float, where: str) -> np.ndarray:
+    def _check_images(self, images: np.ndarray, max_value: float | None, where: str) -> np.ndarray:
         images = np.asarray(images)
-        if images.ndim != 3:
+        if max_value is None:  # feature vectors
+            if images.ndim != 2:
+                raise DataError(
+                    f"{where}: features must have shape (n, d), got shape {images.shape}; "
+                    "images (n, h, w) need their max_value"
+                )
+        elif images.ndim != 3:
             raise DataError(
                 f"{where}: images must have shape (n, h, w), got shape {images.shape}; "
-                "reshape flat rows with X.reshape(-1, h, w)"
+                "reshape flat rows with X.reshape(-1, h, w), or pass max_value=None for "
+                "feature vectors"
             )
         if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
             raise DataError(f"{where}: images must be numeric, got dtype {images.dtype}")
@@ -176,6 +197,8 @@ class Preprocessor:
         if images.size:
             if images.dtype.kind == "f" and not np.isfinite(images).all():
                 raise DataError(f"{where}: images contain NaN or infinite values")
+            if max_value is None:
+                return images
             lo, hi = images.min(), images.max()
             if lo < 0 or hi > max_value:
                 raise DataError(
@@ -191,6 +214,8 @@ class Preprocessor:
     # -- the pipeline -----------------------------------------------------------------------
     def _features(self, images: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """Unscaled features of a chunk of raw images, shape (n, n_features_)."""
+        if self.input_ == "features":
+            return (images.astype(dtype) - self.low_.astype(dtype)) / self.span_.astype(dtype)
         u = images.astype(dtype) / dtype.type(self.max_value_)
         if self.deskew:
             u = deskew(u)
@@ -202,6 +227,8 @@ class Preprocessor:
 
     def _signed_mask(self) -> np.ndarray:
         """Boolean mask of the signed features, shape (n_features_,)."""
+        if self.input_ == "features":
+            return np.zeros(self.image_shape_[0], bool)
         h, w = self.image_shape_
         per_map = (-(-h // self.pool)) * (-(-w // self.pool))
         pieces = [np.zeros(h * w, bool)] if self.keep_pixels else []
@@ -218,29 +245,45 @@ class Preprocessor:
             X -= self.mean_.astype(X.dtype)
             X /= self.scale_.astype(X.dtype)
 
-    def fit(self, images: np.ndarray, max_value: float) -> Preprocessor:
-        """Fit on the training images (only ``standard`` scaling learns anything).
+    def fit(self, images: np.ndarray, max_value: float | None) -> Preprocessor:
+        """Fit on the training images (``standard`` scaling, and the range of features).
 
         Parameters
         ----------
         images : numpy.ndarray
-            Raw training images, shape (n, h, w), values in ``[0, max_value]``.
-        max_value : float
-            Largest possible raw value (``Dataset.max_value``).
+            Raw training images, shape (n, h, w), values in ``[0, max_value]``; or feature
+            vectors, shape (n, d), with ``max_value=None``.
+        max_value : float or None
+            Largest possible raw value (``Dataset.max_value``); None for feature vectors.
 
         Returns
         -------
         Preprocessor
             self
         """
-        if isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or max_value <= 0:
+        if max_value is not None and (
+            isinstance(max_value, bool) or not isinstance(max_value, numbers.Real) or max_value <= 0
+        ):
             raise ValueError(f"max_value must be a positive number, got {max_value!r}")
         images = self._check_images(images, max_value, "fit")
-        h, w = images.shape[1:]
-        if self.pool > min(h, w):
-            raise ValueError(f"pool={self.pool} is larger than the {h}x{w} images")
+        self.low_ = self.span_ = None
+        if max_value is None:
+            if self.filters or self.deskew or self.pool != 1:
+                raise DataError(
+                    "fit: filters, deskew and pool need images (n, h, w); these data are "
+                    f"feature vectors {images.shape}: use filters=None, deskew=False, pool=1"
+                )
+            self.input_ = "features"
+            low, high = images.min(axis=0).astype(np.float64), images.max(axis=0)
+            span = high.astype(np.float64) - low
+            self.low_, self.span_ = low, np.where(span < _MIN_STD, 1.0, span)
+        else:
+            self.input_ = "images"
+            h, w = images.shape[1:]
+            if self.pool > min(h, w):
+                raise ValueError(f"pool={self.pool} is larger than the {h}x{w} images")
         self.max_value_ = max_value
-        self.image_shape_ = (int(h), int(w))
+        self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.n_features_ = len(self._signed_mask())
         self.mean_ = self.scale_ = None
         if self.scaling == "standard":
@@ -278,8 +321,8 @@ class Preprocessor:
         images = self._check_images(images, self.max_value_, "transform")
         if images.shape[1:] != self.image_shape_:
             raise DataError(
-                f"transform: images are {images.shape[1]}x{images.shape[2]}, but this "
-                f"Preprocessor was fitted on {self.image_shape_[0]}x{self.image_shape_[1]}"
+                f"transform: {self.input_} of shape {'x'.join(map(str, images.shape[1:]))}, "
+                f"but this Preprocessor was fitted on {'x'.join(map(str, self.image_shape_))}"
             )
         signed = self._signed_mask()
         out = np.empty((len(images), self.n_features_), dtype=dtype)
@@ -322,6 +365,9 @@ class Preprocessor:
             "n_features": self.n_features_,
         }
         arrays = {f"kernel_{i}": k.weights.copy() for i, k in enumerate(self.kernels)}
+        if self.input_ == "features":  # images keep the state format of before features
+            meta["input"] = "features"
+            arrays["low"], arrays["span"] = self.low_.copy(), self.span_.copy()
         if self.scaling == "standard":
             arrays["mean"] = self.mean_.copy()
             arrays["scale"] = self.scale_.copy()
@@ -347,11 +393,13 @@ class Preprocessor:
                 f"Preprocessor state version {meta.get('version')!r} is not supported "
                 f"(this ebprop reads version {STATE_VERSION}); upgrade ebprop"
             )
-        if set(meta) != _META_KEYS:
+        keys = set(meta) - {"input"}
+        if keys != _META_KEYS or meta.get("input", "images") not in _INPUTS:
             raise DataError(
-                f"Preprocessor state: missing keys {sorted(_META_KEYS - set(meta))}, "
-                f"unknown keys {sorted(set(meta) - _META_KEYS)}"
+                f"Preprocessor state: missing keys {sorted(_META_KEYS - keys)}, "
+                f"unknown keys {sorted(keys - _META_KEYS)}, input {meta.get('input')!r}"
             )
+        features = meta.get("input") == "features"
         try:
             pre = cls(
                 scaling=meta["scaling"],
@@ -366,6 +414,8 @@ class Preprocessor:
         expected = {f"kernel_{i}" for i in range(n_k)}
         if meta["scaling"] == "standard":
             expected |= {"mean", "scale"}
+        if features:
+            expected |= {"low", "span"}
         if set(arrays) != expected or len(meta["kernels"]) != n_k or len(meta["signed"]) != n_k:
             raise DataError(
                 f"Preprocessor state: arrays {sorted(arrays)} do not match the settings "
@@ -375,8 +425,19 @@ class Preprocessor:
             Kernel(str(name), np.asarray(arrays[f"kernel_{i}"], dtype=np.float64), bool(signed))
             for i, (name, signed) in enumerate(zip(meta["kernels"], meta["signed"], strict=True))
         )
+        pre.input_ = "features" if features else "images"
         pre.max_value_ = meta["max_value"]
         pre.image_shape_ = tuple(int(v) for v in meta["image_shape"])
+        if len(pre.image_shape_) != (1 if features else 2):
+            raise DataError(f"Preprocessor state: bad image_shape {meta['image_shape']!r}")
+        if features:
+            pre.low_ = np.asarray(arrays["low"], dtype=np.float64)
+            pre.span_ = np.asarray(arrays["span"], dtype=np.float64)
+            if {pre.low_.shape, pre.span_.shape} != {pre.image_shape_} or not (pre.span_ > 0).all():
+                raise DataError(
+                    f"Preprocessor state: low/span must have shape {pre.image_shape_} with "
+                    "positive span"
+                )
         pre.n_features_ = len(pre._signed_mask())
         if pre.n_features_ != meta["n_features"]:
             raise DataError(
