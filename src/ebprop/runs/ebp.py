@@ -242,8 +242,7 @@ def train_run(
             completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
         except FloatingPointError as exc:
             raise FloatingPointError(
-                f"{exc}; the checkpoint of the last good state is kept in "
-                f"{folder.checkpoint_path}"
+                f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"
             ) from None
         finally:
             bar.close()
@@ -284,7 +283,12 @@ def train_run(
             stopped_early = True
             break
         if stop.is_set() and trainer.epoch < options.epochs:
-            return {"finished": False, "epoch": trainer.epoch, "position": 0, "out_dir": str(out_dir)}
+            return {
+                "finished": False,
+                "epoch": trainer.epoch,
+                "position": 0,
+                "out_dir": str(out_dir),
+            }
 
     return _finish(folder, options, data, history, stopped_early, make_plots)
 

@@ -101,9 +101,7 @@ class DataOptions(_Options):
         from ..datasets import DATASETS, SCALINGS, parse_filters
 
         if self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}"
-            )
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
         v = self.validation
@@ -121,9 +119,7 @@ class DataOptions(_Options):
             if not names:
                 self.filters = None
         if self.scaling not in SCALINGS:
-            raise ValueError(
-                f"unknown scaling {self.scaling!r}; choose from {', '.join(SCALINGS)}"
-            )
+            raise ValueError(f"unknown scaling {self.scaling!r}; choose from {', '.join(SCALINGS)}")
         if not isinstance(self.deskew, bool):
             raise ValueError(f"deskew must be true or false, got {self.deskew!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
