@@ -263,3 +263,24 @@ def test_options_name_unknown_data_settings_before_any_run():
         TrainOptions(prior_variance=0.0)
     with pytest.raises(ValueError, match="reinforcement applies to binary weights only"):
         TrainOptions(weights="real", reinforcement="auto")
+
+
+def test_training_builds_one_network(tmp_path, monkeypatch):
+    from ebprop.core import Network
+
+    built = []
+    real_init = Network.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "__init__", counting_init)
+    seen = []
+    train_run(
+        TrainOptions(**(SMALL | {"epochs": 2})),
+        tmp_path / "run",
+        on_epoch=lambda r: seen.append(len(built)),
+        make_plots=False,
+    )
+    assert seen == [1, 1]  # drawn once; evaluating and saving every epoch reuse it

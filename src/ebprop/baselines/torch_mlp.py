@@ -41,7 +41,7 @@ from ebprop.runs import (
     summary_record,
 )
 
-__all__ = ["MLP", "load_baseline_data", "train_baseline"]
+__all__ = ["MLP", "train_baseline"]
 
 _CHECKPOINT_VERSION = 1
 
@@ -131,23 +131,6 @@ class MLP(nn.Module):
     def n_biases(self) -> int:
         """Biases of the linear layers."""
         return sum(lin.bias.numel() for lin in self.linears)
-
-
-def load_baseline_data(options: BaselineOptions) -> dict[str, Any]:
-    """Features and class indices for train, validation and test, exactly as an EBP run gets them.
-
-    Returns
-    -------
-    dict
-        ``X_train``, ``X_val``, ``X_test``: (n, n_features) float arrays; ``y_train``, ``y_val``,
-        ``y_test``: (n,) class indices 0..n_classes-1; ``n_classes``.
-    """
-    data = load_features(options)  # the one feature loader of every run
-    out: dict[str, Any] = {"n_classes": len(data.classes)}
-    for part in ("train", "val", "test"):
-        out[f"X_{part}"] = getattr(data, f"X_{part}")
-        out[f"y_{part}"] = data.class_indices(part)
-    return out
 
 
 def _error(model: MLP, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float | None:
@@ -241,12 +224,14 @@ def train_baseline(
         return finished
     if threads is not None:
         torch.set_num_threads(threads)
-    data = load_baseline_data(options)  # before anything is written: bad data fails cleanly
+    # The features every run gets, loaded before anything is written: bad data fails cleanly.
+    data = load_features(options)
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
-    X = {p: torch.from_numpy(data[f"X_{p}"]).to(dtype) for p in ("train", "val", "test")}
-    y = {p: torch.from_numpy(data[f"y_{p}"]) for p in ("train", "val", "test")}
+    parts = ("train", "val", "test")
+    X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
+    y = {p: torch.from_numpy(data.class_indices(p)) for p in parts}
     torch.manual_seed(options.seed)
-    model = MLP(X["train"].shape[1], data["n_classes"], options).to(dtype)
+    model = MLP(X["train"].shape[1], len(data.classes), options).to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
 
     history: list[dict] = []
