@@ -426,6 +426,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities from the EBP-P output (see Notes), (n_samples, n_classes)."""
         return np.exp(self.predict_log_proba(X))
 
+    def __getstate__(self) -> dict:
+        # The cached Network (with its moments M, M² and scratch buffers) is rebuilt on demand;
+        # pickles and deep copies carry only the parameters.
+        state = super().__getstate__()
+        state.pop("_net", None)
+        return state
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
