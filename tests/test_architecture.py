@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
 LAYERS = [
     {"_version", "exceptions"},
     {"fileio", "core"},
-    {"datasets"},
+    {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
     {"train"},
     {"estimator"},
     {"persist", "metrics", "__init__"},
