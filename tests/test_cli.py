@@ -178,7 +178,7 @@ def test_bad_option_values_exit_2(args):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ebprop.cli", "train", "--out", str(out), "--hidden", "12",
+    cmd = [sys.executable, "-m", "ebprop", "train", "--out", str(out), "--hidden", "12",
            "--epochs", "50", "--checkpoint-every", "0", "--quiet"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600  # generous: only a starved machine waits long

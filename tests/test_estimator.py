@@ -222,3 +222,30 @@ def test_divergent_big_batches_stay_finite_and_warn(digits_split, weights):
     assert all(np.all(np.isfinite(p)) for p in params)
     assert max(np.abs(p).max() for p in params) <= PARAMETER_BOUND
     assert np.all(np.isfinite(clf.predict_proba(Xte)))
+
+
+def test_public_seam_builds_trains_and_shares_one_network():
+    import pickle
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    est = EBPClassifier(hidden_layer_sizes=(12,), random_state=0)
+    est.init_parameters(X.shape[1], np.unique(y), np.random.default_rng(4))
+    net = est.network()
+    assert net is est.network() and net.H[0] is est.coefs_[0]  # one network, shared arrays
+    assert est.coding.n_outputs == 10 and est.n_iter_ == 0
+    trainer = est.trainer()
+    assert trainer.net is net and trainer.epoch == 0
+    trainer.train_epoch(X, est.coding.targets(y, net.dtype))
+    assert trainer.epoch == 1 and np.isfinite(est.coefs_[0]).all()
+    copy = EBPClassifier.from_parameters(
+        est.get_params(), est.coefs_, est.intercepts_, est.classes_, n_iter=trainer.epoch
+    )
+    np.testing.assert_array_equal(copy.predict_proba(X[:50]), est.predict_proba(X[:50]))
+    assert copy.n_iter_ == 1
+    two = EBPClassifier(hidden_layer_sizes=(3,)).init_parameters(4, ["a", "b"])
+    assert two.coding.n_outputs == 1 and two.coefs_[-1].shape == (3, 1)
+    np.testing.assert_array_equal(two.coding.targets(np.array(["b", "a"]), float), [[1], [-1]])
+    unpickled = pickle.loads(pickle.dumps(est))
+    assert "_net" not in vars(unpickled)  # the cached network is rebuilt, not pickled
+    np.testing.assert_array_equal(unpickled.predict(X[:50]), est.predict(X[:50]))

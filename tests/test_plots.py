@@ -42,3 +42,15 @@ def test_plots_reject_empty_input(tmp_path):
     with pytest.raises(ValueError, match="at least one layer"):
         plots.confidence_histograms([], tmp_path / "x.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_importing_the_run_engine_leaves_the_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import ebprop.runs, ebprop.plots; "
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

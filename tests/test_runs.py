@@ -181,7 +181,7 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path, full_run):
     """A real kill: the process dies at an arbitrary point; atomic writes keep a usable state."""
     full = full_run[0]
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ebprop.cli", "train", "--out", str(out), "--hidden", "12",
+    cmd = [sys.executable, "-m", "ebprop", "train", "--out", str(out), "--hidden", "12",
            "--epochs", "3", "--seed", "5", "--checkpoint-every", "0", "--quiet"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600  # generous: only a starved machine waits long
@@ -201,9 +201,9 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path, full_run):
 
 
 def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monkeypatch):
-    import ebprop.runs as runs
+    import ebprop.train as engine
 
-    real = runs.run_minibatches_inplace
+    real = engine.run_minibatches_inplace
 
     def poisoned(net, *args, **kwargs):
         result = real(net, *args, **kwargs)
@@ -212,10 +212,75 @@ def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monk
 
     out = tmp_path / "run"
     train_run(TrainOptions(**(SMALL | {"epochs": 1})), out, make_plots=False)
-    monkeypatch.setattr(runs, "run_minibatches_inplace", poisoned)
+    monkeypatch.setattr(engine, "run_minibatches_inplace", poisoned)
     with pytest.raises(FloatingPointError, match="diverged in epoch 2"):
         train_run(TrainOptions(**(SMALL | {"epochs": 2})), out, resume=True)
-    monkeypatch.setattr(runs, "run_minibatches_inplace", real)
+    monkeypatch.setattr(engine, "run_minibatches_inplace", real)
     assert (
         train_run(None, out, resume=True, make_plots=False)["epochs_run"] == 2
     )  # resumes from the good state
+
+
+def test_saved_models_record_the_epochs_run(full_run):
+    """Issue 11 item 11: a model written by a run knows how many epochs trained it."""
+    out, summary, _ = full_run
+    assert load_model(out / "last.npz").estimator.n_iter_ == summary["epochs_run"] == 3
+    best = load_model(out / "model.npz")
+    assert best.estimator.n_iter_ == summary["best_epoch"] == best.metadata["metrics"]["epoch"]
+
+
+def test_a_run_failing_on_a_bad_option_leaves_nothing_in_the_way(tmp_path):
+    """Issue 11 item 4: everything is checked before the first write, so the retry can start."""
+    out = tmp_path / "run"
+    too_many = TrainOptions(**(SMALL | {"epochs": 1, "validation": 5000}))  # digits has 1,198
+    with pytest.raises(ValueError, match="validation"):
+        train_run(too_many, out, make_plots=False)
+    assert not out.exists()
+    summary = train_run(TrainOptions(**(SMALL | {"epochs": 1})), out, make_plots=False)
+    assert summary["finished"] and summary["epochs_run"] == 1
+
+
+def test_summary_has_the_schema_every_method_shares(full_run):
+    _, summary, _ = full_run
+    assert summary["method"] == "ebp"
+    assert summary["readouts"] == {
+        "EBP-P": {"val_error": summary["val_error_p"], "test_error": summary["test_error_p"]},
+        "EBP-D": {"val_error": summary["val_error_d"], "test_error": summary["test_error_d"]},
+    }
+    for key in ("finished", "options", "best_epoch", "epochs_run", "stopped_early",
+                "seconds_per_epoch_mean", "seconds_total", "n_weights"):  # fmt: skip
+        assert key in summary
+
+
+def test_options_name_unknown_data_settings_before_any_run():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        TrainOptions(dataset="cifar")
+    with pytest.raises(ValueError, match="unknown scaling 'log'"):
+        TrainOptions(scaling="log")
+    with pytest.raises(ValueError, match="filters: unknown filter bank 'wavelets'"):
+        TrainOptions(filters="wavelets")
+    with pytest.raises(ValueError, match="prior_variance must be a positive"):
+        TrainOptions(prior_variance=0.0)
+    with pytest.raises(ValueError, match="reinforcement applies to binary weights only"):
+        TrainOptions(weights="real", reinforcement="auto")
+
+
+def test_training_builds_one_network(tmp_path, monkeypatch):
+    from ebprop.core import Network
+
+    built = []
+    real_init = Network.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "__init__", counting_init)
+    seen = []
+    train_run(
+        TrainOptions(**(SMALL | {"epochs": 2})),
+        tmp_path / "run",
+        on_epoch=lambda r: seen.append(len(built)),
+        make_plots=False,
+    )
+    assert seen == [1, 1]  # drawn once; evaluating and saving every epoch reuse it

@@ -43,11 +43,11 @@ seed = [0, 1]
 @pytest.fixture
 def no_run_plots(monkeypatch):
     """Skip the per-run figures of ebprop.runs (most of a tiny run's time) in this process."""
-    import ebprop.runs
+    import ebprop.plots
 
     for name in ("learning_curves", "confusion_matrix_plot", "reliability_diagram",
                  "confidence_histograms"):  # fmt: skip
-        monkeypatch.setattr(ebprop.runs.plots, name, lambda *a, **k: None)
+        monkeypatch.setattr(ebprop.plots, name, lambda *a, **k: None)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -135,7 +135,7 @@ def test_settings_that_do_not_apply_are_left_out_per_method():
         ("[[grid]]\nhidden = [true]\n", "hidden widths must be integers >= 1"),
         ("[[grid]]\nseed = []\n", "seed is an empty list"),
         ("[[grid]]\nepochs = 0\n", "grid 1: epochs must be a positive integer"),
-        ("[[grid]]\nfilters = 'wavelets'\n", "key 'filters'.*filters:"),
+        ("[[grid]]\nfilters = 'wavelets'\n", "grid 1: filters: unknown filter bank 'wavelets'"),
         ("[[grid]]\nfilters = 3\n", "filters must be a string"),
         ("[[grid]]\ndataset = 'cifar'\n", "unknown dataset 'cifar'"),
         ("[[grid]]\nscaling = 'log'\n", "unknown scaling 'log'"),
@@ -392,3 +392,35 @@ def test_baseline_smoke_sweep(tmp_path):
         ("binaryconnect", "BC", "binary"),
     ]
     assert all(r["test_error_mean"] < 0.5 for r in result.rows)
+
+
+def test_a_folder_with_other_settings_is_never_reported_done(tmp_path, no_run_plots):
+    """Issue 11 item 1: a run is identified by all its settings, not only by its folder name."""
+    first = parse_experiment(TINY)
+    assert [o["status"] for o in run_sweep(first, tmp_path, progress=False).outcomes] == [
+        "done",
+        "done",
+    ]
+    changed = parse_experiment(TINY.replace("batch_size = 8", "batch_size = 16"))
+    assert [r.name for r in changed.runs] == [r.name for r in first.runs]  # same folders
+    assert all(run_status(tmp_path / r.name, r) == "conflict" for r in changed.runs)
+    result = run_sweep(changed, tmp_path, progress=False)
+    assert [o["status"] for o in result.outcomes] == ["failed", "failed"]
+    assert all("other options ['batch_size']" in o["error"] for o in result.outcomes)
+    assert result.rows == []  # the stale runs are not reported as this sweep's results
+    toml = tmp_path / "changed.toml"
+    toml.write_text(TINY.replace("batch_size = 8", "batch_size = 16"))
+    res = CliRunner().invoke(main, ["sweep", str(toml), "--out", str(tmp_path), "--dry-run"])
+    assert "2 with other settings" in res.output and "conflict" in res.output
+
+
+def test_sweep_keys_are_the_option_fields():
+    from ebprop.baselines import BaselineOptions
+    from ebprop.runs import TrainOptions, option_keys
+    from ebprop.sweep.experiment import KEYS
+
+    assert KEYS["ebp"] == option_keys(TrainOptions) | {"method"}
+    assert KEYS["bp"] == option_keys(BaselineOptions)
+    exp = parse_experiment("[[grid]]\nreinforcement = ['none', 'auto']\nepochs = 1\n")
+    assert [r.options["reinforcement"] for r in exp.runs] == [None, "auto"]
+    assert [r.name.split("-")[-2] for r in exp.runs] == ["rfnone", "rfauto"]

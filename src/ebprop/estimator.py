@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -14,10 +13,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .core import (
-    PARAMETER_BOUND,
     Network,
     class_log_probabilities,
-    diverged,
     dropout_nu,
     init_network,
     make_family,
@@ -25,14 +22,11 @@ from .core import (
     parse_reinforcement,
     predict_deterministic,
 )
-from .train import decode_outputs, encode_targets, epoch_order, run_minibatches_inplace
+from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
+
+__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
 
 _READOUTS = ("probabilistic", "deterministic")
-DIVERGED_MESSAGE = (
-    "epoch {epoch}: EBP's summed minibatch update diverged (parameters reached the bound "
-    f"±{PARAMETER_BOUND:g}); predictions are unreliable. Use a smaller batch size than {{bs}} "
-    "(the update overshoots when a unit's variance σ²c is below the batch size)."
-)
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
 
 
@@ -134,7 +128,19 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self) -> None:  # noqa: C901 - a flat list of checks reads best
+    def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
+        """Validate the constructor parameters, once, before anything is built.
+
+        Returns
+        -------
+        (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
+        reinforcement schedule (None for plain EBP).
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter and the values it accepts.
+        """
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral):
             sizes = (sizes,)
@@ -143,10 +149,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
         if self.weights not in ("binary", "real"):
             raise ValueError(f"weights must be 'binary' or 'real', got {self.weights!r}")
-        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        for name in ("batch_size", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {self.readout!r}")
         p = self.input_dropout
@@ -164,11 +170,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
                 "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
                 f"got weights={self.weights!r}"
             )
-        self._float_dtype()
-        self._sizes = sizes
-        self._reinforcement = schedule
+        self.float_dtype()
+        return sizes, schedule
 
-    def _float_dtype(self) -> np.dtype:
+    def float_dtype(self) -> np.dtype:
+        """The ``dtype`` parameter as a NumPy float dtype (ValueError unless float32/float64)."""
         try:
             dt = np.dtype(self.dtype)
         except TypeError:
@@ -179,20 +185,40 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         return validate_data(
-            self, X, reset=reset, dtype=self._float_dtype(), order="C", ensure_all_finite=True
+            self, X, reset=reset, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
 
-    # ------------------------------------------------------------------ state
-    def _network(self, copy: bool = False) -> Network:
-        """A Network over ``coefs_``/``intercepts_`` (shared arrays, so training updates them)."""
-        dt = self._float_dtype()
+    # ------------------------------------------------------------------ public seam
+    @property
+    def coding(self) -> LabelCoding:
+        """The label coding of the fitted classes (classes → indices → ±1 targets)."""
+        check_is_fitted(self, "classes_")
+        return LabelCoding(np.asarray(self.classes_))
+
+    def network(self) -> Network:
+        """The :class:`ebprop.core.Network` this estimator trains, over ``coefs_``/``intercepts_``.
+
+        The arrays are shared, so training the network updates the estimator. Built once and
+        reused while ``coefs_``/``intercepts_`` are the same arrays; rebuilt (and checked for
+        shapes, dtype and finiteness) after they were replaced.
+        """
+        check_is_fitted(self, "coefs_")
+        net = getattr(self, "_net", None)
+        if (
+            net is not None
+            and len(net.H) == len(self.coefs_) == len(self.intercepts_)
+            and all(a is h for a, h in zip(self.coefs_, net.H, strict=True))
+            and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
+        ):
+            return net
+        dt = self.float_dtype()
         sizes = [self.n_features_in_] + [c.shape[1] for c in self.coefs_]
         if len(self.coefs_) != len(self.intercepts_):
             raise ValueError("coefs_ and intercepts_ must have the same number of layers")
         H, b = [], []
         for layer, (c, i) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
-            c = np.array(c, dtype=dt, order="C", copy=copy or None)
-            i = np.array(i, dtype=dt, copy=copy or None).reshape(-1)
+            c = np.asarray(c, dtype=dt, order="C")
+            i = np.asarray(i, dtype=dt).reshape(-1)
             if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
                 raise ValueError(
                     f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
@@ -204,37 +230,99 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             b.append(i)
         if sizes[-1] != self.n_outputs_:
             raise ValueError(f"the last layer has {sizes[-1]} units, expected {self.n_outputs_}")
-        return Network(family=make_family(self.weights, self.prior_variance), H=H, b=b)
+        self._net = Network(family=make_family(self.weights, self.prior_variance), H=H, b=b)
+        return self._net
 
-    def _initialize(self, n_features: int, classes: np.ndarray) -> None:
+    def init_parameters(
+        self, n_features: int, classes, rng: np.random.Generator | None = None
+    ) -> EBPClassifier:
+        """Start untrained: draw initial parameters for ``n_features`` inputs and ``classes``.
+
+        Parameters
+        ----------
+        n_features : int
+        classes : array-like (n_classes,), at least two labels.
+        rng : numpy.random.Generator, optional
+            Draws the initial H and, later, each epoch's sample order. Default: seeded from
+            ``random_state``.
+
+        Returns
+        -------
+        self, with ``coefs_``, ``intercepts_``, ``classes_`` and ``n_iter_ = 0``.
+        """
+        sizes, _ = self.check_params()
+        classes = np.unique(np.asarray(classes))
         if classes.shape[0] < 2:
             raise ValueError(
-                f"EBPClassifier needs at least 2 classes to train; got 1 class ({classes[0]!r})"
+                f"EBPClassifier needs at least 2 classes to train; got {classes.shape[0]} class "
+                f"({classes.tolist()})"
             )
+        if rng is None:
+            rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
+        self._rng = rng
         self.classes_ = classes
-        self.n_outputs_ = 1 if classes.shape[0] == 2 else classes.shape[0]
-        self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
+        self.n_outputs_ = n_outputs(classes.shape[0])
+        self.n_features_in_ = int(n_features)
         net = init_network(
-            (n_features, *self._sizes, self.n_outputs_),
+            (n_features, *sizes, self.n_outputs_),
             make_family(self.weights, self.prior_variance),
-            self._rng,
+            rng,
             self.init_variance,
-            self._float_dtype(),
+            self.float_dtype(),
         )
-        self.coefs_, self.intercepts_ = net.H, net.b
+        self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
+        self._net = net
         self.n_iter_ = 0
         self.training_error_curve_: list[float] = []
+        return self
 
-    def _class_indices(self, y: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, self.classes_.shape[0] - 1)
-        unseen = self.classes_[idx] != y
-        if unseen.any():
-            raise ValueError(
-                f"y contains labels not in classes_ {self.classes_.tolist()}: "
-                f"{np.unique(y[unseen]).tolist()}"
-            )
-        return idx
+    @classmethod
+    def from_parameters(
+        cls,
+        params: dict,
+        coefs: list[np.ndarray],
+        intercepts: list[np.ndarray],
+        classes,
+        n_iter: int = 0,
+    ) -> EBPClassifier:
+        """A fitted estimator holding the given parameters (arrays are shared, not copied).
+
+        It predicts and continues training with :meth:`partial_fit`. ValueError when the
+        parameters or the arrays' shapes, dtype or finiteness do not fit.
+        """
+        est = cls(**params)
+        est.check_params()
+        est.classes_ = np.asarray(classes)
+        est.n_outputs_ = n_outputs(est.classes_.shape[0])
+        est.n_features_in_ = int(coefs[0].shape[0])
+        est.coefs_ = list(coefs)
+        est.intercepts_ = list(intercepts)
+        est.n_iter_ = int(n_iter)
+        est.training_error_curve_ = []
+        est.network()  # checks shapes, dtypes and finiteness
+        return est
+
+    def trainer(self) -> Trainer:
+        """A :class:`ebprop.train.Trainer` over :meth:`network`, at epoch ``n_iter_``.
+
+        Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
+        copy back into ``n_iter_``.
+        """
+        _, schedule = self.check_params()
+        net = self.network()
+        # Train on the arrays the network holds (the user's arrays, converted if need be).
+        self.coefs_, self.intercepts_ = list(net.H), list(net.b)
+        if getattr(self, "_rng", None) is None:
+            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
+        return Trainer(
+            net=net,
+            rng=self._rng,
+            batch_size=int(self.batch_size),
+            nu=dropout_nu(self.input_dropout),
+            reinforcement=schedule,
+            shuffle=bool(self.shuffle),
+            epoch=int(self.n_iter_),
+        )
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y) -> EBPClassifier:
@@ -245,12 +333,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         X : array-like (n_samples, n_features)
         y : array-like (n_samples,)
         """
-        self._validate_params()
+        self.check_params()
         X, y = validate_data(
-            self, X, y, dtype=self._float_dtype(), order="C", ensure_all_finite=True
+            self, X, y, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
-        self._initialize(X.shape[1], np.unique(y))
+        self.init_parameters(X.shape[1], np.unique(y))
         for _ in range(self.max_iter):
             self._epoch(X, y)
         return self
@@ -266,15 +354,15 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             Every label that will ever appear.
         """
         first = not hasattr(self, "classes_")
-        self._validate_params()
+        self.check_params()
         X, y = validate_data(
-            self, X, y, reset=first, dtype=self._float_dtype(), order="C", ensure_all_finite=True
+            self, X, y, reset=first, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self._initialize(X.shape[1], np.unique(np.asarray(classes)))
+            self.init_parameters(X.shape[1], classes)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={np.unique(classes).tolist()} differs from the classes of the first "
@@ -283,36 +371,16 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self._epoch(X, y)
         return self
 
-    def _epoch(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        on_batch: Callable[[int, int], bool | None] | None = None,
-    ) -> None:
-        idx = self._class_indices(y)
-        net = self._network()
-        # Train on the arrays the estimator holds (they may have been replaced by the user).
-        self.coefs_, self.intercepts_ = net.H, net.b
-        Y = encode_targets(idx, self.n_outputs_, net.dtype)
-        if not hasattr(self, "_rng"):
-            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
-        order = epoch_order(X.shape[0], self._rng, self.shuffle)
+    def _epoch(self, X: np.ndarray, y: np.ndarray) -> None:
+        trainer = self.trainer()
+        Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
-        _, n_errors = run_minibatches_inplace(
-            net, X, Y, order, self.batch_size, dropout_nu(self.input_dropout), on_batch=on_batch,
-            reinforcement=self._reinforcement, epoch=self.n_iter_,
-        )  # fmt: skip
-        self.n_iter_ += 1
-        if diverged(net):
-            warnings.warn(
-                DIVERGED_MESSAGE.format(epoch=self.n_iter_, bs=self.batch_size),
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        self.training_error_curve_.append(n_errors / X.shape[0])
+        trainer.train_epoch(X, Y)
+        self.n_iter_ = trainer.epoch
+        self.training_error_curve_.append(trainer.n_errors / X.shape[0])
         if self.verbose:
             print(
-                f"epoch {self.n_iter_}: online training error {n_errors / X.shape[0]:.4f} "
+                f"epoch {self.n_iter_}: online training error {trainer.n_errors / X.shape[0]:.4f} "
                 f"({time.perf_counter() - t0:.2f} s)"
             )
 
@@ -323,7 +391,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         X = self._check_X(X, reset=False)
-        net = self._network()
+        net = self.network()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
@@ -347,7 +415,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X, readout: str | None = None) -> np.ndarray:
         """Class labels by EBP-P or EBP-D (default: the ``readout`` parameter)."""
         out = self._outputs(X, readout or self.readout)
-        return self.classes_[decode_outputs(out)]
+        return self.coding.labels(out)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Log class probabilities from the EBP-P output (see Notes), (n_samples, n_classes)."""
@@ -357,6 +425,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities from the EBP-P output (see Notes), (n_samples, n_classes)."""
         return np.exp(self.predict_log_proba(X))
+
+    def __getstate__(self) -> dict:
+        # The cached Network (with its moments M, M² and scratch buffers) is rebuilt on demand;
+        # pickles and deep copies carry only the parameters.
+        state = super().__getstate__()
+        state.pop("_net", None)
+        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,4 +1,4 @@
-"""Classification and calibration metrics. Pure functions, no I/O.
+"""Classification and calibration metrics, the evaluation report and a model's memory. No I/O.
 
 Probabilities are the EBP-P class probabilities of :meth:`EBPClassifier.predict_proba`
 (shape (n_samples, n_classes), rows summing to 1); labels for the probabilistic scores are
@@ -26,6 +26,8 @@ __all__ = [
     "brier_score",
     "confusion_matrix",
     "error_rate",
+    "evaluation_report",
+    "model_memory",
     "expected_calibration_error",
     "negative_log_likelihood",
     "per_class_error",
@@ -164,3 +166,73 @@ def per_class_error(y_true, y_pred, labels) -> np.ndarray:
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return 1.0 - np.diag(cm) / totals
+
+
+def evaluation_report(est, X: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
+    """Errors of both readouts, per-class error, confusion matrix and EBP-P calibration.
+
+    Parameters
+    ----------
+    est : fitted :class:`ebprop.EBPClassifier`
+    X : (n_samples, n_features) features; y : (n_samples,) labels.
+    n_bins : int, bins of the expected calibration error.
+
+    Returns
+    -------
+    dict (JSON-able): ``n_samples``, ``error_p``, ``error_d``, ``nll``, ``brier``, ``ece``,
+    ``classes``, ``per_class_error_p``/``_d`` (None for an absent class), ``confusion_matrix_p``.
+    """
+    pred_p = est.predict(X, readout="probabilistic")
+    pred_d = est.predict(X, readout="deterministic")
+    proba = est.predict_proba(X)
+    idx = est.coding.indices(y)
+    classes = est.classes_
+    return {
+        "n_samples": int(len(y)),
+        "error_p": error_rate(y, pred_p),
+        "error_d": error_rate(y, pred_d),
+        "nll": negative_log_likelihood(idx, proba),
+        "brier": brier_score(idx, proba),
+        "ece": expected_calibration_error(idx, proba, n_bins),
+        "classes": classes.tolist(),
+        "per_class_error_p": [
+            None if np.isnan(e) else float(e) for e in per_class_error(y, pred_p, classes)
+        ],
+        "per_class_error_d": [
+            None if np.isnan(e) else float(e) for e in per_class_error(y, pred_d, classes)
+        ],
+        "confusion_matrix_p": confusion_matrix(y, pred_p, classes).tolist(),
+    }
+
+
+def model_memory(est) -> list[dict]:
+    """Per-layer parameter counts and memory of a fitted estimator, as trained and as deployed.
+
+    Binary weights deploy as one bit each, every output unit's row of n_in bits padded to whole
+    64-bit words; biases (and real weights) deploy as float32. Trained memory is every parameter
+    (H and b) at the training dtype.
+
+    Returns
+    -------
+    list of dict, one per layer: ``layer``, ``shape`` [n_in, n_out], ``params_1bit``,
+    ``params_32bit``, ``bytes_trained``, ``bytes_deployed``.
+    """
+    binary = est.weights == "binary"
+    itemsize = np.dtype(est.dtype).itemsize
+    rows = []
+    for layer, (h, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
+        n_in, n_out = h.shape
+        one_bit = h.size if binary else 0
+        full = b.size + (0 if binary else h.size)
+        packed = n_out * (-(-n_in // 64)) * 8 if binary else 0
+        rows.append(
+            {
+                "layer": layer,
+                "shape": [int(n_in), int(n_out)],
+                "params_1bit": int(one_bit),
+                "params_32bit": int(full),
+                "bytes_trained": int((h.size + b.size) * itemsize),
+                "bytes_deployed": int(packed + 4 * full),
+            }
+        )
+    return rows

@@ -16,10 +16,7 @@ on load), and free-form ``training_options``, ``checksums`` and ``metrics``.
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -29,19 +26,23 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .core import init_network, make_family
 from .estimator import EBPClassifier
 from .exceptions import DataError, ModelFormatError
+
+# The file helpers live in :mod:`ebprop.fileio`; re-exported for code written against this module.
+from .fileio import (  # noqa: F401
+    atomic_savez,
+    atomic_write_bytes,
+    atomic_write_text,
+    decode_header,
+    encode_header,
+)
+from .train import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
     "LoadedModel",
-    "atomic_savez",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "build_estimator",
-    "decode_header",
-    "encode_header",
+    "estimator_params",
     "load_model",
     "save_model",
 ]
@@ -64,109 +65,6 @@ _ESTIMATOR_PARAMS = (
     "dtype",
     "verbose",
 )
-
-
-# ---------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
-
-    A crash or kill at any moment leaves either the previous file or the new one, never a mix.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model or plot is meant to be shared
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """``np.savez`` to ``path`` atomically (the archive is built in memory, then written)."""
-    for name, value in arrays.items():
-        if np.asarray(value).dtype == object:
-            raise TypeError(
-                f"array {name!r} has dtype object, which cannot be saved without pickle"
-            )
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def encode_header(header: dict) -> np.ndarray:
-    """A JSON-able dict as a uint8 array (strict JSON: NaN/Inf are refused)."""
-    return np.frombuffer(json.dumps(header, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-
-
-def decode_header(array: np.ndarray, source: str = "<array>") -> dict:
-    """Inverse of :func:`encode_header`; raises :class:`ModelFormatError` on bad content."""
-    if array.dtype != np.uint8 or array.ndim != 1:
-        raise ModelFormatError(f"{source}: header must be a 1-D uint8 array, got {array.dtype}")
-    try:
-        header = json.loads(array.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise ModelFormatError(f"{source}: header must be a JSON object")
-    return header
-
-
-# ---------------------------------------------------------------------------- estimator state
-def build_estimator(
-    params: dict,
-    coefs: list[np.ndarray],
-    intercepts: list[np.ndarray],
-    classes: np.ndarray,
-    n_iter: int = 0,
-) -> EBPClassifier:
-    """A fitted :class:`EBPClassifier` holding the given parameters (arrays are shared).
-
-    The result predicts and continues training with :meth:`EBPClassifier.partial_fit`.
-    """
-    est = EBPClassifier(**params)
-    est._validate_params()
-    est.classes_ = np.asarray(classes)
-    est.n_outputs_ = 1 if est.classes_.shape[0] == 2 else est.classes_.shape[0]
-    est.n_features_in_ = int(coefs[0].shape[0])
-    est.coefs_ = list(coefs)
-    est.intercepts_ = list(intercepts)
-    est.n_iter_ = int(n_iter)
-    est.training_error_curve_ = []
-    est._network()  # checks shapes, dtypes and finiteness
-    return est
-
-
-def init_estimator(
-    params: dict, n_features: int, classes: np.ndarray, rng: np.random.Generator
-) -> EBPClassifier:
-    """A freshly initialised estimator drawing its initial H from ``rng`` (advances ``rng``)."""
-    est = EBPClassifier(**params)
-    est._validate_params()
-    classes = np.asarray(classes)
-    if classes.shape[0] < 2:
-        raise ValueError(f"need at least 2 classes to train, got {classes.tolist()}")
-    n_out = 1 if classes.shape[0] == 2 else classes.shape[0]
-    net = init_network(
-        (n_features, *est._sizes, n_out),
-        make_family(est.weights, est.prior_variance),
-        rng,
-        est.init_variance,
-        est._float_dtype(),
-    )
-    return build_estimator(params, net.H, net.b, classes)
 
 
 def estimator_params(est: EBPClassifier) -> dict:
@@ -211,7 +109,7 @@ def save_model(
     """
     if not hasattr(estimator, "coefs_"):
         raise ValueError("save_model needs a fitted estimator (call fit or partial_fit first)")
-    net = estimator._network()
+    net = estimator.network()
     arrays: dict[str, np.ndarray] = {}
     for layer, (h, b) in enumerate(zip(net.H, net.b, strict=True)):
         arrays[f"coef_{layer}"] = h
@@ -348,14 +246,14 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     sizes = _check_arrays(header, arrays, src)
     n_layers = len(sizes) - 1
     classes = arrays["classes"]
-    n_out = 1 if classes.shape[0] == 2 else classes.shape[0]
+    n_out = n_outputs(classes.shape[0])
     if classes.shape[0] < 2 or sizes[-1] != n_out:
         raise ModelFormatError(
             f"{src}: {classes.shape[0]} classes need {n_out} output units, architecture has "
             f"{sizes[-1]}"
         )
     try:
-        est = build_estimator(
+        est = EBPClassifier.from_parameters(
             header["estimator_params"],
             [arrays[f"coef_{i}"] for i in range(n_layers)],
             [arrays[f"intercept_{i}"] for i in range(n_layers)],

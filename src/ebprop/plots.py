@@ -1,4 +1,9 @@
-"""Figures of a run, drawn headless (matplotlib's Agg backend) and written as PNG atomically."""
+"""Figures of a run, written as PNG atomically.
+
+Only matplotlib's object-oriented :class:`~matplotlib.figure.Figure` API is used: no pyplot, no
+global figure registry and no backend switch, so importing this module (or :mod:`ebprop.runs`)
+leaves a notebook's backend alone, and figures are drawn headless without a display.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,11 @@ import io
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: never open a window, never need a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .metrics import ReliabilityCurve  # noqa: E402
-from .persist import atomic_write_bytes  # noqa: E402
+from .fileio import atomic_write_bytes
+from .metrics import ReliabilityCurve
 
 __all__ = [
     "confidence_histograms",
@@ -27,13 +27,10 @@ __all__ = [
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Render ``fig`` to PNG in memory, write it atomically, and close it."""
+    """Render ``fig`` to PNG in memory (Agg canvas) and write it atomically."""
     buf = io.BytesIO()
-    try:
-        fig.tight_layout()  # cheaper than bbox_inches="tight", which renders twice
-        fig.savefig(buf, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
+    fig.tight_layout()  # cheaper than bbox_inches="tight", which renders twice
+    fig.savefig(buf, format="png", dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -51,7 +48,8 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     if not history:
         raise ValueError("learning_curves needs at least one epoch record")
     epochs = _values(history, "epoch")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     styles = [
         ("train_error", "train (online, EBP-P)", "0.5", "-"),
         ("val_error_p", "validation EBP-P", "C0", "--"),
@@ -75,7 +73,8 @@ def confusion_matrix_plot(cm: np.ndarray, labels: Sequence, path: str | os.PathL
     """Confusion matrix (rows: true class, columns: predicted), counts in the cells."""
     cm = np.asarray(cm)
     k = cm.shape[0]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * k, 0.8 + 0.45 * k))
+    fig = Figure(figsize=(1.0 + 0.45 * k, 0.8 + 0.45 * k))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ticks = np.arange(k)
     ax.set_xticks(ticks, [str(c) for c in labels])
@@ -93,7 +92,8 @@ def confusion_matrix_plot(cm: np.ndarray, labels: Sequence, path: str | os.PathL
 
 def reliability_diagram(curve: ReliabilityCurve, path: str | os.PathLike) -> None:
     """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     centers = (curve.edges[:-1] + curve.edges[1:]) / 2
     width = np.diff(curve.edges)
     filled = curve.counts > 0
@@ -116,7 +116,8 @@ def confidence_histograms(coefs: Sequence[np.ndarray], path: str | os.PathLike) 
     """Histogram of the posterior confidence |tanh H| of binary weights, one panel per layer."""
     if not coefs:
         raise ValueError("confidence_histograms needs at least one layer")
-    fig, axes = plt.subplots(1, len(coefs), figsize=(3.2 * len(coefs), 3), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(coefs), 3))
+    axes = fig.subplots(1, len(coefs), squeeze=False)
     for layer, (ax, h) in enumerate(zip(axes[0], coefs, strict=True)):
         conf = np.abs(np.tanh(np.asarray(h, dtype=np.float64))).ravel()
         ax.hist(conf, bins=40, range=(0, 1), color="C2")

@@ -1,20 +1,47 @@
-"""Epochs and minibatches over :func:`ebprop.core.step_inplace`. No I/O, no printing.
+"""The one training engine: label coding, epochs and minibatches over
+:func:`ebprop.core.step_inplace`, and the checkpointable :class:`Trainer`. No I/O, no printing.
 
-Long runs are driven from outside (the estimator, the CLI): this module only walks a given
-sample order in minibatches, reports progress through a callback, and can start and stop at
-any minibatch boundary so that a run can be checkpointed mid-epoch and resumed exactly.
+Both :class:`ebprop.EBPClassifier` (``fit``/``partial_fit``) and the run loop of
+:mod:`ebprop.runs` drive a :class:`Trainer`. It walks a sample order in minibatches, reports
+progress through a callback, and can stop and start at any minibatch boundary, so that a run can
+be checkpointed mid-epoch and resumed exactly.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from .core import Network, Reinforcement, step_inplace
+from .core import PARAMETER_BOUND, Network, Reinforcement, diverged, step_inplace
+
+__all__ = [
+    "DIVERGED_MESSAGE",
+    "LabelCoding",
+    "Trainer",
+    "decode_outputs",
+    "encode_targets",
+    "epoch_order",
+    "n_outputs",
+    "run_minibatches_inplace",
+]
 
 #: ``on_batch(position, n_errors_so_far)`` is called after each minibatch; return True to stop.
 BatchCallback = Callable[[int, int], "bool | None"]
+
+DIVERGED_MESSAGE = (
+    "epoch {epoch}: EBP's summed minibatch update diverged (parameters reached the bound "
+    f"±{PARAMETER_BOUND:g}); predictions are unreliable. Use a smaller batch size than {{bs}} "
+    "(the update overshoots when a unit's variance σ²c is below the batch size)."
+)
+
+
+# ---------------------------------------------------------------------------- label coding
+def n_outputs(n_classes: int) -> int:
+    """Output units for ``n_classes`` classes: one unit (its sign) for two, else one per class."""
+    return 1 if n_classes == 2 else n_classes
 
 
 def encode_targets(indices: np.ndarray, n_outputs: int, dtype: np.dtype | type) -> np.ndarray:
@@ -36,6 +63,45 @@ def decode_outputs(outputs: np.ndarray) -> np.ndarray:
     return outputs.argmax(axis=1)
 
 
+@dataclass(frozen=True)
+class LabelCoding:
+    """Classes → class indices → ±1 targets of the output units, and back.
+
+    Attributes
+    ----------
+    classes : (n_classes,) sorted class labels.
+    """
+
+    classes: np.ndarray
+
+    @property
+    def n_outputs(self) -> int:
+        """Output units of the network (see :func:`n_outputs`)."""
+        return n_outputs(self.classes.shape[0])
+
+    def indices(self, y: np.ndarray) -> np.ndarray:
+        """Class indices (n,) of labels ``y`` (n,); ValueError names labels not in ``classes``."""
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes, y)
+        idx = np.clip(idx, 0, self.classes.shape[0] - 1)
+        unseen = self.classes[idx] != y
+        if unseen.any():
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes.tolist()}: "
+                f"{np.unique(y[unseen]).tolist()}"
+            )
+        return idx
+
+    def targets(self, y: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+        """±1 targets (n, n_outputs) of labels ``y`` (n,)."""
+        return encode_targets(self.indices(y), self.n_outputs, dtype)
+
+    def labels(self, outputs: np.ndarray) -> np.ndarray:
+        """Class labels (n,) from output units (n, n_outputs)."""
+        return self.classes[decode_outputs(outputs)]
+
+
+# ---------------------------------------------------------------------------- minibatches
 def epoch_order(n_samples: int, rng: np.random.Generator, shuffle: bool = True) -> np.ndarray:
     """The sample order of one epoch: a fresh permutation, or 0..n−1 when not shuffling."""
     return rng.permutation(n_samples) if shuffle else np.arange(n_samples)
@@ -83,3 +149,92 @@ def run_minibatches_inplace(
         if on_batch is not None and on_batch(position, n_errors):
             break
     return position, n_errors
+
+
+# ---------------------------------------------------------------------------- the trainer
+@dataclass
+class Trainer:
+    """The checkpointable state of EBP training and the epoch loop over it.
+
+    Attributes
+    ----------
+    net : Network, trained in place.
+    rng : numpy.random.Generator
+        Draws each epoch's sample order (the only randomness after initialisation).
+    batch_size : int; nu : float, input-dropout variance factor ν; shuffle : bool.
+    reinforcement : Reinforcement or None.
+    epoch : int, finished epochs.
+    position : int, samples of the current epoch already trained on.
+    n_errors : int, online EBP-P errors in the current epoch so far.
+    order : (n,) int array or None, the current epoch's sample order (None between epochs).
+    """
+
+    net: Network
+    rng: np.random.Generator
+    batch_size: int
+    nu: float = 0.0
+    reinforcement: Reinforcement | None = None
+    shuffle: bool = True
+    epoch: int = 0
+    position: int = 0
+    n_errors: int = 0
+    order: np.ndarray | None = None
+
+    def train_epoch(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        on_batch: BatchCallback | None = None,
+        check_finite: bool = False,
+    ) -> bool:
+        """Train on the rest of the current epoch (a new one when between epochs).
+
+        Parameters
+        ----------
+        X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
+        on_batch : ``on_batch(position, n_errors)`` with this epoch's totals; True stops.
+        check_finite : raise FloatingPointError when the epoch leaves NaN/Inf parameters.
+
+        Returns
+        -------
+        bool
+            True when the epoch was completed (``epoch`` advanced), False when ``on_batch``
+            stopped it (``position`` and ``n_errors`` say where).
+
+        Warns
+        -----
+        RuntimeWarning
+            When a completed epoch drove parameters to the bound (the update diverged).
+        """
+        n = X.shape[0]
+        if self.order is None:
+            self.order = epoch_order(n, self.rng, self.shuffle)
+            self.position = self.n_errors = 0
+        base = self.n_errors
+        hook = None
+        if on_batch is not None:
+
+            def hook(pos: int, errs: int) -> bool | None:
+                return on_batch(pos, base + errs)
+
+        self.position, errs = run_minibatches_inplace(
+            self.net, X, Y, self.order, self.batch_size, self.nu, start=self.position,
+            on_batch=hook, reinforcement=self.reinforcement, epoch=self.epoch,
+        )  # fmt: skip
+        self.n_errors = base + errs
+        if self.position < n:
+            return False
+        epoch = self.epoch + 1
+        if check_finite and not all(np.isfinite(a).all() for a in (*self.net.H, *self.net.b)):
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch}: parameters became NaN or infinite "
+                "(try binary weights, a smaller --prior-variance, or wider layers)"
+            )
+        if diverged(self.net):
+            warnings.warn(
+                DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.epoch, self.order = epoch, None
+        return True

@@ -19,7 +19,6 @@ a constant learning rate unless ``lr_decay`` is set.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -33,17 +32,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebprop.baselines.options import BaselineOptions
-from ebprop.baselines.rundir import (
-    append_jsonl,
-    atomic_write_text,
-    read_json,
-    read_jsonl,
-    write_json,
-)
 from ebprop.exceptions import ModelFormatError
-from ebprop.persist import atomic_savez, decode_header, encode_header
+from ebprop.runs import (
+    RunFolder,
+    best_record,
+    load_features,
+    patience_exhausted,
+    summary_record,
+)
 
-__all__ = ["MLP", "load_baseline_data", "train_baseline"]
+__all__ = ["MLP", "train_baseline"]
 
 _CHECKPOINT_VERSION = 1
 
@@ -135,30 +133,6 @@ class MLP(nn.Module):
         return sum(lin.bias.numel() for lin in self.linears)
 
 
-def load_baseline_data(options: BaselineOptions) -> dict[str, Any]:
-    """Features and class indices for train, validation and test, exactly as an EBP run gets them.
-
-    The loading, split and preprocessing (fitted on the training images) are those of
-    :mod:`ebprop.runs`, so that baselines and EBP see identical inputs.
-
-    Returns
-    -------
-    dict
-        ``X_train``, ``X_val``, ``X_test``: (n, n_features) float arrays; ``y_train``, ``y_val``,
-        ``y_test``: (n,) class indices 0..n_classes-1; ``n_classes``.
-    """
-    from ebprop.runs import _load_data  # the one place that turns options into features
-
-    data = _load_data(options)  # duck-typed: reads dataset, split and preprocessing fields only
-    out: dict[str, Any] = {"n_classes": len(data.classes)}
-    for part in ("train", "val", "test"):
-        out[f"X_{part}"] = getattr(data, f"X_{part}")
-        out[f"y_{part}"] = np.searchsorted(data.classes, getattr(data, f"y_{part}")).astype(
-            np.int64
-        )
-    return out
-
-
 def _error(model: MLP, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float | None:
     """Fraction misclassified by the network in eval mode; None for an empty set."""
     if len(y) == 0:
@@ -172,7 +146,7 @@ def _error(model: MLP, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) ->
     return wrong / len(y)
 
 
-def _save_checkpoint(path: Path, model: MLP, opt: torch.optim.Adam, state: dict) -> None:
+def _save_checkpoint(folder: RunFolder, model: MLP, opt: torch.optim.Adam, state: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     for name, t in model.state_dict().items():
         arrays[f"model/{name}"] = t.detach().cpu().numpy()
@@ -180,35 +154,23 @@ def _save_checkpoint(path: Path, model: MLP, opt: torch.optim.Adam, state: dict)
     for i, p in enumerate(params):
         for key, value in opt.state.get(p, {}).items():
             arrays[f"adam/{i}/{key}"] = torch.as_tensor(value).detach().cpu().numpy()
-    arrays["meta"] = encode_header({"version": _CHECKPOINT_VERSION, **state})
-    atomic_savez(path, **arrays)
+    folder.save_checkpoint({"version": _CHECKPOINT_VERSION, **state}, arrays, key="meta")
 
 
-def _load_checkpoint(path: Path, model: MLP, opt: torch.optim.Adam) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        meta = decode_header(z["meta"], str(path))
-        if meta.get("version") != _CHECKPOINT_VERSION:
-            raise ModelFormatError(
-                f"{path}: unsupported checkpoint version {meta.get('version')!r}"
-            )
-        model.load_state_dict(
-            {k[len("model/") :]: torch.from_numpy(z[k]) for k in z.files if k.startswith("model/")}
+def _load_checkpoint(folder: RunFolder, model: MLP, opt: torch.optim.Adam) -> dict:
+    meta, z = folder.read_checkpoint(key="meta")
+    if meta.get("version") != _CHECKPOINT_VERSION:
+        raise ModelFormatError(
+            f"{folder.checkpoint_path}: unsupported checkpoint version {meta.get('version')!r}"
         )
-        params = list(model.parameters())
-        for i, p in enumerate(params):
-            keys = [k for k in z.files if k.startswith(f"adam/{i}/")]
-            if keys:
-                opt.state[p] = {k.split("/")[-1]: torch.from_numpy(z[k].copy()) for k in keys}
+    model.load_state_dict(
+        {k[len("model/") :]: torch.from_numpy(v) for k, v in z.items() if k.startswith("model/")}
+    )
+    for i, p in enumerate(model.parameters()):
+        keys = [k for k in z if k.startswith(f"adam/{i}/")]
+        if keys:
+            opt.state[p] = {k.split("/")[-1]: torch.from_numpy(z[k].copy()) for k in keys}
     return meta
-
-
-def _selected(history: list[dict]) -> dict | None:
-    """The epoch with the lowest validation error (the earliest on ties); the last without one."""
-    if not history:
-        return None
-    if history[0].get("val_error") is None:
-        return history[-1]
-    return min(history, key=lambda r: (r["val_error"], r["epoch"]))
 
 
 def train_baseline(
@@ -256,84 +218,54 @@ def train_baseline(
     """
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    opts_path, ckpt_path = out / "options.json", out / "checkpoint.npz"
-    metrics_path, summary_path = out / "metrics.jsonl", out / "summary.json"
-    if opts_path.exists():
-        if not resume:
-            raise FileExistsError(f"{out} already holds a run; pass resume=True to continue it")
-        mine = options.to_dict()
-        theirs = BaselineOptions.from_dict(read_json(opts_path)).to_dict()
-        differ = sorted(k for k in mine if k != "epochs" and mine[k] != theirs[k])
-        if differ:
-            raise ValueError(
-                f"{out}: options {differ} differ from the run's options.json; resume with the "
-                "run's options (only epochs may change)"
-            )
-        done = read_json(summary_path) if summary_path.exists() else None
-        if done is not None and (done["epochs_run"] >= options.epochs or done["stopped_early"]):
-            return done
-        summary_path.unlink(missing_ok=True)  # epochs were raised: not done yet
-    write_json(opts_path, options.to_dict())
-
+    folder = RunFolder(out_dir)
+    options, finished = folder.check_start(options, BaselineOptions, resume)
+    if finished is not None:
+        return finished
     if threads is not None:
         torch.set_num_threads(threads)
-    data = load_baseline_data(options)
+    # The features every run gets, loaded before anything is written: bad data fails cleanly.
+    data = load_features(options)
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
-    X = {p: torch.from_numpy(data[f"X_{p}"]).to(dtype) for p in ("train", "val", "test")}
-    y = {p: torch.from_numpy(data[f"y_{p}"]) for p in ("train", "val", "test")}
+    parts = ("train", "val", "test")
+    X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
+    y = {p: torch.from_numpy(data.class_indices(p)) for p in parts}
     torch.manual_seed(options.seed)
-    model = MLP(X["train"].shape[1], data["n_classes"], options).to(dtype)
+    model = MLP(X["train"].shape[1], len(data.classes), options).to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
 
     history: list[dict] = []
     start_epoch = 0
-    if resume and ckpt_path.exists():
-        meta = _load_checkpoint(ckpt_path, model, opt)
+    if resume and folder.checkpoint_path.exists():
+        meta = _load_checkpoint(folder, model, opt)
         start_epoch = int(meta["epoch"])
         # metrics may hold one epoch more than the checkpoint if a crash fell between the two
-        history = [r for r in read_jsonl(metrics_path) if r["epoch"] <= start_epoch]
-        atomic_write_text(
-            metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)
-        )
-    elif metrics_path.exists():
-        metrics_path.unlink()
+        history = [r for r in folder.read_metrics() if r["epoch"] <= start_epoch]
+    folder.begin(options)
+    folder.write_metrics(history)
+    readout = "BC" if options.method == "binaryconnect" else "BP"
 
     def summary(finished: bool, stopped_early: bool) -> dict[str, Any]:
-        best = _selected(history)
-        readout = "BC" if options.method == "binaryconnect" else "BP"
-        seconds = [r["seconds"] for r in history]
-        return {
-            "method": options.method,
-            "options": options.to_dict(),
-            "finished": finished,
-            "best_epoch": best and best["epoch"],
-            "train_error": best and best["train_error"],
-            "val_error": best and best["val_error"],
-            "test_error": best and best["test_error"],
-            "readouts": {
+        best = best_record(history, "val_error")
+        return summary_record(
+            options.method,
+            options,
+            history,
+            best,
+            {
                 readout: {
                     "val_error": best and best["val_error"],
                     "test_error": best and best["test_error"],
                 }
             },
-            "epochs_run": len(history),
-            "stopped_early": stopped_early,
-            "seconds_per_epoch_mean": float(np.mean(seconds)) if seconds else None,
-            "seconds_total": float(np.sum(seconds)),
-            "n_weights": model.n_weights(),
-            "n_biases": model.n_biases(),
-            "n_features": int(X["train"].shape[1]),
-        }
-
-    def patience_exhausted() -> bool:
-        best = _selected(history)
-        return (
-            options.patience is not None
-            and best is not None
-            and best.get("val_error") is not None
-            and history[-1]["epoch"] - best["epoch"] >= options.patience
+            stopped_early,
+            finished=finished,
+            train_error=best and best["train_error"],
+            val_error=best and best["val_error"],
+            test_error=best and best["test_error"],
+            n_weights=model.n_weights(),
+            n_biases=model.n_biases(),
+            n_features=int(X["train"].shape[1]),
         )
 
     n = len(y["train"])
@@ -344,7 +276,7 @@ def train_baseline(
         desc=f"{options.method}",
         unit="epoch",
     )
-    stopped_early = patience_exhausted()
+    stopped_early = patience_exhausted(history, "val_error", options.patience)
     epoch = start_epoch
     while epoch < options.epochs and not stopped_early:
         if stop_event is not None and stop_event.is_set():
@@ -380,15 +312,15 @@ def train_baseline(
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
-        append_jsonl(metrics_path, record)
-        best = _selected(history)
-        _save_checkpoint(ckpt_path, model, opt, {"epoch": epoch, "best_epoch": best["epoch"]})
+        folder.write_metrics(history)
+        best = best_record(history, "val_error")
+        _save_checkpoint(folder, model, opt, {"epoch": epoch, "best_epoch": best["epoch"]})
         bar.update(1)
         bar.set_postfix(val=record["val_error"], test=record["test_error"])
         if on_epoch is not None:
             on_epoch(record)
-        stopped_early = patience_exhausted()
+        stopped_early = patience_exhausted(history, "val_error", options.patience)
     bar.close()
     result = summary(finished=True, stopped_early=stopped_early)
-    write_json(summary_path, result)
+    folder.write_summary(result)
     return result

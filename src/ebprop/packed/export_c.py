@@ -189,7 +189,7 @@ def generate_c(model: PackedModel) -> tuple[str, str]:
 
 def write_c_model(model: PackedModel, directory: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``model.h`` and ``model.c`` into ``directory`` (created if missing), atomically."""
-    from ..persist import atomic_write_text  # persist imports the estimator; keep it lazy
+    from ..fileio import atomic_write_text  # file I/O apart from the model format
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

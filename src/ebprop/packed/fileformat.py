@@ -136,7 +136,7 @@ def encode_packed(model: PackedModel) -> bytes:
 
 def write_packed(path: str | os.PathLike, model: PackedModel) -> int:
     """Write ``model`` to ``path`` atomically; returns the file size in bytes."""
-    from ..persist import atomic_write_bytes  # persist imports the estimator; keep it lazy
+    from ..fileio import atomic_write_bytes  # file I/O apart from the model format
 
     data = encode_packed(model)
     atomic_write_bytes(path, data)

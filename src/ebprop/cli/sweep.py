@@ -1,5 +1,4 @@
-"""``ebprop sweep``: the command-line shell over :mod:`ebprop.sweep`. Nothing imports this module
-except :mod:`ebprop.cli`, which registers the command."""
+"""``ebprop sweep`` and ``ebprop report``: the command-line shell over :mod:`ebprop.sweep`."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .exceptions import EBPropError
+from ..exceptions import EBPropError
 
 __all__ = ["report", "sweep"]
 
@@ -54,15 +53,19 @@ def sweep(
     Finished runs are skipped and interrupted ones resumed, so the same command continues a
     sweep. Writes results.csv, results.md and results.png into the sweep folder.
     """
-    from .sweep import load_experiment, run_status, run_sweep
+    from ..sweep import load_experiment, run_status, run_sweep
 
     exp = load_experiment(experiment)
     out_dir = Path(out or exp.out or Path("runs") / exp.name)
     states = {r.name: run_status(out_dir / r.name, r) for r in exp.runs}
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "new")}
+    counts = {
+        s: sum(v == s for v in states.values()) for s in ("done", "partial", "new", "conflict")
+    }
     click.echo(
         f"{exp.name}: {len(exp.runs)} runs in {out_dir} ({counts['done']} done, "
-        f"{counts['partial']} to resume, {counts['new']} new)"
+        f"{counts['partial']} to resume, {counts['new']} new"
+        + (f", {counts['conflict']} with other settings" if counts["conflict"] else "")
+        + ")"
     )
     if dry_run:
         for run in exp.runs:
@@ -107,7 +110,7 @@ def report(sweep_dirs: tuple[str, ...], out: str, title: str) -> None:
     """
     import json
 
-    from .sweep import aggregate, write_results
+    from ..sweep import aggregate, write_results
 
     summaries = []
     for d in map(Path, sweep_dirs):

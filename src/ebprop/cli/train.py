@@ -1,0 +1,254 @@
+"""``ebprop train``: parse the options, call :func:`ebprop.runs.train_run`, print the epochs."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from ..datasets import DATASETS, SCALINGS
+from ..runs import TrainOptions, load_options, option_keys, train_run
+from .app import pct
+
+__all__ = ["train"]
+
+_HIDDEN_TOKEN = re.compile(r"^[0-9][0-9,]*$")
+
+
+class _TrainCommand(click.Command):
+    """Lets ``--hidden`` take several widths: ``--hidden 800 800`` (also ``800,800``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            tok = args[i]
+            if tok == "--hidden":
+                widths = []
+                i += 1
+                while i < len(args) and (_HIDDEN_TOKEN.match(args[i]) or args[i] == "none"):
+                    widths.append(args[i])
+                    i += 1
+                out.append(f"--hidden={','.join(widths)}")
+                continue
+            out.append(tok)
+            i += 1
+        return super().parse_args(ctx, out)
+
+
+def _parse_hidden(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if value in ("", "none"):
+        return ()
+    try:
+        widths = tuple(int(v) for v in value.split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give layer widths, e.g. --hidden 800 800") from None
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{value!r}: widths must be positive integers")
+    return widths
+
+
+def _parse_validation(ctx, param, value: str | None) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a count (5000) or a fraction (0.1)") from None
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    speed = f"{r['samples_per_s']:,.0f} img/s" if r.get("samples_per_s") else ""
+    return (
+        f"epoch {r['epoch']:>3}/{epochs}  train {pct(r['train_error'])}  "
+        f"val P {pct(r['val_error_p'])} D {pct(r['val_error_d'])}  "
+        f"test P {pct(r['test_error_p'])} D {pct(r['test_error_d'])}  "
+        f"{r['seconds']:.2f} s  {speed}"
+    )
+
+
+def _default_out(dataset: str) -> Path:
+    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+# The command's options that are training options: every field of TrainOptions but ``extra``.
+_TRAIN_FIELDS = sorted(option_keys(TrainOptions))
+_D = TrainOptions()  # the defaults shown in --help are the options' own
+
+
+@click.command(cls=_TrainCommand)
+@click.option(
+    "--dataset",
+    type=click.Choice(list(DATASETS)),
+    default=_D.dataset,
+    show_default=True,
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset.")
+@click.option(
+    "--hidden",
+    callback=_parse_hidden,
+    help="Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer. "
+    f"[default: {' '.join(map(str, _D.hidden))}]",
+)
+@click.option(
+    "--weights", type=click.Choice(["binary", "real"]), default=_D.weights, show_default=True
+)
+@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
+@click.option(
+    "--input-dropout",
+    type=float,
+    help="Keep probability of analytic input dropout (the authors used 0.8).",
+)
+@click.option("--filters", help="Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…")
+@click.option(
+    "--scaling",
+    type=click.Choice(list(SCALINGS)),
+    default=_D.scaling,
+    show_default=True,
+)
+@click.option("--deskew", is_flag=True, help="Deskew images by their moments first.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(["float32", "float64"]), default=_D.dtype, show_default=True
+)
+@click.option("--init-variance", type=float, default=_D.init_variance, show_default=True)
+@click.option("--prior-variance", type=float, default=_D.prior_variance, show_default=True)
+@click.option(
+    "--reinforcement",
+    help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.00005), 'auto', "
+    "or 'hidden=…,output=…,start=…,ramp=…'. [default: off]",
+)
+@click.option(
+    "--validation",
+    callback=_parse_validation,
+    help="Validation images held out of train: a count or a fraction; 0 for none.",
+)
+@click.option(
+    "--select-by",
+    type=click.Choice(["probabilistic", "deterministic"]),
+    default=_D.select_by,
+    show_default=True,
+    help="Readout whose validation error picks the best epoch (model.npz).",
+)
+@click.option("--patience", type=int, help="Stop after this many epochs without progress.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory. [default: runs/<dataset>-<timestamp>]",
+)
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Continue the run in this directory from its checkpoint (--epochs may be raised).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between mid-epoch checkpoints.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def train(ctx: click.Context, **kw) -> None:
+    """Train a network and save it, its checkpoints, metrics and plots in a run directory.
+
+    With no options: a binary 64-100-10 network on the bundled 8x8 digits, 10 epochs.
+    """
+    given = {
+        name
+        for name in _TRAIN_FIELDS
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    if kw["resume"] is not None:
+        if kw["out"] is not None:
+            raise click.UsageError("--resume DIR continues DIR; do not also give --out")
+        if given - {"epochs"}:
+            raise click.UsageError(
+                f"--resume uses the run's own options; only --epochs may be given, not "
+                f"{', '.join('--' + g.replace('_', '-') for g in sorted(given - {'epochs'}))}"
+            )
+        out = kw["resume"]
+        options = load_options(out)
+        if "epochs" in given:
+            options.epochs = kw["epochs"]
+            try:
+                options.validate()
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+    else:
+        fields = {k: kw[k] for k in _TRAIN_FIELDS if kw.get(k) is not None}
+        try:
+            options = TrainOptions(**fields)  # validates every option, once
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        out = kw["out"] or _default_out(options.dataset)
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    hidden = "-".join(str(h) for h in options.hidden) or "none"
+    click.echo(
+        f"{'resuming' if kw['resume'] else 'training'} {options.weights} net (hidden {hidden}) on "
+        f"{options.dataset} for {options.epochs} epoch{'s' if options.epochs != 1 else ''} → {out}"
+    )
+    try:
+        summary = train_run(
+            options,
+            out,
+            resume=kw["resume"] is not None,
+            progress=not kw["quiet"],
+            on_epoch=lambda r: click.echo(_epoch_line(r, options.epochs)),
+            stop_event=stop,
+            checkpoint_every=kw["checkpoint_every"],
+        )
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if not summary["finished"]:
+        click.echo(
+            f"stopped at epoch {summary['epoch'] + 1}, sample {summary['position']}; checkpoint "
+            f"saved. Continue with: ebprop train --resume {out}",
+            err=True,
+        )
+        ctx.exit(130)
+    s = summary
+    click.echo(
+        f"done: best epoch {s['best_epoch']}/{s['epochs_run']} (by validation EBP-"
+        f"{'P' if options.select_by == 'probabilistic' else 'D'})"
+        + (" — stopped early" if s["stopped_early"] else "")
+    )
+    click.echo(
+        f"  test error  EBP-P {pct(s['test_error_p'])}   EBP-D {pct(s['test_error_d'])}   "
+        f"(val P {pct(s['val_error_p'])}, D {pct(s['val_error_d'])})"
+    )
+    click.echo(
+        f"  EBP-P calibration on test: NLL {s['test_nll']:.4f}  Brier {s['test_brier']:.4f}  "
+        f"ECE {s['test_ece']:.4f}"
+    )
+    click.echo(
+        f"  {s['n_weights']:,} weights, {s['n_features']} inputs, "
+        f"{s['seconds_per_epoch_mean']:.2f} s/epoch; model: {Path(out) / 'model.npz'}"
+    )

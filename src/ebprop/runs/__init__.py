@@ -1,0 +1,34 @@
+"""Training runs in a folder: the options vocabulary, the feature loader, the run-folder
+protocol shared by every method, and the EBP run (:func:`train_run`).
+
+========================== =========================================================
+:mod:`.options`            DataOptions, RunOptions, TrainOptions (one name per setting)
+:mod:`.data`               load_features: options → train/validation/test features
+:mod:`.folder`             RunFolder: options, checkpoint, metrics, summary; resume,
+                           best-epoch and patience rules
+:mod:`.ebp`                train_run: an EBP run over :class:`ebprop.train.Trainer`
+========================== =========================================================
+"""
+
+from .data import Features, load_features
+from .ebp import CHECKPOINT_VERSION, load_options, load_summary, train_run
+from .folder import RunFolder, best_record, patience_exhausted, summary_record
+from .options import DataOptions, RunOptions, TrainOptions, nullable_keys, option_keys
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "DataOptions",
+    "Features",
+    "RunFolder",
+    "RunOptions",
+    "TrainOptions",
+    "best_record",
+    "load_features",
+    "load_options",
+    "load_summary",
+    "nullable_keys",
+    "option_keys",
+    "patience_exhausted",
+    "summary_record",
+    "train_run",
+]

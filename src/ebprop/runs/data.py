@@ -1,0 +1,72 @@
+"""The one feature loader: :class:`DataOptions` → train/validation/test features and labels.
+
+Every training method (EBP and the baselines) gets its inputs here, so all see identical data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .options import DataOptions
+
+__all__ = ["Features", "load_features"]
+
+
+@dataclass
+class Features:
+    """Features (n, n_features) and labels (n,) of each split, as a run trains on them.
+
+    Attributes
+    ----------
+    X_train, X_val, X_test : float arrays in the options' dtype (X_val may have 0 rows).
+    y_train, y_val, y_test : labels (the dataset's own values).
+    classes : (n_classes,) sorted labels.
+    checksums : the dataset files' checksums (a resume refuses changed data).
+    preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray
+    checksums: dict
+    preprocessor: Any
+
+    def class_indices(self, part: str) -> np.ndarray:
+        """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
+        y = getattr(self, f"y_{part}")
+        return np.searchsorted(self.classes, y).astype(np.int64)
+
+
+def load_features(options: DataOptions) -> Features:
+    """Load the dataset, split it, fit the preprocessor on the training images, transform all.
+
+    Parameters
+    ----------
+    options : DataOptions (or any subclass; only the data fields are read).
+    """
+    from ..datasets import Preprocessor, load_dataset
+
+    ds = load_dataset(
+        options.dataset, options.data_dir, validation=options.validation, seed=options.seed
+    )
+    pre = Preprocessor(scaling=options.scaling, filters=options.filters, deskew=options.deskew)
+    pre.fit(ds.X_train, ds.max_value)
+    dt = np.dtype(options.dtype)
+    return Features(
+        X_train=pre.transform(ds.X_train, dt),
+        y_train=ds.y_train,
+        X_val=pre.transform(ds.X_val, dt) if len(ds.y_val) else np.empty((0, pre.n_features_), dt),
+        y_val=ds.y_val,
+        X_test=pre.transform(ds.X_test, dt),
+        y_test=ds.y_test,
+        classes=np.asarray(ds.classes),
+        checksums=dict(ds.checksums),
+        preprocessor=pre,
+    )

@@ -1,0 +1,356 @@
+"""EBP training runs: the engine behind ``ebprop train`` (and each EBP run of a sweep).
+
+Besides the files of :mod:`ebprop.runs.folder`, an EBP run directory holds
+
+============== ===============================================================================
+checkpoint.npz parameters, RNG state, epoch, position in the epoch, the epoch's sample order and
+               the history so far; written at every epoch end, every ``checkpoint_every`` seconds
+               mid-epoch, and when a run is stopped
+last.npz       the model after the last finished epoch
+model.npz      the best model so far by validation error of the ``select_by`` readout
+*.png          learning curves, confusion matrix, reliability diagram, |tanh H| histograms
+============== ===============================================================================
+
+A resumed run replays exactly what an uninterrupted one does: the only randomness after
+initialisation is the per-epoch sample order, drawn from one ``numpy.random.Generator`` whose
+state is checkpointed, and evaluation never touches it. Everything is checked (options, data,
+network) before the first file is written, so a run that fails on a bad option leaves no folder
+in the way of the corrected retry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import metrics, plots
+from .._version import __version__
+from ..estimator import EBPClassifier
+from ..exceptions import ModelFormatError
+from ..persist import load_model, save_model
+from ..train import Trainer
+from .data import Features, load_features
+from .folder import RunFolder, best_record, patience_exhausted, summary_record
+from .options import TrainOptions
+
+__all__ = ["CHECKPOINT_VERSION", "load_options", "load_summary", "train_run"]
+
+CHECKPOINT_VERSION = 1
+_SUFFIX = {"probabilistic": "p", "deterministic": "d"}
+_READOUT_NAMES = {"p": "EBP-P", "d": "EBP-D"}
+#: on_batch(epoch, position, n_errors_this_epoch) -> True to stop at this minibatch boundary.
+BatchHook = Callable[[int, int, int], "bool | None"]
+
+
+def load_options(run_dir: str | Path) -> TrainOptions:
+    """The options of the EBP run in ``run_dir`` (its ``options.json``)."""
+    return RunFolder(run_dir).read_options(TrainOptions)
+
+
+def load_summary(run_dir: str | Path) -> dict | None:
+    """The run's ``summary.json``, or None when the run has not finished."""
+    return RunFolder(run_dir).read_summary()
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _save_checkpoint(
+    folder: RunFolder,
+    trainer: Trainer,
+    seconds: float,
+    history: list[dict],
+    options: TrainOptions,
+    data: Features,
+) -> None:
+    net = trainer.net
+    best = best_record(history, "val_error_" + _SUFFIX[options.select_by])
+    mid_epoch = trainer.order is not None
+    header = {
+        "format": "ebprop.checkpoint",
+        "version": CHECKPOINT_VERSION,
+        "ebprop_version": __version__,
+        "options": options.to_dict(),
+        "epoch": trainer.epoch,
+        "position": trainer.position if mid_epoch else 0,
+        "n_errors": trainer.n_errors if mid_epoch else 0,
+        "seconds": seconds if mid_epoch else 0.0,
+        "rng_state": trainer.rng.bit_generator.state,
+        "history": history,
+        "best_epoch": best["epoch"] if best else 0,
+        "best_error": best and best.get("val_error_" + _SUFFIX[options.select_by]),
+        "checksums": data.checksums,
+        "n_train": int(data.y_train.shape[0]),
+        "n_layers": len(net.H),
+    }
+    arrays = {f"coef_{i}": h for i, h in enumerate(net.H)}
+    arrays |= {f"intercept_{i}": b for i, b in enumerate(net.b)}
+    order = trainer.order if mid_epoch else np.empty(0, np.int64)
+    arrays["order"] = order.astype(np.int64)
+    folder.save_checkpoint(header, arrays, key="header")
+
+
+def _load_checkpoint(folder: RunFolder, trainer: Trainer, data: Features) -> tuple[float, list]:
+    """Restore ``trainer`` in place; returns (seconds spent in the epoch so far, history)."""
+    src = str(folder.checkpoint_path)
+    h, arrays = folder.read_checkpoint(key="header")
+    if h.get("format") != "ebprop.checkpoint" or h.get("version") != CHECKPOINT_VERSION:
+        raise ModelFormatError(
+            f"{src}: unsupported checkpoint (format {h.get('format')!r}, version "
+            f"{h.get('version')!r}; this ebprop reads version {CHECKPOINT_VERSION})"
+        )
+    if h["checksums"] != data.checksums or h["n_train"] != data.y_train.shape[0]:
+        raise ModelFormatError(
+            f"{src}: the data changed since the run started (checksums or training-set size "
+            "differ); resume with the same data"
+        )
+    net = trainer.net
+    if h["n_layers"] != len(net.H):
+        raise ModelFormatError(f"{src}: {h['n_layers']} layers, the options give {len(net.H)}")
+    for i in range(len(net.H)):
+        for name, target in ((f"coef_{i}", net.H[i]), (f"intercept_{i}", net.b[i])):
+            a = arrays.get(name)
+            if a is None or a.shape != target.shape or not np.isfinite(a).all():
+                raise ModelFormatError(f"{src}: array {name!r} is missing, misshapen or non-finite")
+            target[...] = a
+    for layer in range(len(net.H)):
+        net.refresh_moments_inplace(layer)  # M, M² follow the restored H
+    order = arrays.get("order")
+    if order is None or order.size not in (0, h["n_train"]):
+        raise ModelFormatError(f"{src}: sample order has the wrong length")
+    trainer.rng.bit_generator.state = h["rng_state"]
+    trainer.epoch = int(h["epoch"])
+    trainer.order = order if order.size else None
+    trainer.position = int(h["position"]) if order.size else 0
+    trainer.n_errors = int(h["n_errors"]) if order.size else 0
+    return float(h["seconds"]), list(h["history"])
+
+
+# ---------------------------------------------------------------------------- the run
+def _evaluate(est: EBPClassifier, X: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    if y.shape[0] == 0:
+        return {"p": None, "d": None}
+    return {s: metrics.error_rate(y, est.predict(X, readout=r)) for r, s in _SUFFIX.items()}
+
+
+def train_run(
+    options: TrainOptions | None,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    stop_event: threading.Event | None = None,
+    on_batch: BatchHook | None = None,
+    checkpoint_every: float | None = 30.0,
+    make_plots: bool = True,
+) -> dict:
+    """Train (or resume) a run in ``out_dir`` and return its summary.
+
+    Parameters
+    ----------
+    options : TrainOptions or None
+        None only with ``resume=True`` (the run's ``options.json`` is used). When resuming,
+        ``epochs`` may be larger than the run's to train on.
+    resume : bool
+        Continue from ``checkpoint.npz``; the parameters end up identical to those of an
+        uninterrupted run.
+    progress : bool
+        Show a tqdm bar per epoch (images/s, running online error).
+    on_epoch : callable, optional
+        Called with each epoch's metrics record once it is saved.
+    stop_event : threading.Event, optional
+        When set, the run stops at the next minibatch boundary after saving a checkpoint.
+    on_batch : callable, optional
+        ``on_batch(epoch, position, n_errors)`` after each minibatch (epoch counts from 1);
+        returning True stops like ``stop_event``.
+    checkpoint_every : float or None
+        Seconds between mid-epoch checkpoints (0: after every minibatch; None: only at epoch
+        ends and on stop).
+    make_plots : bool
+        Draw the PNG figures when the run finishes (about a second; sweeps may skip them).
+
+    Returns
+    -------
+    dict
+        The summary (also in ``summary.json``) with ``"finished": True``; when stopped early by
+        ``stop_event``/``on_batch``: ``{"finished": False, "epoch", "position", "out_dir"}``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` already holds a run and ``resume`` is False.
+    """
+    folder = RunFolder(out_dir)
+    out_dir = folder.path
+    options, finished = folder.check_start(options, TrainOptions, resume)
+    if finished is not None:
+        return finished
+    # Everything that can fail on a bad option or missing data happens before the first write.
+    data = load_features(options)
+    rng = np.random.default_rng(options.seed)
+    est = EBPClassifier(**options.estimator_params())
+    est.init_parameters(data.X_train.shape[1], data.classes, rng)
+    trainer = est.trainer()
+    seconds, history = 0.0, []
+    if resume and folder.checkpoint_path.exists():
+        seconds, history = _load_checkpoint(folder, trainer, data)
+    folder.begin(options)
+
+    Y = est.coding.targets(data.y_train, trainer.net.dtype)
+    n = data.y_train.shape[0]
+    stop = stop_event or threading.Event()
+    model_meta = {"training_options": options.to_dict(), "checksums": data.checksums}
+    key = "val_error_" + _SUFFIX[options.select_by]
+
+    stopped_early = False
+    while trainer.epoch < options.epochs:
+        if trainer.order is None:
+            seconds = 0.0
+        epoch = trainer.epoch + 1
+        bar = tqdm(
+            total=n,
+            initial=trainer.position if trainer.order is not None else 0,
+            desc=f"epoch {epoch}/{options.epochs}",
+            unit="img",
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        last_ckpt = time.perf_counter()
+
+        def batch_done(pos: int, total: int, bar=bar, epoch=epoch) -> bool:
+            nonlocal last_ckpt, seconds
+            bar.update(pos - bar.n)
+            bar.set_postfix(err=f"{total / pos:.3f}", refresh=False)
+            if on_batch is not None and on_batch(epoch, pos, total):
+                stop.set()
+            if stop.is_set():
+                return True
+            now = time.perf_counter()
+            if checkpoint_every is not None and now - last_ckpt >= checkpoint_every and pos < n:
+                trainer.position, trainer.n_errors = pos, total
+                seconds += now - last_ckpt
+                last_ckpt = now
+                _save_checkpoint(folder, trainer, seconds, history, options, data)
+            return False
+
+        try:
+            completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
+        except FloatingPointError as exc:
+            raise FloatingPointError(
+                f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"
+            ) from None
+        finally:
+            bar.close()
+        seconds += time.perf_counter() - last_ckpt
+        if not completed:  # stopped mid-epoch
+            _save_checkpoint(folder, trainer, seconds, history, options, data)
+            return {
+                "finished": False,
+                "epoch": trainer.epoch,
+                "position": trainer.position,
+                "out_dir": str(out_dir),
+            }
+
+        est.n_iter_ = trainer.epoch
+        t_eval = time.perf_counter()
+        val, test = _evaluate(est, data.X_val, data.y_val), _evaluate(est, data.X_test, data.y_test)
+        record = {
+            "epoch": epoch,
+            "train_error": trainer.n_errors / n,
+            "val_error_p": val["p"],
+            "val_error_d": val["d"],
+            "test_error_p": test["p"],
+            "test_error_d": test["d"],
+            "seconds": seconds,
+            "samples_per_s": n / seconds if seconds > 0 else None,
+            "eval_seconds": time.perf_counter() - t_eval,
+        }
+        history.append(record)
+        meta = {**model_meta, "metrics": record}
+        save_model(out_dir / "last.npz", est, data.preprocessor, meta)
+        if best_record(history, key) is record:
+            save_model(out_dir / "model.npz", est, data.preprocessor, meta)
+        folder.write_metrics(history)
+        _save_checkpoint(folder, trainer, seconds, history, options, data)
+        if on_epoch is not None:
+            on_epoch(record)
+        if patience_exhausted(history, key, options.patience):
+            stopped_early = True
+            break
+        if stop.is_set() and trainer.epoch < options.epochs:
+            return {
+                "finished": False,
+                "epoch": trainer.epoch,
+                "position": 0,
+                "out_dir": str(out_dir),
+            }
+
+    return _finish(folder, options, data, history, stopped_early, make_plots)
+
+
+def _finish(
+    folder: RunFolder,
+    options: TrainOptions,
+    data: Features,
+    history: list[dict],
+    stopped_early: bool,
+    make_plots: bool = True,
+) -> dict:
+    """Final metrics and plots of the chosen model, then ``summary.json`` (last)."""
+    out_dir = folder.path
+    best = load_model(out_dir / "model.npz")
+    est = best.estimator
+    idx = est.coding.indices(data.y_test)
+    proba = est.predict_proba(data.X_test)
+    pred_p = est.predict(data.X_test, readout="probabilistic")
+    rec = best_record(history, "val_error_" + _SUFFIX[options.select_by])
+    last = history[-1]
+    if make_plots:
+        plots.learning_curves(history, out_dir / "learning_curves.png")
+        plots.confusion_matrix_plot(
+            metrics.confusion_matrix(data.y_test, pred_p, est.classes_),
+            est.classes_,
+            out_dir / "confusion_matrix.png",
+        )
+        plots.reliability_diagram(
+            metrics.reliability_curve(idx, proba, 15), out_dir / "reliability.png"
+        )
+        if options.weights == "binary":
+            plots.confidence_histograms(est.coefs_, out_dir / "confidence_hist.png")
+    readouts = {
+        name: {"val_error": rec[f"val_error_{s}"], "test_error": rec[f"test_error_{s}"]}
+        for s, name in _READOUT_NAMES.items()
+    }
+    summary = summary_record(
+        "ebp",
+        options,
+        history,
+        rec,
+        readouts,
+        stopped_early,
+        select_by=options.select_by,
+        val_error_p=rec["val_error_p"],
+        val_error_d=rec["val_error_d"],
+        test_error_p=rec["test_error_p"],
+        test_error_d=rec["test_error_d"],
+        last_test_error_p=last["test_error_p"],
+        last_test_error_d=last["test_error_d"],
+        test_nll=metrics.negative_log_likelihood(idx, proba),
+        test_brier=metrics.brier_score(idx, proba),
+        test_ece=metrics.expected_calibration_error(idx, proba, 15),
+        n_weights=int(sum(c.size for c in est.coefs_)),
+        n_biases=int(sum(b.size for b in est.intercepts_)),
+        n_features=int(est.n_features_in_),
+        n_train=int(data.y_train.shape[0]),
+        n_val=int(data.y_val.shape[0]),
+        n_test=int(data.y_test.shape[0]),
+        checksums=data.checksums,
+        out_dir=str(out_dir),
+    )
+    folder.write_summary(summary)
+    return summary

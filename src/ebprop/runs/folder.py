@@ -1,0 +1,235 @@
+"""The run-folder protocol every training method follows (EBP and the baselines).
+
+============== ===============================================================================
+options.json   the run's options (written once they, and the data, have been checked)
+checkpoint.npz the method's state: plain arrays plus a JSON header (never pickle)
+metrics.jsonl  one JSON record per finished epoch
+summary.json   written last, only when the run has finished (a sweep's "done" marker); one
+               schema for every method (:func:`summary_record`)
+============== ===============================================================================
+
+The rules written once here: when a folder may be started or resumed (only ``epochs`` may differ
+from the stored options), which epoch is best (lowest validation error, the earliest on ties; the
+last without a validation split), and when patience runs out. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..exceptions import ModelFormatError
+from ..fileio import (
+    atomic_savez,
+    decode_header,
+    encode_header,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+from .options import RunOptions
+
+__all__ = [
+    "RunFolder",
+    "best_record",
+    "differing_options",
+    "patience_exhausted",
+    "summary_record",
+]
+
+
+def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two options dicts, ``epochs`` aside (it may be raised)."""
+    keys = set(mine) | set(stored)
+    return sorted(k for k in keys if k != "epochs" and mine.get(k) != stored.get(k))
+
+
+class RunFolder:
+    """A run directory: its files and the checks before starting, resuming or skipping it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.options_path = self.path / "options.json"
+        self.checkpoint_path = self.path / "checkpoint.npz"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.summary_path = self.path / "summary.json"
+
+    def holds_run(self) -> bool:
+        """True once a run was started here (options or a checkpoint exist)."""
+        return self.options_path.exists() or self.checkpoint_path.exists()
+
+    def read_options(self, cls: type[RunOptions]) -> RunOptions:
+        """The stored options, through ``cls`` (so they are validated and normalised)."""
+        if not self.options_path.is_file():
+            raise FileNotFoundError(
+                f"{self.options_path}: no such file; {self.path} is not a run directory"
+            )
+        return cls.from_dict(read_json(self.options_path))
+
+    def read_summary(self) -> dict | None:
+        """``summary.json``, or None when the run has not finished."""
+        return read_json(self.summary_path) if self.summary_path.is_file() else None
+
+    def status(self, options: dict[str, Any]) -> str:
+        """``"done"``, ``"partial"`` (started, or finished with fewer epochs) or ``"new"``.
+
+        Raises
+        ------
+        ValueError
+            When the folder holds a run with other options than ``options`` (``epochs`` aside):
+            it must not be counted as done, nor resumed.
+        """
+        if not self.options_path.is_file():
+            return "partial" if self.checkpoint_path.exists() else "new"
+        stored = read_json(self.options_path)
+        differ = differing_options(options, stored)
+        if differ:
+            raise ValueError(
+                f"{self.path} holds a run with other options {differ} than this one; delete "
+                "that folder or write to another one"
+            )
+        done = self.read_summary()
+        if done is not None and (
+            done.get("stopped_early") or done.get("epochs_run", 0) >= options["epochs"]
+        ):
+            return "done"
+        return "partial"
+
+    def check_start(
+        self, options: RunOptions | None, cls: type[RunOptions], resume: bool
+    ) -> tuple[RunOptions, dict | None]:
+        """Check that a run may start (or resume) here; nothing is written.
+
+        Returns
+        -------
+        (options, summary) : the options to train with (the stored ones when ``options`` is
+        None) and, when the run has nothing left to do, its summary (else None).
+
+        Raises
+        ------
+        FileExistsError
+            Starting where a run exists. ValueError: resuming with other options than the
+            stored ones (only ``epochs`` may change), or starting without options.
+        FileNotFoundError
+            Resuming where no run exists.
+        """
+        if not resume:
+            if options is None:
+                raise ValueError("options are required unless resuming")
+            if self.holds_run():
+                raise FileExistsError(
+                    f"{self.path} already holds a run; resume it (ebprop train --resume "
+                    f"{self.path}) or choose another --out"
+                )
+            return options, None
+        stored = self.read_options(cls)
+        if options is None:
+            options = stored
+        differ = differing_options(options.to_dict(), stored.to_dict())
+        if differ:
+            raise ValueError(
+                f"{self.path}: options {differ} differ from the run's options.json; resume with "
+                "the run's options (only epochs may change)"
+            )
+        done = self.read_summary()
+        if done is not None and (done["epochs_run"] >= options.epochs or done["stopped_early"]):
+            return options, done
+        return options, None
+
+    def begin(self, options: RunOptions) -> None:
+        """Create the folder and write ``options.json``; ``summary.json`` goes (not done yet)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.options_path, options.to_dict())
+        self.summary_path.unlink(missing_ok=True)
+
+    def write_metrics(self, history: Sequence[dict]) -> None:
+        """The whole ``metrics.jsonl``, atomically."""
+        write_jsonl(self.metrics_path, list(history))
+
+    def read_metrics(self) -> list[dict]:
+        """Records of ``metrics.jsonl`` ([] when absent)."""
+        return read_jsonl(self.metrics_path)
+
+    def write_summary(self, summary: dict) -> None:
+        """``summary.json`` (the last file a finished run writes)."""
+        write_json(self.summary_path, summary)
+
+    def save_checkpoint(self, header: dict, arrays: dict[str, np.ndarray], key: str) -> None:
+        """``checkpoint.npz``: ``arrays`` plus ``header`` JSON-encoded under ``key``."""
+        atomic_savez(self.checkpoint_path, **arrays, **{key: encode_header(header)})
+
+    def read_checkpoint(self, key: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """(header, arrays) of ``checkpoint.npz``; ModelFormatError names the file."""
+        src = str(self.checkpoint_path)
+        try:
+            with np.load(self.checkpoint_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except Exception as exc:  # noqa: BLE001 - any read failure means an unusable checkpoint
+            raise ModelFormatError(f"{src}: unreadable checkpoint ({exc})") from exc
+        if key not in arrays:
+            raise ModelFormatError(f"{src}: not an ebprop checkpoint (no {key})")
+        return decode_header(arrays.pop(key), src), arrays
+
+
+def best_record(history: Sequence[dict], key: str) -> dict | None:
+    """The epoch with the lowest ``key`` (validation error), the earliest on ties.
+
+    Without a validation split (``key`` None) the last epoch is the best; None for no epochs.
+    """
+    scored = [r for r in history if r.get(key) is not None]
+    if not scored:
+        return history[-1] if history else None
+    return min(scored, key=lambda r: (r[key], r["epoch"]))
+
+
+def patience_exhausted(history: Sequence[dict], key: str, patience: int | None) -> bool:
+    """True when ``patience`` epochs have passed without a better ``key`` than the best one."""
+    best = best_record(history, key)
+    return (
+        patience is not None
+        and best is not None
+        and history[-1]["epoch"] - best["epoch"] >= patience
+    )
+
+
+def summary_record(
+    method: str,
+    options: RunOptions,
+    history: Sequence[dict],
+    best: dict | None,
+    readouts: dict[str, dict[str, float | None]],
+    stopped_early: bool,
+    finished: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The summary of a run, one schema for every method.
+
+    Keys: ``finished``, ``method``, ``ebprop_version``, ``options``, ``best_epoch``,
+    ``epochs_run``, ``stopped_early``, ``readouts`` ({readout: {"val_error", "test_error"}} at the
+    best epoch), ``seconds_per_epoch_mean``, ``seconds_total``, then the method's ``extra`` keys.
+    Non-finite numbers become None (strict JSON).
+    """
+    seconds = [r["seconds"] for r in history]
+    summary = {
+        "finished": finished,
+        "method": method,
+        "ebprop_version": __version__,
+        "options": options.to_dict(),
+        "best_epoch": best and best["epoch"],
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "readouts": readouts,
+        "seconds_per_epoch_mean": float(np.mean(seconds)) if seconds else None,
+        "seconds_total": float(np.sum(seconds)),
+        **extra,
+    }
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in summary.items()
+    }

@@ -1,0 +1,280 @@
+"""Running a sweep: every unfinished run of an experiment, one after the other, through joblib
+processes (``jobs > 1``) or on a Dask distributed scheduler (``scheduler=ADDRESS``; run
+directories must then be on a filesystem the workers share).
+
+A run whose folder says "done" is skipped, one that was started is resumed; a folder holding a
+run with other settings (say an earlier ``batch_size``) is never taken for this run: it fails,
+naming the settings that differ. Then the results table and plot are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import EBPropError
+from ..fileio import atomic_write_text, write_json
+from ..runs.folder import RunFolder
+from .experiment import Experiment, RunSpec
+from .results import aggregate, write_results
+
+__all__ = ["SweepResult", "execute_run", "run_status", "run_sweep"]
+
+
+def run_status(run_dir: str | os.PathLike, spec: RunSpec) -> str:
+    """``"done"`` (nothing left to train), ``"partial"`` (to resume), ``"new"``, or
+    ``"conflict"``: the folder holds a run with other settings than ``spec`` (it is neither
+    counted as done nor resumed; :func:`execute_run` reports it as failed, saying what to do).
+    """
+    try:
+        return RunFolder(run_dir).status(spec.options)
+    except ValueError:
+        return "conflict"
+
+
+@contextlib.contextmanager
+def _data_dir_env(data_dir: str | None):
+    """Point ``$EBPROP_DATA`` at ``data_dir`` for the run.
+
+    The data folder is machine-specific, so it is not part of a run's options: a run started
+    on one machine resumes on another (the checkpoint's checksums guard the data's identity).
+    """
+    if data_dir is None:
+        yield
+        return
+    old = os.environ.get("EBPROP_DATA")
+    os.environ["EBPROP_DATA"] = str(data_dir)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EBPROP_DATA", None)
+        else:
+            os.environ["EBPROP_DATA"] = old
+
+
+def execute_run(
+    spec: RunSpec,
+    run_dir: str | os.PathLike,
+    *,
+    data_dir: str | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume, or skip) one run; never raises for a failing run.
+
+    Parameters
+    ----------
+    spec : RunSpec
+    run_dir : path
+        The run's directory (on a filesystem every worker sees).
+    data_dir : str, optional
+        Dataset folder on this machine (exported as ``$EBPROP_DATA`` during the run).
+    threads : int, optional
+        Limit BLAS/OpenMP (threadpoolctl) and torch threads to this many; None leaves them.
+    progress : bool
+        Per-run progress bars.
+
+    Returns
+    -------
+    dict
+        ``name``, ``status`` ("done", "skipped", "stopped" or "failed"), ``seconds``,
+        ``error`` (one line, or None) and ``traceback`` (or None).
+    """
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"name": spec.name, "error": None, "traceback": None}
+    try:
+        state = RunFolder(run_dir).status(spec.options)  # ValueError: other settings there
+        if state == "done":
+            return {**result, "status": "skipped", "seconds": 0.0}
+        resume = state == "partial"
+        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(threads)
+        with limits, _data_dir_env(data_dir):
+            if spec.method == "ebp":
+                from .. import runs
+
+                summary = runs.train_run(
+                    runs.TrainOptions.from_dict(spec.options),
+                    run_dir,
+                    resume=resume,
+                    progress=progress,
+                )
+            else:
+                from ..baselines import BaselineOptions, train_baseline
+
+                summary = train_baseline(
+                    BaselineOptions.from_dict(spec.options),
+                    run_dir,
+                    resume=resume,
+                    progress=progress,
+                    threads=threads,
+                )
+        status = "done" if summary.get("finished") else "stopped"
+    except Exception as exc:  # noqa: BLE001 - one failing run must not stop the sweep
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        result["error"] = f"{type(exc).__name__}: {msg}"
+        result["traceback"] = traceback.format_exc()
+        status = "failed"
+    return {**result, "status": status, "seconds": time.perf_counter() - t0}
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did: per-run outcomes, the table rows and the files written."""
+
+    out_dir: Path
+    outcomes: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    files: dict[str, Path]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Outcomes of the runs that failed."""
+        return [o for o in self.outcomes if o["status"] == "failed"]
+
+
+def _iter_local(
+    pending: list[RunSpec], out_dir: Path, jobs: int, data_dir: str | None, threads: int | None
+) -> Iterable[dict[str, Any]]:
+    if jobs == 1:
+        for spec in pending:
+            yield execute_run(spec, out_dir / spec.name, data_dir=data_dir, threads=threads)
+        return
+    from joblib import Parallel, delayed
+
+    # joblib's default backend (loky processes) unless the caller chose another with
+    # joblib.parallel_config(backend=...)
+    parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+    yield from parallel(
+        delayed(execute_run)(spec, str(out_dir / spec.name), data_dir=data_dir, threads=threads)
+        for spec in pending
+    )
+
+
+def _iter_dask(
+    pending: list[RunSpec], out_dir: Path, scheduler: Any, data_dir: str | None, threads: int | None
+) -> Iterable[dict[str, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise EBPropError("--scheduler needs Dask distributed: pip install 'ebprop[dask]'") from exc
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = [
+            client.submit(
+                execute_run,
+                spec,
+                str(out_dir / spec.name),
+                data_dir=data_dir,
+                threads=threads,
+                key=f"ebprop-run-{spec.name}-{time.time_ns()}",
+                pure=False,
+            )
+            for spec in pending
+        ]
+        names = {f.key: s.name for f, s in zip(futures, pending, strict=True)}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker fails one run, not the sweep
+                yield {
+                    "name": names[future.key],
+                    "status": "failed",
+                    "seconds": 0.0,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": None,
+                }
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def run_sweep(
+    experiment: Experiment,
+    out_dir: str | os.PathLike,
+    *,
+    jobs: int = 1,
+    scheduler: Any = None,
+    data_dir: str | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    on_outcome: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepResult:
+    """Run every unfinished run of ``experiment`` and write the results table and plot.
+
+    Parameters
+    ----------
+    experiment : Experiment
+    out_dir : path
+        Sweep folder; each run gets ``out_dir/<run name>``.
+    jobs : int
+        Local worker processes (joblib, loky backend). Ignored with ``scheduler``.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler address (``tcp://host:8786``) or a connected client: one task per run.
+    data_dir : str, optional
+        Dataset folder as the workers see it (default: the file's ``data_dir``, else
+        ``$EBPROP_DATA`` / the cache).
+    threads : int, optional
+        BLAS/torch threads per run; default 1 when runs share a machine (``jobs > 1`` or a
+        scheduler), unlimited otherwise.
+    progress : bool
+        A tqdm bar over runs.
+    on_outcome : callable, optional
+        Called with each run's outcome (see :func:`execute_run`) as it arrives.
+
+    Returns
+    -------
+    SweepResult
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir if data_dir is not None else experiment.data_dir
+    if threads is None and (jobs > 1 or scheduler is not None):
+        threads = 1
+    atomic_write_text(out_dir / "experiment.toml", experiment.source)
+    write_json(
+        out_dir / "runs.json",
+        [{"name": r.name, "method": r.method, "options": r.options} for r in experiment.runs],
+    )
+    outcomes = [
+        {"name": r.name, "status": "skipped", "seconds": 0.0, "error": None, "traceback": None}
+        for r in experiment.runs
+        if run_status(out_dir / r.name, r) == "done"
+    ]
+    done = {o["name"] for o in outcomes}
+    pending = [r for r in experiment.runs if r.name not in done]
+    if scheduler is not None:
+        stream = _iter_dask(pending, out_dir, scheduler, data_dir, threads)
+    else:
+        stream = _iter_local(pending, out_dir, jobs, data_dir, threads)
+    with tqdm(total=len(pending), desc=experiment.name, unit="run", disable=not progress) as bar:
+        for outcome in stream:
+            outcomes.append(outcome)
+            bar.update(1)
+            if outcome["status"] == "failed":
+                bar.write(f"run {outcome['name']} failed: {outcome['error']}")
+            if on_outcome is not None:
+                on_outcome(outcome)
+    summaries = []
+    for run in experiment.runs:
+        summary = RunFolder(out_dir / run.name).read_summary()
+        if summary is not None and run_status(out_dir / run.name, run) == "done":
+            summaries.append(summary)
+    rows = aggregate(summaries)
+    files = write_results(rows, out_dir, title=experiment.name)
+    return SweepResult(out_dir=out_dir, outcomes=outcomes, rows=rows, files=files)

@@ -1,0 +1,355 @@
+"""Experiment files: a grid of training runs described in TOML, parsed and validated.
+
+An experiment file (see ``docs/sweeps.md`` for every key)::
+
+    name = "smoke"
+    [settings]                      # defaults for every grid
+    dataset = "digits"
+    epochs = 2
+    [[grid]]                        # a list is an axis; grids are expanded one by one
+    method = "ebp"
+    hidden = [[16], [16, 16]]       # a list of architectures (one architecture: [16, 16])
+    weights = ["binary", "real"]
+    seed = [0, 1]
+
+The keys are the fields of the option classes (:class:`ebprop.runs.TrainOptions`,
+:class:`ebprop.baselines.BaselineOptions`), and every run's options are validated by them. Each
+run gets its own directory ``<out>/<name>`` with a stable, readable name such as
+``ebp-binary-h800x800-f_default-do0.8-s0``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..baselines.options import BaselineOptions
+from ..exceptions import EBPropError
+from ..runs.options import TrainOptions, nullable_keys, option_keys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "BASELINE_WEIGHTS",
+    "KEYS",
+    "METHODS",
+    "READOUTS",
+    "Experiment",
+    "ExperimentError",
+    "RunSpec",
+    "load_experiment",
+    "parse_experiment",
+    "run_name",
+]
+
+#: The training methods a grid can name.
+METHODS = ("ebp", "bp", "binaryconnect")
+#: Readouts of each method, as they appear in the results table.
+READOUTS = {"ebp": ("EBP-P", "EBP-D"), "bp": ("BP",), "binaryconnect": ("BC",)}
+
+#: The keys of each method: the fields of its option class (derived, never spelled out).
+KEYS = {
+    "ebp": option_keys(TrainOptions) | {"method"},
+    "bp": option_keys(BaselineOptions),
+    "binaryconnect": option_keys(BaselineOptions),
+}
+_ALL_KEYS = frozenset().union(*KEYS.values())
+#: The weight kind each baseline trains.
+BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary"}
+# Keys that may be null: TOML has no null, so the string "none" stands for it.
+_NULLABLE = nullable_keys(TrainOptions) | nullable_keys(BaselineOptions)
+_TOP_LEVEL = frozenset({"name", "description", "out", "settings", "grid"})
+# Short labels of keys that appear in a run's name only when they are an axis of its grid.
+_ABBREV = {
+    "dataset": "ds",
+    "validation": "val",
+    "epochs": "ep",
+    "batch_size": "bs",
+    "patience": "pat",
+    "scaling": "sc",
+    "deskew": "dsk",
+    "dtype": "",
+    "init_variance": "iv",
+    "prior_variance": "pv",
+    "reinforcement": "rf",
+    "select_by": "sel",
+    "learning_rate": "lr",
+    "lr_decay": "lrd",
+    "batch_norm": "bn",
+}
+# Keys always in the name (or implied by it); never appended as axes.
+_NAMED = frozenset(
+    {
+        "method",
+        "weights",
+        "hidden",
+        "filters",
+        "input_dropout",
+        "activation",
+        "hidden_dropout",
+        "seed",
+        "data_dir",
+    }
+)
+
+
+class ExperimentError(EBPropError, ValueError):
+    """An experiment file is malformed: unknown key, bad value, colliding runs."""
+
+
+# ---------------------------------------------------------------------------- experiment files
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its directory name, method and full options.
+
+    ``options`` is the ``to_dict()`` of a :class:`ebprop.runs.TrainOptions` (``method ==
+    "ebp"``) or :class:`ebprop.baselines.BaselineOptions`, with ``data_dir`` left to the sweep.
+    Every setting is in ``options``: the run's folder is recognised as this run only when its
+    stored options equal them (``epochs`` aside).
+    """
+
+    name: str
+    method: str
+    options: dict[str, Any]
+
+    @property
+    def group(self) -> str:
+        """The name without its seed: runs that differ only in seed share it."""
+        return self.options["extra"]["group"]
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment file.
+
+    Attributes
+    ----------
+    name, description : str
+    runs : list of RunSpec
+        Every run of every grid, in file order, without duplicates.
+    out : str or None
+        The file's ``out`` key (default output directory), if any.
+    data_dir : str or None
+        The file's ``data_dir`` setting, if any (the CLI's ``--data-dir`` overrides it).
+    source : str
+        The TOML text, copied into the output directory.
+    """
+
+    name: str
+    description: str = ""
+    runs: list[RunSpec] = field(default_factory=list)
+    out: str | None = None
+    data_dir: str | None = None
+    source: str = ""
+
+
+def _fmt(value: Any) -> str:
+    """A value as it appears in a run name: 0.8, 1e-3 → 0.001, True → 1, None → none."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return re.sub(r"[^A-Za-z0-9.+_-]", "_", str(value).replace(",", "+"))
+
+
+def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[str, str]:
+    """(group, name) of a run: ``<method>-<weights>-h<hidden>-f_<filters>-do<keep>...-s<seed>``."""
+    weights = opts.get("weights") or BASELINE_WEIGHTS[method]
+    hidden = "x".join(str(h) for h in opts["hidden"]) or "none"
+    keep = opts.get("input_dropout")
+    parts = [method, weights, f"h{hidden}", f"f_{_fmt(opts.get('filters'))}"]
+    parts.append(f"do{_fmt(keep if keep is not None else 1)}")
+    if method != "ebp":
+        parts.append(opts.get("activation", "relu"))
+        hd = opts.get("hidden_dropout")
+        parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
+    for key in axes:
+        if key not in _NAMED:
+            parts.append(f"{_ABBREV.get(key, key)}{_fmt(opts[key])}")
+    group = "-".join(parts)
+    return group, f"{group}-s{opts['seed']}"
+
+
+def _where(path: str, where: str) -> str:
+    return f"{path}: {where}" if where else path
+
+
+def _normalise(key: str, value: Any, where: str) -> Any:
+    """A TOML value of ``key`` as the options expect it ("none" → None for nullable keys)."""
+    if isinstance(value, dict):
+        raise ExperimentError(f"{where}: {key} must be a value or a list of values, not a table")
+    if key in _NULLABLE and isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    if key == "method" and value not in METHODS:
+        raise ExperimentError(
+            f"{where}: unknown method {value!r}; choose from {', '.join(METHODS)}"
+        )
+    return value
+
+
+def _axis(key: str, value: Any, where: str) -> list[Any]:
+    """The values of one key: a list is an axis, anything else one value.
+
+    ``hidden`` is special: ``[800, 800]`` is one architecture, ``[[800], [800, 800]]`` an axis
+    of two, ``800`` one layer of 800.
+    """
+    if key == "hidden":
+        if isinstance(value, int) and not isinstance(value, bool):
+            archs = [[value]]
+        elif isinstance(value, list) and all(isinstance(v, list) for v in value) and value:
+            archs = value
+        elif isinstance(value, list) and not any(isinstance(v, list) for v in value):
+            archs = [value]
+        else:
+            raise ExperimentError(
+                f"{where}: hidden must be a list of widths ([800, 800]) or a list of such lists, "
+                f"got {value!r}"
+            )
+        for arch in archs:
+            if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in arch):
+                raise ExperimentError(f"{where}: hidden widths must be integers >= 1, got {arch!r}")
+        return [tuple(a) for a in archs]
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ExperimentError(f"{where}: {key} is an empty list; give at least one value")
+    return [_normalise(key, v, where) for v in values]
+
+
+def _build_options(method: str, opts: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate one run's settings through its options class; the dict it round-trips to."""
+    opts = {k: v for k, v in opts.items() if k != "method"}
+    try:
+        if method == "ebp":
+            return TrainOptions.from_dict(opts).to_dict()
+        return BaselineOptions.from_dict({"method": method, **opts}).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise ExperimentError(f"{where}: {exc}") from None
+
+
+def _expand_grid(
+    path: str, index: int, settings: dict[str, Any], grid: dict[str, Any]
+) -> list[RunSpec]:
+    where = f"grid {index + 1}"
+    for key in grid:
+        if key not in _ALL_KEYS:
+            raise ExperimentError(
+                f"{_where(path, where)}: unknown key {key!r}; "
+                f"known keys: {', '.join(sorted(_ALL_KEYS))}"
+            )
+    merged = {**settings, **grid}
+    axes_all = {k: _axis(k, v, _where(path, f"{where}, key {k!r}")) for k, v in merged.items()}
+    methods = axes_all.pop("method", ["ebp"])
+    for method in methods:  # a baseline's weight kind is fixed; a grid may only confirm it
+        expected = BASELINE_WEIGHTS.get(method)
+        if expected and "weights" in grid and expected not in axes_all["weights"]:
+            raise ExperimentError(
+                f"{_where(path, where)}: weights: {method} trains {expected} weights, got "
+                f"{grid['weights']!r}"
+            )
+    for key in grid:  # a key set in this grid must apply to at least one of its methods
+        if key not in ("method", "weights") and not any(key in KEYS[m] for m in methods):
+            raise ExperimentError(
+                f"{_where(path, where)}: key {key!r} does not apply to method(s) "
+                f"{', '.join(methods)}"
+            )
+    runs = []
+    for method in methods:
+        # Settings that do not apply to a method (weights for bp, ...) are left out for it.
+        axes = {k: v for k, v in axes_all.items() if k in KEYS[method] and k != "data_dir"}
+        names = list(axes)
+        varying = [k for k in names if len(axes[k]) > 1]
+        for combo in itertools.product(*(axes[k] for k in names)):
+            raw = dict(zip(names, combo, strict=True))
+            raw.setdefault("hidden", (100,))
+            opts = _build_options(method, {"method": method, **raw}, _where(path, where))
+            group, name = run_name(method, opts, varying)
+            opts["extra"] = {"group": group, "run": name}
+            runs.append(RunSpec(name=name, method=method, options=opts))
+    return runs
+
+
+def parse_experiment(text: str, path: str = "<experiment>", name: str | None = None) -> Experiment:
+    """Parse and validate an experiment's TOML text; every run's options are checked.
+
+    Raises
+    ------
+    ExperimentError
+        Naming the file, the grid and the key: TOML syntax, unknown keys, bad values, two
+        different runs that would share a directory name.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ExperimentError(f"{path}: invalid TOML: {exc}") from None
+    unknown = sorted(set(doc) - _TOP_LEVEL)
+    if unknown:
+        raise ExperimentError(
+            f"{path}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(_TOP_LEVEL))} (run settings go in [settings] or [[grid]])"
+        )
+    for key in ("name", "description", "out"):
+        if key in doc and not isinstance(doc[key], str):
+            raise ExperimentError(f"{path}: {key} must be a string, got {doc[key]!r}")
+    settings = doc.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ExperimentError(f"{path}: settings must be a table ([settings])")
+    for key in settings:
+        if key not in _ALL_KEYS:
+            raise ExperimentError(
+                f"{path}: settings: unknown key {key!r}; known keys: {', '.join(sorted(_ALL_KEYS))}"
+            )
+    grids = doc.get("grid", [{}])
+    if isinstance(grids, dict):
+        grids = [grids]
+    if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+        raise ExperimentError(f"{path}: grid must be a table ([grid]) or tables ([[grid]])")
+    data_dir = settings.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ExperimentError(f"{path}: settings: data_dir must be a string, got {data_dir!r}")
+    runs: dict[str, RunSpec] = {}
+    for i, grid in enumerate(grids):
+        if "data_dir" in grid:
+            raise ExperimentError(f"{path}: grid {i + 1}: data_dir belongs in [settings]")
+        for run in _expand_grid(path, i, settings, grid):
+            seen = runs.get(run.name)
+            if seen is not None and seen != run:
+                diff = sorted(
+                    k
+                    for k in set(seen.options) | set(run.options)
+                    if seen.options.get(k) != run.options.get(k)
+                )
+                raise ExperimentError(
+                    f"{path}: two different runs would share the directory {run.name!r} "
+                    f"(they differ in {', '.join(diff)}); make those keys a list in one grid "
+                    "so that they become part of the name, or use separate experiment files"
+                )
+            runs[run.name] = run
+    return Experiment(
+        name=doc.get("name") or name or "experiment",
+        description=doc.get("description", ""),
+        runs=list(runs.values()),
+        out=doc.get("out"),
+        data_dir=None if data_dir in (None, "none") else data_dir,
+        source=text,
+    )
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Read and validate an experiment file (see :func:`parse_experiment`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExperimentError(f"{path}: no such experiment file") from None
+    return parse_experiment(text, str(path), name=path.stem)

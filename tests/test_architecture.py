@@ -1,0 +1,205 @@
+"""The import layers hold: arrows point down, no cycles, nobody reaches into private names.
+
+Read from the source with :mod:`ast` (imports inside functions count too), so the test needs
+none of the optional dependencies.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
+
+#: Layers from the bottom up; a module may import from its own layer or below, never above.
+LAYERS = [
+    {"_version", "exceptions"},
+    {"fileio", "core"},
+    {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
+    {"train"},
+    {"estimator"},
+    {"persist", "metrics", "__init__"},
+    {"plots", "inputs", "packed"},
+    {"runs"},
+    {"baselines"},
+    {"sweep"},
+    {"cli", "__main__"},
+]
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    if not _is_package(module):
+        base = base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(module: str) -> list[tuple[str, str | None]]:
+    """(imported module, imported name or None) for every import statement of ``module``."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    out: list[tuple[str, str | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node)
+            for a in node.names:
+                sub = f"{target}.{a.name}"
+                out.append((sub, None) if sub in MODULES else (target, a.name))
+    return out
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _internal_edges() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module in MODULES:
+        for target, _ in _imports(module):
+            if target.split(".")[0] == "ebprop" and target != module:
+                while target not in MODULES:  # ebprop.core.step → itself; a.b.name → a.b
+                    target = target.rsplit(".", 1)[0]
+                graph[module].add(target)
+    return graph
+
+
+def test_every_module_has_a_layer():
+    assert {_unit(m) for m in MODULES} <= set(LAYER)
+
+
+def test_core_imports_only_numpy_and_scipy():
+    for module in (m for m in MODULES if _unit(m) == "core"):
+        for target, _ in _imports(module):
+            top = target.split(".")[0]
+            ok = (
+                top in ("numpy", "scipy", "__future__")
+                or top in sys.stdlib_module_names
+                or target.startswith("ebprop.core")
+            )
+            assert ok, f"{module} imports {target}"
+
+
+def test_data_layer_imports_nothing_from_the_layers_above():
+    for module in (m for m in MODULES if _unit(m) == "datasets"):
+        for target in _internal_edges()[module]:
+            assert _unit(target) in ("datasets", "exceptions", "_version", "fileio"), (
+                f"{module} imports {target}"
+            )
+
+
+def test_imports_point_down_the_layers():
+    bad = [
+        f"{m} → {t}"
+        for m, targets in _internal_edges().items()
+        for t in targets
+        if LAYER[_unit(t)] > LAYER[_unit(m)]
+    ]
+    assert not bad, "upward imports: " + ", ".join(sorted(bad))
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles_between_modules_or_layers():
+    graph = _internal_edges()
+    assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
+    units: dict[str, set[str]] = {}
+    for m, targets in graph.items():
+        units.setdefault(_unit(m), set()).update(_unit(t) for t in targets if _unit(t) != _unit(m))
+    assert _cycle(units) is None, " → ".join(_cycle(units) or [])
+
+
+def test_nobody_imports_another_modules_private_names():
+    bad = []
+    for module in MODULES:
+        for target, name in _imports(module):
+            if target.split(".")[0] != "ebprop":
+                continue
+            leaf = (name or target.rsplit(".", 1)[-1]).lstrip()
+            private = leaf.startswith("_") and not leaf.startswith("__")
+            same_package = target.rsplit(".", 1)[0] == module.rsplit(".", 1)[0] or (
+                name is not None and target == module.rsplit(".", 1)[0]
+            )
+            if private and not same_package:
+                bad.append(f"{module} imports {target} {name or ''}")
+    assert not bad, "; ".join(bad)
+
+
+def _own_private_names(tree: ast.AST) -> set[str]:
+    """Private names a module defines itself: functions, classes, fields, ``self._x`` targets."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {n for n in names if n.startswith("_")}
+
+
+def test_nobody_touches_other_modules_private_attributes():
+    """``x._name`` only for names the module defines itself (the estimator's stay its own)."""
+    bad = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        own = _own_private_names(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and node.attr not in own
+            ):
+                bad.append(f"{module}:{node.lineno} .{node.attr}")
+    assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("source", "limit"), [(p, 500) for p in sorted(SRC.rglob("*.py"))], ids=lambda v: str(v)
+)
+def test_no_source_file_is_over_about_500_lines(source, limit):
+    n = len(source.read_text(encoding="utf-8").splitlines())
+    assert n <= limit, f"{source.relative_to(SRC)} has {n} lines"
