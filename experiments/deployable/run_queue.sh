@@ -8,9 +8,8 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$root"
 one() {
   name=$1; shift
-  if [ -f "$root/$name/summary.json" ]; then echo "done $name"; return; fi
   epochs=$(printf '%s\n' "$@" | grep -A1 -x -- --epochs | tail -1)
-  if [ -f "$root/$name/options.json" ]; then
+  if [ -f "$root/$name/options.json" ]; then  # resume (a no-op when it has run $epochs epochs)
     ebprop train --resume "$root/$name" --epochs "$epochs" -q > "$root/$name.log" 2>&1
   else
     ebprop train "$@" --out "$root/$name" -q > "$root/$name.log" 2>&1
