@@ -249,3 +249,29 @@ def test_public_seam_builds_trains_and_shares_one_network():
     unpickled = pickle.loads(pickle.dumps(est))
     assert "_net" not in vars(unpickled)  # the cached network is rebuilt, not pickled
     np.testing.assert_array_equal(unpickled.predict(X[:50]), est.predict(X[:50]))
+
+
+def test_fit_refuses_inputs_that_would_overflow_the_forward_pass() -> None:
+    """Issue 11 item 2: finite but huge float32 inputs used to train to NaN parameters silently."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match=r"X has values up to [0-9.]+e\+30.*scale the features"):
+        EBPClassifier(max_iter=1).fit(X * np.float32(1e30), y)
+    with pytest.raises(ValueError, match="scale the features"):
+        EBPClassifier().partial_fit(X * np.float32(1e30), y, classes=[0, 1])
+    # Large but representable inputs train to finite parameters.
+    est = EBPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    est.fit(X * np.float32(1e15), y)
+    assert all(np.isfinite(c).all() for c in est.coefs_)
+
+
+def test_predict_proba_of_a_batch_equals_its_rows_in_float32() -> None:
+    """EBP-P is computed in float64, so subsets give the same probabilities (sklearn's check)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 30)).astype(np.float32)
+    y = rng.integers(0, 4, size=300)
+    est = EBPClassifier(hidden_layer_sizes=(40,), max_iter=2, random_state=0).fit(X, y)
+    batch = est.predict_proba(X)
+    rows = np.vstack([est.predict_proba(X[i : i + 1]) for i in range(0, 300, 7)])
+    np.testing.assert_allclose(batch[::7], rows, rtol=0, atol=1e-12)

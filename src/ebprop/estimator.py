@@ -183,6 +183,22 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         return dt
 
+    def _check_training_X(self, X: np.ndarray) -> None:
+        """ValueError when ``X`` is so large that the forward pass would overflow.
+
+        The first layer sums x² over the features in the training dtype; beyond
+        √(max / (4 n_features)) that sum (or Σx² − x²·M²) overflows to inf and the update turns
+        the parameters into NaN.
+        """
+        bound = float(np.sqrt(np.finfo(self.float_dtype()).max / (4.0 * max(1, X.shape[1]))))
+        largest = float(np.abs(X).max()) if X.size else 0.0
+        if largest > bound:
+            raise ValueError(
+                f"X has values up to {largest:.3g}; EBP's forward pass in {self.float_dtype()} "
+                f"needs |x| <= {bound:.3g} for {X.shape[1]} features: scale the features first "
+                "(e.g. ebprop.datasets.Preprocessor or sklearn's StandardScaler)"
+            )
+
     def _check_X(self, X, reset: bool) -> np.ndarray:
         return validate_data(
             self, X, reset=reset, dtype=self.float_dtype(), order="C", ensure_all_finite=True
@@ -338,6 +354,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
+        self._check_training_X(X)
         self.init_parameters(X.shape[1], np.unique(y))
         for _ in range(self.max_iter):
             self._epoch(X, y)
@@ -359,6 +376,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, reset=first, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
+        self._check_training_X(X)
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
@@ -375,7 +393,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         trainer = self.trainer()
         Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
-        trainer.train_epoch(X, Y)
+        trainer.train_epoch(X, Y, check_finite=True)
         self.n_iter_ = trainer.epoch
         self.training_error_curve_.append(trainer.n_errors / X.shape[0])
         if self.verbose:
@@ -386,12 +404,25 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X, readout: str) -> np.ndarray:
-        """EBP-P z-scores (probabilistic) or EBP-D linear outputs, shape (n, n_outputs)."""
+        """EBP-P z-scores (probabilistic) or EBP-D linear outputs, shape (n, n_outputs).
+
+        EBP-P is computed in float64 whatever ``dtype`` trains: a float32 matrix product's
+        rounding depends on how many rows it is given (BLAS picks other kernels), which made
+        ``predict_proba`` of a batch and of its rows differ by 1.5e-7. EBP-D stays in the
+        training dtype: its sums are of ±1 weights, which the packed runtime reproduces exactly.
+        """
         check_is_fitted(self, "coefs_")
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         X = self._check_X(X, reset=False)
         net = self.network()
+        if readout == "probabilistic":
+            net = Network(
+                family=net.family,
+                H=[h.astype(np.float64) for h in net.H],
+                b=[b.astype(np.float64) for b in net.b],
+            )
+            X = X.astype(np.float64, copy=False)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
