@@ -60,3 +60,50 @@ def test_refit_makes_uncertain_sign_units_agree_with_their_means() -> None:
     assert before < 0.7 and after > 0.9  # measured 0.63 → 0.91
     refit = Network(make_family("binary"), H=[H0, H1], b=biases)
     assert predict_deterministic(refit, X).shape == (2000, 3)
+
+
+def test_estimator_refit_is_used_by_ebp_d_saved_and_discarded_by_training(tmp_path) -> None:
+    from sklearn.datasets import load_digits
+
+    from ebprop import EBPClassifier
+    from ebprop.persist import load_model, save_model
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    est = EBPClassifier(hidden_layer_sizes=(30, 30), max_iter=3, random_state=0).fit(X, y)
+    assert est.deterministic_intercepts_ is None
+    before_d = est.decision_function(X, readout="deterministic")
+    before_p = est.predict_proba(X)
+    est.refit_deterministic(X)
+    assert len(est.deterministic_intercepts_) == 3
+    assert not np.array_equal(est.deterministic_intercepts_[0], est.intercepts_[0])
+    assert np.array_equal(est.deterministic_intercepts_[-1], est.intercepts_[-1])
+    after_d = est.decision_function(X, readout="deterministic")
+    assert not np.array_equal(before_d, after_d)
+    np.testing.assert_array_equal(est.predict_proba(X), before_p)  # EBP-P untouched
+    save_model(tmp_path / "m.npz", est, None, {})
+    loaded = load_model(tmp_path / "m.npz").estimator
+    np.testing.assert_array_equal(loaded.decision_function(X, readout="deterministic"), after_d)
+    est.partial_fit(X, y)
+    assert est.deterministic_intercepts_ is None  # stale after training
+
+
+def test_run_with_refit_keeps_both_models(tmp_path) -> None:
+    import json
+
+    from ebprop.persist import load_model
+    from ebprop.runs import TrainOptions, train_run
+
+    opts = TrainOptions(hidden=(20, 20), epochs=3, refit_thresholds=True)
+    summary = train_run(opts, tmp_path / "run", make_plots=False)
+    models = summary["models"]
+    assert set(models) == {"EBP-P", "EBP-D"}
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    for name, key in (("EBP-P", "val_error_p"), ("EBP-D", "val_error_d")):
+        best = min(history, key=lambda r: (r[key], r["epoch"]))
+        assert models[name]["epoch"] == best["epoch"]
+        assert (tmp_path / "run" / models[name]["file"]).is_file()
+    d = load_model(tmp_path / "run" / "model_d.npz").estimator
+    assert d.deterministic_intercepts_ is not None
+    with pytest.raises(ValueError, match="binary weights only"):
+        TrainOptions(weights="real", refit_thresholds=True)

@@ -21,6 +21,7 @@ from .core import (
     output_z,
     parse_reinforcement,
     predict_deterministic,
+    refit_deterministic_biases,
 )
 from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
 
@@ -88,6 +89,9 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Output units: 1 for two classes, else the number of classes.
     training_error_curve_ : list of float
         Online EBP-P training error of each epoch (predicted before each update).
+    deterministic_intercepts_ : list of ndarray or None
+        Biases of the EBP-D network when refitted by :meth:`refit_deterministic` (hidden layers'
+        thresholds; the output layer's as trained); None: EBP-D uses ``intercepts_``.
 
     Notes
     -----
@@ -290,6 +294,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self._net = net
         self.n_iter_ = 0
         self.training_error_curve_: list[float] = []
+        self.deterministic_intercepts_ = None
         return self
 
     @classmethod
@@ -315,6 +320,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         est.intercepts_ = list(intercepts)
         est.n_iter_ = int(n_iter)
         est.training_error_curve_ = []
+        est.deterministic_intercepts_ = None
         est.network()  # checks shapes, dtypes and finiteness
         return est
 
@@ -390,6 +396,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _epoch(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.deterministic_intercepts_ = None  # refitted thresholds go stale with training
         trainer = self.trainer()
         Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
@@ -431,8 +438,29 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             if readout == "probabilistic":
                 out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
             else:
-                out[s : s + _PREDICT_CHUNK] = predict_deterministic(net, chunk, W)
+                out[s : s + _PREDICT_CHUNK] = predict_deterministic(
+                    net, chunk, W, getattr(self, "deterministic_intercepts_", None)
+                )
         return out
+
+    def refit_deterministic(self, X) -> EBPClassifier:
+        """Refit the EBP-D network's hidden thresholds on ``X`` (a post-hoc repair of EBP-D).
+
+        Each hidden unit's bias in the deterministic network is chosen, layer by layer, so that
+        the sign unit agrees most often with the sign of its EBP-P counterpart's mean on ``X``
+        (:func:`ebprop.core.refit_deterministic_biases`). The result is stored in
+        ``deterministic_intercepts_`` and used by the EBP-D readout and by the bit export; EBP-P
+        and training are unaffected, and training further discards it (it would be stale).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Training inputs (never the test set).
+        """
+        check_is_fitted(self, "coefs_")
+        X = self._check_X(X, reset=False)
+        self.deterministic_intercepts_ = refit_deterministic_biases(self.network(), X)
+        return self
 
     def decision_function(self, X, readout: str | None = None) -> np.ndarray:
         """Output scores: EBP-P z = μ/σ per output unit, or EBP-D linear outputs.

@@ -5,6 +5,7 @@ Layout of a model file (format version 1)::
     header          uint8 (n,)            UTF-8 JSON, described below
     coef_<l>        float (n_in, n_out)   H of layer l (scikit-learn layout, as ``coefs_``)
     intercept_<l>   float (n_out,)        b of layer l
+    det_intercept_<l> float (n_out,)      optional: EBP-D biases refitted post hoc (all layers)
     classes         (n_classes,)          class labels (int, float or unicode; never object)
     pre_<name>      any                   the preprocessor's arrays (``Preprocessor.get_state``)
 
@@ -114,6 +115,9 @@ def save_model(
     for layer, (h, b) in enumerate(zip(net.H, net.b, strict=True)):
         arrays[f"coef_{layer}"] = h
         arrays[f"intercept_{layer}"] = b
+    det = getattr(estimator, "deterministic_intercepts_", None)
+    for layer, b in enumerate(det or []):
+        arrays[f"det_intercept_{layer}"] = np.asarray(b, dtype=net.dtype)
     classes = np.asarray(estimator.classes_)
     if classes.dtype == object:
         classes = classes.astype(str)
@@ -213,6 +217,15 @@ def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list
             )
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise ModelFormatError(f"{src}: array {name!r} contains NaN or infinite values")
+    det = [f"det_intercept_{i}" for i in range(n_layers)]
+    if any(name in arrays for name in det) and not all(name in arrays for name in det):
+        raise ModelFormatError(f"{src}: refitted EBP-D biases present for only some layers")
+    for i, name in enumerate(det):
+        if name in arrays and arrays[name].shape != (sizes[i + 1],):
+            raise ModelFormatError(
+                f"{src}: array {name!r} has shape {arrays[name].shape}; layer {i} needs "
+                f"{(sizes[i + 1],)}"
+            )
     for i in range(n_layers):
         if arrays[f"coef_{i}"].shape != (sizes[i], sizes[i + 1]) or arrays[
             f"intercept_{i}"
@@ -262,6 +275,8 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         )
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{src}: inconsistent estimator state ({exc})") from exc
+    if "det_intercept_0" in arrays:
+        est.deterministic_intercepts_ = [arrays[f"det_intercept_{i}"] for i in range(n_layers)]
     pre = None
     if header.get("preprocessor") is not None:
         from .datasets import Preprocessor  # the data layer is optional for bare models

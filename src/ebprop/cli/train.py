@@ -146,6 +146,12 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     show_default=True,
     help="Readout whose validation error picks the best epoch (model.npz).",
 )
+@click.option(
+    "--refit-thresholds",
+    is_flag=True,
+    help="Binary weights: after each epoch refit EBP-D's hidden thresholds on training images "
+    "so each sign unit agrees best with its EBP-P counterpart (evaluated and saved with them).",
+)
 @click.option("--patience", type=int, help="Stop after this many epochs without progress.")
 @click.option(
     "--out",

@@ -13,6 +13,7 @@ from .predict import (
     predict_deterministic,
     predict_probabilistic,
 )
+from .refit import refit_deterministic_biases
 from .reinforce import AUTO as AUTO_REINFORCEMENT
 from .reinforce import Reinforcement, parse_reinforcement
 from .step import step_inplace
@@ -40,6 +41,7 @@ __all__ = [
     "output_z",
     "predict_deterministic",
     "predict_probabilistic",
+    "refit_deterministic_biases",
     "step_inplace",
     "update_inplace",
 ]

@@ -26,20 +26,26 @@ def output_z(net: Network, x: np.ndarray) -> np.ndarray:
 
 
 def predict_deterministic(
-    net: Network, x: np.ndarray, weights: list[np.ndarray] | None = None
+    net: Network,
+    x: np.ndarray,
+    weights: list[np.ndarray] | None = None,
+    biases: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Linear outputs W_L h_{L−1} + b_L of the most probable network, shape (batch, n_L).
 
-    ``weights`` may hold precomputed most-probable weights (one (n_in, n_out) array per layer).
+    ``weights`` may hold precomputed most-probable weights (one (n_in, n_out) array per layer);
+    ``biases`` replaces ``net.b`` (e.g. thresholds refitted by :mod:`.refit`).
     """
     if weights is None:
         weights = [net.family.most_probable(h) for h in net.H]
+    if biases is None:
+        biases = net.b
     h = x
-    for W, b in zip(weights[:-1], net.b[:-1], strict=True):
+    for W, b in zip(weights[:-1], biases[:-1], strict=True):
         pre = h @ W
         pre += b
         h = np.where(pre >= 0, 1, -1).astype(x.dtype)  # sign with sign(0) = +1
-    return h @ weights[-1] + net.b[-1]
+    return h @ weights[-1] + biases[-1]
 
 
 def class_log_probabilities(z: np.ndarray) -> np.ndarray:

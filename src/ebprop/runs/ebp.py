@@ -8,6 +8,8 @@ checkpoint.npz parameters, RNG state, epoch, position in the epoch, the epoch's 
                mid-epoch, and when a run is stopped
 last.npz       the model after the last finished epoch
 model.npz      the best model so far by validation error of the ``select_by`` readout
+model_p.npz    the best model so far by EBP-P validation error (what probabilities should use)
+model_d.npz    the best model so far by EBP-D validation error (what ``ebprop export`` should ship)
 *.png          learning curves, confusion matrix, reliability diagram, |tanh H| histograms
 ============== ===============================================================================
 
@@ -36,7 +38,7 @@ from ..persist import load_model, save_model
 from ..train import Trainer
 from .data import Features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
-from .options import TrainOptions
+from .options import REFIT_SAMPLES, TrainOptions
 
 __all__ = ["CHECKPOINT_VERSION", "load_options", "load_summary", "train_run"]
 
@@ -258,6 +260,8 @@ def train_run(
 
         est.n_iter_ = trainer.epoch
         t_eval = time.perf_counter()
+        if options.refit_thresholds:
+            est.refit_deterministic(data.X_train[:REFIT_SAMPLES])
         val, test = _evaluate(est, data.X_val, data.y_val), _evaluate(est, data.X_test, data.y_test)
         record = {
             "epoch": epoch,
@@ -275,6 +279,9 @@ def train_run(
         save_model(out_dir / "last.npz", est, data.preprocessor, meta)
         if best_record(history, key) is record:
             save_model(out_dir / "model.npz", est, data.preprocessor, meta)
+        for s in _SUFFIX.values():  # the best model of each readout, whichever selects
+            if best_record(history, f"val_error_{s}") is record:
+                save_model(out_dir / f"model_{s}.npz", est, data.preprocessor, meta)
         folder.write_metrics(history)
         _save_checkpoint(folder, trainer, seconds, history, options, data)
         if on_epoch is not None:
@@ -326,6 +333,16 @@ def _finish(
         name: {"val_error": rec[f"val_error_{s}"], "test_error": rec[f"test_error_{s}"]}
         for s, name in _READOUT_NAMES.items()
     }
+    # Each readout's own best epoch and its model file (they differ when the readouts trade off).
+    models = {}
+    for s, name in _READOUT_NAMES.items():
+        best_s = best_record(history, f"val_error_{s}")
+        models[name] = {
+            "file": f"model_{s}.npz",
+            "epoch": best_s["epoch"],
+            "val_error": best_s[f"val_error_{s}"],
+            "test_error": best_s[f"test_error_{s}"],
+        }
     summary = summary_record(
         "ebp",
         options,
@@ -334,6 +351,7 @@ def _finish(
         readouts,
         stopped_early,
         select_by=options.select_by,
+        models=models,
         val_error_p=rec["val_error_p"],
         val_error_d=rec["val_error_d"],
         test_error_p=rec["test_error_p"],

@@ -163,6 +163,11 @@ class RunOptions(DataOptions):
             raise ValueError(f"input_dropout must be a keep probability in (0, 1], got {p!r}")
 
 
+#: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
+#: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
+REFIT_SAMPLES = 20000
+
+
 @dataclass
 class TrainOptions(RunOptions):
     """Everything that defines an EBP training run (saved as the run's ``options.json``).
@@ -180,11 +185,18 @@ class TrainOptions(RunOptions):
     prior_variance: float = 1.0
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
+    refit_thresholds: bool = False
 
     def validate(self) -> None:
         super().validate()
         if self.select_by not in SELECT_BY:
             raise ValueError(f"select_by must be one of {SELECT_BY}, got {self.select_by!r}")
+        if not isinstance(self.refit_thresholds, bool):
+            raise ValueError(
+                f"refit_thresholds must be true or false, got {self.refit_thresholds!r}"
+            )
+        if self.refit_thresholds and self.weights != "binary":
+            raise ValueError("refit_thresholds applies to binary weights only")
         EBPClassifier(**self.estimator_params()).check_params()
 
     def estimator_params(self) -> dict:
