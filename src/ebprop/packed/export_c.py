@@ -180,15 +180,7 @@ static const uint8_t ebprop_debruijn[32] = {
 """,
 }
 
-_KERNELS = """\
-/* Mismatches between packed ±1 vectors: popcount(a XOR w) over `words` words. */
-static int mismatches(const ebprop_word *a, const ebprop_word *w, int words)
-{
-    int q, m = 0;
-    for (q = 0; q < words; ++q) m += EBPROP_POPCOUNT(a[q] ^ w[q]);
-    return m;
-}
-
+_BINARY_LAYER = """\
 /* Hidden layer on packed ±1 inputs: unit k fires iff its mismatch count m <= max_m[k]. */
 static void binary_layer(const ebprop_word *a, int words, const ebprop_word *w,
                          const EBPROP_MAXM_T *max_m, int n_out, ebprop_word *out)
@@ -198,6 +190,16 @@ static void binary_layer(const ebprop_word *a, int words, const ebprop_word *w,
     for (k = 0; k < n_out; ++k)
         if (mismatches(a, w + k * words, words) <= max_m[k])
             out[k / EBPROP_WORD_BITS] |= EBPROP_ONE << (k % EBPROP_WORD_BITS);
+}
+"""
+
+_KERNELS = """\
+/* Mismatches between packed ±1 vectors: popcount(a XOR w) over `words` words. */
+static int mismatches(const ebprop_word *a, const ebprop_word *w, int words)
+{
+    int q, m = 0;
+    for (q = 0; q < words; ++q) m += EBPROP_POPCOUNT(a[q] ^ w[q]);
+    return m;
 }
 
 /* First layer on raw pixels: s_k = 2 P_k - S fires iff s_k >= T0[k], where S is the sum of all
@@ -401,6 +403,8 @@ def generate_c(model: PackedModel, target: str = "host") -> tuple[str, str]:
         c.append("/* Output keys: rank of fl(n - 2m + b_k) among all outputs, [k][m]. */")
         c.append(_array(_int_type(fold.table), "OUT_RANK", fold.table, str, 16))
     c.append(_KERNELS)
+    if n_layers > 2:  # a second hidden layer (else the helper would be unused)
+        c.append(_BINARY_LAYER)
     body = ["int ebprop_predict(const uint8_t *pixels)", "{"]
     for layer in range(1, n_layers):
         body.append(f"    ebprop_word a{layer}[EBPROP_WORDS_{layer}];")
