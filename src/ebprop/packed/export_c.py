@@ -30,8 +30,6 @@ from ..exceptions import ModelFormatError
 from . import pack
 from .fileformat import PackedModel, validate_model
 
-_INT32_MAX = 2**31 - 1
-
 
 @dataclass(frozen=True)
 class CTarget:
@@ -296,10 +294,10 @@ def generate_c(model: PackedModel, target: str = "host") -> tuple[str, str]:
     validate_model(model, "<model>")
     sizes = model.sizes
     prep = model.preprocessing
-    if 2 * sizes[0] * prep["max_value"] > _INT32_MAX or max(sizes[1:]) > 2**15:
+    if sizes[0] > 2**20 or max(sizes[1:]) > 2**15:  # int32 pixel sums, int16 counts
         raise ModelFormatError(
-            "the model is too wide for the C export (2·n_0·max_value must fit int32 and "
-            "hidden/output layers hold at most 32768 units)"
+            "the model is too wide for the C export (at most 2^20 inputs and 32768 units per "
+            "hidden or output layer)"
         )
     n_layers = len(sizes) - 1
     wb = tgt.word_bits
