@@ -108,3 +108,25 @@ def test_cortex_export_cli_make_run(digits_model, tmp_path):
         np.searchsorted(est.classes_, PackedNetwork.from_estimator(est, pre).predict(ds.X_test[:5]))
     )
     assert lines[-1] == "images 5"
+
+
+def test_cortex_qemu_harness_fails_loudly(digits_model, tmp_path):
+    # an unreadable images file or an over-long command line: exit status 1 and a message
+    ds, est, pre = digits_model
+    write_c_project(pack_estimator(est, pre), tmp_path, "cortex-m4")
+    qemu.build(tmp_path)
+    for images in ("missing.bin", "x" * 300):
+        done = subprocess.run(
+            [
+                "qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
+                "-serial", "none", "-semihosting-config",
+                f"enable=on,target=native,arg=model.elf,arg={images},arg=out.txt",
+                "-kernel", "model.elf",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert "ebprop harness: " in done.stdout + done.stderr

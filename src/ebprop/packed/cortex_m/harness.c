@@ -80,7 +80,8 @@ static void spin(uint32_t n)
     __asm__ volatile(".syntax unified\n1:\tsubs %0, %0, #1\n\tbne 1b" : "+l"(n) : : "cc");
 }
 
-/* Splits the semihosting command line in place; returns the number of words (at most 3). */
+/* Splits the semihosting command line in place; returns the number of words (at most 3), or
+   -1 when the host could not pass it (longer than the buffer). */
 static int split_cmdline(char **words)
 {
     uint32_t args[2];
@@ -88,7 +89,7 @@ static int split_cmdline(char **words)
     int n = 0;
     args[0] = (uint32_t)(uintptr_t)cmdline;
     args[1] = sizeof cmdline;
-    if (semihost_call(SEMIHOST_GET_CMDLINE, args) != 0) return 0;
+    if (semihost_call(SEMIHOST_GET_CMDLINE, args) != 0) return -1;
     while (*p && n < 3) {
         while (*p == ' ') *p++ = 0;
         if (!*p) break;
@@ -102,9 +103,12 @@ static int split_cmdline(char **words)
 int main(void)
 {
     char *words[3] = {0, "images.bin", "results.txt"};
-    int in, out, nwords = split_cmdline(words);
+    int in, out;
     uint32_t start, ticks, n_images = 0;
-    (void)nwords;
+    if (split_cmdline(words) < 0) {
+        semihost_write0("ebprop harness: the command line is longer than 255 bytes\n");
+        return 1;
+    }
     in = open_file(words[1], 1);
     out = open_file(words[2], 4);
     if (in < 0 || out < 0) {
