@@ -104,6 +104,8 @@ def test_generated_source_is_self_contained(digits):
     _, c32 = generate_c(PackedNetwork.from_estimator(est, pre).model, "cortex-m0plus")
     assert "typedef uint32_t ebprop_word;" in c32 and "uint64" not in c32.replace("UINT64", "")
     assert "#define EBPROP_POPCOUNT_TABLE" in c32 and "ebprop_debruijn" in c32
+    _, c4 = generate_c(PackedNetwork.from_estimator(est, pre).model, "cortex-m4")
+    assert "#define EBPROP_NEXT_PIXEL(m) EBPROP_CLZ(m)" in c4 and "ebprop_debruijn" not in c4
 
 
 def test_too_wide_models_and_unknown_targets_are_refused(digits):

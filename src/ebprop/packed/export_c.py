@@ -40,12 +40,15 @@ class CTarget:
     popcount: str  # BUILTIN | SWAR | TABLE
     first_layer: str  # SUMS | PLANES
     ctz: str  # BUILTIN | DEBRUIJN (count trailing zeros; ARMv6-M has no CLZ/RBIT)
+    # First-layer words hold pixel i at bit W−1−i, so count-leading-zeros (one instruction on
+    # the M4, against rbit + clz for trailing zeros) finds the next pixel.
+    msb_first: bool = False
 
 
 # Defaults measured under QEMU (docs/deploy.md, "Microcontrollers"; benchmarks/bench_cortex.py).
 TARGETS = {
     "host": CTarget("host", 64, "BUILTIN", "SUMS", "BUILTIN"),
-    "cortex-m4": CTarget("cortex-m4", 32, "SWAR", "SUMS", "BUILTIN"),
+    "cortex-m4": CTarget("cortex-m4", 32, "SWAR", "SUMS", "BUILTIN", msb_first=True),
     "cortex-m0plus": CTarget("cortex-m0plus", 32, "TABLE", "SUMS", "DEBRUIJN"),
 }
 
@@ -223,11 +226,11 @@ static void pixel_layer(const uint8_t *p, ebprop_word *out)
 #endif
         for (i = 0; i < lim; ++i) {
             if (base[i]) {
-                m |= EBPROP_ONE << i;
+                m |= EBPROP_PIXEL_BIT(i);
                 total += base[i];
 #if defined(EBPROP_FIRST_LAYER_PLANES)
                 for (b = 0; b < 8; ++b)
-                    planes[b][g] |= (ebprop_word)((base[i] >> b) & 1u) << i;
+                    if ((base[i] >> b) & 1u) planes[b][g] |= EBPROP_PIXEL_BIT(i);
 #endif
             }
         }
@@ -257,8 +260,9 @@ static void pixel_layer(const uint8_t *p, ebprop_word *out)
             m = nz[g] & row[g];
             base = p + g * EBPROP_WORD_BITS;
             while (m) {
-                pos += base[EBPROP_CTZ(m)];
-                m &= m - 1;
+                int j = EBPROP_NEXT_PIXEL(m);
+                pos += base[j];
+                EBPROP_DROP_PIXEL(m, j);
             }
         }
 #endif
@@ -272,6 +276,50 @@ static void pixel_layer(const uint8_t *p, ebprop_word *out)
 def _pop8_table() -> str:
     values = [bin(i).count("1") for i in range(256)]
     return _array("uint8_t", "ebprop_pop8", np.array(values), str, 16)
+
+
+_CLZ = """\
+#if defined(__GNUC__) || defined(__clang__)
+#define EBPROP_CLZ(x) EBPROP_BUILTIN_CLZ(x)
+#else
+#define EBPROP_CLZ(x) ebprop_clz(x)
+static int ebprop_clz(ebprop_word x) /* x != 0 */
+{
+    int c = 0;
+    while (!(x >> (EBPROP_WORD_BITS - 1))) { x <<= 1; ++c; }
+    return c;
+}
+#endif
+"""
+
+
+def _pixel_order(tgt: CTarget) -> str:
+    """Macros placing pixel i in a first-layer word and walking the set pixels of a mask."""
+    if tgt.msb_first:
+        return (
+            "/* Pixel i of a first-layer word is bit WORD_BITS-1-i: clz finds the next one. */\n"
+            "#define EBPROP_TOP (EBPROP_ONE << (EBPROP_WORD_BITS - 1))\n"
+            "#define EBPROP_PIXEL_BIT(i) (EBPROP_TOP >> (i))\n"
+            f"#define EBPROP_BUILTIN_CLZ(x) __builtin_clz{'ll' if tgt.word_bits == 64 else ''}(x)\n"
+            "#if defined(EBPROP_FIRST_LAYER_SUMS)\n" + _CLZ + "#endif\n"
+            "#define EBPROP_NEXT_PIXEL(m) EBPROP_CLZ(m)\n"
+            "#define EBPROP_DROP_PIXEL(m, j) ((m) &= ~(EBPROP_TOP >> (j)))\n"
+        )
+    return (
+        "/* Pixel i of a first-layer word is bit i: ctz finds the next one. */\n"
+        "#define EBPROP_PIXEL_BIT(i) (EBPROP_ONE << (i))\n"
+        "#if defined(EBPROP_FIRST_LAYER_SUMS)\n" + _CTZ[tgt.word_bits] + "#endif\n"
+        "#define EBPROP_NEXT_PIXEL(m) EBPROP_CTZ(m)\n"
+        "#define EBPROP_DROP_PIXEL(m, j) ((m) &= (m) - 1)\n"
+    )
+
+
+def _reverse_bits(words: np.ndarray, word_bits: int) -> np.ndarray:
+    """Each word with its bit order reversed (bit i ↔ bit word_bits − 1 − i)."""
+    as_bytes = np.ascontiguousarray(words.astype(f"<u{word_bits // 8}")).view(np.uint8)
+    bits = np.unpackbits(as_bytes.reshape(*words.shape, word_bits // 8), axis=-1, bitorder="little")
+    flipped = np.packbits(bits[..., ::-1], axis=-1, bitorder="little")
+    return flipped.view(f"<u{word_bits // 8}").reshape(words.shape).astype(np.uint64)
 
 
 def _preamble(tgt: CTarget, sizes: tuple[int, ...], scaling: str) -> list[str]:
@@ -319,7 +367,7 @@ def _preamble(tgt: CTarget, sizes: tuple[int, ...], scaling: str) -> list[str]:
             "#endif",
         ]
     c += ["", "#if defined(EBPROP_POPCOUNT_TABLE)", _pop8_table() + "#endif", ""]
-    c += [_POPCOUNT[wb], "#if defined(EBPROP_FIRST_LAYER_SUMS)", _CTZ[wb] + "#endif", ""]
+    c += [_POPCOUNT[wb], _pixel_order(tgt)]
     return c
 
 
@@ -421,7 +469,10 @@ def generate_c(model: PackedModel, target: str = "host") -> tuple[str, str]:
     c.append("")
     c.append(f"const char *const ebprop_class_labels[EBPROP_N_CLASSES] = {{{labels}}};\n")
     for layer in range(n_layers):
-        c.append(_word_array(f"W{layer}", _words(model.weights[layer], sizes[layer], wb), wb))
+        words = _words(model.weights[layer], sizes[layer], wb)
+        if layer == 0 and tgt.msb_first:
+            words = _reverse_bits(words, wb)
+        c.append(_word_array(f"W{layer}", words, wb))
     t0 = model.thresholds[0]
     c.append(_array(_int_type(t0), "T0", t0, str, 12))
     # hidden layers ≥ 1 as maximal mismatch counts, one type for all (a single kernel)
