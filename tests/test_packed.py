@@ -402,3 +402,68 @@ def test_nonzero_padding_and_nonfinite_bias_are_refused(good_bytes):
         body = bytes(data[56:])
         data[24:56] = hashlib.sha256(body).digest()
         decode_packed(bytes(data))
+
+
+# ---------------------------------------------------------------------------- declared sizes
+def _preamble(h_len: int, p_len: int) -> bytes:
+    return struct.pack("<8sHHIQ32s", b"\x89EBPB\r\n\x1a", 1, 0xFEFF, h_len, p_len, bytes(32))
+
+
+def test_declared_lengths_are_checked_before_reading(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from ebprop.packed import fileformat
+
+    # a 64 MiB sparse file whose preamble is consistent with its size, over a lowered limit:
+    # refused from the preamble, without reading (allocating) the payload
+    monkeypatch.setattr(fileformat, "MAX_PAYLOAD_BYTES", 1 << 20)
+    path = tmp_path / "big.ebpb"
+    with open(path, "wb") as fh:
+        fh.write(_preamble(64, (64 << 20) - 56 - 64))
+        fh.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="over the limits"):
+            read_packed(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    monkeypatch.undo()
+    # a 64-byte file declaring a terabyte: one line, before anything is allocated
+    small = tmp_path / "small.ebpb"
+    small.write_bytes(_preamble(8, 1 << 40) + b"{}      ")
+    with pytest.raises(ModelFormatError, match="over the limits"):
+        read_packed(small)
+    with pytest.raises(ModelFormatError, match="over the limits"):
+        decode_packed(small.read_bytes())
+
+
+def _set_shape(name, shape, nbytes):
+    def mutate(header):
+        entry = next(a for a in header["arrays"] if a["name"] == name)
+        entry["shape"], entry["nbytes"] = shape, nbytes
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        # 2^32 · 2^32 overflows int64 to 0 in np.prod: must not pass as a 0-byte array
+        (_set_shape("weights_0", [2**32, 2**32], 0), "bad shape"),
+        (_set_shape("weights_0", [1, 1, 1], 8), "bad shape"),
+        (lambda h: h.update(sizes=[64, 2**40, 10]), "sizes must list"),
+        (lambda h: h.update(sizes=[64] + [8] * 70 + [10]), "sizes must list"),
+    ],
+)
+def test_declared_array_sizes_have_sane_limits(good_bytes, mutate, message):
+    with pytest.raises(ModelFormatError, match=message):
+        decode_packed(_reseal(good_bytes, header_fn=mutate))
+
+
+@pytest.mark.parametrize("text", [b'{"x": ' + b"1" * 5000 + b"}", b"[" * 100_000])
+def test_hostile_json_headers_are_refused_in_one_line(text):
+    data = _preamble(len(text), 0)[:24] + hashlib.sha256(text).digest() + text
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        decode_packed(data)

@@ -72,3 +72,31 @@ def test_bench_inference_prints_rates_and_sizes(saved):
         pattern = re.compile(re.escape(path_name) + r"\s+[0-9]")
         rows = [line for line in res.output.splitlines() if pattern.match(line)]
         assert len(rows) == 2, res.output
+
+
+def test_export_cortex_target_writes_a_project_and_needs_format_c(saved, tmp_path):
+    path = saved[0]
+    out = tmp_path / "m0"
+    res = CliRunner().invoke(
+        main, ["export", str(path), "--format", "c", "--target", "cortex-m0plus", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "model.h",
+        "model.c",
+        "startup.c",
+        "semihost.h",
+        "harness.c",
+        "cortex_m.ld",
+        "Makefile",
+    }
+    makefile = (out / "Makefile").read_text()
+    assert "MACHINE = microbit" in makefile and "-mcpu=cortex-m0plus" in makefile
+    assert "@" not in makefile.replace("$@", "").replace("@echo", "")
+    assert "typedef uint32_t ebprop_word;" in (out / "model.c").read_text()
+    res = CliRunner().invoke(
+        main, ["export", str(path), "--target", "cortex-m4", "-o", str(tmp_path / "x.ebpb")]
+    )
+    assert res.exit_code == 2 and "needs --format c" in res.output
+    assert not (tmp_path / "x.ebpb").exists()

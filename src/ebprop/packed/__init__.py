@@ -6,7 +6,7 @@
 >>> net.predict(raw_uint8_images)  # == est.predict(features, readout="deterministic")
 """
 
-from .export_c import write_c_model
+from .export_c import write_c_model, write_c_project
 from .fileformat import FORMAT_VERSION, PackedModel, read_packed, write_packed
 from .runtime import PackedNetwork, pack_estimator
 
@@ -17,5 +17,6 @@ __all__ = [
     "pack_estimator",
     "read_packed",
     "write_c_model",
+    "write_c_project",
     "write_packed",
 ]

@@ -35,12 +35,22 @@ def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
     help="packed: a .ebpb file; c: model.h + model.c in a folder.",
 )
 @click.option("-o", "--output", type=click.Path(), help="Output file (packed) or folder (c).")
-def export(model: str, fmt: str, output: str | None) -> None:
+@click.option(
+    "--target",
+    type=click.Choice(["host", "cortex-m4", "cortex-m0plus"]),
+    default="host",
+    show_default=True,
+    help="With --format c: host (64-bit words) or a ready-to-build Cortex-M project (32-bit "
+    "words, startup, linker script, QEMU harness, Makefile; `make run` boots it in QEMU).",
+)
+def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
-    from .export_c import write_c_model
+    from .export_c import write_c_model, write_c_project
     from .fileformat import write_packed
     from .runtime import pack_estimator
 
+    if target != "host" and fmt != "c":
+        raise click.UsageError(f"--target {target} needs --format c")
     loaded = _load(model)
     source = {
         "model_file": Path(model).name,
@@ -64,8 +74,15 @@ def export(model: str, fmt: str, output: str | None) -> None:
             if output
             else Path(model).with_suffix("").with_name(Path(model).stem + "_c")
         )
-        h_path, c_path = write_c_model(packed, folder)
-        click.echo(f"wrote {h_path} and {c_path}: int ebprop_predict(const uint8_t *pixels)")
+        if target == "host":
+            h_path, c_path = write_c_model(packed, folder)
+            click.echo(f"wrote {h_path} and {c_path}: int ebprop_predict(const uint8_t *pixels)")
+        else:
+            paths = write_c_project(packed, folder, target)
+            click.echo(
+                f"wrote {folder}/ ({', '.join(p.name for p in paths)}) for {target}: "
+                f"`make` cross-compiles, `make run IMAGES=file` classifies raw images in QEMU"
+            )
 
 
 def _bench_images(loaded, dataset: str | None, data_dir: str | None, n: int, seed: int):

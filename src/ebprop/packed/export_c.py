@@ -1,114 +1,446 @@
-"""C99 export: ``model.h`` + ``model.c`` with the packed weights as const arrays.
+"""C99 export: ``model.h`` + ``model.c``, integer arithmetic only, for a host or a Cortex-M core.
 
-The generated code is self-contained (``<stdint.h>`` only), allocates nothing (activations live
-in fixed-size local arrays), and computes exactly what :class:`~ebprop.packed.PackedNetwork`
-computes: integer pixel sums and popcount dots against integer thresholds, then the output dots
-converted to the model's float type plus the bias as a hexadecimal float literal (exact), and the
-first maximum. ``__builtin_popcountll`` is used under GCC/Clang; elsewhere (or when
-``EBPROP_PORTABLE_POPCOUNT`` is defined) a branch-free SWAR popcount.
+The generated code is self-contained (``<stdint.h>`` only), allocates nothing (activations are
+fixed-size local arrays of bits), keeps every weight and threshold ``static const`` (flash on a
+microcontroller), and computes exactly what :class:`~ebprop.packed.PackedNetwork` computes:
+
+* first layer on raw pixels p: s_k = 2·P_k − S with P_k the sum of the pixels under +1 weights
+  and S the sum of all pixels, over the non-zero pixels only (``EBPROP_FIRST_LAYER_SUMS``), or by
+  bit planes s_k = 2·Σ_b 2^b·popcount(plane_b AND w_k) − S (``EBPROP_FIRST_LAYER_PLANES``);
+  unit k fires iff s_k ≥ T_k;
+* hidden layers: m = popcount(a XOR w_k) mismatches; unit fires iff m ≤ floor((n − T_k)/2);
+* output layer: the real biases folded into integer keys (:func:`ebprop.packed.pack.
+  fold_output_bias`), proven at export to order every reachable output exactly as the float
+  path's fl(n − 2m + b_k) does, so the first maximum of the keys is the float argmax.
+
+Targets: ``host`` (64-bit words, ``__builtin_popcountll`` under GCC/Clang), ``cortex-m4`` and
+``cortex-m0plus`` (32-bit words: no 64-bit helper calls; these cores have no popcount
+instruction, so a SWAR or 256-byte-table popcount, chosen by measured instruction counts).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import ModelFormatError
+from . import pack
 from .fileformat import PackedModel, validate_model
-from .pack import n_words
 
-_INT32_MAX = 2**31 - 1
 
-_POPCOUNT = """\
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(EBPROP_PORTABLE_POPCOUNT)
-#define EBPROP_POPCOUNT64(x) __builtin_popcountll(x)
+@dataclass(frozen=True)
+class CTarget:
+    """What the generated C assumes about the core (defaults; each can be overridden by -D)."""
+
+    name: str
+    word_bits: int
+    popcount: str  # BUILTIN | SWAR | TABLE
+    first_layer: str  # SUMS | PLANES
+    ctz: str  # BUILTIN | DEBRUIJN (count trailing zeros; ARMv6-M has no CLZ/RBIT)
+    # First-layer words hold pixel i at bit W−1−i, so count-leading-zeros (one instruction on
+    # the M4, against rbit + clz for trailing zeros) finds the next pixel.
+    msb_first: bool = False
+
+
+# Defaults measured under QEMU (docs/deploy.md, "Microcontrollers"; benchmarks/bench_cortex.py).
+TARGETS = {
+    "host": CTarget("host", 64, "BUILTIN", "SUMS", "BUILTIN"),
+    "cortex-m4": CTarget("cortex-m4", 32, "SWAR", "SUMS", "BUILTIN", msb_first=True),
+    "cortex-m0plus": CTarget("cortex-m0plus", 32, "TABLE", "SUMS", "DEBRUIJN"),
+}
+
+
+def c_string_literal(label: object) -> str:
+    """A C string literal whose bytes are the UTF-8 encoding of ``str(label)``.
+
+    Printable ASCII is kept except ``\\``, ``"`` and ``?`` (escaped, so no trigraph such as
+    ``??=`` can form under ``-std=c99``); every other byte becomes a 3-digit octal escape, which
+    (unlike a greedy hex escape) never absorbs the characters that follow it.
+
+    Raises
+    ------
+    ModelFormatError
+        When the label contains a NUL character, which a C string cannot hold.
+    """
+    text = str(label)
+    if "\0" in text:
+        raise ModelFormatError(
+            f"class label {text!r} contains a NUL character, which a C string cannot hold; "
+            "relabel the classes"
+        )
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in '\\"?':
+            out.append("\\" + ch)
+        elif 32 <= byte < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _words(arr: np.ndarray, n: int, word_bits: int) -> np.ndarray:
+    """Rows of 64-bit words (rows, ceil(n/64)) as rows of ``word_bits`` words, padding dropped."""
+    if word_bits == 64:
+        return arr
+    as32 = np.ascontiguousarray(arr.astype("<u8")).view("<u4").astype(np.uint64)
+    return as32[:, : -(-n // 32)]
+
+
+def _array(ctype: str, name: str, values: np.ndarray, fmt, per_line: int) -> str:
+    flat = [fmt(int(v)) for v in np.asarray(values).reshape(-1)]
+    lines = ["    " + ", ".join(flat[s : s + per_line]) for s in range(0, len(flat), per_line)]
+    return f"static const {ctype} {name}[{len(flat)}] = {{\n" + ",\n".join(lines) + "\n};\n"
+
+
+def _word_array(name: str, words: np.ndarray, word_bits: int) -> str:
+    if word_bits == 64:
+        return _array("ebprop_word", name, words, lambda v: f"UINT64_C(0x{v:016x})", 4)
+    return _array("ebprop_word", name, words, lambda v: f"0x{v:08x}u", 6)
+
+
+def _int_type(values: np.ndarray) -> str:
+    lo, hi = int(np.min(values)), int(np.max(values))
+    return "int16_t" if -(2**15) <= lo and hi < 2**15 else "int32_t"
+
+
+_POPCOUNT = {
+    64: """\
+#if defined(EBPROP_POPCOUNT_BUILTIN)
+#define EBPROP_POPCOUNT(x) ((int)__builtin_popcountll(x))
+#elif defined(EBPROP_POPCOUNT_TABLE)
+#define EBPROP_POPCOUNT(x) ebprop_popcount(x)
+static int ebprop_popcount(ebprop_word x)
+{
+    int c = 0;
+    for (; x; x >>= 8) c += ebprop_pop8[x & 0xFFu];
+    return c;
+}
 #else
-static int ebprop_popcount64(uint64_t x)
+#define EBPROP_POPCOUNT(x) ebprop_popcount(x)
+static int ebprop_popcount(ebprop_word x)
 {
     x = x - ((x >> 1) & UINT64_C(0x5555555555555555));
     x = (x & UINT64_C(0x3333333333333333)) + ((x >> 2) & UINT64_C(0x3333333333333333));
     x = (x + (x >> 4)) & UINT64_C(0x0F0F0F0F0F0F0F0F);
     return (int)((x * UINT64_C(0x0101010101010101)) >> 56);
 }
-#define EBPROP_POPCOUNT64(x) ebprop_popcount64(x)
+#endif
+""",
+    32: """\
+#if defined(EBPROP_POPCOUNT_BUILTIN)
+#define EBPROP_POPCOUNT(x) ((int)__builtin_popcount(x))
+#elif defined(EBPROP_POPCOUNT_TABLE)
+#define EBPROP_POPCOUNT(x) ebprop_popcount(x)
+static int ebprop_popcount(ebprop_word x)
+{
+    return ebprop_pop8[x & 0xFFu] + ebprop_pop8[(x >> 8) & 0xFFu] +
+           ebprop_pop8[(x >> 16) & 0xFFu] + ebprop_pop8[x >> 24];
+}
+#else
+#define EBPROP_POPCOUNT(x) ebprop_popcount(x)
+static int ebprop_popcount(ebprop_word x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return (int)((x * 0x01010101u) >> 24);
+}
+#endif
+""",
+}
+
+_CTZ = {
+    64: """\
+#if defined(EBPROP_CTZ_BUILTIN)
+#define EBPROP_CTZ(x) __builtin_ctzll(x)
+#else
+#define EBPROP_CTZ(x) ebprop_ctz(x)
+static int ebprop_ctz(ebprop_word x) /* x != 0 */
+{
+    int c = 0;
+    while (!(x & 1u)) { x >>= 1; ++c; }
+    return c;
+}
+#endif
+""",
+    32: """\
+#if defined(EBPROP_CTZ_BUILTIN)
+#define EBPROP_CTZ(x) __builtin_ctz(x)
+#else
+/* x != 0: isolate the lowest set bit and index a de Bruijn table (no CLZ on ARMv6-M). */
+static const uint8_t ebprop_debruijn[32] = {
+    0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+    31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9};
+#define EBPROP_CTZ(x) ((int)ebprop_debruijn[(((x) & (0u - (x))) * 0x077CB531u) >> 27])
+#endif
+""",
+}
+
+_BINARY_LAYER = """\
+/* Hidden layer on packed ±1 inputs: unit k fires iff its mismatch count m <= max_m[k]. */
+static void binary_layer(const ebprop_word *a, int words, const ebprop_word *w,
+                         const EBPROP_MAXM_T *max_m, int n_out, ebprop_word *out)
+{
+    int k, q;
+    for (q = 0; q < (n_out + EBPROP_WORD_BITS - 1) / EBPROP_WORD_BITS; ++q) out[q] = 0;
+    for (k = 0; k < n_out; ++k)
+        if (mismatches(a, w + k * words, words) <= max_m[k])
+            out[k / EBPROP_WORD_BITS] |= EBPROP_ONE << (k % EBPROP_WORD_BITS);
+}
+"""
+
+_KERNELS = """\
+/* Mismatches between packed ±1 vectors: popcount(a XOR w) over `words` words. */
+static int mismatches(const ebprop_word *a, const ebprop_word *w, int words)
+{
+    int q, m = 0;
+    for (q = 0; q < words; ++q) m += EBPROP_POPCOUNT(a[q] ^ w[q]);
+    return m;
+}
+
+/* First layer on raw pixels: s_k = 2 P_k - S fires iff s_k >= T0[k], where S is the sum of all
+   pixels and P_k the sum of those under +1 weights. Only the non-zero pixels are visited. */
+static void pixel_layer(const uint8_t *p, ebprop_word *out)
+{
+    uint16_t active[EBPROP_WORDS_0];
+    int g, i, k, n_active = 0;
+    int32_t total = 0;
+#if defined(EBPROP_FIRST_LAYER_PLANES)
+    ebprop_word planes[8][EBPROP_WORDS_0];
+    int b;
+#else
+    ebprop_word nz[EBPROP_WORDS_0];
+#endif
+    for (g = 0; g < EBPROP_WORDS_0; ++g) {
+        ebprop_word m = 0;
+        const uint8_t *base = p + g * EBPROP_WORD_BITS;
+        int lim = EBPROP_N_0 - g * EBPROP_WORD_BITS;
+        if (lim > EBPROP_WORD_BITS) lim = EBPROP_WORD_BITS;
+#if defined(EBPROP_FIRST_LAYER_PLANES)
+        for (b = 0; b < 8; ++b) planes[b][g] = 0;
+#endif
+        for (i = 0; i < lim; ++i) {
+            if (base[i]) {
+                m |= EBPROP_PIXEL_BIT(i);
+                total += base[i];
+#if defined(EBPROP_FIRST_LAYER_PLANES)
+                for (b = 0; b < 8; ++b)
+                    if ((base[i] >> b) & 1u) planes[b][g] |= EBPROP_PIXEL_BIT(i);
+#endif
+            }
+        }
+#if !defined(EBPROP_FIRST_LAYER_PLANES)
+        nz[g] = m;
+#endif
+        if (m) active[n_active++] = (uint16_t)g;
+    }
+    for (g = 0; g < EBPROP_WORDS_1; ++g) out[g] = 0;
+    for (k = 0; k < EBPROP_N_1; ++k) {
+        const ebprop_word *row = W0 + k * EBPROP_WORDS_0;
+        int32_t pos = 0;
+#if defined(EBPROP_FIRST_LAYER_PLANES)
+        for (b = 0; b < 8; ++b) {
+            int32_t c = 0;
+            for (i = 0; i < n_active; ++i) {
+                g = active[i];
+                c += EBPROP_POPCOUNT(planes[b][g] & row[g]);
+            }
+            pos += c << b;
+        }
+#else
+        for (i = 0; i < n_active; ++i) {
+            const uint8_t *base;
+            ebprop_word m;
+            g = active[i];
+            m = nz[g] & row[g];
+            base = p + g * EBPROP_WORD_BITS;
+            while (m) {
+                int j = EBPROP_NEXT_PIXEL(m);
+                pos += base[j];
+                EBPROP_DROP_PIXEL(m, j);
+            }
+        }
+#endif
+        if (2 * pos - total >= T0[k])
+            out[k / EBPROP_WORD_BITS] |= EBPROP_ONE << (k % EBPROP_WORD_BITS);
+    }
+}
+"""
+
+
+def _pop8_table() -> str:
+    values = [bin(i).count("1") for i in range(256)]
+    return _array("uint8_t", "ebprop_pop8", np.array(values), str, 16)
+
+
+_CLZ = """\
+#if defined(__GNUC__) || defined(__clang__)
+#define EBPROP_CLZ(x) EBPROP_BUILTIN_CLZ(x)
+#else
+#define EBPROP_CLZ(x) ebprop_clz(x)
+static int ebprop_clz(ebprop_word x) /* x != 0 */
+{
+    int c = 0;
+    while (!(x >> (EBPROP_WORD_BITS - 1))) { x <<= 1; ++c; }
+    return c;
+}
 #endif
 """
 
-_BINARY_LAYER = """\
-/* Hidden layer on packed ±1 inputs: unit k fires iff n_in - 2*popcount(a XOR w_k) >= t[k]. */
-static void binary_layer(const uint64_t *a, int words, int n_in, const uint64_t *w,
-                         const int32_t *t, int n_out, uint64_t *out)
-{
-    int k, q;
-    for (q = 0; q < (n_out + 63) / 64; ++q) out[q] = 0;
-    for (k = 0; k < n_out; ++k) {
-        int32_t mismatches = 0;
-        for (q = 0; q < words; ++q) mismatches += EBPROP_POPCOUNT64(a[q] ^ w[k * words + q]);
-        if (n_in - 2 * mismatches >= t[k]) out[k >> 6] |= (uint64_t)1 << (k & 63);
-    }
-}
-"""
 
-_PIXEL_LAYER = """\
-/* First layer on raw pixels: s_k = (sum of pixels under +1 weights) - (under -1 weights). */
-static void pixel_layer(const uint8_t *p, const uint64_t *w, const int32_t *t, uint64_t *out)
-{
-    int j, k, q;
-    for (q = 0; q < EBPROP_WORDS_1; ++q) out[q] = 0;
-    for (k = 0; k < EBPROP_N_1; ++k) {
-        const uint64_t *row = w + k * EBPROP_WORDS_0;
-        int32_t s = 0;
-        for (j = 0; j < EBPROP_N_INPUTS; ++j) {
-            int32_t v = (int32_t)p[j];
-            s += ((row[j >> 6] >> (j & 63)) & 1u) ? v : -v;
-        }
-        if (s >= t[k]) out[k >> 6] |= (uint64_t)1 << (k & 63);
-    }
-}
-"""
+def _pixel_order(tgt: CTarget) -> str:
+    """Macros placing pixel i in a first-layer word and walking the set pixels of a mask."""
+    if tgt.msb_first:
+        return (
+            "/* Pixel i of a first-layer word is bit WORD_BITS-1-i: clz finds the next one. */\n"
+            "#define EBPROP_TOP (EBPROP_ONE << (EBPROP_WORD_BITS - 1))\n"
+            "#define EBPROP_PIXEL_BIT(i) (EBPROP_TOP >> (i))\n"
+            f"#define EBPROP_BUILTIN_CLZ(x) __builtin_clz{'ll' if tgt.word_bits == 64 else ''}(x)\n"
+            "#if defined(EBPROP_FIRST_LAYER_SUMS)\n" + _CLZ + "#endif\n"
+            "#define EBPROP_NEXT_PIXEL(m) EBPROP_CLZ(m)\n"
+            "#define EBPROP_DROP_PIXEL(m, j) ((m) &= ~(EBPROP_TOP >> (j)))\n"
+        )
+    return (
+        "/* Pixel i of a first-layer word is bit i: ctz finds the next one. */\n"
+        "#define EBPROP_PIXEL_BIT(i) (EBPROP_ONE << (i))\n"
+        "#if defined(EBPROP_FIRST_LAYER_SUMS)\n" + _CTZ[tgt.word_bits] + "#endif\n"
+        "#define EBPROP_NEXT_PIXEL(m) EBPROP_CTZ(m)\n"
+        "#define EBPROP_DROP_PIXEL(m, j) ((m) &= (m) - 1)\n"
+    )
 
 
-def _c_hex(value: float, suffix: str) -> str:
-    return float(value).hex() + suffix
+def _reverse_bits(words: np.ndarray, word_bits: int) -> np.ndarray:
+    """Each word with its bit order reversed (bit i ↔ bit word_bits − 1 − i)."""
+    as_bytes = np.ascontiguousarray(words.astype(f"<u{word_bits // 8}")).view(np.uint8)
+    bits = np.unpackbits(as_bytes.reshape(*words.shape, word_bits // 8), axis=-1, bitorder="little")
+    flipped = np.packbits(bits[..., ::-1], axis=-1, bitorder="little")
+    return flipped.view(f"<u{word_bits // 8}").reshape(words.shape).astype(np.uint64)
 
 
-def _words_literal(name: str, arr: np.ndarray) -> str:
-    flat = arr.reshape(-1)
-    lines = []
-    for s in range(0, flat.size, 4):
-        lines.append("    " + ", ".join(f"UINT64_C(0x{int(v):016x})" for v in flat[s : s + 4]))
-    return f"static const uint64_t {name}[{flat.size}] = {{\n" + ",\n".join(lines) + "\n};\n"
+def _preamble(tgt: CTarget, sizes: tuple[int, ...], scaling: str) -> list[str]:
+    """model.c's opening comment, word type, the target's default options, popcount and ctz."""
+    wb = tgt.word_bits
+    word_type = "uint64_t" if wb == 64 else "uint32_t"
+    c = [
+        "/* Generated by ebprop (packed EBP-D network, integer arithmetic only). Do not edit.",
+        f"   Target {tgt.name}; layers {'-'.join(str(s) for s in sizes)}; scaling "
+        f"{scaling!r}; weights 1 bit each",
+        f"   (bit 1 = +1), little-endian within {wb}-bit words, rows padded with 0 bits.",
+        "   Options (-D): EBPROP_POPCOUNT_{BUILTIN,SWAR,TABLE}, EBPROP_FIRST_LAYER_{SUMS,PLANES},",
+        "   EBPROP_CTZ_BUILTIN; EBPROP_PORTABLE_POPCOUNT = SWAR. */",
+        '#include "model.h"',
+        "",
+        f"typedef {word_type} ebprop_word;",
+        f"#define EBPROP_WORD_BITS {wb}",
+        "#define EBPROP_ONE ((ebprop_word)1)",
+        "#if defined(EBPROP_PORTABLE_POPCOUNT)",
+        "#define EBPROP_POPCOUNT_SWAR",
+        "#endif",
+        "#if !defined(EBPROP_POPCOUNT_BUILTIN) && !defined(EBPROP_POPCOUNT_SWAR) && "
+        "!defined(EBPROP_POPCOUNT_TABLE)",
+    ]
+    if tgt.popcount == "BUILTIN":
+        c += [
+            "#if defined(__GNUC__) || defined(__clang__)",
+            "#define EBPROP_POPCOUNT_BUILTIN",
+            "#else",
+            "#define EBPROP_POPCOUNT_SWAR",
+            "#endif",
+        ]
+    else:
+        c.append(f"#define EBPROP_POPCOUNT_{tgt.popcount}")
+    c += [
+        "#endif",
+        "#if !defined(EBPROP_FIRST_LAYER_SUMS) && !defined(EBPROP_FIRST_LAYER_PLANES)",
+        f"#define EBPROP_FIRST_LAYER_{tgt.first_layer}",
+        "#endif",
+    ]
+    if tgt.ctz == "BUILTIN":
+        c += [
+            "#if !defined(EBPROP_CTZ_BUILTIN) && (defined(__GNUC__) || defined(__clang__))",
+            "#define EBPROP_CTZ_BUILTIN",
+            "#endif",
+        ]
+    c += ["", "#if defined(EBPROP_POPCOUNT_TABLE)", _pop8_table() + "#endif", ""]
+    c += [_POPCOUNT[wb], _pixel_order(tgt)]
+    return c
 
 
-def _ints_literal(name: str, arr: np.ndarray) -> str:
-    flat = [int(v) for v in arr.reshape(-1)]
-    lines = []
-    for s in range(0, len(flat), 12):
-        lines.append("    " + ", ".join(str(v) for v in flat[s : s + 12]))
-    return f"static const int32_t {name}[{len(flat)}] = {{\n" + ",\n".join(lines) + "\n};\n"
+def _predict_function(sizes: tuple[int, ...], fold: pack.OutputFold) -> list[str]:
+    """ebprop_predict: the layers in turn, then the first maximum of the integer output keys."""
+    n_layers = len(sizes) - 1
+    last = n_layers - 1
+    body = ["int ebprop_predict(const uint8_t *pixels)", "{"]
+    for layer in range(1, n_layers):
+        body.append(f"    ebprop_word a{layer}[EBPROP_WORDS_{layer}];")
+    body += ["    int k, m, arg = 0;"]
+    if fold.kind != "threshold":
+        body += ["    int32_t key, best = 0;"]
+    body += ["    pixel_layer(pixels, a1);"]
+    for layer in range(1, last):
+        body.append(
+            f"    binary_layer(a{layer}, EBPROP_WORDS_{layer}, W{layer}, MAXM{layer}, "
+            f"EBPROP_N_{layer + 1}, a{layer + 1});"
+        )
+    body += [
+        f"    for (k = 0; k < EBPROP_N_{n_layers}; ++k) {{",
+        f"        m = mismatches(a{last}, W{last} + k * EBPROP_WORDS_{last}, EBPROP_WORDS_{last});",
+    ]
+    if fold.kind == "threshold":
+        body += [f"        arg = m <= {int(fold.base[0])} ? 1 : 0;", "    }"]
+    else:
+        key = (
+            "OUT_BASE[k] - EBPROP_OUT_STEP * m"
+            if fold.kind == "linear"
+            else f"OUT_RANK[k * {sizes[-2] + 1} + m]"
+        )
+        body += [
+            f"        key = {key};",
+            "        if (k == 0 || key > best) { best = key; arg = k; }",
+            "    }",
+        ]
+    body += ["    return arg;", "}", ""]
+    return body
 
 
-def _c_string(label: object) -> str:
-    text = str(label).replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(c if 32 <= ord(c) < 127 else f"\\x{ord(c):02x}" for c in text) + '"'
+def generate_c(model: PackedModel, target: str = "host") -> tuple[str, str]:
+    """The texts of ``model.h`` and ``model.c`` for a validated packed model.
 
+    Parameters
+    ----------
+    model : PackedModel
+    target : {"host", "cortex-m4", "cortex-m0plus"}
+        Word size and the default popcount / first-layer / count-trailing-zeros choices.
 
-def generate_c(model: PackedModel) -> tuple[str, str]:
-    """The texts of ``model.h`` and ``model.c`` for a validated packed model."""
+    Raises
+    ------
+    ModelFormatError
+        When a sum could overflow 32-bit integers, or a class label cannot be a C string.
+    """
+    if target not in TARGETS:
+        raise ModelFormatError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
+    tgt = TARGETS[target]
     validate_model(model, "<model>")
     sizes = model.sizes
     prep = model.preprocessing
-    if sizes[0] * prep["max_value"] > _INT32_MAX or max(sizes[1:]) > _INT32_MAX // 2:
-        raise ModelFormatError("the model is too wide for 32-bit integer sums in the C export")
-    real = "float" if model.output_bias.dtype == np.float32 else "double"
-    suffix = "f" if real == "float" else ""
+    if sizes[0] > 2**20 or max(sizes[1:]) > 2**15:  # int32 pixel sums, int16 counts
+        raise ModelFormatError(
+            "the model is too wide for the C export (at most 2^20 inputs and 32768 units per "
+            "hidden or output layer)"
+        )
     n_layers = len(sizes) - 1
+    wb = tgt.word_bits
     n_classes = len(model.classes)
     h, w = prep["image_shape"]
+    labels = ", ".join(c_string_literal(x) for x in model.classes.tolist())
+    fold = pack.fold_output_bias(model.output_bias, sizes[-2])
     header = [
-        "/* Generated by ebprop (packed EBP-D network). Do not edit. */",
+        "/* Generated by ebprop (packed EBP-D network, integer arithmetic only). Do not edit. */",
         "#ifndef EBPROP_MODEL_H",
         "#define EBPROP_MODEL_H",
         "",
@@ -130,71 +462,89 @@ def generate_c(model: PackedModel) -> tuple[str, str]:
         "#endif /* EBPROP_MODEL_H */",
         "",
     ]
-    c = [
-        "/* Generated by ebprop (packed EBP-D network). Do not edit.",
-        f"   Layers {'-'.join(str(s) for s in sizes)}; scaling {prep['scaling']!r}; weights",
-        "   1 bit each (bit 1 = +1), little-endian within 64-bit words, rows padded with 0. */",
-        '#include "model.h"',
-        "",
-        _POPCOUNT,
-    ]
-    for layer in range(n_layers):
+    c = _preamble(tgt, sizes, prep["scaling"])
+    for layer in range(n_layers + 1):
         c.append(f"#define EBPROP_N_{layer} {sizes[layer]}")
-        c.append(f"#define EBPROP_WORDS_{layer} {n_words(sizes[layer])}")
-    c.append(f"#define EBPROP_N_{n_layers} {sizes[-1]}")
-    c.append(f"#define EBPROP_WORDS_{n_layers} {n_words(sizes[-1])}")
+        c.append(f"#define EBPROP_WORDS_{layer} {-(-sizes[layer] // wb)}")
     c.append("")
-    labels = ", ".join(_c_string(x) for x in model.classes.tolist())
     c.append(f"const char *const ebprop_class_labels[EBPROP_N_CLASSES] = {{{labels}}};\n")
     for layer in range(n_layers):
-        c.append(_words_literal(f"W{layer}", model.weights[layer]))
-    for layer, t in enumerate(model.thresholds):
-        c.append(_ints_literal(f"T{layer}", t))
-    bias = ", ".join(_c_hex(v, suffix) for v in model.output_bias.tolist())
-    c.append(f"static const {real} B_OUT[{sizes[-1]}] = {{{bias}}};\n")
-    if n_layers > 2:  # a second hidden layer: binary inputs (else the helper would be unused)
-        c.append(_BINARY_LAYER)
-    c.append(_PIXEL_LAYER)
-    last = n_layers - 1
-    body = ["int ebprop_predict(const uint8_t *pixels)", "{"]
-    for layer in range(1, n_layers):
-        body.append(f"    uint64_t a{layer}[EBPROP_WORDS_{layer}];")
-    body += [
-        f"    {real} best = 0, v;",
-        "    int k, q, arg = 0;",
-        "    pixel_layer(pixels, W0, T0, a1);",
+        words = _words(model.weights[layer], sizes[layer], wb)
+        if layer == 0 and tgt.msb_first:
+            words = _reverse_bits(words, wb)
+        c.append(_word_array(f"W{layer}", words, wb))
+    t0 = model.thresholds[0]
+    c.append(_array(_int_type(t0), "T0", t0, str, 12))
+    # hidden layers ≥ 1 as maximal mismatch counts, one type for all (a single kernel)
+    max_m = [
+        np.array([pack.max_mismatches(t, sizes[layer + 1]) for t in model.thresholds[layer + 1]])
+        for layer in range(n_layers - 2)
     ]
-    for layer in range(1, last):
-        body.append(
-            f"    binary_layer(a{layer}, EBPROP_WORDS_{layer}, EBPROP_N_{layer}, W{layer}, "
-            f"T{layer}, EBPROP_N_{layer + 1}, a{layer + 1});"
+    maxm_type = _int_type(np.concatenate(max_m)) if max_m else "int16_t"
+    c.append(f"#define EBPROP_MAXM_T {maxm_type}")
+    for layer, mm in enumerate(max_m, start=1):
+        c.append(_array("EBPROP_MAXM_T", f"MAXM{layer}", mm, str, 12))
+    if fold.kind == "linear":
+        c.append(
+            "/* Output keys base[k] - step*m: the biases folded into integers, scale "
+            f"{fold.step // 2}; proven at export to order all outputs as the float path. */"
         )
-    body += [
-        f"    for (k = 0; k < EBPROP_N_{n_layers}; ++k) {{",
-        "        int32_t mismatches = 0;",
-        f"        for (q = 0; q < EBPROP_WORDS_{last}; ++q)",
-        f"            mismatches += EBPROP_POPCOUNT64(a{last}[q] ^ "
-        f"W{last}[k * EBPROP_WORDS_{last} + q]);",
-        "        /* one rounding, as in h @ W_L + b_L; the assignment drops excess precision */",
-        f"        v = ({real})(EBPROP_N_{last} - 2 * mismatches) + B_OUT[k];",
-    ]
-    if sizes[-1] == 1:
-        body += ["        arg = v >= 0 ? 1 : 0;", "    }"]
-    else:
-        body += ["        if (k == 0 || v > best) { best = v; arg = k; }", "    }"]
-    body += ["    (void)best;", "    return arg;", "}", ""]
-    c += body
+        c.append(_array("int32_t", "OUT_BASE", fold.base, str, 6))
+        c.append(f"#define EBPROP_OUT_STEP {fold.step}")
+    elif fold.kind == "table":
+        c.append("/* Output keys: rank of fl(n - 2m + b_k) among all outputs, [k][m]. */")
+        c.append(_array(_int_type(fold.table), "OUT_RANK", fold.table, str, 16))
+    c.append(_KERNELS)
+    if n_layers > 2:  # a second hidden layer (else the helper would be unused)
+        c.append(_BINARY_LAYER)
+    c += _predict_function(sizes, fold)
     return "\n".join(header), "\n".join(c)
 
 
-def write_c_model(model: PackedModel, directory: str | os.PathLike) -> tuple[Path, Path]:
+def write_c_model(
+    model: PackedModel, directory: str | os.PathLike, target: str = "host"
+) -> tuple[Path, Path]:
     """Write ``model.h`` and ``model.c`` into ``directory`` (created if missing), atomically."""
     from ..fileio import atomic_write_text  # file I/O apart from the model format
 
+    h_text, c_text = generate_c(model, target)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    h_text, c_text = generate_c(model)
     h_path, c_path = directory / "model.h", directory / "model.c"
     atomic_write_text(h_path, h_text)
     atomic_write_text(c_path, c_text)
     return h_path, c_path
+
+
+#: QEMU board and compiler flags per Cortex-M target. QEMU has no Cortex-M0+ board; the
+#: micro:bit's Cortex-M0 runs the same ARMv6-M instruction set.
+BOARDS = {
+    "cortex-m4": ("mps2-an386", "-mcpu=cortex-m4"),
+    "cortex-m0plus": ("microbit", "-mcpu=cortex-m0plus"),
+}
+_BOARD_FILES = ("startup.c", "semihost.h", "harness.c", "cortex_m.ld", "Makefile")
+
+
+def write_c_project(model: PackedModel, directory: str | os.PathLike, target: str) -> list[Path]:
+    """A ready-to-build folder for a Cortex-M ``target``: the model sources, a startup file,
+    linker script, semihosting harness and Makefile (``make run`` boots it in QEMU).
+
+    Returns the paths written.
+    """
+    from importlib.resources import files
+
+    from ..persist import atomic_write_text
+
+    if target not in BOARDS:
+        raise ModelFormatError(f"target must be one of {sorted(BOARDS)}, got {target!r}")
+    machine, cpuflags = BOARDS[target]
+    written = list(write_c_model(model, directory, target))
+    templates = files("ebprop.packed") / "cortex_m"
+    for name in _BOARD_FILES:
+        text = (templates / name).read_text(encoding="utf-8")
+        text = text.replace("@TARGET@", target).replace("@MACHINE@", machine)
+        text = text.replace("@CPUFLAGS@", cpuflags)
+        path = Path(directory) / name
+        atomic_write_text(path, text)
+        written.append(path)
+    return written

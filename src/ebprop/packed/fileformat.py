@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -56,6 +57,12 @@ _BOM = 0xFEFF
 _ALIGN = 64
 SCALINGS = ("unit", "symmetric")
 _THRESHOLD_DTYPES = ("<i2", "<i4", "<i8")
+# Sane limits, checked before anything is allocated: a few-byte file declaring a huge header or
+# payload, or a header declaring huge arrays, is refused instead of read into memory.
+MAX_HEADER_BYTES = 16 << 20
+MAX_PAYLOAD_BYTES = 1 << 30  # 1 GiB: 8·10^9 one-bit weights
+MAX_UNITS = 1 << 20  # per layer
+MAX_LAYERS = 64
 _OUTPUT_DTYPES = {"float32": "<f4", "float64": "<f8"}
 
 
@@ -155,7 +162,28 @@ def read_packed(path: str | os.PathLike) -> PackedModel:
         a checksum mismatch, or a header/array that is inconsistent.
     """
     path = Path(path)
-    return decode_packed(path.read_bytes(), str(path))
+    with open(path, "rb") as fh:
+        pre = fh.read(_PREAMBLE.size)
+        if len(pre) == _PREAMBLE.size:  # else decode_packed reports the truncation
+            _, _, _, h_len, p_len, _ = _PREAMBLE.unpack(pre)
+            _check_lengths(h_len, p_len, str(path))
+            size, expected = os.fstat(fh.fileno()).st_size, _PREAMBLE.size + h_len + p_len
+            if size != expected:
+                what = "truncated" if size < expected else "has trailing bytes"
+                raise ModelFormatError(
+                    f"{path}: file {what}: {size} bytes, the header says {expected}"
+                )
+        data = pre + fh.read()
+    return decode_packed(data, str(path))
+
+
+def _check_lengths(h_len: int, p_len: int, source: str) -> None:
+    if h_len > MAX_HEADER_BYTES or p_len > MAX_PAYLOAD_BYTES:
+        raise ModelFormatError(
+            f"{source}: declares a {h_len:,}-byte header and a {p_len:,}-byte payload, over the "
+            f"limits ({MAX_HEADER_BYTES:,} and {MAX_PAYLOAD_BYTES:,} bytes); not a model this "
+            "reader accepts (corrupt file?)"
+        )
 
 
 def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
@@ -176,6 +204,7 @@ def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
             f"{source}: format version {version} is not supported (this ebprop reads version "
             f"{FORMAT_VERSION}); upgrade ebprop or re-export the model"
         )
+    _check_lengths(h_len, p_len, source)
     expected = _PREAMBLE.size + h_len + p_len
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
@@ -187,7 +216,7 @@ def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
         raise ModelFormatError(f"{source}: checksum mismatch; the file is corrupt")
     try:
         header = json.loads(body[:h_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, huge integers, deep nesting
         raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
     model = _model_from_header(header, body[h_len:], source)
     validate_model(model, source)
@@ -219,9 +248,12 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
     _require(
         isinstance(sizes, list)
         and len(sizes) >= 3
-        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes),
+        and len(sizes) <= MAX_LAYERS + 1
+        and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_UNITS for s in sizes
+        ),
         source,
-        f"sizes must list ≥ 3 positive integers, got {sizes!r}",
+        f"sizes must list 3 to {MAX_LAYERS + 1} integers in 1..{MAX_UNITS}, got {sizes!r}",
     )
     out_dtype = header["output_dtype"]
     _require(out_dtype in _OUTPUT_DTYPES, source, f"output_dtype {out_dtype!r} not supported")
@@ -239,12 +271,13 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
         _require(isinstance(name, str) and name not in arrays, source, f"bad array name {name!r}")
         try:
             dt = np.dtype(entry["dtype"])
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: array {name}: bad dtype {entry['dtype']!r}") from exc
         shape, offset, nbytes = entry["shape"], entry["offset"], entry["nbytes"]
         _require(
             isinstance(shape, list)
-            and all(isinstance(s, int) and s >= 0 for s in shape)
+            and len(shape) <= 2
+            and all(isinstance(s, int) and 0 <= s <= MAX_PAYLOAD_BYTES for s in shape)
             and isinstance(offset, int)
             and isinstance(nbytes, int)
             and offset >= 0,
@@ -257,13 +290,13 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
             f"array {name}: dtype {dt.str} is not a little-endian number type",
         )
         _require(
-            int(np.prod(shape)) * dt.itemsize == nbytes,
+            math.prod(shape) * dt.itemsize == nbytes,  # Python ints: no overflow
             source,
             f"array {name}: {nbytes} bytes do not match shape {shape} of {dt.str}",
         )
         _require(offset + nbytes <= len(payload), source, f"array {name} runs past the payload")
         arrays[name] = np.frombuffer(
-            payload, dtype=dt, count=int(np.prod(shape)), offset=offset
+            payload, dtype=dt, count=math.prod(shape), offset=offset
         ).reshape(shape)
     n_layers = len(sizes) - 1
     expected = {f"weights_{i}" for i in range(n_layers)}

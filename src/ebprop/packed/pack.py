@@ -22,6 +22,7 @@ pre-activation is ≥ 0; with an integer dot product s and a real bias b, ``s + 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -201,3 +202,120 @@ def pixel_dot(pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
             hits = np.bitwise_count(both).sum(axis=-1, dtype=np.int32)
             out[s : s + step] += (2 * hits - ones[s : s + step, None]) << k
     return out
+
+
+# ---------------------------------------------------------------------------- integer output layer
+def output_values(bias: np.ndarray, n: int) -> np.ndarray:
+    """Every value the EBP-D output layer can produce: V[k, m] = fl(n − 2m + b_k).
+
+    Parameters
+    ----------
+    bias : ndarray (n_out,), float32 or float64
+        Output biases b_L.
+    n : int
+        Width of the last hidden layer; m = popcount(a XOR w_k) ∈ 0..n is the mismatch count.
+
+    Returns
+    -------
+    ndarray (n_out, n + 1) in bias's dtype, computed as the float path does (one rounding).
+    """
+    bias = np.asarray(bias)
+    dots = (n - 2 * np.arange(n + 1)).astype(bias.dtype)
+    return dots[None, :] + bias[:, None]
+
+
+def order_isomorphic(values: np.ndarray, keys: np.ndarray) -> bool:
+    """True when ``keys`` orders the entries exactly as ``values`` does, ties included.
+
+    Checked on the sorted values: adjacent keys must rise exactly where the values rise and be
+    equal where the values are equal. Then argmax (first maximum) of any selection of entries
+    is the same under keys and values.
+    """
+    order = np.argsort(values, axis=None, kind="stable")
+    dv = np.diff(values.ravel()[order])
+    dk = np.diff(keys.ravel()[order].astype(np.int64))
+    return bool(np.all(dk >= 0) and np.array_equal(dv > 0, dk > 0))
+
+
+@dataclass(frozen=True)
+class OutputFold:
+    """The output layer's real biases folded into integers, argmax exactly preserved.
+
+    Integer key of class k with m mismatches (m = popcount(a XOR w_k)):
+
+    * ``"linear"``: key = base[k] − step·m, base[k] = n·M + floor(M·b_k), step = 2M, M = 2^s
+      (the largest that keeps |key| < 2^30). Verified against every (k, m) by
+      :func:`order_isomorphic`: the float rounding of n − 2m + b_k cannot reorder or tie two
+      entries that the keys order differently.
+    * ``"table"``: key = table[k, m], the rank of V[k, m] among all output values; used when
+      the linear keys fail that check (biases differing by almost exactly an even integer).
+    * ``"threshold"`` (one output unit): class 1 iff m ≤ base[0], exact as for hidden units.
+    """
+
+    kind: str
+    base: np.ndarray
+    step: int = 0
+    table: np.ndarray | None = None
+
+    def keys(self, mismatches: np.ndarray) -> np.ndarray:
+        """Integer keys of mismatch counts (..., n_out) → (..., n_out) int64."""
+        m = np.asarray(mismatches, dtype=np.int64)
+        if self.kind == "table":
+            return self.table[np.arange(m.shape[-1]), m]
+        return self.base.astype(np.int64) - self.step * m
+
+    def predict_index(self, mismatches: np.ndarray) -> np.ndarray:
+        """Class index per row of mismatch counts (batch, n_out): the first maximum of the keys,
+        or for one output unit 1 iff m ≤ base[0]."""
+        m = np.asarray(mismatches, dtype=np.int64)
+        if self.kind == "threshold":
+            return (m[:, 0] <= self.base[0]).astype(np.intp)
+        return self.keys(m).argmax(axis=1)
+
+
+_KEY_LIMIT = 2**30 - 1  # |key| and step·m stay inside int32 arithmetic
+
+
+def max_mismatches(threshold: int, n: int) -> int:
+    """dot = n − 2m ≥ T ⇔ m ≤ floor((n − T)/2): the same decision on the mismatch count."""
+    return (n - int(threshold)) // 2
+
+
+def fold_output_bias(bias: np.ndarray, n: int) -> OutputFold:
+    """Fold the output biases into integer keys that give exactly the float path's argmax.
+
+    Parameters
+    ----------
+    bias : ndarray (n_out,), float32 or float64
+    n : int
+        Width of the last hidden layer.
+
+    Returns
+    -------
+    OutputFold (see its docstring); proven against all (n_out)·(n + 1) output values.
+    """
+    bias = np.asarray(bias)
+    if bias.shape[0] == 1:
+        # fl(d + b) ≥ 0 ⇔ d + b ≥ 0 (d + b is exact when tiny, Sterbenz) ⇔ d ≥ ceil(−b)
+        t = hidden_thresholds(bias)[0]
+        fold = OutputFold("threshold", np.array([max_mismatches(t, n)], dtype=np.int64))
+        m = np.arange(n + 1)
+        fires = output_values(bias, n)[0] >= 0
+        assert np.array_equal(fires, m <= fold.base[0])  # cannot fail: proven above
+        return fold
+    exact = [Fraction(float(v)) for v in bias]
+    span = n + max(abs(v) for v in exact) + 1
+    values = output_values(bias, n)
+    if span <= _KEY_LIMIT:
+        shift = 0
+        while span * 2 ** (shift + 1) <= _KEY_LIMIT:
+            shift += 1
+        scale = 2**shift
+        base = np.array([n * scale + math.floor(v * scale) for v in exact], dtype=np.int64)
+        fold = OutputFold("linear", base, 2 * scale)
+        grid = np.repeat(np.arange(n + 1)[:, None], len(bias), axis=1)  # (n + 1, n_out)
+        if order_isomorphic(values, fold.keys(grid).T):
+            return fold
+    _, ranks = np.unique(values, return_inverse=True)
+    table = ranks.reshape(values.shape).astype(np.int64)
+    return OutputFold("table", np.zeros(len(bias), dtype=np.int64), 0, table)
