@@ -107,3 +107,20 @@ def test_run_with_refit_keeps_both_models(tmp_path) -> None:
     assert d.deterministic_intercepts_ is not None
     with pytest.raises(ValueError, match="binary weights only"):
         TrainOptions(weights="real", refit_thresholds=True)
+
+
+def test_packed_export_uses_the_refitted_thresholds() -> None:
+    from sklearn.datasets import load_digits
+
+    from ebprop import EBPClassifier
+    from ebprop.datasets import Preprocessor
+    from ebprop.packed import PackedNetwork
+
+    images, y = load_digits(return_X_y=True)
+    images = images.reshape(-1, 8, 8).astype(np.uint8)
+    pre = Preprocessor().fit(images, 16)
+    X = pre.transform(images, np.float32)
+    est = EBPClassifier(hidden_layer_sizes=(30, 30), max_iter=3, random_state=0).fit(X, y)
+    est.refit_deterministic(X)
+    packed = PackedNetwork.from_estimator(est, pre)
+    np.testing.assert_array_equal(packed.predict(images), est.predict(X, readout="deterministic"))

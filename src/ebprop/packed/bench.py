@@ -69,7 +69,8 @@ def benchmark_inference(
     pixels = tile_images(np.asarray(images), big)
     dtype = np.dtype(np.float32)
     H = [np.asarray(h, dtype=dtype) for h in estimator.coefs_]
-    b = [np.asarray(x, dtype=dtype).reshape(-1) for x in estimator.intercepts_]
+    biases = getattr(estimator, "deterministic_intercepts_", None) or estimator.intercepts_
+    b = [np.asarray(x, dtype=dtype).reshape(-1) for x in biases]
     net32 = Network(family=BinaryWeights(), H=H, b=b)
     W = [net32.family.most_probable(h) for h in H]
 

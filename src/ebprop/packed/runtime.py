@@ -96,7 +96,9 @@ def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None
         )
     if not hasattr(estimator, "coefs_"):
         raise ModelFormatError("the estimator is not fitted")
-    H, b = list(estimator.coefs_), list(estimator.intercepts_)
+    # EBP-D's biases: the refitted thresholds when the model has them (refit_deterministic).
+    H = list(estimator.coefs_)
+    b = list(getattr(estimator, "deterministic_intercepts_", None) or estimator.intercepts_)
     if len(H) < 2:
         raise ModelFormatError(
             "a packed model needs at least one hidden layer (a single linear layer on pixels "
