@@ -36,28 +36,53 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 
 
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+def _row_update_binary(h_row, s_row, m_row, m2_row, r, bound):  # pragma: no cover - compiled
+    for k in range(h_row.shape[0]):
+        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
+        h_row[k] = h
+        m = tanh(h)
+        m_row[k] = m
+        m2_row[k] = m * m
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+def _row_update_real(h_row, s_row, m2_row, r, bound):  # pragma: no cover - compiled
+    for k in range(h_row.shape[0]):
+        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
+        h_row[k] = h
+        m2_row[k] = h * h
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+def _row_moments(h_row, m_row, m2_row, binary):  # pragma: no cover - compiled
+    if binary:
+        for k in range(h_row.shape[0]):
+            m = tanh(h_row[k])
+            m_row[k] = m
+            m2_row[k] = m * m
+    else:
+        for k in range(h_row.shape[0]):
+            m2_row[k] = h_row[k] * h_row[k]
+
+
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
 def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: no cover
     """Rows r0:r1, columns k0:k1: H ← clip(ρH + S) (if ``update``), then M = ⟨W⟩, M² = M·M.
 
     ``S`` holds the block's increment ⟨v⟩ᵀ(½Δ) at [0:r1−r0, 0:k1−k0]. For real weights M is H.
+    (One loop per case, so that each is a straight vectorisable loop.)
     """
     bound = H.dtype.type(PARAMETER_BOUND)
     r = H.dtype.type(rho)
     for j in range(r0, r1):
         h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
-        s_row = S[j - r0, : k1 - k0]
-        for k in range(k1 - k0):
-            h = h_row[k]
-            if update:
-                h = min(max(h * r + s_row[k], -bound), bound)
-                h_row[k] = h
-            if binary:
-                m = tanh(h)
-                m_row[k] = m
-            else:
-                m = h
-            m2_row[k] = m * m
+        if not update:
+            _row_moments(h_row, m_row, m2_row, binary)
+        elif binary:
+            _row_update_binary(h_row, S[j - r0, : k1 - k0], m_row, m2_row, r, bound)
+        else:
+            _row_update_real(h_row, S[j - r0, : k1 - k0], m2_row, r, bound)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
@@ -68,16 +93,10 @@ def refresh_rows(H, M, M2, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no 
     for i in range(i0, i1):
         j = rows[i]
         h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
-        s_row = S[i - i0, : k1 - k0]
-        for k in range(k1 - k0):
-            h = min(max(h_row[k] * r + s_row[k], -bound), bound)
-            h_row[k] = h
-            if binary:
-                m = tanh(h)
-                m_row[k] = m
-            else:
-                m = h
-            m2_row[k] = m * m
+        if binary:
+            _row_update_binary(h_row, S[i - i0, : k1 - k0], m_row, m2_row, r, bound)
+        else:
+            _row_update_real(h_row, S[i - i0, : k1 - k0], m2_row, r, bound)
 
 
 @nb.njit(nogil=True)
