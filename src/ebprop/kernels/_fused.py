@@ -75,6 +75,16 @@ def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: 
     """
     bound = H.dtype.type(PARAMETER_BOUND)
     r = H.dtype.type(rho)
+    if k0 == 0 and k1 == H.shape[1] and S.shape[1] == k1:
+        # Whole rows: the block is contiguous, one flat loop (no per-row views).
+        h, m, m2 = H[r0:r1].reshape(-1), M[r0:r1].reshape(-1), M2[r0:r1].reshape(-1)
+        if not update:
+            _row_moments(h, m, m2, binary)
+        elif binary:
+            _row_update_binary(h, S[: r1 - r0].reshape(-1), m, m2, r, bound)
+        else:
+            _row_update_real(h, S[: r1 - r0].reshape(-1), m2, r, bound)
+        return
     for j in range(r0, r1):
         h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
         if not update:

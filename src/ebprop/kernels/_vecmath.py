@@ -185,15 +185,33 @@ def exp_neg(y):  # pragma: no cover - replaced in compiled code by the overload 
     raise NotImplementedError("only callable from numba-compiled code")
 
 
-@overload(tanh, inline="always", fastmath={"contract"})
+# Not inlined at numba's IR level (that trips numba's SSA checks with these branches); LLVM
+# inlines the small compiled function into the calling loop, which then vectorises.
+@overload(tanh, fastmath={"contract"}, error_model="numpy")
 def _tanh_overload(x):  # pragma: no cover - typing
     if x == nb.types.float32:
-        return lambda x: tanh32(x)
-    return lambda x: tanh64(x)
+
+        def impl32(x):
+            return tanh32(x)
+
+        return impl32
+
+    def impl64(x):
+        return tanh64(x)
+
+    return impl64
 
 
-@overload(exp_neg, inline="always", fastmath={"contract"})
+@overload(exp_neg, fastmath={"contract"}, error_model="numpy")
 def _exp_neg_overload(y):  # pragma: no cover - typing
     if y == nb.types.float32:
-        return lambda y: _exp_neg32(max(y, _F(-87.0)))
-    return lambda y: _exp_neg64(max(y, -708.0))
+
+        def impl32(y):
+            return _exp_neg32(max(y, _F(-87.0)))
+
+        return impl32
+
+    def impl64(y):
+        return _exp_neg64(max(y, -708.0))
+
+    return impl64
