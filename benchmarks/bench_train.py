@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import inspect
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,15 @@ from baseline_ebp import baseline_step  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402
 from ebprop.kernels import run_minibatches_fused  # noqa: E402
-from ebprop.train import encode_targets, run_minibatches_inplace  # noqa: E402
+from ebprop.train import encode_targets  # noqa: E402
+from ebprop.train import run_minibatches_inplace as _train_loop  # noqa: E402
+
+# The NumPy reference loop (train.py's own loop; n_jobs=0 once train.py can pick the kernels).
+run_minibatches_inplace = (
+    partial(_train_loop, n_jobs=0)
+    if "n_jobs" in inspect.signature(_train_loop).parameters
+    else _train_loop
+)
 
 SIZES = {
     "784-200-10": (784, 200, 10),
@@ -363,7 +373,9 @@ def mnist_epoch(args: argparse.Namespace) -> None:
     for epoch in range(args.epochs):
         order = rng.permutation(X.shape[0])
         for label, fn, kw in engines:
-            net = init_network(sizes, make_family("binary"), np.random.default_rng(0), np.float32)
+            net = init_network(
+                sizes, make_family("binary"), np.random.default_rng(0), dtype=np.float32
+            )
             for h, h0 in zip(net.H, start.H, strict=True):
                 np.copyto(h, h0)
             t0 = time.perf_counter()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
+
 import numpy as np
 import pytest
 
 from ebprop.core import Reinforcement, init_network, make_family
-from ebprop.train import encode_targets, run_minibatches_inplace
+from ebprop.train import encode_targets
+from ebprop.train import run_minibatches_inplace as _train_loop
 
 pytest.importorskip("numba")
 from ebprop.kernels import available, refresh_moments, run_minibatches_fused  # noqa: E402
 
 SIZES = (20, 15, 12, 3)
+# The NumPy reference loop (n_jobs=0 once train.py can pick the fused kernels by itself).
+run_minibatches_inplace = (
+    partial(_train_loop, n_jobs=0)
+    if "n_jobs" in inspect.signature(_train_loop).parameters
+    else _train_loop
+)
 
 
 def _pair(weights: str, dtype: type, sizes=SIZES):
