@@ -171,3 +171,36 @@ def test_unsupported_network_is_an_error():
     X, Y = _data(10, np.float64, sparse=False)
     with pytest.raises(ValueError, match="fused kernels support"):
         run_minibatches_fused(net, X, Y, np.arange(10), 5)
+
+
+_WIRED = "n_jobs" in inspect.signature(_train_loop).parameters
+
+
+@pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
+def test_train_loop_picks_the_kernels_and_falls_back_without_numba(monkeypatch):
+    import ebprop.kernels
+
+    nets = [*_pair("binary", np.float64), *_pair("binary", np.float64)]
+    X, Y = _data(50, np.float64, sparse=True)
+    order = np.arange(50)
+    _train_loop(nets[0], X, Y, order, 5)  # default: the fused kernels, one thread
+    run_minibatches_fused(nets[1], X, Y, order, 5)
+    _same(nets[0], nets[1])
+    _train_loop(nets[2], X, Y, order, 5, n_jobs=0)  # the NumPy reference
+    monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
+    _train_loop(nets[3], X, Y, order, 5)  # numba missing: the NumPy reference too
+    _same(nets[2], nets[3])
+    assert np.abs(nets[0].H[0] - nets[2].H[0]).max() > 0  # two different code paths ran
+
+
+@pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
+def test_n_jobs_must_be_a_non_negative_integer():
+    from ebprop.estimator import EBPClassifier
+    from ebprop.runs import TrainOptions
+
+    X, Y = _data(20, np.float64, sparse=False)
+    with pytest.raises(ValueError, match="n_jobs must be an integer"):
+        EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
+    with pytest.raises(ValueError, match="jobs must be an integer"):
+        TrainOptions(jobs=-2)
+    EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
