@@ -230,6 +230,15 @@ def measure_row(
     return {name: n / t for name, t in best.items()}
 
 
+def _configurations(args: argparse.Namespace):
+    """(name, sizes, dtype name, dtype, weights, batch) for every row of the table."""
+    for name in args.nets:
+        for dtype in args.dtypes:
+            for weights in args.weights:
+                for batch in args.batches:
+                    yield name, SIZES[name], dtype, np.dtype(dtype).type, weights, batch
+
+
 def _header(args: argparse.Namespace, bandwidth: float) -> None:
     machine = platform.processor() or platform.machine()
     print(f"# {machine}, {os.cpu_count()} CPUs, numpy {np.__version__}")
@@ -250,26 +259,21 @@ def table(args: argparse.Namespace) -> None:
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name in args.nets:
-        sizes = SIZES[name]
-        for dtype in args.dtypes:
-            dt = np.dtype(dtype).type
-            for weights in args.weights:
-                for batch in args.batches:
-                    run, flops = minibatch_matmuls(sizes, batch, dt, weights == "binary")
-                    t_matmul = best_time(run, args.repeats)
-                    t_memory = 4 * param_bytes(sizes, dt) / bandwidth
-                    floor = max(t_matmul, t_memory)
-                    r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats)
-                    opt, base = r["core"], r["baseline"]
-                    achieved = batch / opt
-                    print(
-                        f"| {name} | {weights} | {batch} | {dtype} | {opt:,.0f} | "
-                        f"{batch / floor:,.0f} | {flops / t_matmul / 1e9:.1f} | "
-                        f"{'matmul' if t_matmul >= t_memory else 'memory'} | "
-                        f"{achieved / floor:.2f} | {base:,.0f} | {opt / base:.2f} |",
-                        flush=True,
-                    )
+    for name, sizes, dtype, dt, weights, batch in _configurations(args):
+        run, flops = minibatch_matmuls(sizes, batch, dt, weights == "binary")
+        t_matmul = best_time(run, args.repeats)
+        t_memory = 4 * param_bytes(sizes, dt) / bandwidth
+        floor = max(t_matmul, t_memory)
+        r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats)
+        opt, base = r["core"], r["baseline"]
+        achieved = batch / opt
+        print(
+            f"| {name} | {weights} | {batch} | {dtype} | {opt:,.0f} | "
+            f"{batch / floor:,.0f} | {flops / t_matmul / 1e9:.1f} | "
+            f"{'matmul' if t_matmul >= t_memory else 'memory'} | "
+            f"{achieved / floor:.2f} | {base:,.0f} | {opt / base:.2f} |",
+            flush=True,
+        )
 
 
 def _package_mib(name: str) -> float:
@@ -315,29 +319,20 @@ def fused_table(args: argparse.Namespace) -> None:
         header += f" {args.jobs[-1]} thr / {args.jobs[0]} thr |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name in args.nets:
-        sizes = SIZES[name]
-        for dtype in args.dtypes:
-            dt = np.dtype(dtype).type
-            for weights in args.weights:
-                for batch in args.batches:
-                    floor, bound = fused_floor(
-                        sizes, batch, dt, weights == "binary", peak[dtype], bandwidth
-                    )
-                    r = measure_row(
-                        sizes, weights, batch, dt, args.seconds, args.repeats, tuple(args.jobs)
-                    )
-                    one = r[f"fused{args.jobs[0]}"]
-                    line = (
-                        f"| {name} | {weights} | {batch} | {dtype} | {r['baseline']:,.0f} | "
-                        f"{r['core']:,.0f} | "
-                        + " | ".join(f"{r[f'fused{j}']:,.0f}" for j in args.jobs)
-                        + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | "
-                        f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} |"
-                    )
-                    if len(args.jobs) > 1:
-                        line += f" {r[f'fused{args.jobs[-1]}'] / one:.2f} |"
-                    print(line, flush=True)
+    for name, sizes, dtype, dt, weights, batch in _configurations(args):
+        floor, bound = fused_floor(sizes, batch, dt, weights == "binary", peak[dtype], bandwidth)
+        r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats, tuple(args.jobs))
+        one = r[f"fused{args.jobs[0]}"]
+        line = (
+            f"| {name} | {weights} | {batch} | {dtype} | {r['baseline']:,.0f} | "
+            f"{r['core']:,.0f} | "
+            + " | ".join(f"{r[f'fused{j}']:,.0f}" for j in args.jobs)
+            + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | "
+            f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} |"
+        )
+        if len(args.jobs) > 1:
+            line += f" {r[f'fused{args.jobs[-1]}'] / one:.2f} |"
+        print(line, flush=True)
 
 
 def read_idx_gz(path: Path) -> np.ndarray:

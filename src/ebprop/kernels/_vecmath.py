@@ -24,36 +24,23 @@ from numba.extending import intrinsic, overload
 __all__ = ["exp_neg", "tanh", "tanh32", "tanh64"]
 
 
-@intrinsic
-def _f32_from_bits(typingctx, i):  # pragma: no cover - compiled
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+def _bitcast(source, target, llvm_type):
+    """An intrinsic reinterpreting the bits of a ``source`` scalar as a ``target`` scalar."""
 
-    return nb.types.float32(nb.types.int32), codegen
+    @intrinsic
+    def cast(typingctx, x):  # pragma: no cover - compiled
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
 
+        return target(source), codegen
 
-@intrinsic
-def _bits_of_f32(typingctx, x):  # pragma: no cover - compiled
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return nb.types.int32(nb.types.float32), codegen
+    return cast
 
 
-@intrinsic
-def _f64_from_bits(typingctx, i):  # pragma: no cover - compiled
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return nb.types.float64(nb.types.int64), codegen
-
-
-@intrinsic
-def _bits_of_f64(typingctx, x):  # pragma: no cover - compiled
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return nb.types.int64(nb.types.float64), codegen
+_f32_from_bits = _bitcast(nb.types.int32, nb.types.float32, ir.FloatType())
+_bits_of_f32 = _bitcast(nb.types.float32, nb.types.int32, ir.IntType(32))
+_f64_from_bits = _bitcast(nb.types.int64, nb.types.float64, ir.DoubleType())
+_bits_of_f64 = _bitcast(nb.types.float64, nb.types.int64, ir.IntType(64))
 
 
 # Taylor coefficients of tanh x / x in powers of x² (2^{2n}(2^{2n}−1) B_{2n}/(2n)!).
