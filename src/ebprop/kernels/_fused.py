@@ -36,7 +36,7 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _row_update_binary(h_row, s_row, m_row, m2_row, r, bound):  # pragma: no cover - compiled
     for k in range(h_row.shape[0]):
         h = min(max(h_row[k] * r + s_row[k], -bound), bound)
@@ -46,7 +46,7 @@ def _row_update_binary(h_row, s_row, m_row, m2_row, r, bound):  # pragma: no cov
         m2_row[k] = m * m
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _row_update_real(h_row, s_row, m2_row, r, bound):  # pragma: no cover - compiled
     for k in range(h_row.shape[0]):
         h = min(max(h_row[k] * r + s_row[k], -bound), bound)
@@ -54,7 +54,7 @@ def _row_update_real(h_row, s_row, m2_row, r, bound):  # pragma: no cover - comp
         m2_row[k] = h * h
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always")
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _row_moments(h_row, m_row, m2_row, binary):  # pragma: no cover - compiled
     if binary:
         for k in range(h_row.shape[0]):
@@ -66,7 +66,7 @@ def _row_moments(h_row, m_row, m2_row, binary):  # pragma: no cover - compiled
             m2_row[k] = h_row[k] * h_row[k]
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: no cover
     """Rows r0:r1, columns k0:k1: H ← clip(ρH + S) (if ``update``), then M = ⟨W⟩, M² = M·M.
 
@@ -95,7 +95,7 @@ def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: 
             _row_update_real(h_row, S[j - r0, : k1 - k0], m2_row, r, bound)
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def refresh_rows(H, M, M2, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cover
     """As :func:`refresh_block` with update, for the listed rows ``rows[i0:i1]`` (S row i − i0)."""
     bound = H.dtype.type(PARAMETER_BOUND)
@@ -109,12 +109,12 @@ def refresh_rows(H, M, M2, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no 
             _row_update_real(h_row, S[i - i0, : k1 - k0], m2_row, r, bound)
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def layer_tile(  # pragma: no cover - compiled
     H, M, M2, binary, rho, block_rows,
     update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
-    S, G, G2, k0, k1,
+    S, G, G2, k0, k1, blas,
 ):  # fmt: skip
     """Update and/or forward pass of one layer over its output columns k0:k1.
 
@@ -123,7 +123,7 @@ def layer_tile(  # pragma: no cover - compiled
         other rows have zero input and ρ = 1, so their increment is exactly 0); n_upd < 0: all.
     forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
         as above for F's non-zero columns (the compacted F, W then hold only those columns).
-    S, G, G2 : scratch (block_rows, ≥ k1 − k0).
+    S, G, G2 : scratch (block_rows, ≥ k1 − k0). blas : :data:`._blas.GEMM_ADDRESSES`.
     """
     n_in = H.shape[0]
     tw = k1 - k0
@@ -136,19 +136,19 @@ def layer_tile(  # pragma: no cover - compiled
     if sparse_upd:
         for i0 in range(0, n_upd, block_rows):
             i1 = min(i0 + block_rows, n_upd)
-            gemm(CT[i0:i1], D[:, k0:k1], S[: i1 - i0, :tw], 0.0, False)
+            gemm(CT[i0:i1], D[:, k0:k1], S[: i1 - i0, :tw], 0.0, False, blas)
             refresh_rows(H, M, M2, S, upd_rows, i0, i1, k0, k1, rho, binary)
     if (update and not sparse_upd) or (forward and not sparse_fwd):
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
         for r0 in range(0, n_in, block_rows):
             r1 = min(r0 + block_rows, n_in)
             if update and not sparse_upd:
-                gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False)
+                gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False, blas)
                 refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, True)
             if forward and not sparse_fwd:
-                gemm(F[:, r0:r1], M[r0:r1, k0:k1], mu[:, k0:k1], 1.0, False)
+                gemm(F[:, r0:r1], M[r0:r1, k0:k1], mu[:, k0:k1], 1.0, False, blas)
                 if need_var:
-                    gemm(W[:, r0:r1], M2[r0:r1, k0:k1], var[:, k0:k1], 1.0, False)
+                    gemm(W[:, r0:r1], M2[r0:r1, k0:k1], var[:, k0:k1], 1.0, False, blas)
     # After every block is updated: the next minibatch's sums over its non-zero inputs only.
     if sparse_fwd:
         for i0 in range(0, n_fwd, block_rows):
@@ -157,15 +157,15 @@ def layer_tile(  # pragma: no cover - compiled
                 G[i - i0, :tw] = M[fwd_rows[i], k0:k1]
                 if need_var:
                     G2[i - i0, :tw] = M2[fwd_rows[i], k0:k1]
-            gemm(F[:, i0:i1], G[: i1 - i0, :tw], mu[:, k0:k1], 1.0, False)
+            gemm(F[:, i0:i1], G[: i1 - i0, :tw], mu[:, k0:k1], 1.0, False, blas)
             if need_var:
-                gemm(W[:, i0:i1], G2[: i1 - i0, :tw], var[:, k0:k1], 1.0, False)
+                gemm(W[:, i0:i1], G2[: i1 - i0, :tw], var[:, k0:k1], 1.0, False, blas)
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def layer_pass_serial(  # pragma: no cover - compiled
     H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one after the other."""
     n_out = H.shape[1]
@@ -173,14 +173,14 @@ def layer_pass_serial(  # pragma: no cover - compiled
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
             H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
         )  # fmt: skip
 
 
-@nb.njit(nogil=True, parallel=True)
+@nb.njit(nogil=True, parallel=True, cache=True)
 def layer_pass_parallel(  # pragma: no cover - compiled
     H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one thread per tile (numba's ``prange``)."""
     n_out = H.shape[1]
@@ -188,11 +188,11 @@ def layer_pass_parallel(  # pragma: no cover - compiled
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
             H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
         )  # fmt: skip
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no cover - compiled
     """z, σ√c and ⟨v⟩ of one layer from its sums (as :func:`ebprop.core.forward.layer_forward`).
 
@@ -212,7 +212,7 @@ def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no 
             v[s, k] = math.erf(zz * dt(_INV_SQRT_2))
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def _erfcx(u):  # pragma: no cover - compiled
     # exp(u²) erfc(u) in float64: direct below 3, continued fraction above (no overflow).
     if u < 3.0:
@@ -223,7 +223,7 @@ def _erfcx(u):  # pragma: no cover - compiled
     return _INV_SQRT_PI / f
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
     """Δ_L = 2y φ(yz)/Φ(yz)/(σ√c); rows ≥ n_valid (padding) get Δ = 0."""
     dt = z.dtype.type
@@ -237,7 +237,7 @@ def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
             delta[s, k] = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
     # delta[:, c0:c1] *= 2 φ(z)/scale
     dt = z.dtype.type
@@ -248,27 +248,27 @@ def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
             delta[s, k] *= dt(2.0) * (e * dt(_INV_SQRT_2PI)) / scale[s, k]
 
 
-@nb.njit(nogil=True)
-def hidden_delta_serial(upstream, M_next, z, scale, delta, n_tiles):  # pragma: no cover
+@nb.njit(nogil=True, cache=True)
+def hidden_delta_serial(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
     """Δ_l = (Δ_{l+1} M_{l+1}ᵀ) · 2φ(z_l)/(σ_l√c_l), over fixed tiles of the layer's units."""
     n = M_next.shape[0]
     for t in range(n_tiles):
         c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
-        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True)
+        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
         _pdf_factor(delta, z, scale, c0, c1)
 
 
-@nb.njit(nogil=True, parallel=True)
-def hidden_delta_parallel(upstream, M_next, z, scale, delta, n_tiles):  # pragma: no cover
+@nb.njit(nogil=True, parallel=True, cache=True)
+def hidden_delta_parallel(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
     """As :func:`hidden_delta_serial`, one thread per tile."""
     n = M_next.shape[0]
     for t in nb.prange(n_tiles):
         c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
-        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True)
+        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
         _pdf_factor(delta, z, scale, c0, c1)
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def count_errors(out, y, n_valid):  # pragma: no cover - compiled
     """Misclassified rows among the first n_valid (argmax, or the sign for one output)."""
     errors = 0
@@ -280,7 +280,7 @@ def count_errors(out, y, n_valid):  # pragma: no cover - compiled
     return errors
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def halve_and_bias(delta, b):  # pragma: no cover - compiled
     """delta ← ½ delta; b ← clip(b + Σ_s delta) (the core's half-delta and bias update)."""
     bound = b.dtype.type(PARAMETER_BOUND)
@@ -295,7 +295,7 @@ def halve_and_bias(delta, b):  # pragma: no cover - compiled
         b[k] = min(max(b[k] + acc, -bound), bound)
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - compiled
     """Gather a minibatch: x (B, n_0) padded with zeros, xᵀ, w = x², Σx² per sample; mark the
     inputs that are non-zero in some sample and list them in ``rows``; return their number."""
@@ -329,7 +329,7 @@ def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - co
     return n
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def compact_columns(A, rows, n, out):  # pragma: no cover - compiled
     """out[:, :n] = A[:, rows[:n]] (the forward coefficients of the non-zero inputs)."""
     for s in range(A.shape[0]):
@@ -337,14 +337,14 @@ def compact_columns(A, rows, n, out):  # pragma: no cover - compiled
             out[s, i] = A[s, rows[i]]
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def compact_rows(A, rows, n, out):  # pragma: no cover - compiled
     """out[:n] = A[rows[:n]]."""
     for i in range(n):
         out[i, :] = A[rows[i], :]
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True)
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def hidden_inputs(v, vT, w, real):  # pragma: no cover - compiled
     """vᵀ for the update, and the variance coefficients w = v² (binary) or 1 − v² (real)."""
     one = v.dtype.type(1.0)
@@ -355,7 +355,7 @@ def hidden_inputs(v, vT, w, real):  # pragma: no cover - compiled
             w[s, j] = one - vv * vv if real else vv * vv
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def load_targets(Y, idx, y):  # pragma: no cover - compiled
     """y[:len(idx)] = Y[idx]; the padding rows are never read (their Δ is set to 0)."""
     for s in range(idx.shape[0]):

@@ -74,7 +74,7 @@ _T32 = tuple(_F(c) for c in _TANH_TAYLOR[:7])
 _E32 = tuple(_F(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))  # exp Taylor, degree 7
 
 
-@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
 def _exp_neg32(y):  # pragma: no cover - compiled
     # exp(y) for −18 ≤ y ≤ 0.
     k = y * _LOG2E32 + _MAGIC32
@@ -93,7 +93,7 @@ def _exp_neg32(y):  # pragma: no cover - compiled
     return p * _f32_from_bits((n + np.int32(127)) << np.int32(23))
 
 
-@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
 def tanh32(x):  # pragma: no cover - compiled
     """tanh of a float32, vectorisable."""
     a = min(abs(x), _CLAMP32)
@@ -123,7 +123,7 @@ _T64 = _TANH_TAYLOR
 _E64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1))) for i in range(14))  # degree 13
 
 
-@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
 def _exp_neg64(y):  # pragma: no cover - compiled
     # exp(y) for −39 ≤ y ≤ 0.
     k = y * _LOG2E64 + _MAGIC64
@@ -148,7 +148,7 @@ def _exp_neg64(y):  # pragma: no cover - compiled
     return p * _f64_from_bits((n + np.int64(1023)) << np.int64(52))
 
 
-@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
 def tanh64(x):  # pragma: no cover - compiled
     """tanh of a float64, vectorisable."""
     a = min(abs(x), _CLAMP64)

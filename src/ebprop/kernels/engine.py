@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core import Network, Reinforcement
 from . import _fused as K
+from ._blas import GEMM_ADDRESSES
 
 __all__ = ["SPARSE_FRACTION", "refresh_moments", "run_minibatches_fused", "supports"]
 
@@ -39,9 +40,11 @@ BatchCallback = Callable[[int, int], "bool | None"]
 
 
 def supports(net: Network) -> bool:
-    """Whether the fused kernels implement ``net`` (binary/real weights, float32/float64)."""
+    """Whether the fused kernels implement ``net`` (binary/real weights, float32/float64) and
+    NumPy's OpenBLAS was found for them."""
     return (
-        net.family.name in ("binary", "real")
+        GEMM_ADDRESSES is not None
+        and net.family.name in ("binary", "real")
         and net.dtype in (np.float32, np.float64)
         and all(h.flags.c_contiguous and h.dtype == net.dtype for h in net.H)
         and all(m.flags.c_contiguous for m in (*net.M, *net.M2))
@@ -178,7 +181,7 @@ class _Engine:
             H, M, M2, self.binary, rho, self.block_rows[layer],
             update, CT, self.delta[layer], rows_u, n_upd,
             forward, F, W, need_var, rows_f, n_fwd, self.mu[layer], self.var[layer],
-            S, G, G2, self.tiles[layer],
+            S, G, G2, self.tiles[layer], GEMM_ADDRESSES,
         )  # fmt: skip
         if forward:
             x2sum = nxt.x2sum if layer == 0 else self.zero_B
@@ -199,7 +202,7 @@ class _Engine:
         for layer in range(last - 1, -1, -1):
             self.hidden_delta(
                 self.delta[layer + 1], net.M[layer + 1], cur.z[layer], cur.scale[layer],
-                self.delta[layer], self.back_tiles[layer],
+                self.delta[layer], self.back_tiles[layer], GEMM_ADDRESSES,
             )  # fmt: skip
         for layer in range(last + 1):
             K.halve_and_bias(self.delta[layer], net.b[layer])
