@@ -12,9 +12,9 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import run_minibatches_fused, supports
+    from .engine import refresh_moments, run_minibatches_fused, supports
 
-__all__ = ["available", "run_minibatches_fused", "supports"]
+__all__ = ["available", "refresh_moments", "run_minibatches_fused", "supports"]
 
 
 def available() -> bool:
