@@ -4,6 +4,8 @@ Run as a script (never part of the test suite)::
 
     python benchmarks/bench_train.py --blas-threads 1            # the table of docs/performance.md
     python benchmarks/bench_train.py --mnist-epoch /work/shared/data/mnist   # one real epoch
+    python benchmarks/bench_train.py --blas-threads 1 --nets 784-200-10 784-800-800-10 \
+        --batches 10 --dtypes float32 --jobs 1 2                 # issue 13: the fused kernels
 
 For every configuration (784-200-10, 784-800-800-10, 784-2000-2000-10; binary and real weights;
 batch 1, 10, 100; float32 and float64) it trains on random data of MNIST's shape for a fixed
@@ -18,18 +20,26 @@ and from them a floor per minibatch: max(time to read every layer's parameters t
 write them once at that bandwidth, time of the minibatch's matrix products). It prints achieved
 time / floor and the speed-up over ``baseline_ebp.baseline_step`` (one NumPy line per equation).
 All ratios are from one run; absolute numbers move with the machine's load.
+
+With ``--jobs`` (issue 13) it also times the fused compiled loop (``ebprop.kernels``) with each
+number of threads, interleaved with the others, against a first-principles floor: the flops a
+minibatch must do (every product of the algorithm, tanh not counted) at the machine's measured
+FMA throughput (a large square ``numpy.matmul``), and the bytes that must move (H read and written
+once per layer, M read once more by the backward pass) at the measured copy bandwidth.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import inspect
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +49,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_ebp import baseline_step  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402
-from ebprop.train import encode_targets, run_minibatches_inplace  # noqa: E402
+from ebprop.kernels import run_minibatches_fused  # noqa: E402
+from ebprop.train import encode_targets  # noqa: E402
+from ebprop.train import run_minibatches_inplace as _train_loop  # noqa: E402
+
+# The NumPy reference loop (train.py's own loop; n_jobs=0 once train.py can pick the kernels).
+run_minibatches_inplace = (
+    partial(_train_loop, n_jobs=0)
+    if "n_jobs" in inspect.signature(_train_loop).parameters
+    else _train_loop
+)
 
 SIZES = {
     "784-200-10": (784, 200, 10),
+    "784-500-500-10": (784, 500, 500, 10),
     "784-800-800-10": (784, 800, 800, 10),
     "784-2000-2000-10": (784, 2000, 2000, 10),
 }
@@ -116,10 +136,46 @@ def random_data(n: int, dtype: type, rng: np.random.Generator) -> tuple[np.ndarr
     return X, Y
 
 
+def fma_throughput(dtype: type, n: int = 1024, repeats: int = 3) -> float:
+    """Flop/s of a large square ``numpy.matmul`` (compute-bound: the FMA units' practical peak)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty_like(a)
+    return 2.0 * n**3 / best_time(lambda: np.matmul(a, b, out=out), repeats, 0.2)
+
+
+def fused_floor(
+    sizes: tuple[int, ...], batch: int, dtype: type, binary: bool, flops_per_s: float, bw: float
+) -> tuple[float, str]:
+    """Seconds per minibatch that no implementation of the algorithm can beat, and the bound.
+
+    Flops: the products the equations need — forward ⟨v⟩M (+ ⟨v²⟩M² where its coefficient is not
+    0), backward Δ Mᵀ (layers ≥ 2), update ⟨v⟩ᵀΔ — 2 flops per multiply-add; tanh and the
+    per-unit work not counted. Bytes: H read and written once per layer, M read once more by the
+    backward pass (layers ≥ 2); activations are negligible.
+    """
+    item = np.dtype(dtype).itemsize
+    flops = bytes_ = 0.0
+    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        products = (2 if (binary or layer > 0) else 1) + 1 + (layer > 0)
+        flops += 2.0 * batch * n_in * n_out * products
+        bytes_ += (2 + (layer > 0)) * n_in * n_out * item
+    t_flops, t_bytes = flops / flops_per_s, bytes_ / bw
+    return max(t_flops, t_bytes), ("flops" if t_flops >= t_bytes else "memory")
+
+
 def measure_row(
-    sizes: tuple[int, ...], weights: str, batch: int, dtype: type, seconds: float, repeats: int
-) -> tuple[float, float, int]:
-    """(optimised samples/s, baseline samples/s, samples per measurement), interleaved, best-of."""
+    sizes: tuple[int, ...],
+    weights: str,
+    batch: int,
+    dtype: type,
+    seconds: float,
+    repeats: int,
+    jobs: tuple[int, ...] = (),
+) -> dict[str, float]:
+    """Samples/s of the NumPy core ("core"), the baseline ("baseline") and the fused kernels with
+    each number of threads in ``jobs`` ("fused1", "fused2", …): interleaved, best of ``repeats``."""
     rng = np.random.default_rng(0)
     net = init_network(sizes, make_family(weights), rng, dtype=dtype)
     H = [h.copy() for h in net.H]
@@ -154,55 +210,129 @@ def measure_row(
         for s in range(0, n, batch):
             baseline_step(H, b, X[s : s + batch], Y[s : s + batch], binary)
 
-    best_opt = best_base = np.inf
+    def fused(n_jobs: int) -> Callable[[], None]:
+        def run() -> None:
+            restart(net.H, net.b)  # the fused loop refreshes M, M² itself on entry
+            run_minibatches_fused(net, X, Y, order, batch, n_jobs=n_jobs)
+
+        return run
+
+    engines: dict[str, Callable[[], None]] = {"core": optimised, "baseline": baseline}
+    for j in jobs:
+        engines[f"fused{j}"] = fused(j)
+        engines[f"fused{j}"]()  # compile outside the timing (first call: JIT)
+    best = dict.fromkeys(engines, np.inf)
     for _ in range(repeats):
-        for fn, slot in ((optimised, "opt"), (baseline, "base")):
+        for name, fn in engines.items():
             t0 = time.perf_counter()
             fn()
-            elapsed = time.perf_counter() - t0
-            if slot == "opt":
-                best_opt = min(best_opt, elapsed)
-            else:
-                best_base = min(best_base, elapsed)
-    return n / best_opt, n / best_base, n
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: n / t for name, t in best.items()}
+
+
+def _configurations(args: argparse.Namespace):
+    """(name, sizes, dtype name, dtype, weights, batch) for every row of the table."""
+    for name in args.nets:
+        for dtype in args.dtypes:
+            for weights in args.weights:
+                for batch in args.batches:
+                    yield name, SIZES[name], dtype, np.dtype(dtype).type, weights, batch
+
+
+def _header(args: argparse.Namespace, bandwidth: float) -> None:
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    print(f"# memory bandwidth (256 MiB copy, read+write): {bandwidth / 1e9:.1f} GB/s")
+    print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"# per measurement: ≈{args.seconds:g} s of minibatches (a fraction of a 60000-sample "
+        f"epoch), best of {args.repeats}, all implementations interleaved"
+    )
 
 
 def table(args: argparse.Namespace) -> None:
     bandwidth = copy_bandwidth()
-    machine = platform.processor() or platform.machine()
-    print(f"# {machine}, {os.cpu_count()} CPUs, numpy {np.__version__}")
-    print(f"# memory bandwidth (256 MiB copy, read+write): {bandwidth / 1e9:.1f} GB/s")
-    print(
-        f"# per measurement: ≈{args.seconds:g} s of minibatches (a fraction of a 60000-sample "
-        f"epoch), best of {args.repeats}, optimised and baseline interleaved"
-    )
+    _header(args, bandwidth)
     header = (
         "| net | weights | batch | dtype | samples/s | floor samples/s | matmul GFLOP/s "
         "| floor bound | achieved/floor | baseline samples/s | speed-up vs baseline |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for name in args.nets:
-        sizes = SIZES[name]
-        for dtype in args.dtypes:
-            dt = np.dtype(dtype).type
-            for weights in args.weights:
-                for batch in args.batches:
-                    run, flops = minibatch_matmuls(sizes, batch, dt, weights == "binary")
-                    t_matmul = best_time(run, args.repeats)
-                    t_memory = 4 * param_bytes(sizes, dt) / bandwidth
-                    floor = max(t_matmul, t_memory)
-                    opt, base, _ = measure_row(
-                        sizes, weights, batch, dt, args.seconds, args.repeats
-                    )
-                    achieved = batch / opt
-                    print(
-                        f"| {name} | {weights} | {batch} | {dtype} | {opt:,.0f} | "
-                        f"{batch / floor:,.0f} | {flops / t_matmul / 1e9:.1f} | "
-                        f"{'matmul' if t_matmul >= t_memory else 'memory'} | "
-                        f"{achieved / floor:.2f} | {base:,.0f} | {opt / base:.2f} |",
-                        flush=True,
-                    )
+    for name, sizes, dtype, dt, weights, batch in _configurations(args):
+        run, flops = minibatch_matmuls(sizes, batch, dt, weights == "binary")
+        t_matmul = best_time(run, args.repeats)
+        t_memory = 4 * param_bytes(sizes, dt) / bandwidth
+        floor = max(t_matmul, t_memory)
+        r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats)
+        opt, base = r["core"], r["baseline"]
+        achieved = batch / opt
+        print(
+            f"| {name} | {weights} | {batch} | {dtype} | {opt:,.0f} | "
+            f"{batch / floor:,.0f} | {flops / t_matmul / 1e9:.1f} | "
+            f"{'matmul' if t_matmul >= t_memory else 'memory'} | "
+            f"{achieved / floor:.2f} | {base:,.0f} | {opt / base:.2f} |",
+            flush=True,
+        )
+
+
+def _package_mib(name: str) -> float:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return float("nan")
+    root = Path(spec.origin).parent
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
+
+
+def fused_table(args: argparse.Namespace) -> None:
+    """Issue 13: the fused kernels against the baseline, the NumPy core and the new floor."""
+    import numba
+
+    bandwidth = copy_bandwidth()
+    _header(args, bandwidth)
+    print(
+        f"# numba {numba.__version__}: numba + llvmlite installed size "
+        f"{_package_mib('numba') + _package_mib('llvmlite'):.0f} MiB; numba threading layer "
+        f"after the first parallel call is printed below"
+    )
+    t0 = time.perf_counter()
+    tiny = init_network((784, 16, 10), make_family("binary"), np.random.default_rng(0))
+    X, Y = random_data(20, np.float32, np.random.default_rng(0))
+    for j in args.jobs:
+        run_minibatches_fused(tiny, X, Y, np.arange(20), 10, n_jobs=j)
+    compile_s = time.perf_counter() - t0
+    print(f"# first calls (JIT compile, float32, n_jobs {args.jobs}): {compile_s:.1f} s")
+    if max(args.jobs) > 1:
+        print(f"# numba threading layer: {numba.threading_layer()}")
+    peak = {dt: fma_throughput(np.dtype(dt).type) for dt in args.dtypes}
+    for dt, value in peak.items():
+        print(f"# FMA throughput ({dt}, 1024² matmul, 1 thread): {value / 1e9:.1f} GFLOP/s")
+    cols = [f"fused {j} thr samples/s" for j in args.jobs]
+    header = (
+        "| net | weights | batch | dtype | baseline samples/s | core samples/s | "
+        + " | ".join(cols)
+        + " | fused/baseline | fused/core | floor samples/s | bound | achieved/floor |"
+    )
+    if len(args.jobs) > 1:
+        header += f" {args.jobs[-1]} thr / {args.jobs[0]} thr |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name, sizes, dtype, dt, weights, batch in _configurations(args):
+        floor, bound = fused_floor(sizes, batch, dt, weights == "binary", peak[dtype], bandwidth)
+        r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats, tuple(args.jobs))
+        one = r[f"fused{args.jobs[0]}"]
+        line = (
+            f"| {name} | {weights} | {batch} | {dtype} | {r['baseline']:,.0f} | "
+            f"{r['core']:,.0f} | "
+            + " | ".join(f"{r[f'fused{j}']:,.0f}" for j in args.jobs)
+            + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | "
+            f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} |"
+        )
+        if len(args.jobs) > 1:
+            line += f" {r[f'fused{args.jobs[-1]}'] / one:.2f} |"
+        print(line, flush=True)
 
 
 def read_idx_gz(path: Path) -> np.ndarray:
@@ -214,28 +344,54 @@ def read_idx_gz(path: Path) -> np.ndarray:
 
 
 def mnist_epoch(args: argparse.Namespace) -> None:
-    """One epoch of 784-200-10, binary weights, batch 10, float32, on the real training set."""
+    """One real MNIST epoch per engine, side by side from the same start and sample order.
+
+    784-500-500-10 (``--mnist-net``), binary weights, batch 10, float32: the NumPy core, then the
+    fused kernels with each number of threads in ``--jobs``.
+    """
     folder = Path(args.mnist_epoch)
     images = read_idx_gz(folder / "train-images-idx3-ubyte.gz")
     labels = read_idx_gz(folder / "train-labels-idx1-ubyte.gz")
     X = (images.reshape(images.shape[0], -1) / np.float32(255)).astype(np.float32)
     Y = encode_targets(labels.astype(np.intp), 10, np.float32)
+    sizes = SIZES.get(args.mnist_net) or tuple(int(n) for n in args.mnist_net.split("-"))
     rng = np.random.default_rng(0)
-    net = init_network((784, 200, 10), make_family("binary"), rng, dtype=np.float32)
+    start = init_network(sizes, make_family("binary"), rng, dtype=np.float32)
+    print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    engines: list[tuple[str, Callable[..., tuple[int, int]], dict]] = [
+        ("NumPy core (reference)", run_minibatches_inplace, {})
+    ]
+    engines += [(f"fused, {j} thread(s)", run_minibatches_fused, {"n_jobs": j}) for j in args.jobs]
+    warm = init_network(sizes, make_family("binary"), rng, dtype=np.float32)
+    for _, fn, kw in engines:  # compile outside the timing
+        fn(warm, X[:20], Y[:20], np.arange(20), 10, **kw)
     for epoch in range(args.epochs):
         order = rng.permutation(X.shape[0])
-        t0 = time.perf_counter()
-        _, n_errors = run_minibatches_inplace(net, X, Y, order, 10)
-        elapsed = time.perf_counter() - t0
-        print(
-            f"epoch {epoch + 1}: {elapsed:.2f} s ({X.shape[0] / elapsed:,.0f} samples/s), "
-            f"online training error {n_errors / X.shape[0]:.4f}"
-        )
+        for label, fn, kw in engines:
+            net = init_network(
+                sizes, make_family("binary"), np.random.default_rng(0), dtype=np.float32
+            )
+            for h, h0 in zip(net.H, start.H, strict=True):
+                np.copyto(h, h0)
+            t0 = time.perf_counter()
+            _, n_errors = fn(net, X, Y, order, 10, **kw)
+            elapsed = time.perf_counter() - t0
+            print(
+                f"{args.mnist_net} epoch {epoch + 1}, {label}: {elapsed:.2f} s "
+                f"({X.shape[0] / elapsed:,.0f} samples/s), online training error "
+                f"{n_errors / X.shape[0]:.4f}",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nets", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument(
+        "--nets",
+        nargs="+",
+        default=["784-200-10", "784-800-800-10", "784-2000-2000-10"],
+        choices=list(SIZES),
+    )
     parser.add_argument("--weights", nargs="+", default=["binary", "real"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 10, 100])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
@@ -245,6 +401,14 @@ def main() -> None:
         "--blas-threads", type=int, default=None, help="limit BLAS threads (threadpoolctl)"
     )
     parser.add_argument("--mnist-epoch", metavar="DIR", help="time real MNIST epochs instead")
+    parser.add_argument("--mnist-net", default="784-500-500-10", help="network of --mnist-epoch")
+    parser.add_argument(
+        "--jobs",
+        nargs="+",
+        type=int,
+        default=[],
+        help="time the fused kernels (ebprop.kernels) with these numbers of threads (issue 13)",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     limit = nullcontext()
@@ -257,6 +421,8 @@ def main() -> None:
             print(f"# BLAS threads limited to {args.blas_threads}")
         if args.mnist_epoch:
             mnist_epoch(args)
+        elif args.jobs:
+            fused_table(args)
         else:
             table(args)
 

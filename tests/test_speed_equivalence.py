@@ -125,3 +125,28 @@ def test_run_minibatches_matches_baseline_with_partial_last_batch():
         baseline_step(H, b, X[idx], Y[idx], True)
     for a, c in zip(net.H, H, strict=True):
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nu", [0.0, 0.84])
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_fused_kernels_equal_baseline_after_100_minibatches(weights, nu, dtype):
+    # Issue 13: the compiled, fused training loop against the same independent transcription.
+    kernels = pytest.importorskip("ebprop.kernels")
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(7)
+    net = init_network(SIZES, make_family(weights), rng, dtype=dtype)
+    H = [h.copy() for h in net.H]
+    b = [x.copy() for x in net.b]
+    X, Y = _data(5, dtype, rng)
+    X[:, :8] = 0  # inputs that are zero in every sample take the fused path's sparse branch
+    position, _ = kernels.run_minibatches_fused(net, X, Y, np.arange(X.shape[0]), 5, nu)
+    assert position == X.shape[0]
+    for s in range(0, X.shape[0], 5):
+        baseline_step(H, b, X[s : s + 5], Y[s : s + 5], weights == "binary", nu)
+    atol = 100 * np.finfo(dtype).eps
+    for layer in range(len(SIZES) - 1):
+        np.testing.assert_allclose(net.H[layer], H[layer], rtol=0, atol=atol)
+        np.testing.assert_allclose(net.b[layer], b[layer], rtol=0, atol=atol)
+    assert np.abs(net.b[-1]).max() > 1e-3

@@ -1,0 +1,362 @@
+"""Compiled kernels of the fused training step (numba). Same equations as :mod:`ebprop.core`.
+
+Layout as in the core: layer l has H, M, M² of shape (n_in, n_out); activations are (B, units).
+Buffers are padded to the batch size B: a ragged last minibatch has zero inputs in its spare
+rows and Δ = 0 there, so those rows add exact zeros to every sum.
+
+One pass over each layer per minibatch t does the update of t and the forward pass of t + 1,
+row block by row block, so that each block of H is read and written once and the new M, M² are
+multiplied into the next minibatch's sums while the block is still in cache:
+
+    H ← clip(ρ H + ⟨v⟩ᵀ (½Δ)),  M = tanh H (binary) or H (real),  M² = M·M        (per block)
+    μ-sum += m_{t+1} M_block,    σ²-sum += w_{t+1} M²_block                           (per block)
+
+The products are BLAS calls on the blocks (``_blas.gemm``); everything between them is a compiled
+loop that LLVM vectorises (``_vecmath.tanh32``/``tanh64``). Threads split each layer's output
+columns into ``n_tiles`` fixed tiles (or, in the backward pass, each layer's input rows): no two
+threads write the same element and no sum is split across threads, so results do not depend on
+which thread ran which tile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from ..core.update import PARAMETER_BOUND
+from ._blas import gemm
+from ._vecmath import exp_neg, tanh
+
+_FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _row_update_binary(h_row, s_row, m_row, m2_row, r, bound):  # pragma: no cover - compiled
+    for k in range(h_row.shape[0]):
+        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
+        h_row[k] = h
+        m = tanh(h)
+        m_row[k] = m
+        m2_row[k] = m * m
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _row_update_real(h_row, s_row, m2_row, r, bound):  # pragma: no cover - compiled
+    for k in range(h_row.shape[0]):
+        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
+        h_row[k] = h
+        m2_row[k] = h * h
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _row_moments(h_row, m_row, m2_row, binary):  # pragma: no cover - compiled
+    if binary:
+        for k in range(h_row.shape[0]):
+            m = tanh(h_row[k])
+            m_row[k] = m
+            m2_row[k] = m * m
+    else:
+        for k in range(h_row.shape[0]):
+            m2_row[k] = h_row[k] * h_row[k]
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: no cover
+    """Rows r0:r1, columns k0:k1: H ← clip(ρH + S) (if ``update``), then M = ⟨W⟩, M² = M·M.
+
+    ``S`` holds the block's increment ⟨v⟩ᵀ(½Δ) at [0:r1−r0, 0:k1−k0]. For real weights M is H.
+    (One loop per case, so that each is a straight vectorisable loop.)
+    """
+    bound = H.dtype.type(PARAMETER_BOUND)
+    r = H.dtype.type(rho)
+    if k0 == 0 and k1 == H.shape[1] and S.shape[1] == k1:
+        # Whole rows: the block is contiguous, one flat loop (no per-row views).
+        h, m, m2 = H[r0:r1].reshape(-1), M[r0:r1].reshape(-1), M2[r0:r1].reshape(-1)
+        if not update:
+            _row_moments(h, m, m2, binary)
+        elif binary:
+            _row_update_binary(h, S[: r1 - r0].reshape(-1), m, m2, r, bound)
+        else:
+            _row_update_real(h, S[: r1 - r0].reshape(-1), m2, r, bound)
+        return
+    for j in range(r0, r1):
+        h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
+        if not update:
+            _row_moments(h_row, m_row, m2_row, binary)
+        elif binary:
+            _row_update_binary(h_row, S[j - r0, : k1 - k0], m_row, m2_row, r, bound)
+        else:
+            _row_update_real(h_row, S[j - r0, : k1 - k0], m2_row, r, bound)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def refresh_rows(H, M, M2, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cover
+    """As :func:`refresh_block` with update, for the listed rows ``rows[i0:i1]`` (S row i − i0)."""
+    bound = H.dtype.type(PARAMETER_BOUND)
+    r = H.dtype.type(rho)
+    for i in range(i0, i1):
+        j = rows[i]
+        h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
+        if binary:
+            _row_update_binary(h_row, S[i - i0, : k1 - k0], m_row, m2_row, r, bound)
+        else:
+            _row_update_real(h_row, S[i - i0, : k1 - k0], m2_row, r, bound)
+
+
+@nb.njit(nogil=True, cache=True)
+def layer_tile(  # pragma: no cover - compiled
+    H, M, M2, binary, rho, block_rows,
+    update, CT, D, upd_rows, n_upd,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
+    S, G, G2, k0, k1, blas,
+):  # fmt: skip
+    """Update and/or forward pass of one layer over its output columns k0:k1.
+
+    update : apply H ← ρH + CTᵀ-rows · ½Δ, CT (n_in, B) the inputs ⟨v⟩ transposed, D (B, n_out)
+        = ½Δ. ``upd_rows[:n_upd]`` lists the rows to update when n_upd ≥ 0 (sparse inputs: the
+        other rows have zero input and ρ = 1, so their increment is exactly 0); n_upd < 0: all.
+    forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
+        as above for F's non-zero columns (the compacted F, W then hold only those columns).
+    S, G, G2 : scratch (block_rows, ≥ k1 − k0). blas : :data:`._blas.GEMM_ADDRESSES`.
+    """
+    n_in = H.shape[0]
+    tw = k1 - k0
+    sparse_upd = update and n_upd >= 0
+    sparse_fwd = forward and n_fwd >= 0
+    if forward:
+        mu[:, k0:k1] = 0
+        if need_var:
+            var[:, k0:k1] = 0
+    if sparse_upd:
+        for i0 in range(0, n_upd, block_rows):
+            i1 = min(i0 + block_rows, n_upd)
+            gemm(CT[i0:i1], D[:, k0:k1], S[: i1 - i0, :tw], 0.0, False, blas)
+            refresh_rows(H, M, M2, S, upd_rows, i0, i1, k0, k1, rho, binary)
+    if (update and not sparse_upd) or (forward and not sparse_fwd):
+        # Dense: each block is updated, then multiplied into the next minibatch while in cache.
+        for r0 in range(0, n_in, block_rows):
+            r1 = min(r0 + block_rows, n_in)
+            if update and not sparse_upd:
+                gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False, blas)
+                refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, True)
+            if forward and not sparse_fwd:
+                gemm(F[:, r0:r1], M[r0:r1, k0:k1], mu[:, k0:k1], 1.0, False, blas)
+                if need_var:
+                    gemm(W[:, r0:r1], M2[r0:r1, k0:k1], var[:, k0:k1], 1.0, False, blas)
+    # After every block is updated: the next minibatch's sums over its non-zero inputs only.
+    if sparse_fwd:
+        for i0 in range(0, n_fwd, block_rows):
+            i1 = min(i0 + block_rows, n_fwd)
+            for i in range(i0, i1):
+                G[i - i0, :tw] = M[fwd_rows[i], k0:k1]
+                if need_var:
+                    G2[i - i0, :tw] = M2[fwd_rows[i], k0:k1]
+            gemm(F[:, i0:i1], G[: i1 - i0, :tw], mu[:, k0:k1], 1.0, False, blas)
+            if need_var:
+                gemm(W[:, i0:i1], G2[: i1 - i0, :tw], var[:, k0:k1], 1.0, False, blas)
+
+
+@nb.njit(nogil=True, cache=True)
+def layer_pass_serial(  # pragma: no cover - compiled
+    H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
+):  # fmt: skip
+    """:func:`layer_tile` over the column tiles, one after the other."""
+    n_out = H.shape[1]
+    for t in range(n_tiles):
+        k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
+        layer_tile(
+            H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
+        )  # fmt: skip
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def layer_pass_parallel(  # pragma: no cover - compiled
+    H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
+):  # fmt: skip
+    """:func:`layer_tile` over the column tiles, one thread per tile (numba's ``prange``)."""
+    n_out = H.shape[1]
+    for t in nb.prange(n_tiles):
+        k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
+        layer_tile(
+            H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
+        )  # fmt: skip
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no cover - compiled
+    """z, σ√c and ⟨v⟩ of one layer from its sums (as :func:`ebprop.core.forward.layer_forward`).
+
+    σ²c − 1 = const + alpha·x2sum[b] + beta·var  (layer 1: α Σx² + β x²M²; hidden binary:
+    n_in − v²M²; hidden real: (1 − v²)M² + n_in·prior variance).
+    """
+    dt = mu.dtype.type
+    for s in range(mu.shape[0]):
+        base = dt(const) + dt(alpha) * x2sum[s]
+        for k in range(mu.shape[1]):
+            vs = base + dt(beta) * var[s, k] if beta != 0.0 else base
+            vs = max(vs, dt(0.0)) + dt(1.0)
+            sc = math.sqrt(vs)
+            zz = (mu[s, k] + b[k]) / sc
+            scale[s, k] = sc
+            z[s, k] = zz
+            v[s, k] = math.erf(zz * dt(_INV_SQRT_2))
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _erfcx(u):  # pragma: no cover - compiled
+    # exp(u²) erfc(u) in float64: direct below 3, continued fraction above (no overflow).
+    if u < 3.0:
+        return math.exp(u * u) * math.erfc(u)
+    f = u
+    for n in range(60, 0, -1):
+        f = u + (0.5 * n) / f
+    return _INV_SQRT_PI / f
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
+    """Δ_L = 2y φ(yz)/Φ(yz)/(σ√c); rows ≥ n_valid (padding) get Δ = 0."""
+    dt = z.dtype.type
+    for s in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            if s >= n_valid:
+                delta[s, k] = 0.0
+                continue
+            t = float(y[s, k] * z[s, k])
+            ratio = dt(_SQRT_2_OVER_PI / _erfcx(-t * _INV_SQRT_2))
+            delta[s, k] = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
+    # delta[:, c0:c1] *= 2 φ(z)/scale
+    dt = z.dtype.type
+    for s in range(z.shape[0]):
+        for k in range(c0, c1):
+            zz = z[s, k]
+            e = exp_neg(zz * zz * dt(-0.5))  # vectorisable exp(−z²/2)
+            delta[s, k] *= dt(2.0) * (e * dt(_INV_SQRT_2PI)) / scale[s, k]
+
+
+@nb.njit(nogil=True, cache=True)
+def hidden_delta_serial(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
+    """Δ_l = (Δ_{l+1} M_{l+1}ᵀ) · 2φ(z_l)/(σ_l√c_l), over fixed tiles of the layer's units."""
+    n = M_next.shape[0]
+    for t in range(n_tiles):
+        c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
+        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
+        _pdf_factor(delta, z, scale, c0, c1)
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def hidden_delta_parallel(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
+    """As :func:`hidden_delta_serial`, one thread per tile."""
+    n = M_next.shape[0]
+    for t in nb.prange(n_tiles):
+        c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
+        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
+        _pdf_factor(delta, z, scale, c0, c1)
+
+
+@nb.njit(nogil=True, cache=True)
+def count_errors(out, y, n_valid):  # pragma: no cover - compiled
+    """Misclassified rows among the first n_valid (argmax, or the sign for one output)."""
+    errors = 0
+    for s in range(n_valid):
+        if out.shape[1] == 1:
+            errors += (out[s, 0] >= 0) != (y[s, 0] >= 0)
+        else:
+            errors += np.argmax(out[s]) != np.argmax(y[s])
+    return errors
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def halve_and_bias(delta, b):  # pragma: no cover - compiled
+    """delta ← ½ delta; b ← clip(b + Σ_s delta) (the core's half-delta and bias update)."""
+    bound = b.dtype.type(PARAMETER_BOUND)
+    half = delta.dtype.type(0.5)
+    for s in range(delta.shape[0]):
+        for k in range(delta.shape[1]):
+            delta[s, k] *= half
+    for k in range(delta.shape[1]):
+        acc = delta[0, k]
+        for s in range(1, delta.shape[0]):
+            acc += delta[s, k]
+        b[k] = min(max(b[k] + acc, -bound), bound)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - compiled
+    """Gather a minibatch: x (B, n_0) padded with zeros, xᵀ, w = x², Σx² per sample; mark the
+    inputs that are non-zero in some sample and list them in ``rows``; return their number."""
+    B, n0 = x.shape
+    nb_ = idx.shape[0]
+    dt = x.dtype.type
+    active[:] = False
+    for s in range(B):
+        acc = dt(0.0)
+        if s < nb_:
+            src = X[idx[s]]
+            for j in range(n0):
+                xv = dt(src[j])
+                x[s, j] = xv
+                acc += xv * xv
+                w[s, j] = xv * xv
+                if xv != 0:
+                    active[j] = True
+        else:
+            x[s, :] = 0
+            w[s, :] = 0
+        x2sum[s] = acc
+    for j in range(n0):
+        for s in range(B):
+            xT[j, s] = x[s, j]
+    n = 0
+    for j in range(n0):
+        if active[j]:
+            rows[n] = j
+            n += 1
+    return n
+
+
+@nb.njit(nogil=True, cache=True)
+def compact_columns(A, rows, n, out):  # pragma: no cover - compiled
+    """out[:, :n] = A[:, rows[:n]] (the forward coefficients of the non-zero inputs)."""
+    for s in range(A.shape[0]):
+        for i in range(n):
+            out[s, i] = A[s, rows[i]]
+
+
+@nb.njit(nogil=True, cache=True)
+def compact_rows(A, rows, n, out):  # pragma: no cover - compiled
+    """out[:n] = A[rows[:n]]."""
+    for i in range(n):
+        out[i, :] = A[rows[i], :]
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def hidden_inputs(v, vT, w, real):  # pragma: no cover - compiled
+    """vᵀ for the update, and the variance coefficients w = v² (binary) or 1 − v² (real)."""
+    one = v.dtype.type(1.0)
+    for s in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            vv = v[s, j]
+            vT[j, s] = vv
+            w[s, j] = one - vv * vv if real else vv * vv
+
+
+@nb.njit(nogil=True, cache=True)
+def load_targets(Y, idx, y):  # pragma: no cover - compiled
+    """y[:len(idx)] = Y[idx]; the padding rows are never read (their Δ is set to 0)."""
+    for s in range(idx.shape[0]):
+        y[s, :] = Y[idx[s]]

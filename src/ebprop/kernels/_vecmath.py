@@ -1,0 +1,204 @@
+"""tanh for compiled loops that LLVM can vectorise (no libm call per element).
+
+Without Intel SVML (not installed here) ``math.tanh`` in a numba loop is one scalar libm call per
+element; measured ~45 ns/element on this machine (docs/performance.md), more than the whole rest
+of the update. These versions use only arithmetic, comparisons and a float ↔ integer bit cast, so
+a loop over them becomes AVX2 code.
+
+    tanh|x| = (1 − e)/(1 + e), e = exp(−2|x|)      for |x| ≥ threshold (no cancellation there)
+    tanh x  = x − x³/3 + 2x⁵/15 − …                 (Taylor, Bernoulli numbers) below it
+
+    exp(y) = 2ⁿ · exp(r),  n = round(y/ln 2),  r = y − n ln 2 (two-part ln 2, |r| ≤ ln2/2),
+    exp(r) by its Taylor polynomial; 2ⁿ built from its exponent bits.
+
+Accuracy (tests/test_kernels.py): within 4 ulp of ``numpy.tanh`` in float32 and float64.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba.extending import intrinsic, overload
+
+__all__ = ["exp_neg", "tanh", "tanh32", "tanh64"]
+
+
+def _bitcast(source, target, llvm_type):
+    """An intrinsic reinterpreting the bits of a ``source`` scalar as a ``target`` scalar."""
+
+    @intrinsic
+    def cast(typingctx, x):  # pragma: no cover - compiled
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
+
+        return target(source), codegen
+
+    return cast
+
+
+_f32_from_bits = _bitcast(nb.types.int32, nb.types.float32, ir.FloatType())
+_bits_of_f32 = _bitcast(nb.types.float32, nb.types.int32, ir.IntType(32))
+_f64_from_bits = _bitcast(nb.types.int64, nb.types.float64, ir.DoubleType())
+_bits_of_f64 = _bitcast(nb.types.float64, nb.types.int64, ir.IntType(64))
+
+
+# Taylor coefficients of tanh x / x in powers of x² (2^{2n}(2^{2n}−1) B_{2n}/(2n)!).
+_TANH_TAYLOR = (
+    1.0,
+    -0.3333333333333333,
+    0.13333333333333333,
+    -0.05396825396825397,
+    0.021869488536155203,
+    -0.008863235529902197,
+    0.003592128036572481,
+    -0.0014558343870513183,
+    0.000590027440945586,
+    -0.00023912911424355248,
+    9.691537956929451e-05,
+    -3.927832388331683e-05,
+    1.5918905069328964e-05,
+)
+
+# ---------------------------------------------------------------- float32
+_F = np.float32
+_MAGIC32 = _F(12582912.0)  # 1.5·2²³: adding it rounds to an integer held in the low bits
+_MAGIC32_BITS = np.int32(np.array(12582912.0, np.float32).view(np.int32))
+_LOG2E32 = _F(1.4426950408889634)
+_LN2_HI32 = _F(0.693145751953125)  # exact in 16 bits: n·LN2_HI is exact
+_LN2_LO32 = _F(1.4286067653301870e-06)
+_ONE32, _TWO32 = _F(1.0), _F(2.0)
+_CLAMP32 = _F(9.0)  # tanh(9) = 1 − 3·10⁻⁸ rounds to 1 in float32
+_SMALL32 = _F(0.4)  # below: 7 Taylor terms (first omitted term < 4·10⁻⁹ relative)
+_T32 = tuple(_F(c) for c in _TANH_TAYLOR[:7])
+_E32 = tuple(_F(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))  # exp Taylor, degree 7
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def _exp_neg32(y):  # pragma: no cover - compiled
+    # exp(y) for −18 ≤ y ≤ 0.
+    k = y * _LOG2E32 + _MAGIC32
+    kf = k - _MAGIC32
+    r = y - kf * _LN2_HI32
+    r = r - kf * _LN2_LO32
+    p = _E32[7]
+    p = p * r + _E32[6]
+    p = p * r + _E32[5]
+    p = p * r + _E32[4]
+    p = p * r + _E32[3]
+    p = p * r + _E32[2]
+    p = p * r + _E32[1]
+    p = p * r + _E32[0]
+    n = _bits_of_f32(k) - _MAGIC32_BITS
+    return p * _f32_from_bits((n + np.int32(127)) << np.int32(23))
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def tanh32(x):  # pragma: no cover - compiled
+    """tanh of a float32, vectorisable."""
+    a = min(abs(x), _CLAMP32)
+    e = _exp_neg32(-_TWO32 * a)
+    big = (_ONE32 - e) / (_ONE32 + e)
+    s = a * a
+    p = _T32[6]
+    p = p * s + _T32[5]
+    p = p * s + _T32[4]
+    p = p * s + _T32[3]
+    p = p * s + _T32[2]
+    p = p * s + _T32[1]
+    p = p * s + _T32[0]
+    t = a * p if a < _SMALL32 else big
+    return t if x >= _F(0.0) else -t
+
+
+# ---------------------------------------------------------------- float64
+_MAGIC64 = 6755399441055744.0  # 1.5·2⁵²
+_MAGIC64_BITS = np.int64(np.array(6755399441055744.0).view(np.int64))
+_LOG2E64 = 1.4426950408889634
+_LN2_HI64 = 0.6931471803691238  # 33 significant bits: n·LN2_HI exact for |n| < 2²⁰
+_LN2_LO64 = 1.9082149292705877e-10
+_CLAMP64 = 19.5  # tanh(19.5) rounds to 1 in float64
+_SMALL64 = 0.3  # below: 13 Taylor terms
+_T64 = _TANH_TAYLOR
+_E64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1))) for i in range(14))  # degree 13
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def _exp_neg64(y):  # pragma: no cover - compiled
+    # exp(y) for −39 ≤ y ≤ 0.
+    k = y * _LOG2E64 + _MAGIC64
+    kf = k - _MAGIC64
+    r = y - kf * _LN2_HI64
+    r = r - kf * _LN2_LO64
+    p = _E64[13]
+    p = p * r + _E64[12]
+    p = p * r + _E64[11]
+    p = p * r + _E64[10]
+    p = p * r + _E64[9]
+    p = p * r + _E64[8]
+    p = p * r + _E64[7]
+    p = p * r + _E64[6]
+    p = p * r + _E64[5]
+    p = p * r + _E64[4]
+    p = p * r + _E64[3]
+    p = p * r + _E64[2]
+    p = p * r + _E64[1]
+    p = p * r + _E64[0]
+    n = _bits_of_f64(k) - _MAGIC64_BITS
+    return p * _f64_from_bits((n + np.int64(1023)) << np.int64(52))
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def tanh64(x):  # pragma: no cover - compiled
+    """tanh of a float64, vectorisable."""
+    a = min(abs(x), _CLAMP64)
+    e = _exp_neg64(-2.0 * a)
+    big = (1.0 - e) / (1.0 + e)
+    s = a * a
+    p = _T64[12]
+    for i in range(11, -1, -1):
+        p = p * s + _T64[i]
+    t = a * p if a < _SMALL64 else big
+    return t if x >= 0.0 else -t
+
+
+def tanh(x):  # pragma: no cover - replaced in compiled code by the overload below
+    """tanh of a float32 or float64 in compiled code (the dtype's vectorisable version)."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+def exp_neg(y):  # pragma: no cover - replaced in compiled code by the overload below
+    """exp(y) for y ≤ 0 in compiled code; clamped to the dtype's smallest normal result."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+# Not inlined at numba's IR level (that trips numba's SSA checks with these branches); LLVM
+# inlines the small compiled function into the calling loop, which then vectorises.
+@overload(tanh, fastmath={"contract"}, error_model="numpy")
+def _tanh_overload(x):  # pragma: no cover - typing
+    if x == nb.types.float32:
+
+        def impl32(x):
+            return tanh32(x)
+
+        return impl32
+
+    def impl64(x):
+        return tanh64(x)
+
+    return impl64
+
+
+@overload(exp_neg, fastmath={"contract"}, error_model="numpy")
+def _exp_neg_overload(y):  # pragma: no cover - typing
+    if y == nb.types.float32:
+
+        def impl32(y):
+            return _exp_neg32(max(y, _F(-87.0)))
+
+        return impl32
+
+    def impl64(y):
+        return _exp_neg64(max(y, -708.0))
+
+    return impl64

@@ -1,0 +1,206 @@
+"""The fused, compiled training loop (ebprop.kernels) against the NumPy reference (issue 13)."""
+
+from __future__ import annotations
+
+import inspect
+from functools import partial
+
+import numpy as np
+import pytest
+
+from ebprop.core import Reinforcement, init_network, make_family
+from ebprop.train import encode_targets
+from ebprop.train import run_minibatches_inplace as _train_loop
+
+pytest.importorskip("numba")
+from ebprop.kernels import available, refresh_moments, run_minibatches_fused  # noqa: E402
+
+SIZES = (20, 15, 12, 3)
+# The NumPy reference loop (n_jobs=0 once train.py can pick the fused kernels by itself).
+run_minibatches_inplace = (
+    partial(_train_loop, n_jobs=0)
+    if "n_jobs" in inspect.signature(_train_loop).parameters
+    else _train_loop
+)
+
+
+def _pair(weights: str, dtype: type, sizes=SIZES):
+    nets = [init_network(sizes, make_family(weights), np.random.default_rng(7), dtype=dtype)]
+    nets.append(init_network(sizes, make_family(weights), np.random.default_rng(7), dtype=dtype))
+    return nets
+
+
+def _data(n: int, dtype: type, sparse: bool, seed: int = 1, n_in: int = SIZES[0], n_out=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in)).astype(dtype)
+    if sparse:  # MNIST-like: some inputs are zero in every sample, others in some samples
+        X[:, : n_in // 4] = 0
+        X[rng.random((n, n_in)) < 0.5] = 0
+    return X, encode_targets(rng.integers(0, n_out, n), n_out, dtype)
+
+
+def _same(a, b) -> None:
+    for x, y in zip(a.H + a.b + a.M + a.M2, b.H + b.b + b.M + b.M2, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_available():
+    assert available()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_within_4_ulp_of_numpy(dtype):
+    rng = np.random.default_rng(0)
+    h = np.concatenate(
+        [rng.uniform(-25, 25, 5000), np.geomspace(1e-30, 30, 2000), -np.geomspace(1e-30, 30, 2000)]
+    )
+    net = init_network((2, 4500), make_family("binary"), rng, dtype=dtype)
+    net.H[0][...] = h.reshape(2, 4500).astype(dtype)
+    refresh_moments(net)
+    expected = np.tanh(net.H[0].astype(np.float64))
+    ulp = np.spacing(np.abs(expected).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(net.M[0] - expected) / ulp) <= 4
+    np.testing.assert_array_equal(net.M2[0], net.M[0] * net.M[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 5, 7])
+@pytest.mark.parametrize("nu", [0.0, 0.84])
+@pytest.mark.parametrize("weights", ["binary", "real"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_equals_reference_after_100_minibatches(weights, nu, batch, dtype, sparse):
+    ref, fused = _pair(weights, dtype)
+    n = 100 * batch - (3 if batch == 7 else 0)  # batch 7: a ragged last minibatch of 4
+    X, Y = _data(n, dtype, sparse)
+    order = np.random.default_rng(2).permutation(n)
+    pos_r, err_r = run_minibatches_inplace(ref, X, Y, order, batch, nu)
+    pos_f, err_f = run_minibatches_fused(fused, X, Y, order, batch, nu)
+    assert pos_r == pos_f == n
+    assert abs(err_r - err_f) <= 1  # a tie broken differently by round-off at most
+    atol = 200 * np.finfo(dtype).eps
+    for layer in range(len(SIZES) - 1):
+        np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=atol)
+        np.testing.assert_allclose(fused.b[layer], ref.b[layer], rtol=0, atol=atol)
+        # The caches other code reads are in step with H.
+        np.testing.assert_allclose(fused.M[layer], ref.M[layer], rtol=0, atol=atol)
+        np.testing.assert_array_equal(fused.M2[layer], fused.M[layer] ** 2)
+    assert np.abs(fused.b[-1]).max() > 1e-3  # training moved the parameters
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_reinforcement_matches_reference(weights):
+    ref, fused = _pair(weights, np.float64)
+    X, Y = _data(300, np.float64, sparse=True)
+    order = np.arange(300)
+    sched = Reinforcement(hidden=1.01, output=0.99, start=0.2, ramp=0.3)
+    run_minibatches_inplace(ref, X, Y, order, 5, reinforcement=sched, epoch=0)
+    run_minibatches_fused(fused, X, Y, order, 5, reinforcement=sched, epoch=0)
+    plain, _ = _pair(weights, np.float64)
+    run_minibatches_fused(plain, X, Y, order, 5)
+    for layer in range(len(SIZES) - 1):
+        np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=1e-12)
+    # ρ changed the result (the test is not of two plain runs).
+    assert np.abs(plain.H[0] - fused.H[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("stop_at", [7, 35, 98])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
+    sizes = (40, 140, 130, 3)  # wide enough for two threads to split the layers
+    whole, part = _pair("binary", np.float32, sizes)
+    X, Y = _data(100, np.float32, sparse=True, n_in=40)
+    order = np.random.default_rng(3).permutation(100)
+    sched = Reinforcement(hidden=1.001)
+    done = run_minibatches_fused(whole, X, Y, order, 7, reinforcement=sched, n_jobs=n_jobs)
+    seen = []
+
+    def stop(position: int, n_errors: int) -> bool:
+        seen.append(position)
+        return position >= stop_at
+
+    position, errors_1 = run_minibatches_fused(
+        part, X, Y, order, 7, on_batch=stop, reinforcement=sched, n_jobs=n_jobs
+    )
+    assert position == seen[-1] == min(-(-stop_at // 7) * 7, 100)
+    assert seen == list(range(7, position + 1, 7))
+    # M and M² are current when on_batch returns; a checkpoint copies H and b only.
+    np.testing.assert_array_equal(part.M2[1], part.M[1] ** 2)
+    saved = [h.copy() for h in part.H], [b.copy() for b in part.b]
+    resumed = init_network(sizes, make_family("binary"), np.random.default_rng(9), dtype=np.float32)
+    for mine, theirs in zip(resumed.H + resumed.b, saved[0] + saved[1], strict=True):
+        mine[...] = theirs
+    end, errors_2 = run_minibatches_fused(
+        resumed, X, Y, order, 7, start=position, reinforcement=sched, n_jobs=n_jobs
+    )
+    assert end == 100 and errors_1 + errors_2 == done[1]
+    _same(resumed, whole)
+
+
+def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off():
+    sizes = (40, 260, 200, 3)
+    runs = [init_network(sizes, make_family("binary"), np.random.default_rng(0)) for _ in range(3)]
+    X, Y = _data(200, np.float32, sparse=False, n_in=40)
+    order = np.arange(200)
+    for net, jobs in zip(runs, (2, 2, 1), strict=True):
+        run_minibatches_fused(net, X, Y, order, 10, n_jobs=jobs)
+    _same(runs[0], runs[1])
+    for a, b in zip(runs[0].H, runs[2].H, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_empty_range_trains_nothing():
+    net, _ = _pair("binary", np.float64)
+    before = [h.copy() for h in net.H]
+    X, Y = _data(10, np.float64, sparse=False)
+    assert run_minibatches_fused(net, X, Y, np.arange(10), 5, start=10) == (10, 0)
+    for a, b in zip(before, net.H, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("batch", "jobs"), [(0, 1), (5, 0)])
+def test_bad_batch_or_jobs_is_an_error(batch, jobs):
+    net, _ = _pair("binary", np.float64)
+    X, Y = _data(10, np.float64, sparse=False)
+    with pytest.raises(ValueError, match="batch_size and n_jobs"):
+        run_minibatches_fused(net, X, Y, np.arange(10), batch, n_jobs=jobs)
+
+
+def test_unsupported_network_is_an_error():
+    net, _ = _pair("binary", np.float64)
+    net.H[0] = np.asfortranarray(net.H[0])
+    X, Y = _data(10, np.float64, sparse=False)
+    with pytest.raises(ValueError, match="fused kernels support"):
+        run_minibatches_fused(net, X, Y, np.arange(10), 5)
+
+
+_WIRED = "n_jobs" in inspect.signature(_train_loop).parameters
+
+
+@pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
+def test_train_loop_picks_the_kernels_and_falls_back_without_numba(monkeypatch):
+    import ebprop.kernels
+
+    nets = [*_pair("binary", np.float64), *_pair("binary", np.float64)]
+    X, Y = _data(50, np.float64, sparse=True)
+    order = np.arange(50)
+    _train_loop(nets[0], X, Y, order, 5)  # default: the fused kernels, one thread
+    run_minibatches_fused(nets[1], X, Y, order, 5)
+    _same(nets[0], nets[1])
+    _train_loop(nets[2], X, Y, order, 5, n_jobs=0)  # the NumPy reference
+    monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
+    _train_loop(nets[3], X, Y, order, 5)  # numba missing: the NumPy reference too
+    _same(nets[2], nets[3])
+    assert np.abs(nets[0].H[0] - nets[2].H[0]).max() > 0  # two different code paths ran
+
+
+@pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
+def test_n_jobs_must_be_a_non_negative_integer():
+    from ebprop.estimator import EBPClassifier
+    from ebprop.runs import TrainOptions
+
+    X, Y = _data(20, np.float64, sparse=False)
+    with pytest.raises(ValueError, match="n_jobs must be an integer"):
+        EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
+    with pytest.raises(ValueError, match="jobs must be an integer"):
+        TrainOptions(jobs=-2)
+    EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
