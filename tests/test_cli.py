@@ -72,7 +72,7 @@ def test_train_resume_continues_and_refuses_other_options(tmp_path, run):
     b = np.load(run[0] / "last.npz")["coef_0"]
     np.testing.assert_array_equal(a, b)
     r = _fails(["train", "--resume", out, "--seed", "3"], code=2)
-    assert "only --epochs may be given, not --seed" in r.output
+    assert "only --epochs and --jobs may be given, not --seed" in r.output
     r = _fails(["train", "--resume", out, "--out", tmp_path / "x"], code=2)
     assert "do not also give --out" in r.output
     r = _fails(["train", "--out", out])

@@ -183,12 +183,12 @@ def test_train_loop_picks_the_kernels_and_falls_back_without_numba(monkeypatch):
     nets = [*_pair("binary", np.float64), *_pair("binary", np.float64)]
     X, Y = _data(50, np.float64, sparse=True)
     order = np.arange(50)
-    _train_loop(nets[0], X, Y, order, 5)  # default: the fused kernels, one thread
+    _train_loop(nets[0], X, Y, order, 5, n_jobs=1)  # the fused kernels, one thread
     run_minibatches_fused(nets[1], X, Y, order, 5)
     _same(nets[0], nets[1])
     _train_loop(nets[2], X, Y, order, 5, n_jobs=0)  # the NumPy reference
     monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
-    _train_loop(nets[3], X, Y, order, 5)  # numba missing: the NumPy reference too
+    _train_loop(nets[3], X, Y, order, 5, n_jobs=1)  # numba missing: the NumPy reference too
     _same(nets[2], nets[3])
     assert np.abs(nets[0].H[0] - nets[2].H[0]).max() > 0  # two different code paths ran
 
@@ -199,8 +199,23 @@ def test_n_jobs_must_be_a_non_negative_integer():
     from ebprop.runs import TrainOptions
 
     X, Y = _data(20, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="n_jobs must be an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be None or an integer"):
         EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
-    with pytest.raises(ValueError, match="jobs must be an integer"):
+    with pytest.raises(ValueError, match="jobs must be None or an integer"):
         TrainOptions(jobs=-2)
     EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
+
+
+@pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
+def test_default_picks_the_kernels_only_for_large_epochs(monkeypatch):
+    import ebprop.train
+    from ebprop.train import uses_fused_loop
+
+    net = _pair("binary", np.float32)[0]
+    n_weights = sum(h.size for h in net.H)
+    small = int(ebprop.train.FUSED_MIN_WORK // n_weights) - 1
+    assert not uses_fused_loop(net, small, None)  # compile time would not pay off
+    assert uses_fused_loop(net, small + 2, None)
+    assert uses_fused_loop(net, 10, 1) and not uses_fused_loop(net, 10**9, 0)
+    monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
+    assert not uses_fused_loop(net, 10**9, None) and not uses_fused_loop(net, 10, 2)

@@ -71,6 +71,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Seeds initialisation and shuffling.
     dtype : {"float32", "float64"}, default="float32"
         Floating type of parameters and computations.
+    n_jobs : int or None, default=None
+        Which minibatch loop trains: the fused compiled kernels of :mod:`ebprop.kernels` (numba)
+        with ``n_jobs`` threads, or 0 for the NumPy loop of :mod:`ebprop.core` (the reference;
+        both agree to float round-off). None uses the kernels, one thread, when numba is
+        installed and an epoch is large enough to earn back their one-off compile
+        (:data:`ebprop.train.FUSED_MIN_WORK`); one thread measured fastest on a shared 2-core
+        machine (docs/performance.md).
     verbose : int, default=0
         Print one line per epoch when positive.
 
@@ -115,6 +122,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
         dtype: str = "float32",
+        n_jobs: int | None = None,
         verbose: int = 0,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -129,6 +137,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.shuffle = shuffle
         self.random_state = random_state
         self.dtype = dtype
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
@@ -173,6 +182,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
                 f"got weights={self.weights!r}"
+            )
+        jobs = self.n_jobs
+        if jobs is not None and (
+            isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 0
+        ):
+            raise ValueError(
+                f"n_jobs must be None or an integer >= 0 (0: the NumPy loop), got {jobs!r}"
             )
         self.float_dtype()
         return sizes, schedule
@@ -344,6 +360,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             reinforcement=schedule,
             shuffle=bool(self.shuffle),
             epoch=int(self.n_iter_),
+            n_jobs=self.n_jobs,
         )
 
     # ------------------------------------------------------------------ training

@@ -12,6 +12,7 @@ import click
 
 from ..datasets import DATASETS, SCALINGS
 from ..runs import TrainOptions, load_options, option_keys, train_run
+from ..runs.folder import RESUMABLE_CHANGES
 from .app import pct
 
 __all__ = ["train"]
@@ -153,6 +154,12 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     help="Binary weights: after each epoch refit EBP-D's hidden thresholds on training images "
     "so each sign unit agrees best with its EBP-P counterpart (evaluated and saved with them).",
 )
+@click.option(
+    "--jobs",
+    type=int,
+    help="Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
+    "compiled loop, one thread, for large epochs when numba is installed]",
+)
 @click.option("--patience", type=int, help="Stop after this many epochs without progress.")
 @click.option(
     "--out",
@@ -186,15 +193,17 @@ def train(ctx: click.Context, **kw) -> None:
     if kw["resume"] is not None:
         if kw["out"] is not None:
             raise click.UsageError("--resume DIR continues DIR; do not also give --out")
-        if given - {"epochs"}:
+        if given - RESUMABLE_CHANGES:
+            flags = ", ".join("--" + g.replace("_", "-") for g in sorted(given - RESUMABLE_CHANGES))
             raise click.UsageError(
-                f"--resume uses the run's own options; only --epochs may be given, not "
-                f"{', '.join('--' + g.replace('_', '-') for g in sorted(given - {'epochs'}))}"
+                f"--resume uses the run's own options; only --epochs and --jobs may be given, "
+                f"not {flags}"
             )
         out = kw["resume"]
         options = load_options(out)
-        if "epochs" in given:
-            options.epochs = kw["epochs"]
+        if given:
+            for name in given:
+                setattr(options, name, kw[name])
             try:
                 options.validate()
             except ValueError as exc:

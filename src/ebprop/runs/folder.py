@@ -44,10 +44,15 @@ __all__ = [
 ]
 
 
+#: Options that may change when a run is resumed: more epochs; another minibatch loop (the
+#: fused kernels and the NumPy loop agree to round-off, not bit for bit).
+RESUMABLE_CHANGES = frozenset({"epochs", "jobs"})
+
+
 def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two options dicts, ``epochs`` aside (it may be raised)."""
+    """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside."""
     keys = set(mine) | set(stored)
-    return sorted(k for k in keys if k != "epochs" and mine.get(k) != stored.get(k))
+    return sorted(k for k in keys if k not in RESUMABLE_CHANGES and mine.get(k) != stored.get(k))
 
 
 class RunFolder:

@@ -186,6 +186,7 @@ class TrainOptions(RunOptions):
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
+    jobs: int | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -212,6 +213,7 @@ class TrainOptions(RunOptions):
             "reinforcement": self.reinforcement,
             "random_state": self.seed,
             "dtype": self.dtype,
+            "n_jobs": self.jobs,
         }
 
 
