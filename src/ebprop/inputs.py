@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_to_raw", "model_features", "model_split", "npy_to_raw", "read_raw_inputs"]
+__all__ = [
+    "dataset_options",
+    "image_to_raw",
+    "model_features",
+    "model_split",
+    "npy_to_raw",
+    "read_raw_inputs",
+]
 
 
 def model_split(
@@ -44,12 +51,7 @@ def model_split(
     name = dataset or opts.get("dataset")
     if not name:
         raise ValueError("the model records no dataset; pass --dataset")
-    ds = load_dataset(
-        name,
-        data_dir or opts.get("data_dir"),
-        validation=opts.get("validation"),
-        seed=opts.get("seed", 0),
-    )
+    ds = load_dataset(name, data_dir or opts.get("data_dir"), **dataset_options(opts))
     warn = None
     recorded = model.metadata.get("checksums") or {}
     if recorded and dataset is None and recorded != ds.checksums:
@@ -60,6 +62,25 @@ def model_split(
     if len(y) == 0:
         raise ValueError(f"the {split} split is empty for this model's dataset options")
     return X, y, name, warn
+
+
+def dataset_options(options: dict) -> dict:
+    """The keyword arguments of :func:`ebprop.datasets.load_dataset` that ``options`` fix.
+
+    ``options`` is a run's ``DataOptions.to_dict()``, or the stored ``training_options`` of a
+    model; keys missing from older files take the defaults, so their splits are rebuilt
+    unchanged.
+    """
+    d = options
+    size = d.get("image_size")
+    return {
+        "validation": d.get("validation"),
+        "seed": d.get("seed", 0),
+        "test_fraction": d.get("test_fraction", 0.2),
+        "test_seed": d.get("test_seed", 0),
+        "image_size": tuple(size) if size is not None else None,
+        "resize": d.get("resize", "refuse"),
+    }
 
 
 def model_features(model: Any, images: np.ndarray) -> np.ndarray:

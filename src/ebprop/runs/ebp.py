@@ -203,7 +203,11 @@ def train_run(
     Y = est.coding.targets(data.y_train, trainer.net.dtype)
     n = data.y_train.shape[0]
     stop = stop_event or threading.Event()
-    model_meta = {"training_options": options.to_dict(), "checksums": data.checksums}
+    model_meta = {
+        "training_options": options.to_dict(),
+        "checksums": data.checksums,
+        "class_names": list(data.class_names),
+    }
     key = "val_error_" + _SUFFIX[options.select_by]
 
     stopped_early = False
