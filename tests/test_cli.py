@@ -129,7 +129,7 @@ def test_predict_errors(run, tmp_path):
     assert "expected (8, 8)" in r.output
     (tmp_path / "x.png").write_text("not an image")
     assert (
-        "not an image Pillow can read"
+        "x.png: unreadable image"
         in _fails(["predict", out / "model.npz", tmp_path / "x.png"]).output
     )
     assert "no such file" in _fails(["predict", out / "model.npz", tmp_path / "none.png"]).output
