@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
 from ..metrics import confusion_matrix, error_rate, evaluation_report, model_memory
 from ..persist import LoadedModel, load_model
@@ -83,6 +84,8 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
     try:
         X, y, name, warn = model_split(model, split, dataset, data_dir)
     except ValueError as exc:
+        if isinstance(exc, EBPropError):  # bad data: one line, status 1
+            raise
         raise click.UsageError(str(exc)) from None
     if warn:
         click.echo(warn, err=True)
