@@ -72,6 +72,18 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Floating type of parameters and computations.
     verbose : int, default=0
         Print one line per epoch when positive.
+    early_stopping : bool, default=False
+        As in scikit-learn's ``MLPClassifier``: :meth:`fit` holds out a stratified
+        ``validation_fraction`` of the training data, scores both readouts on it after every
+        epoch, stops when the accuracy of ``readout`` has not improved for ``n_iter_no_change``
+        epochs, and restores the parameters of its best epoch (the earliest on ties).
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out when ``early_stopping``; in (0, 1).
+    n_iter_no_change : int, default=10
+        Epochs without a better validation accuracy before :meth:`fit` stops.
+    warm_start : bool, default=False
+        :meth:`fit` continues from the fitted parameters (same classes and features) for
+        ``max_iter`` more epochs instead of starting afresh.
 
     Attributes
     ----------
@@ -88,6 +100,14 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Output units: 1 for two classes, else the number of classes.
     training_error_curve_ : list of float
         Online EBP-P training error of each epoch (predicted before each update).
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the validation accuracy of ``readout`` after each epoch of the
+        last :meth:`fit` (as ``MLPClassifier``'s); else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, whose parameters :meth:`fit` restored.
+    history_ : list of dict
+        One record per epoch of the last :meth:`fit`: ``epoch``, ``train_error`` and, with
+        ``early_stopping``, ``val_accuracy_p`` and ``val_accuracy_d`` (both readouts).
 
     Notes
     -----
@@ -112,6 +132,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
         dtype: str = "float32",
         verbose: int = 0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        warm_start: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.weights = weights
@@ -126,6 +150,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.dtype = dtype
         self.verbose = verbose
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ validation
     def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
@@ -149,7 +177,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
         if self.weights not in ("binary", "real"):
             raise ValueError(f"weights must be 'binary' or 'real', got {self.weights!r}")
-        for name in ("batch_size", "max_iter"):
+        for name in ("early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        f = self.validation_fraction
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0.0 < f < 1.0:
+            raise ValueError(f"validation_fraction must be a fraction in (0, 1), got {f!r}")
+        for name in ("batch_size", "max_iter", "n_iter_no_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -338,10 +372,60 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
-        self.init_parameters(X.shape[1], np.unique(y))
+        classes = np.unique(y)
+        X_val = y_val = None
+        if self.early_stopping:
+            X, X_val, y, y_val = self._validation_split(X, y)
+        if self.warm_start and hasattr(self, "coefs_"):
+            if not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"warm_start: y holds classes {classes.tolist()}, the fitted model "
+                    f"{self.classes_.tolist()}; fit with warm_start=False to start afresh"
+                )
+        else:
+            self.init_parameters(X.shape[1], classes)
+        self.history_: list[dict] = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = None
+        best, since = None, 0
         for _ in range(self.max_iter):
-            self._epoch(X, y)
+            record = {"epoch": self.n_iter_ + 1, "train_error": self._epoch(X, y)}
+            self.history_.append(record)
+            if not self.early_stopping:
+                continue
+            for key, readout in (("p", "probabilistic"), ("d", "deterministic")):
+                record[f"val_accuracy_{key}"] = float(
+                    np.mean(self.predict(X_val, readout=readout) == y_val)
+                )
+            score = record["val_accuracy_" + ("p" if self.readout == "probabilistic" else "d")]
+            self.validation_scores_.append(score)
+            if best is None or score > self.best_validation_score_:
+                self.best_validation_score_, since = score, 0
+                best = [a.copy() for a in (*self.coefs_, *self.intercepts_)]
+            else:
+                since += 1
+                if since >= self.n_iter_no_change:
+                    break
+        if best is not None:  # the best epoch's parameters, written into the network's arrays
+            for a, b in zip((*self.coefs_, *self.intercepts_), best, strict=True):
+                a[...] = b
+            net = self.network()
+            for layer in range(len(net.H)):  # the cached moments ⟨W⟩, ⟨W⟩² follow H
+                net.refresh_moments_inplace(layer)
         return self
+
+    def _validation_split(self, X: np.ndarray, y: np.ndarray):
+        """A stratified ``validation_fraction`` of (X, y), drawn from ``random_state``."""
+        from sklearn.model_selection import train_test_split
+
+        seed = check_random_state(self.random_state).randint(2**31)
+        n_val = max(1, int(round(self.validation_fraction * len(y))))
+        n_classes = len(np.unique(y))
+        stratify = y if n_val >= n_classes and len(y) - n_val >= n_classes else None
+        try:
+            return train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify)
+        except ValueError:  # a class with a single sample cannot be stratified
+            return train_test_split(X, y, test_size=n_val, random_state=seed)
 
     def partial_fit(self, X, y, classes=None) -> EBPClassifier:
         """One online pass (one epoch) over ``X``, continuing from the current parameters.
@@ -371,7 +455,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self._epoch(X, y)
         return self
 
-    def _epoch(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _epoch(self, X: np.ndarray, y: np.ndarray) -> float:
+        """One epoch; returns its online training error."""
         trainer = self.trainer()
         Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
@@ -383,6 +468,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
                 f"epoch {self.n_iter_}: online training error {trainer.n_errors / X.shape[0]:.4f} "
                 f"({time.perf_counter() - t0:.2f} s)"
             )
+        return trainer.n_errors / X.shape[0]
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X, readout: str) -> np.ndarray:
