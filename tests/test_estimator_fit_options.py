@@ -89,3 +89,22 @@ def test_bad_parameters(digits, params, message):
     X, y = digits
     with pytest.raises(ValueError, match=message):
         EBPClassifier(**params).fit(X[:50], y[:50])
+
+
+def test_training_uses_one_blas_thread_unless_the_environment_says(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ebprop.estimator import training_threads
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = blas_threads()
+        with training_threads():
+            assert blas_threads() == {1}
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        with training_threads():
+            assert blas_threads() == two

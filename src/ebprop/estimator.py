@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -24,7 +26,29 @@ from .core import (
 )
 from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
 
-__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
+__all__ = ["DIVERGED_MESSAGE", "EBPClassifier", "training_threads"]
+
+#: Environment variables that, when set, leave the BLAS thread count to the user.
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """One BLAS thread while training, unless the user set a thread count in the environment.
+
+    EBP's products are small (a minibatch of 10 rows times one layer), so BLAS threads cost
+    more in synchronisation than they gain, and spin against other processes on a shared
+    machine: one thread trained 6–270x faster than OpenBLAS's default on the 2-core development
+    machine under load (docs/performance.md). Prediction keeps the default.
+    """
+    if any(os.environ.get(v) for v in _THREAD_ENV):
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 
 _READOUTS = ("probabilistic", "deterministic")
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
@@ -460,7 +484,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         trainer = self.trainer()
         Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
-        trainer.train_epoch(X, Y)
+        with training_threads():
+            trainer.train_epoch(X, Y)
         self.n_iter_ = trainer.epoch
         self.training_error_curve_.append(trainer.n_errors / X.shape[0])
         if self.verbose:

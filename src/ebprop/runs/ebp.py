@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics, plots
 from .._version import __version__
-from ..estimator import EBPClassifier
+from ..estimator import EBPClassifier, training_threads
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
 from ..train import Trainer
@@ -243,7 +243,8 @@ def train_run(
             return False
 
         try:
-            completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
+            with training_threads():
+                completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
         except FloatingPointError as exc:
             raise FloatingPointError(
                 f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"
