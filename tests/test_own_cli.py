@@ -248,3 +248,14 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
     assert show_progress(False) and not show_progress(True)
     monkeypatch.setattr(sys, "stderr", Tty(False))
     assert not show_progress(False)
+
+
+def test_runs_stored_before_the_split_options_still_match():
+    from ebprop.runs import TrainOptions
+    from ebprop.runs.folder import differing_options
+
+    new = TrainOptions().to_dict()
+    old = {k: v for k, v in new.items() if k not in ("test_fraction", "test_seed", "image_size",
+                                                     "resize")}  # fmt: skip
+    assert differing_options(new, old) == []
+    assert differing_options(TrainOptions(test_fraction=0.3).to_dict(), old) == ["test_fraction"]
