@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import numbers
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -24,31 +22,10 @@ from .core import (
     parse_reinforcement,
     predict_deterministic,
 )
+from .fitting import EarlyStopping, training_threads, validation_split
 from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
 
-__all__ = ["DIVERGED_MESSAGE", "EBPClassifier", "training_threads"]
-
-#: Environment variables that, when set, leave the BLAS thread count to the user.
-_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def training_threads() -> Iterator[None]:
-    """One BLAS thread while training, unless the user set a thread count in the environment.
-
-    EBP's products are small (a minibatch of 10 rows times one layer), so BLAS threads cost
-    more in synchronisation than they gain, and spin against other processes on a shared
-    machine: one thread trained 6–270x faster than OpenBLAS's default on the 2-core development
-    machine under load (docs/performance.md). Prediction keeps the default.
-    """
-    if any(os.environ.get(v) for v in _THREAD_ENV):
-        yield
-        return
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
+__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
 
 _READOUTS = ("probabilistic", "deterministic")
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
@@ -97,14 +74,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
-        As in scikit-learn's ``MLPClassifier``: :meth:`fit` holds out a stratified
-        ``validation_fraction`` of the training data, scores both readouts on it after every
-        epoch, stops when the accuracy of ``readout`` has not improved for ``n_iter_no_change``
-        epochs, and restores the parameters of its best epoch (the earliest on ties).
-    validation_fraction : float, default=0.1
-        Fraction of the training data held out when ``early_stopping``; in (0, 1).
-    n_iter_no_change : int, default=10
-        Epochs without a better validation accuracy before :meth:`fit` stops.
+        As ``MLPClassifier``'s: :meth:`fit` holds out a stratified ``validation_fraction``,
+        scores both readouts on it each epoch, stops after ``n_iter_no_change`` epochs without
+        a better accuracy of ``readout`` and restores the best (earliest) epoch's parameters.
+    validation_fraction, n_iter_no_change : float, default=0.1; int, default=10
+        The fraction held out (in (0, 1)) and the patience of ``early_stopping``.
     warm_start : bool, default=False
         :meth:`fit` continues from the fitted parameters (same classes and features) for
         ``max_iter`` more epochs instead of starting afresh.
@@ -124,14 +98,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Output units: 1 for two classes, else the number of classes.
     training_error_curve_ : list of float
         Online EBP-P training error of each epoch (predicted before each update).
-    validation_scores_ : list of float or None
-        With ``early_stopping``: the validation accuracy of ``readout`` after each epoch of the
-        last :meth:`fit` (as ``MLPClassifier``'s); else None.
-    best_validation_score_ : float or None
-        The best of ``validation_scores_``, whose parameters :meth:`fit` restored.
+    validation_scores_, best_validation_score_ : list of float, float (None without
+        ``early_stopping``): validation accuracy of ``readout`` per epoch of the last :meth:`fit`
+        and the best, whose parameters were restored (as ``MLPClassifier``'s).
     history_ : list of dict
-        One record per epoch of the last :meth:`fit`: ``epoch``, ``train_error`` and, with
-        ``early_stopping``, ``val_accuracy_p`` and ``val_accuracy_d`` (both readouts).
+        Per epoch of the last :meth:`fit`: ``epoch``, ``train_error`` and, with
+        ``early_stopping``, ``val_accuracy_p``/``val_accuracy_d`` (both readouts).
 
     Notes
     -----
@@ -399,7 +371,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         classes = np.unique(y)
         X_val = y_val = None
         if self.early_stopping:
-            X, X_val, y, y_val = self._validation_split(X, y)
+            seed = check_random_state(self.random_state).randint(2**31)
+            X, X_val, y, y_val = validation_split(X, y, self.validation_fraction, seed)
         if self.warm_start and hasattr(self, "coefs_"):
             if not np.array_equal(classes, self.classes_):
                 raise ValueError(
@@ -408,48 +381,25 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
                 )
         else:
             self.init_parameters(X.shape[1], classes)
-        self.history_: list[dict] = []
-        self.validation_scores_ = [] if self.early_stopping else None
-        self.best_validation_score_ = None
-        best, since = None, 0
+        self.history_, self.validation_scores_ = [], [] if self.early_stopping else None
+        stopping = EarlyStopping(self.n_iter_no_change)
         for _ in range(self.max_iter):
             record = {"epoch": self.n_iter_ + 1, "train_error": self._epoch(X, y)}
             self.history_.append(record)
             if not self.early_stopping:
                 continue
-            for key, readout in (("p", "probabilistic"), ("d", "deterministic")):
-                record[f"val_accuracy_{key}"] = float(
-                    np.mean(self.predict(X_val, readout=readout) == y_val)
-                )
+            for k, readout in (("p", "probabilistic"), ("d", "deterministic")):
+                record[f"val_accuracy_{k}"] = float(np.mean(self.predict(X_val, readout) == y_val))
             score = record["val_accuracy_" + ("p" if self.readout == "probabilistic" else "d")]
             self.validation_scores_.append(score)
-            if best is None or score > self.best_validation_score_:
-                self.best_validation_score_, since = score, 0
-                best = [a.copy() for a in (*self.coefs_, *self.intercepts_)]
-            else:
-                since += 1
-                if since >= self.n_iter_no_change:
-                    break
-        if best is not None:  # the best epoch's parameters, written into the network's arrays
-            for a, b in zip((*self.coefs_, *self.intercepts_), best, strict=True):
-                a[...] = b
-            net = self.network()
-            for layer in range(len(net.H)):  # the cached moments ⟨W⟩, ⟨W⟩² follow H
-                net.refresh_moments_inplace(layer)
+            if stopping.update(score, [*self.coefs_, *self.intercepts_]):
+                break
+        self.best_validation_score_ = stopping.best_score
+        if stopping.best is not None:  # the best epoch, written into the network's arrays
+            stopping.restore([*self.coefs_, *self.intercepts_])
+            for layer in range(len(self.coefs_)):  # the cached moments ⟨W⟩, ⟨W⟩² follow H
+                self.network().refresh_moments_inplace(layer)
         return self
-
-    def _validation_split(self, X: np.ndarray, y: np.ndarray):
-        """A stratified ``validation_fraction`` of (X, y), drawn from ``random_state``."""
-        from sklearn.model_selection import train_test_split
-
-        seed = check_random_state(self.random_state).randint(2**31)
-        n_val = max(1, int(round(self.validation_fraction * len(y))))
-        n_classes = len(np.unique(y))
-        stratify = y if n_val >= n_classes and len(y) - n_val >= n_classes else None
-        try:
-            return train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify)
-        except ValueError:  # a class with a single sample cannot be stratified
-            return train_test_split(X, y, test_size=n_val, random_state=seed)
 
     def partial_fit(self, X, y, classes=None) -> EBPClassifier:
         """One online pass (one epoch) over ``X``, continuing from the current parameters.

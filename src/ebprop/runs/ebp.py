@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from .. import metrics, plots
 from .._version import __version__
-from ..estimator import EBPClassifier, training_threads
+from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
+from ..fitting import training_threads
 from ..persist import load_model, save_model
 from ..train import Trainer
 from .data import Features, load_features
