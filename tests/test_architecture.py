@@ -19,7 +19,7 @@ LAYERS = [
     {"_version", "exceptions"},
     {"fileio", "core"},
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"train"},
+    {"train", "fitting"},
     {"estimator"},
     {"persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},

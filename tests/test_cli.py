@@ -17,7 +17,7 @@ from PIL import Image
 from ebprop.cli import main
 from ebprop.exceptions import ModelFormatError
 
-TRAIN = ["train", "--hidden", "12", "--epochs", "2", "--seed", "1", "--quiet"]
+TRAIN = ["train", "--hidden", "12", "--epochs", "2", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_train_prints_epoch_lines_and_summary(run):
 
 def test_train_default_out_and_multi_width_hidden(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    text = _ok(["train", "--hidden", "6", "5", "--epochs", "1", "--quiet", "--validation", "0"])
+    text = _ok(["train", "--hidden", "6", "5", "--epochs", "1", "--validation", "0"])
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("digits-") and "(hidden 6-5)" in text
     opts = json.loads((run_dir / "options.json").read_text())
@@ -66,7 +66,7 @@ def test_train_default_out_and_multi_width_hidden(tmp_path, monkeypatch):
 def test_train_resume_continues_and_refuses_other_options(tmp_path, run):
     out = tmp_path / "r"
     _ok(["train", "--hidden", "12", "--epochs", "1", "--seed", "1", "--quiet", "--out", out])
-    text = _ok(["train", "--resume", out, "--epochs", "2", "--quiet"])
+    text = _ok(["train", "--resume", out, "--epochs", "2"])
     assert text.startswith("resuming") and "epoch   2/2" in text
     a = np.load(out / "last.npz")["coef_0"]
     b = np.load(run[0] / "last.npz")["coef_0"]
@@ -129,7 +129,7 @@ def test_predict_errors(run, tmp_path):
     assert "expected (8, 8)" in r.output
     (tmp_path / "x.png").write_text("not an image")
     assert (
-        "not an image Pillow can read"
+        "x.png: unreadable image"
         in _fails(["predict", out / "model.npz", tmp_path / "x.png"]).output
     )
     assert "no such file" in _fails(["predict", out / "model.npz", tmp_path / "none.png"]).output

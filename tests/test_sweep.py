@@ -424,3 +424,14 @@ def test_sweep_keys_are_the_option_fields():
     exp = parse_experiment("[[grid]]\nreinforcement = ['none', 'auto']\nepochs = 1\n")
     assert [r.options["reinforcement"] for r in exp.runs] == [None, "auto"]
     assert [r.name.split("-")[-2] for r in exp.runs] == ["rfnone", "rfauto"]
+
+
+def test_cli_sweep_json_prints_the_table(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TINY)
+    res = CliRunner().invoke(main, ["sweep", str(toml), "--out", str(tmp_path / "s"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["rows"] and len(doc["runs"]) == len(parse_experiment(TINY).runs)
+    table = _read_csv(tmp_path / "s" / "results.csv")
+    assert [r["readout"] for r in table] == [r["readout"] for r in doc["rows"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import time
 from collections.abc import Sequence
 
@@ -19,15 +18,21 @@ from .core import (
     init_network,
     make_family,
     output_z,
-    parse_reinforcement,
     predict_deterministic,
     refit_deterministic_biases,
 )
-from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
+from .fitting import (
+    READOUTS,
+    EarlyStopping,
+    check_input_scale,
+    check_parameters,
+    training_threads,
+    validation_split,
+)
+from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs, network_from_arrays
 
 __all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
 
-_READOUTS = ("probabilistic", "deterministic")
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
 
 
@@ -72,14 +77,21 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     dtype : {"float32", "float64"}, default="float32"
         Floating type of parameters and computations.
     n_jobs : int or None, default=None
-        Which minibatch loop trains: the fused compiled kernels of :mod:`ebprop.kernels` (numba)
-        with ``n_jobs`` threads, or 0 for the NumPy loop of :mod:`ebprop.core` (the reference;
-        both agree to float round-off). None uses the kernels, one thread, when numba is
-        installed and an epoch is large enough to earn back their one-off compile
-        (:data:`ebprop.train.FUSED_MIN_WORK`); one thread measured fastest on a shared 2-core
-        machine (docs/performance.md).
+        Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
+        loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
+        loop, one thread, when an epoch is large enough to earn back its one-off compile
+        (:func:`ebprop.train.uses_fused_loop`; docs/performance.md).
     verbose : int, default=0
         Print one line per epoch when positive.
+    early_stopping : bool, default=False
+        As ``MLPClassifier``'s: :meth:`fit` holds out a stratified ``validation_fraction``,
+        scores both readouts on it each epoch, stops after ``n_iter_no_change`` epochs without
+        a better accuracy of ``readout`` and restores the best (earliest) epoch's parameters.
+    validation_fraction, n_iter_no_change : float, default=0.1; int, default=10
+        The fraction held out (in (0, 1)) and the patience of ``early_stopping``.
+    warm_start : bool, default=False
+        :meth:`fit` continues from the fitted parameters (same classes and features) for
+        ``max_iter`` more epochs instead of starting afresh.
 
     Attributes
     ----------
@@ -99,6 +111,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     deterministic_intercepts_ : list of ndarray or None
         Biases of the EBP-D network when refitted by :meth:`refit_deterministic` (hidden layers'
         thresholds; the output layer's as trained); None: EBP-D uses ``intercepts_``.
+    validation_scores_, best_validation_score_ : list of float, float (None without
+        ``early_stopping``): validation accuracy of ``readout`` per epoch of the last :meth:`fit`
+        and the best, whose parameters were restored (as ``MLPClassifier``'s).
+    history_ : list of dict
+        Per epoch of the last :meth:`fit`: ``epoch``, ``train_error`` and, with
+        ``early_stopping``, ``val_accuracy_p``/``val_accuracy_d`` (both readouts).
 
     Notes
     -----
@@ -124,6 +142,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         dtype: str = "float32",
         n_jobs: int | None = None,
         verbose: int = 0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        warm_start: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.weights = weights
@@ -139,6 +161,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ validation
     def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
@@ -154,44 +180,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         ValueError
             Naming the parameter and the values it accepts.
         """
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
-        sizes = tuple(sizes)
-        if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
-        if self.weights not in ("binary", "real"):
-            raise ValueError(f"weights must be 'binary' or 'real', got {self.weights!r}")
-        for name in ("batch_size", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.readout not in _READOUTS:
-            raise ValueError(f"readout must be one of {_READOUTS}, got {self.readout!r}")
-        p = self.input_dropout
-        if p is not None and not (isinstance(p, numbers.Real) and 0.0 < p <= 1.0):
-            raise ValueError(
-                f"input_dropout must be a keep probability in (0, 1] or None, got {p!r}"
-            )
-        for name in ("init_variance", "prior_variance"):
-            value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        schedule = parse_reinforcement(self.reinforcement)
-        if schedule is not None and self.weights != "binary":
-            raise ValueError(
-                "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
-                f"got weights={self.weights!r}"
-            )
-        jobs = self.n_jobs
-        if jobs is not None and (
-            isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 0
-        ):
-            raise ValueError(
-                f"n_jobs must be None or an integer >= 0 (0: the NumPy loop), got {jobs!r}"
-            )
-        self.float_dtype()
-        return sizes, schedule
+        return check_parameters(self)
 
     def float_dtype(self) -> np.dtype:
         """The ``dtype`` parameter as a NumPy float dtype (ValueError unless float32/float64)."""
@@ -202,22 +191,6 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         return dt
-
-    def _check_training_X(self, X: np.ndarray) -> None:
-        """ValueError when ``X`` is so large that the forward pass would overflow.
-
-        The first layer sums x² over the features in the training dtype; beyond
-        √(max / (4 n_features)) that sum (or Σx² − x²·M²) overflows to inf and the update turns
-        the parameters into NaN.
-        """
-        bound = float(np.sqrt(np.finfo(self.float_dtype()).max / (4.0 * max(1, X.shape[1]))))
-        largest = float(np.abs(X).max()) if X.size else 0.0
-        if largest > bound:
-            raise ValueError(
-                f"X has values up to {largest:.3g}; EBP's forward pass in {self.float_dtype()} "
-                f"needs |x| <= {bound:.3g} for {X.shape[1]} features: scale the features first "
-                "(e.g. ebprop.datasets.Preprocessor or sklearn's StandardScaler)"
-            )
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         return validate_data(
@@ -247,26 +220,14 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
         ):
             return net
-        dt = self.float_dtype()
-        sizes = [self.n_features_in_] + [c.shape[1] for c in self.coefs_]
-        if len(self.coefs_) != len(self.intercepts_):
-            raise ValueError("coefs_ and intercepts_ must have the same number of layers")
-        H, b = [], []
-        for layer, (c, i) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
-            c = np.asarray(c, dtype=dt, order="C")
-            i = np.asarray(i, dtype=dt).reshape(-1)
-            if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
-                raise ValueError(
-                    f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
-                    f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
-                )
-            if not (np.isfinite(c).all() and np.isfinite(i).all()):
-                raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
-            H.append(c)
-            b.append(i)
-        if sizes[-1] != self.n_outputs_:
-            raise ValueError(f"the last layer has {sizes[-1]} units, expected {self.n_outputs_}")
-        self._net = Network(family=make_family(self.weights, self.prior_variance), H=H, b=b)
+        self._net = network_from_arrays(
+            self.coefs_,
+            self.intercepts_,
+            make_family(self.weights, self.prior_variance),
+            self.float_dtype(),
+            self.n_features_in_,
+            self.n_outputs_,
+        )
         return self._net
 
     def init_parameters(
@@ -377,10 +338,38 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
-        self._check_training_X(X)
-        self.init_parameters(X.shape[1], np.unique(y))
+        check_input_scale(X, self.float_dtype())
+        classes = np.unique(y)
+        X_val = y_val = None
+        if self.early_stopping:
+            seed = check_random_state(self.random_state).randint(2**31)
+            X, X_val, y, y_val = validation_split(X, y, self.validation_fraction, seed)
+        if self.warm_start and hasattr(self, "coefs_"):
+            if not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"warm_start: y holds classes {classes.tolist()}, the fitted model "
+                    f"{self.classes_.tolist()}; fit with warm_start=False to start afresh"
+                )
+        else:
+            self.init_parameters(X.shape[1], classes)
+        self.history_, self.validation_scores_ = [], [] if self.early_stopping else None
+        stopping = EarlyStopping(self.n_iter_no_change)
         for _ in range(self.max_iter):
-            self._epoch(X, y)
+            record = {"epoch": self.n_iter_ + 1, "train_error": self._epoch(X, y)}
+            self.history_.append(record)
+            if not self.early_stopping:
+                continue
+            for k, readout in (("p", "probabilistic"), ("d", "deterministic")):
+                record[f"val_accuracy_{k}"] = float(np.mean(self.predict(X_val, readout) == y_val))
+            score = record["val_accuracy_" + ("p" if self.readout == "probabilistic" else "d")]
+            self.validation_scores_.append(score)
+            if stopping.update(score, [*self.coefs_, *self.intercepts_]):
+                break
+        self.best_validation_score_ = stopping.best_score
+        if stopping.best is not None:  # the best epoch, written into the network's arrays
+            stopping.restore([*self.coefs_, *self.intercepts_])
+            for layer in range(len(self.coefs_)):  # the cached moments ⟨W⟩, ⟨W⟩² follow H
+                self.network().refresh_moments_inplace(layer)
         return self
 
     def partial_fit(self, X, y, classes=None) -> EBPClassifier:
@@ -399,7 +388,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, reset=first, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
         check_classification_targets(y)
-        self._check_training_X(X)
+        check_input_scale(X, self.float_dtype())
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
@@ -412,12 +401,14 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self._epoch(X, y)
         return self
 
-    def _epoch(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _epoch(self, X: np.ndarray, y: np.ndarray) -> float:
+        """One epoch; returns its online training error."""
         self.deterministic_intercepts_ = None  # refitted thresholds go stale with training
         trainer = self.trainer()
         Y = self.coding.targets(y, trainer.net.dtype)
         t0 = time.perf_counter()
-        trainer.train_epoch(X, Y, check_finite=True)
+        with training_threads():
+            trainer.train_epoch(X, Y, check_finite=True)
         self.n_iter_ = trainer.epoch
         self.training_error_curve_.append(trainer.n_errors / X.shape[0])
         if self.verbose:
@@ -425,19 +416,19 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
                 f"epoch {self.n_iter_}: online training error {trainer.n_errors / X.shape[0]:.4f} "
                 f"({time.perf_counter() - t0:.2f} s)"
             )
+        return trainer.n_errors / X.shape[0]
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X, readout: str) -> np.ndarray:
         """EBP-P z-scores (probabilistic) or EBP-D linear outputs, shape (n, n_outputs).
 
-        EBP-P is computed in float64 whatever ``dtype`` trains: a float32 matrix product's
-        rounding depends on how many rows it is given (BLAS picks other kernels), which made
-        ``predict_proba`` of a batch and of its rows differ by 1.5e-7. EBP-D stays in the
-        training dtype: its sums are of ±1 weights, which the packed runtime reproduces exactly.
+        EBP-P runs in float64: float32 products round differently by row count (BLAS kernels),
+        so a batch and its rows differed by 1.5e-7. EBP-D keeps the training dtype (the packed
+        runtime reproduces its ±1 sums exactly).
         """
         check_is_fitted(self, "coefs_")
-        if readout not in _READOUTS:
-            raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         X = self._check_X(X, reset=False)
         net = self.network()
         if readout == "probabilistic":
@@ -461,18 +452,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         return out
 
     def refit_deterministic(self, X) -> EBPClassifier:
-        """Refit the EBP-D network's hidden thresholds on ``X`` (a post-hoc repair of EBP-D).
+        """Refit EBP-D's hidden thresholds on training inputs ``X`` (n_samples, n_features).
 
-        Each hidden unit's bias in the deterministic network is chosen, layer by layer, so that
-        the sign unit agrees most often with the sign of its EBP-P counterpart's mean on ``X``
-        (:func:`ebprop.core.refit_deterministic_biases`). The result is stored in
-        ``deterministic_intercepts_`` and used by the EBP-D readout and by the bit export; EBP-P
-        and training are unaffected, and training further discards it (it would be stale).
-
-        Parameters
-        ----------
-        X : array-like (n_samples, n_features)
-            Training inputs (never the test set).
+        Each hidden sign unit's bias is chosen, bottom-up, to agree most often with the sign of
+        its EBP-P counterpart's mean (:func:`ebprop.core.refit_deterministic_biases`), stored in
+        ``deterministic_intercepts_`` for the EBP-D readout and the bit export. EBP-P is
+        unaffected; further training discards them (they would be stale).
         """
         check_is_fitted(self, "coefs_")
         X = self._check_X(X, reset=False)

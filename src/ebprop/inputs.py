@@ -12,54 +12,91 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_to_raw", "model_features", "model_split", "npy_to_raw", "read_raw_inputs"]
+__all__ = [
+    "dataset_options",
+    "invert_light",
+    "model_features",
+    "model_split",
+    "npy_to_raw",
+    "read_inputs",
+    "read_raw_inputs",
+]
 
 
 def model_split(
     model: Any, split: str = "test", dataset: str | None = None, data_dir: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, str, str | None]:
-    """Raw images and labels of ``split`` of the dataset a model was trained on.
+    """Raw images and labels of ``split`` of the dataset a model was trained on, or of another.
 
     Parameters
     ----------
     model : :class:`ebprop.persist.LoadedModel`
-        Its ``training_options`` give the dataset, folder, validation split and seed.
-    split : {"test", "val", "train"}
+        Its ``training_options`` give the dataset, folder and split options (validation, seed,
+        test fraction, image size).
+    split : {"test", "val", "train", "all"}
     dataset, data_dir : str, optional
-        Override the recorded dataset / folder.
+        Override the recorded dataset / folder. Another dataset's labels are matched to the
+        model's classes by name (:func:`ebprop.datasets.align_labels`); its images are resized
+        to the model's image size and rescaled to its pixel range.
 
     Returns
     -------
-    (images, labels, dataset name, warning or None) : the warning says when the data's checksums
-    differ from those recorded at training time.
+    (images, labels, dataset name, warning or None) : labels are the model's classes; the
+    warning says when the data's checksums differ from those recorded at training time.
 
     Raises
     ------
     ValueError
-        When the model records no dataset and none is given, or the split is empty.
+        When the model records no dataset and none is given, the split is empty, or the data
+        hold a class the model does not know (:class:`ebprop.exceptions.DataError`).
     """
-    from .datasets import load_dataset
+    from .datasets import align_labels, is_dataset_path, load_dataset
 
     opts = model.metadata.get("training_options") or {}
     name = dataset or opts.get("dataset")
     if not name:
-        raise ValueError("the model records no dataset; pass --dataset")
-    ds = load_dataset(
-        name,
-        data_dir or opts.get("data_dir"),
-        validation=opts.get("validation"),
-        seed=opts.get("seed", 0),
-    )
+        raise ValueError(
+            "the model records no dataset; pass --dataset (or save it with "
+            "metadata={'training_options': {'dataset': ...}})"
+        )
+    kwargs = dataset_options(opts)
+    pre = model.preprocessor
+    other = dataset is not None and dataset != opts.get("dataset")
+    if other and is_dataset_path(dataset) and pre is not None and pre.max_value_ is not None:
+        kwargs |= {"image_size": tuple(pre.image_shape_), "resize": "resize"}
+    ds = load_dataset(name, data_dir or opts.get("data_dir"), **kwargs)
     warn = None
     recorded = model.metadata.get("checksums") or {}
     if recorded and dataset is None and recorded != ds.checksums:
         warn = "warning: the data's checksums differ from those recorded at training time"
-    X, y = {"train": (ds.X_train, ds.y_train), "val": (ds.X_val, ds.y_val)}.get(
-        split, (ds.X_test, ds.y_test)
-    )
+    X, y = ds.split(split)
     if len(y) == 0:
         raise ValueError(f"the {split} split is empty for this model's dataset options")
-    return X, y, name, warn
+    if other or model.metadata.get("class_names"):
+        idx = align_labels(y, tuple(ds.class_names), model.class_names, str(name))
+        y = model.estimator.classes_[idx]
+    if other and pre is not None and ds.max_value not in (None, pre.max_value_):
+        X = X.astype(np.float64) * (pre.max_value_ / ds.max_value)  # e.g. 16-bit data, 8-bit model
+    return X, y, str(name), warn
+
+
+def dataset_options(options: dict) -> dict:
+    """The keyword arguments of :func:`ebprop.datasets.load_dataset` that ``options`` fix.
+
+    ``options`` is a run's ``DataOptions.to_dict()``, or the stored ``training_options`` of a
+    model; keys missing from older files take the defaults, so their splits are rebuilt
+    unchanged.
+    """
+    d = options
+    size = d.get("image_size")
+    return {
+        "validation": d.get("validation"),
+        "seed": d.get("seed", 0),
+        "test_fraction": d.get("test_fraction", 0.2),
+        "test_seed": d.get("test_seed", 0),
+        "image_size": tuple(size) if size is not None else None,
+        "resize": d.get("resize", "refuse"),
+    }
 
 
 def model_features(model: Any, images: np.ndarray) -> np.ndarray:
@@ -70,30 +107,31 @@ def model_features(model: Any, images: np.ndarray) -> np.ndarray:
     return model.preprocessor.transform(images, dtype)
 
 
-def image_to_raw(
-    path: str | os.PathLike, shape: tuple[int, int], max_value: float, invert: str = "auto"
-) -> np.ndarray:
-    """A PNG/JPEG as a raw training-like image (h, w): grayscale, light digit on dark ground.
+def invert_light(raw: np.ndarray, max_value: float, invert: str = "auto") -> np.ndarray:
+    """Dark ink on a light page → the datasets' light ink on a dark ground.
 
-    ``invert``: "yes", "no", or "auto" (invert when the border is light: dark ink on white).
+    ``invert``: "yes", "no", or "auto" (invert when the mean of the border pixels of the
+    (h, w) image ``raw`` is above half of ``max_value``).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            gray = np.asarray(im.convert("L").resize(shape[::-1], Image.Resampling.LANCZOS))
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"{path}: not an image Pillow can read") from exc
-    gray = gray.astype(np.float64) / 255.0
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
-        gray = 1.0 - gray  # dark ink on a light page → the datasets' light ink on dark
-    return np.clip(np.rint(gray * max_value), 0, max_value)
+    border = np.concatenate([raw[0], raw[-1], raw[:, 0], raw[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > max_value / 2):
+        return max_value - raw
+    return raw
 
 
-def npy_to_raw(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """Raw images (n, h, w) from a ``.npy`` of one image, a stack, or flattened rows."""
+def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
+    """Raw images (n, h, w) from a ``.npy`` of one image, a stack, or flattened rows.
+
+    For a model trained on features, ``shape`` is ``(d,)``: rows ``(n, d)`` or one ``(d,)``.
+    """
     arr = np.load(path, allow_pickle=False)
+    if len(shape) == 1:
+        rows = arr[None] if arr.ndim == 1 else arr
+        if rows.ndim != 2 or rows.shape[1] != shape[0]:
+            raise ValueError(
+                f"{path}: array of shape {arr.shape}; expected feature rows (n, {shape[0]})"
+            )
+        return rows
     h, w = shape
     if arr.ndim == 2 and arr.shape == (h, w):
         arr = arr[None]
@@ -114,17 +152,36 @@ def read_raw_inputs(
 ) -> tuple[list[str], np.ndarray]:
     """Names and raw images (n, h, w) of image files and ``.npy`` arrays, shaped for ``model``.
 
+    Image files are decoded by :func:`ebprop.datasets.prepare_image` (greyscale at full bit
+    depth, resized to the model's image size, rescaled to its ``max_value``), then
+    :func:`invert_light`.
+
     Raises
     ------
     ValueError
-        When the model has no preprocessor (its image shape is unknown) or a file is unreadable.
+        When the model has no preprocessor (its image shape is unknown), was trained on features
+        rather than images (only ``.npy`` rows are accepted then), or a file is unreadable or too
+        large (:class:`ebprop.exceptions.DataError`, naming it).
     FileNotFoundError
         For a missing file.
     """
     pre = model.preprocessor
     if pre is None:
         raise ValueError("the model has no preprocessor; cannot read images")
-    shape, max_value = tuple(pre.image_shape_), pre.max_value_
+    return read_inputs(paths, tuple(pre.image_shape_), pre.max_value_, invert)
+
+
+def read_inputs(
+    paths: list[Path], shape: tuple[int, ...], max_value: float | None, invert: str = "auto"
+) -> tuple[list[str], np.ndarray]:
+    """Names and raw inputs of image files and ``.npy`` arrays for a model of input ``shape``.
+
+    ``shape`` is ``(h, w)`` with pixels in ``0..max_value`` for an image model, ``(d,)`` with
+    ``max_value`` None for a feature model (then only ``.npy`` rows are accepted). See
+    :func:`read_raw_inputs`.
+    """
+    from .datasets import prepare_image
+
     names, raws = [], []
     for path in map(Path, paths):
         if not path.is_file():
@@ -134,6 +191,12 @@ def read_raw_inputs(
             names += [f"{path}[{i}]" for i in range(len(arr))] if len(arr) > 1 else [str(path)]
             raws.append(arr)
         else:
+            if max_value is None or len(shape) != 2:
+                raise ValueError(
+                    f"{path}: the model was trained on features, not images; give its inputs "
+                    "as an .npy of rows (n, n_features)"
+                )
+            raw = prepare_image(path, shape, max_value).astype(np.float64)
             names.append(str(path))
-            raws.append(image_to_raw(path, shape, max_value, invert)[None])
+            raws.append(invert_light(raw, max_value, invert)[None])
     return names, np.concatenate(raws).astype(np.float64)

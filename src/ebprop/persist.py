@@ -96,18 +96,47 @@ class LoadedModel:
     preprocessor: Any | None
     metadata: dict = field(default_factory=dict)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The name of each class, by class index; ``str(class)`` for models saved without."""
+        names = self.metadata.get("class_names")
+        classes = self.estimator.classes_
+        if names and len(names) == len(classes):
+            return tuple(names)
+        return tuple(str(c) for c in classes.tolist())
+
 
 def save_model(
-    path: str | os.PathLike, estimator: EBPClassifier, preprocessor: Any | None, metadata: dict
+    path: str | os.PathLike,
+    estimator: EBPClassifier,
+    preprocessor: Any | None = None,
+    metadata: dict | None = None,
 ) -> None:
     """Write a fitted estimator (and its preprocessor) to ``path`` as ``.npz``, atomically.
 
     Parameters
     ----------
-    metadata : dict
+    path : str or PathLike
+        The model file (``.npz``).
+    estimator : EBPClassifier
+        Fitted.
+    preprocessor : ebprop.datasets.Preprocessor, optional
+        Fitted on the training images; with it, ``ebprop predict`` reads image files.
+    metadata : dict, optional
         JSON-able extras; the keys ``training_options``, ``checksums`` and ``metrics`` are stored
-        as given (empty when absent); any other key is stored under ``extra``.
+        as given (empty when absent), ``class_names`` (one name per class) is printed by the
+        command line; any other key is stored under ``extra``. With ``training_options`` holding
+        at least ``dataset`` (and the split options used), ``ebprop evaluate`` finds the data.
     """
+    metadata = dict(metadata or {})
+    names = metadata.pop("class_names", None)
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != len(getattr(estimator, "classes_", ())):
+            raise ValueError(
+                f"metadata['class_names'] has {len(names)} names for "
+                f"{len(getattr(estimator, 'classes_', ()))} classes"
+            )
     if not hasattr(estimator, "coefs_"):
         raise ValueError("save_model needs a fitted estimator (call fit or partial_fit first)")
     net = estimator.network()
@@ -140,6 +169,7 @@ def save_model(
         "n_iter": int(getattr(estimator, "n_iter_", 0)),
         "preprocessor": pre_meta,
         "classes": classes.tolist(),
+        "class_names": names,
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
         "training_options": metadata.get("training_options", {}),
         "checksums": metadata.get("checksums", {}),

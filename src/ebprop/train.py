@@ -10,13 +10,20 @@ be checkpointed mid-epoch and resumed exactly.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels
-from .core import PARAMETER_BOUND, Network, Reinforcement, diverged, step_inplace
+from .core import (
+    PARAMETER_BOUND,
+    Network,
+    Reinforcement,
+    WeightFamily,
+    diverged,
+    step_inplace,
+)
 
 __all__ = [
     "DIVERGED_MESSAGE",
@@ -106,6 +113,40 @@ class LabelCoding:
 def epoch_order(n_samples: int, rng: np.random.Generator, shuffle: bool = True) -> np.ndarray:
     """The sample order of one epoch: a fresh permutation, or 0..n−1 when not shuffling."""
     return rng.permutation(n_samples) if shuffle else np.arange(n_samples)
+
+
+def network_from_arrays(
+    coefs: Sequence[np.ndarray],
+    intercepts: Sequence[np.ndarray],
+    family: WeightFamily,
+    dtype: np.dtype,
+    n_features: int,
+    n_outputs: int,
+) -> Network:
+    """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
+
+    Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
+    ValueError names the layer and the expected shapes.
+    """
+    sizes = [n_features] + [c.shape[1] for c in coefs]
+    if len(coefs) != len(intercepts):
+        raise ValueError("coefs_ and intercepts_ must have the same number of layers")
+    H, b = [], []
+    for layer, (c, i) in enumerate(zip(coefs, intercepts, strict=True)):
+        c = np.asarray(c, dtype=dtype, order="C")
+        i = np.asarray(i, dtype=dtype).reshape(-1)
+        if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
+            raise ValueError(
+                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
+                f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
+            )
+        if not (np.isfinite(c).all() and np.isfinite(i).all()):
+            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
+        H.append(c)
+        b.append(i)
+    if sizes[-1] != n_outputs:
+        raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
+    return Network(family=family, H=H, b=b)
 
 
 #: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.

@@ -1,8 +1,10 @@
 """``ebprop evaluate``, ``predict`` and ``info``: load a model, call the library, print.
 
-The work is the library's: :func:`ebprop.inputs.model_split` finds the model's dataset,
-:func:`ebprop.inputs.read_raw_inputs` decodes images, :func:`ebprop.metrics.evaluation_report`
-and :func:`ebprop.metrics.model_memory` compute what is printed.
+MODEL is a model ``.npz``, a run folder (its ``model.npz``), or a packed ``.ebpb`` (EBP-D only:
+it holds the sign network, not the posterior). The work is the library's:
+:func:`ebprop.inputs.model_split` finds the model's dataset, :func:`ebprop.inputs.read_inputs`
+decodes images, :func:`ebprop.metrics.evaluation_report` and :func:`ebprop.metrics.model_memory`
+compute what is printed.
 """
 
 from __future__ import annotations
@@ -13,55 +15,146 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..datasets import DATASETS
-from ..inputs import model_features, model_split, read_raw_inputs
-from ..metrics import evaluation_report, model_memory
-from ..persist import load_model
+from ..exceptions import EBPropError
+from ..inputs import model_features, model_split, read_inputs
+from ..metrics import confusion_matrix, error_rate, evaluation_report, model_memory
+from ..persist import LoadedModel, load_model
 from .app import pct
 
-__all__ = ["evaluate", "info", "predict"]
+__all__ = ["evaluate", "info", "open_model", "predict"]
+
+_PACKED_NOTE = "packed .ebpb: EBP-D (sign network) only, no EBP-P probabilities"
+
+
+def open_model(path: Path):
+    """A :class:`LoadedModel` for a model ``.npz`` or run folder; a ``PackedNetwork`` for .ebpb."""
+    if path.is_dir():
+        if not (path / "model.npz").is_file():
+            raise FileNotFoundError(
+                f"{path}: no model.npz in this folder; give a run folder that finished an epoch, "
+                "a model .npz or a .ebpb"
+            )
+        path = path / "model.npz"
+    if path.suffix.lower() == ".ebpb":
+        from ..packed import PackedNetwork
+
+        return PackedNetwork.load(path)
+    return load_model(path)
+
+
+def _names(model) -> tuple[str, ...]:
+    if isinstance(model, LoadedModel):
+        return model.class_names
+    return tuple(str(c) for c in model.classes_.tolist())
+
+
+def _name_of(model, labels: np.ndarray) -> list[str]:
+    """Class names of predicted labels."""
+    classes = model.estimator.classes_ if isinstance(model, LoadedModel) else model.classes_
+    names = _names(model)
+    return [names[i] for i in np.searchsorted(classes, labels)]
 
 
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option(
-    "--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True
+    "--split",
+    type=click.Choice(["test", "val", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="all: the three together (for data the model was not trained on).",
 )
-@click.option("--dataset", type=click.Choice(list(DATASETS)), help="Override.")
+@click.option(
+    "--dataset",
+    help="Another dataset: a name or a path (folder of images, .npz); its classes are matched "
+    "to the model's by name.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--bins", type=click.IntRange(min=1), default=15, show_default=True, help="ECE bins.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
-    """Error of both readouts, per-class error, confusion matrix and calibration of MODEL."""
-    model = load_model(model_path)
+    """Error of both readouts, per-class error, confusion matrix and calibration of MODEL.
+
+    MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only; needs --dataset).
+    """
+    model = open_model(model_path)
+    if not isinstance(model, LoadedModel):
+        _evaluate_packed(model, model_path, split, dataset, data_dir, as_json)
+        return
     try:
         X, y, name, warn = model_split(model, split, dataset, data_dir)
     except ValueError as exc:
+        if isinstance(exc, EBPropError):  # bad data: one line, status 1
+            raise
         raise click.UsageError(str(exc)) from None
     if warn:
         click.echo(warn, err=True)
     report = evaluation_report(model.estimator, model_features(model, X), y, bins)
-    report |= {"model": str(model_path), "dataset": name, "split": split}
+    names = list(model.class_names)
+    report |= {"model": str(model_path), "dataset": name, "split": split, "class_names": names}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{model_path}: {name} {split} split, {report['n_samples']} images")
+    what = "images" if X.ndim == 3 else "samples"
+    click.echo(f"{model_path}: {name} {split} split, {report['n_samples']} {what}")
     click.echo(f"  error  EBP-P {pct(report['error_p'])}   EBP-D {pct(report['error_d'])}")
     click.echo(
         f"  EBP-P calibration: NLL {report['nll']:.4f}  Brier {report['brier']:.4f}  "
         f"ECE({bins} bins) {report['ece']:.4f}"
     )
-    click.echo("  per-class error (EBP-P / EBP-D):")
-    for c, ep, ed in zip(
-        report["classes"], report["per_class_error_p"], report["per_class_error_d"], strict=True
-    ):
-        click.echo(f"    {c!s:>6}  {pct(ep)}  {pct(ed)}")
-    cm = np.array(report["confusion_matrix_p"])
+    _per_class(names, report["per_class_error_p"], report["per_class_error_d"])
+    _confusion(names, np.array(report["confusion_matrix_p"]), "EBP-P")
+
+
+def _per_class(names: list[str], err_p: list | None, err_d: list) -> None:
+    w = max(6, *(len(n) for n in names))
+    click.echo("  per-class error (EBP-P / EBP-D):" if err_p else "  per-class error (EBP-D):")
+    for k, n in enumerate(names):
+        click.echo(f"    {n:>{w}}  " + (f"{pct(err_p[k])}  " if err_p else "") + pct(err_d[k]))
+
+
+def _confusion(names: list[str], cm: np.ndarray, readout: str) -> None:
+    """The confusion matrix; columns by class index (the rows name them)."""
     w = max(4, len(str(cm.max())) + 1)
-    click.echo("  confusion matrix (EBP-P; rows true, columns predicted):")
-    click.echo("        " + "".join(f"{c!s:>{w}}" for c in report["classes"]))
-    for c, row in zip(report["classes"], cm, strict=True):
-        click.echo(f"  {c!s:>6}" + "".join(f"{v:>{w}}" for v in row))
+    rw = max(6, *(len(n) for n in names))
+    click.echo(f"  confusion matrix ({readout}; rows true, columns predicted, by row number):")
+    click.echo("  " + " " * (rw + 5) + "".join(f"{k:>{w}}" for k in range(len(names))))
+    for k, (n, row) in enumerate(zip(names, cm, strict=True)):
+        click.echo(f"  {n:>{rw}} {k:>3} " + "".join(f"{v:>{w}}" for v in row))
+
+
+def _evaluate_packed(net, model_path, split, dataset, data_dir, as_json) -> None:
+    """EBP-D error of a .ebpb on a dataset (the file records no dataset: --dataset needed)."""
+    from ..datasets import load_dataset
+
+    if dataset is None:
+        raise click.UsageError(
+            f"{model_path}: a .ebpb records no dataset; pass --dataset ({_PACKED_NOTE})"
+        )
+    ds = load_dataset(dataset, data_dir)
+    X, y = ds.split(split)
+    names = _names(net)
+    # labels are indices into the data's classes, as the packed model's classes are
+    pred = net.predict(X)
+    per = [float(np.mean(pred[y == c] != c)) if np.any(y == c) else None for c in net.classes_]
+    report = {
+        "model": str(model_path),
+        "dataset": dataset,
+        "split": split,
+        "n_samples": int(len(y)),
+        "readout": "deterministic",
+        "error_d": error_rate(y, pred),
+        "class_names": list(names),
+        "per_class_error_d": per,
+        "confusion_matrix_d": confusion_matrix(y, pred, net.classes_).tolist(),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model_path}: {dataset} {split} split, {len(y)} samples ({_PACKED_NOTE})")
+    click.echo(f"  error  EBP-D {pct(report['error_d'])}")
+    _per_class(list(names), None, per)
+    _confusion(list(names), np.array(report["confusion_matrix_d"]), "EBP-D")
 
 
 # ---------------------------------------------------------------------------- predict
@@ -79,29 +172,62 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bool) -> None:
-    """Classify image files (PNG/JPEG, any size) or .npy arrays of raw images with MODEL."""
-    model = load_model(model_path)
-    if model.preprocessor is None:
-        raise ValueError(f"{model_path}: the model has no preprocessor; cannot read images")
-    names, raw = read_raw_inputs(model, list(inputs), invert)
-    X = model_features(model, raw)
-    est = model.estimator
-    proba = est.predict_proba(X)
-    pred_p = est.classes_[proba.argmax(axis=1)]
-    pred_d = est.predict(X, readout="deterministic")
-    rows = [
-        {"input": n, "class": p.item(), "probability": float(pr.max()), "class_d": d.item()}
-        for n, p, pr, d in zip(names, pred_p, proba, pred_d, strict=True)
-    ]
+    """Classify image files (PNG/JPEG, any size) or .npy arrays of raw images with MODEL.
+
+    MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only: no probability).
+    """
+    model = open_model(model_path)
+    if not isinstance(model, LoadedModel):
+        prep = model.model.preprocessing
+        names, raw = read_inputs(
+            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert
+        )
+        pred_d = model.predict(np.rint(raw).astype(np.uint8))
+        rows = [
+            {"input": n, "class": None, "probability": None, "class_d": d.item(), "name_d": nd}
+            for n, d, nd in zip(names, pred_d, _name_of(model, pred_d), strict=True)
+        ]
+    else:
+        pre = model.preprocessor
+        if pre is None:
+            raise ValueError(f"{model_path}: the model has no preprocessor; cannot read inputs")
+        names, raw = read_inputs(list(inputs), tuple(pre.image_shape_), pre.max_value_, invert)
+        X = model_features(model, raw)
+        est = model.estimator
+        proba = est.predict_proba(X)
+        pred_p = est.classes_[proba.argmax(axis=1)]
+        pred_d = est.predict(X, readout="deterministic")
+        rows = [
+            {
+                "input": n,
+                "class": p.item(),
+                "name": np_,
+                "probability": float(pr.max()),
+                "class_d": d.item(),
+                "name_d": nd,
+            }
+            for n, p, np_, pr, d, nd in zip(
+                names,
+                pred_p,
+                _name_of(model, pred_p),
+                proba,
+                pred_d,
+                _name_of(model, pred_d),
+                strict=True,
+            )
+        ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(n) for n in names)
     for r in rows:
-        click.echo(
-            f"{r['input']:<{width}}  class {r['class']!s}  p={r['probability']:.3f}  "
-            f"(EBP-D: {r['class_d']!s})"
-        )
+        if r["probability"] is None:
+            click.echo(f"{r['input']:<{width}}  EBP-D class {r['name_d']}")
+        else:
+            click.echo(
+                f"{r['input']:<{width}}  class {r['name']}  p={r['probability']:.3f}  "
+                f"(EBP-D: {r['name_d']})"
+            )
 
 
 # ---------------------------------------------------------------------------- info
@@ -117,8 +243,14 @@ def _bytes(n: float) -> str:
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(model_path: Path, as_json: bool) -> None:
-    """Summarise MODEL: layers, 1-bit and 32-bit parameters, memory trained and deployed."""
-    model = load_model(model_path)
+    """Summarise MODEL: layers, 1-bit and 32-bit parameters, memory trained and deployed.
+
+    MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only).
+    """
+    model = open_model(model_path)
+    if not isinstance(model, LoadedModel):
+        _info_packed(model, model_path, as_json)
+        return
     est, meta = model.estimator, model.metadata
     rows = model_memory(est)
     total = {k: sum(r[k] for r in rows) for k in rows[0] if k not in ("layer", "shape")}
@@ -134,6 +266,7 @@ def info(model_path: Path, as_json: bool) -> None:
                     "dtype": str(np.dtype(est.dtype)),
                     "sizes": meta["architecture"]["sizes"],
                     "classes": est.classes_.tolist(),
+                    "class_names": list(model.class_names),
                     "preprocessor": pre or None,
                     "layers": rows,
                     "total": total,
@@ -152,7 +285,10 @@ def info(model_path: Path, as_json: bool) -> None:
         f"  {est.weights} weights, trained as {np.dtype(est.dtype).name}; "
         f"{' → '.join(map(str, sizes))}; {len(est.classes_)} classes"
     )
-    if pre:
+    click.echo(f"  classes: {_short(model.class_names)}")
+    if pre and len(pre["image_shape"]) == 1:
+        click.echo(f"  input: {pre['image_shape'][0]} features (scaling {pre['scaling']})")
+    elif pre:
         filters = ",".join(pre.get("filters") or []) or "none"
         click.echo(
             f"  input: {pre['image_shape'][0]}x{pre['image_shape'][1]} images → "
@@ -186,3 +322,33 @@ def info(model_path: Path, as_json: bool) -> None:
             f"  at epoch {m.get('epoch')}: test error EBP-P {pct(m['test_error_p'])}, "
             f"EBP-D {pct(m['test_error_d'])}"
         )
+
+
+def _short(names, limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _info_packed(net, model_path: Path, as_json: bool) -> None:
+    prep = net.model.preprocessing
+    sizes = list(net.sizes)
+    info = {
+        "model": str(model_path),
+        "format": "ebpb",
+        "readout": "deterministic",
+        "sizes": sizes,
+        "classes": net.classes_.tolist(),
+        "preprocessing": prep,
+        "weight_bytes": int(net.weight_nbytes),
+        "file_bytes": model_path.stat().st_size,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{model_path}: {_PACKED_NOTE}")
+    click.echo(
+        f"  {' → '.join(map(str, sizes))}; {len(net.classes_)} classes: {_short(_names(net))}"
+    )
+    h, w = prep["image_shape"]
+    click.echo(f"  input: {h}x{w} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
+    click.echo(f"  packed weights {_bytes(net.weight_nbytes)}, file {_bytes(info['file_bytes'])}")

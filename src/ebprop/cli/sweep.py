@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
@@ -37,7 +39,10 @@ __all__ = ["report", "sweep"]
     help="BLAS/torch threads per run (default: 1 with --jobs > 1 or --scheduler, else all).",
 )  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="List the runs and their state; train nothing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the result: no progress bar.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the results table (and each run) as JSON."
+)
 def sweep(
     experiment: str,
     out: str | None,
@@ -47,6 +52,7 @@ def sweep(
     threads: int | None,
     dry_run: bool,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run the grid of training runs in EXPERIMENT (a TOML file; see docs/sweeps.md).
 
@@ -61,12 +67,13 @@ def sweep(
     counts = {
         s: sum(v == s for v in states.values()) for s in ("done", "partial", "new", "conflict")
     }
-    click.echo(
-        f"{exp.name}: {len(exp.runs)} runs in {out_dir} ({counts['done']} done, "
-        f"{counts['partial']} to resume, {counts['new']} new"
-        + (f", {counts['conflict']} with other settings" if counts["conflict"] else "")
-        + ")"
-    )
+    if not as_json or dry_run:  # stdout holds only the JSON
+        click.echo(
+            f"{exp.name}: {len(exp.runs)} runs in {out_dir} ({counts['done']} done, "
+            f"{counts['partial']} to resume, {counts['new']} new"
+            + (f", {counts['conflict']} with other settings" if counts["conflict"] else "")
+            + ")"
+        )
     if dry_run:
         for run in exp.runs:
             click.echo(f"  {states[run.name]:<8}{run.name}")
@@ -78,12 +85,18 @@ def sweep(
         scheduler=scheduler,
         data_dir=data_dir,
         threads=threads,
-        progress=not quiet,
+        progress=not quiet and sys.stderr.isatty(),
     )
     ran = sum(o["status"] in ("done", "stopped") for o in result.outcomes)
-    click.echo(f"trained {ran} run(s), skipped {counts['done']}; results:")
-    for kind in ("md", "csv", "png"):
-        click.echo(f"  {result.files[kind]}")
+    if as_json:
+        files = {k: str(v) for k, v in result.files.items()}
+        doc = {"name": exp.name, "out_dir": str(out_dir), "rows": result.rows, "files": files}
+        doc["runs"] = result.outcomes
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        click.echo(f"trained {ran} run(s), skipped {counts['done']}; results:")
+        for kind in ("md", "csv", "png"):
+            click.echo(f"  {result.files[kind]}")
     if result.failed:
         for o in result.failed:
             click.echo(f"  FAILED {o['name']}: {o['error']}", err=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
 import click
 
-from ..datasets import DATASETS, SCALINGS
+from ..datasets import DATASETS, SCALINGS, is_dataset_path, parse_image_size
 from ..runs import TrainOptions, load_options, option_keys, train_run
 from ..runs.folder import RESUMABLE_CHANGES
 from .app import pct
@@ -68,6 +70,20 @@ def _parse_validation(ctx, param, value: str | None) -> int | float | None:
         raise click.BadParameter(f"{value!r}: give a count (5000) or a fraction (0.1)") from None
 
 
+def _parse_image_size(ctx, param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_image_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal: not when quiet, nor when stderr goes to a file or pipe."""
+    return not quiet and sys.stderr.isatty()
+
+
 def _epoch_line(r: dict, epochs: int) -> str:
     speed = f"{r['samples_per_s']:,.0f} img/s" if r.get("samples_per_s") else ""
     return (
@@ -79,7 +95,8 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 
 def _default_out(dataset: str) -> Path:
-    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    label = Path(dataset).stem if is_dataset_path(dataset) else dataset
+    base = Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 1
     while out.exists():
         k += 1
@@ -95,11 +112,29 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
 @click.command(cls=_TrainCommand)
 @click.option(
     "--dataset",
-    type=click.Choice(list(DATASETS)),
     default=_D.dataset,
     show_default=True,
+    help=f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per class) or an "
+    ".npz (X_train, y_train[, X_test, y_test]).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset.")
+@click.option(
+    "--image-size",
+    callback=_parse_image_size,
+    help="Your own images: the size HxW they must have (or are resized to, with --resize).",
+)
+@click.option(
+    "--resize/--no-resize",
+    default=False,
+    callback=lambda ctx, param, v: "resize" if v else None,
+    help="Resize images of another size to --image-size (Lanczos) instead of refusing them.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    help=f"Your own data without a test set: the fraction held out for testing. "
+    f"[default: {_D.test_fraction}]",
+)
 @click.option(
     "--hidden",
     callback=_parse_hidden,
@@ -178,7 +213,10 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     show_default=True,
     help="Seconds between mid-epoch checkpoints.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print only the result: no progress bars, no epoch lines."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.pass_context
 def train(ctx: click.Context, **kw) -> None:
     """Train a network and save it, its checkpoints, metrics and plots in a run directory.
@@ -226,7 +264,13 @@ def train(ctx: click.Context, **kw) -> None:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     hidden = "-".join(str(h) for h in options.hidden) or "none"
-    click.echo(
+    quiet, as_json = kw["quiet"], kw["as_json"]
+
+    def say(text: str) -> None:  # progress lines: stdout, or stderr when stdout is the JSON
+        if not quiet:
+            click.echo(text, err=as_json)
+
+    say(
         f"{'resuming' if kw['resume'] else 'training'} {options.weights} net (hidden {hidden}) on "
         f"{options.dataset} for {options.epochs} epoch{'s' if options.epochs != 1 else ''} → {out}"
     )
@@ -235,8 +279,8 @@ def train(ctx: click.Context, **kw) -> None:
             options,
             out,
             resume=kw["resume"] is not None,
-            progress=not kw["quiet"],
-            on_epoch=lambda r: click.echo(_epoch_line(r, options.epochs)),
+            progress=show_progress(quiet),
+            on_epoch=lambda r: say(_epoch_line(r, options.epochs)),
             stop_event=stop,
             checkpoint_every=kw["checkpoint_every"],
         )
@@ -251,6 +295,9 @@ def train(ctx: click.Context, **kw) -> None:
         )
         ctx.exit(130)
     s = summary
+    if as_json:
+        click.echo(json.dumps(s | {"out_dir": str(out)}, indent=2, default=str))
+        return
     click.echo(
         f"done: best epoch {s['best_epoch']}/{s['epochs_run']} (by validation EBP-"
         f"{'P' if options.select_by == 'probabilistic' else 'D'})"

@@ -56,6 +56,11 @@ def preprocessing_of(preprocessor: Any) -> dict:
     if not meta["keep_pixels"]:
         problems.append("keep_pixels=False")
     m = meta["max_value"]
+    if m is None:  # a model of features (n, d) from an .npz: no pixels to pack
+        raise ModelFormatError(
+            "cannot export a model trained on features (not images) to the packed uint8-pixel "
+            "runtime; packed export needs an image model"
+        )
     if float(m) != int(m) or not 1 <= int(m) <= 255:
         problems.append(f"max_value={m!r} (must be an integer in 1..255 for uint8 pixels)")
     if problems:

@@ -24,6 +24,7 @@ class Features:
     X_train, X_val, X_test : float arrays in the options' dtype (X_val may have 0 rows).
     y_train, y_val, y_test : labels (the dataset's own values).
     classes : (n_classes,) sorted labels.
+    class_names : the name of each class, by index (``Dataset.class_names``).
     checksums : the dataset files' checksums (a resume refuses changed data).
     preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
     """
@@ -37,6 +38,7 @@ class Features:
     classes: np.ndarray
     checksums: dict
     preprocessor: Any
+    class_names: tuple[str, ...] = ()
 
     def class_indices(self, part: str) -> np.ndarray:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
@@ -52,10 +54,9 @@ def load_features(options: DataOptions) -> Features:
     options : DataOptions (or any subclass; only the data fields are read).
     """
     from ..datasets import Preprocessor, load_dataset
+    from ..inputs import dataset_options
 
-    ds = load_dataset(
-        options.dataset, options.data_dir, validation=options.validation, seed=options.seed
-    )
+    ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
     pre = Preprocessor(scaling=options.scaling, filters=options.filters, deskew=options.deskew)
     pre.fit(ds.X_train, ds.max_value)
     dt = np.dtype(options.dtype)
@@ -69,4 +70,5 @@ def load_features(options: DataOptions) -> Features:
         classes=np.asarray(ds.classes),
         checksums=dict(ds.checksums),
         preprocessor=pre,
+        class_names=tuple(ds.class_names),
     )

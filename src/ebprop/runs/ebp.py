@@ -34,6 +34,7 @@ from .. import metrics, plots
 from .._version import __version__
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
+from ..fitting import training_threads
 from ..persist import load_model, save_model
 from ..train import Trainer
 from .data import Features, load_features
@@ -205,7 +206,11 @@ def train_run(
     Y = est.coding.targets(data.y_train, trainer.net.dtype)
     n = data.y_train.shape[0]
     stop = stop_event or threading.Event()
-    model_meta = {"training_options": options.to_dict(), "checksums": data.checksums}
+    model_meta = {
+        "training_options": options.to_dict(),
+        "checksums": data.checksums,
+        "class_names": list(data.class_names),
+    }
     key = "val_error_" + _SUFFIX[options.select_by]
 
     stopped_early = False
@@ -241,7 +246,8 @@ def train_run(
             return False
 
         try:
-            completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
+            with training_threads():
+                completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
         except FloatingPointError as exc:
             raise FloatingPointError(
                 f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"

@@ -15,6 +15,7 @@ last without a validation split), and when patience runs out. Every file is writ
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..fileio import (
     write_json,
     write_jsonl,
 )
-from .options import RunOptions
+from .options import DataOptions, RunOptions
 
 __all__ = [
     "RunFolder",
@@ -52,7 +53,21 @@ RESUMABLE_CHANGES = frozenset({"epochs", "jobs"})
 def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
     """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside."""
     keys = set(mine) | set(stored)
-    return sorted(k for k in keys if k not in RESUMABLE_CHANGES and mine.get(k) != stored.get(k))
+
+    def value(d: dict[str, Any], k: str) -> Any:  # options added later: absent means default
+        return d[k] if k in d else ADDED_DEFAULTS.get(k)
+
+    return sorted(
+        k for k in keys if k not in RESUMABLE_CHANGES and value(mine, k) != value(stored, k)
+    )
+
+
+#: Options added after runs were stored (issues 10 and 15); a stored run without them used these.
+ADDED_DEFAULTS: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(DataOptions)
+    if f.name in ("test_fraction", "test_seed", "image_size", "resize")
+} | {"refit_thresholds": False}
 
 
 class RunFolder:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..estimator import EBPClassifier
@@ -51,10 +53,11 @@ class _Options:
     """to_dict/from_dict shared by the option classes (flat JSON, ``hidden`` as a list)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (``hidden`` as a list)."""
+        """JSON-able dict (``hidden`` and ``image_size`` as lists)."""
         d = dataclasses.asdict(self)
-        if "hidden" in d:
-            d["hidden"] = list(d["hidden"])
+        for key in ("hidden", "image_size"):
+            if d.get(key) is not None:
+                d[key] = list(d[key])
         return d
 
     @classmethod
@@ -73,10 +76,16 @@ class DataOptions(_Options):
 
     Parameters
     ----------
-    dataset : one of :data:`ebprop.datasets.DATASETS`.
+    dataset : one of :data:`ebprop.datasets.DATASETS`, or a path to your own data (a folder of
+        images or an ``.npz``; stored as an absolute path).
     data_dir : folder holding the dataset (None: ``$EBPROP_DATA`` or the cache).
     validation : images held out of the training set: a count, a fraction, 0, or None (the
         dataset's default).
+    test_fraction, test_seed : for your own data without a test set: the stratified fraction
+        held out as the test set and the fixed seed of that draw.
+    image_size : (height, width) every image of your own folder must have, or is resized to
+        (``resize="resize"``); None: the size of the first image.
+    resize : {"refuse", "resize"}; what to do with an image of another size.
     filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
     seed : int >= 0; seeds the validation split and everything random in training.
     dtype : {"float32", "float64"}.
@@ -87,6 +96,10 @@ class DataOptions(_Options):
     dataset: str = "digits"
     data_dir: str | None = None
     validation: int | float | None = None
+    test_fraction: float = 0.2
+    test_seed: int = 0
+    image_size: tuple[int, int] | None = None
+    resize: str = "refuse"
     filters: str | None = None
     scaling: str = "unit"
     deskew: bool = False
@@ -98,15 +111,34 @@ class DataOptions(_Options):
 
     def validate(self) -> None:
         """Check every field (ValueError naming the field); subclasses extend it."""
-        from ..datasets import DATASETS, SCALINGS, parse_filters
+        from ..datasets import (
+            DATASETS,
+            SCALINGS,
+            check_load_options,
+            is_dataset_path,
+            parse_filters,
+        )
 
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
+        if not isinstance(self.dataset, str | os.PathLike):
+            raise ValueError(f"dataset must be a name or a path, got {self.dataset!r}")
+        if is_dataset_path(self.dataset):
+            # absolute, so the model finds its data from any working folder
+            self.dataset = str(Path(self.dataset).expanduser().resolve())
+        elif self.dataset not in DATASETS:
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)} or give "
+                "a path (a folder of images, an .npz)"
+            )
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
         v = self.validation
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0):
             raise ValueError(f"validation must be a count, a fraction or None, got {v!r}")
+        if isinstance(self.image_size, list):  # from JSON
+            self.image_size = tuple(self.image_size)
+        if isinstance(self.test_seed, bool) or not isinstance(self.test_seed, numbers.Integral):
+            raise ValueError(f"test_seed must be an integer, got {self.test_seed!r}")
+        check_load_options(v, self.test_fraction, self.image_size, self.resize)
         if self.filters is not None:
             if not isinstance(self.filters, str):
                 raise ValueError(
