@@ -343,8 +343,10 @@ def _finish(
     models = {}
     for s, name in _READOUT_NAMES.items():
         best_s = best_record(history, f"val_error_{s}")
+        file = out_dir / f"model_{s}.npz"
         models[name] = {
-            "file": f"model_{s}.npz",
+            # Absent for a run started before ebprop kept both models and resumed since.
+            "file": file.name if file.is_file() else None,
             "epoch": best_s["epoch"],
             "val_error": best_s[f"val_error_{s}"],
             "test_error": best_s[f"test_error_{s}"],
