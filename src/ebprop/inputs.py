@@ -12,7 +12,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_to_raw", "model_features", "model_split", "npy_to_raw", "read_raw_inputs"]
+__all__ = [
+    "image_to_raw",
+    "model_data_dir",
+    "model_features",
+    "model_split",
+    "npy_to_raw",
+    "read_raw_inputs",
+]
+
+
+def model_data_dir(model: Any, data_dir: str | os.PathLike | None = None) -> str | None:
+    """The folder to look for a model's dataset in: ``data_dir`` (``--data-dir``) when given,
+    else the folder recorded at training time while it still exists, else None, which makes
+    :func:`ebprop.datasets.load_dataset` search ``$EBPROP_DATA`` and then the user cache.
+    """
+    if data_dir is not None:
+        return str(data_dir)
+    recorded = (model.metadata.get("training_options") or {}).get("data_dir")
+    if isinstance(recorded, str) and recorded and Path(recorded).is_dir():
+        return recorded
+    return None  # gone (another machine, a moved folder) or never recorded
 
 
 def model_split(
@@ -26,7 +46,9 @@ def model_split(
         Its ``training_options`` give the dataset, folder, validation split and seed.
     split : {"test", "val", "train"}
     dataset, data_dir : str, optional
-        Override the recorded dataset / folder.
+        Override the recorded dataset / folder. The folder searched is chosen by
+        :func:`model_data_dir`: ``data_dir``, the recorded one if it still exists,
+        ``$EBPROP_DATA``, the user cache.
 
     Returns
     -------
@@ -46,7 +68,7 @@ def model_split(
         raise ValueError("the model records no dataset; pass --dataset")
     ds = load_dataset(
         name,
-        data_dir or opts.get("data_dir"),
+        model_data_dir(model, data_dir),
         validation=opts.get("validation"),
         seed=opts.get("seed", 0),
     )
