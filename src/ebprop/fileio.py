@@ -175,7 +175,9 @@ def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> int:
     return nbytes
 
 
-def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+def read_npz(
+    path: str | os.PathLike, max_bytes: int | None = None, what: str = ".npz archive"
+) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` file, after checking every size it declares; never unpickles.
 
     Before allocating anything, the zip directory's declared sizes and each ``.npy`` header's
@@ -183,6 +185,8 @@ def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str,
     :data:`MAX_ARCHIVE_BYTES`), a member must not expand more than 20× its stored size (a zip
     bomb), and each header's shape must match its member's size (a small file cannot declare a
     huge array).
+
+    ``what`` names the kind of file in messages ("checkpoint", "model file").
 
     Raises
     ------
@@ -215,4 +219,4 @@ def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str,
     except ModelFormatError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise ModelFormatError(f"{src}: not a readable .npz archive ({exc})") from exc
+        raise ModelFormatError(f"{src}: unreadable {what} ({exc})") from exc

@@ -158,7 +158,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":
         raise ModelFormatError(f"{src}: not a .npz model file (no zip header)")
-    return read_npz(path)  # declared sizes checked before anything is allocated
+    return read_npz(
+        path, what=".npz model file"
+    )  # declared sizes checked before anything is allocated
 
 
 def _check_header(header: dict, src: str) -> None:

@@ -183,7 +183,9 @@ class RunFolder:
         """(header, arrays) of ``checkpoint.npz``; ModelFormatError names the file."""
         src = str(self.checkpoint_path)
         try:
-            arrays = read_npz(self.checkpoint_path)  # sizes checked before allocating
+            arrays = read_npz(
+                self.checkpoint_path, what="checkpoint"
+            )  # sizes checked before allocating
         except ModelFormatError:
             raise
         except Exception as exc:  # noqa: BLE001 - any read failure means an unusable checkpoint
