@@ -291,3 +291,8 @@ def test_a_vanished_recorded_folder_falls_back_to_ebprop_data(tmp_path, monkeypa
     monkeypatch.setenv("EBPROP_DATA", str(mnist_dir()))
     X, y, name, _ = model_split(_model(str(tmp_path / "gone")), "test")
     assert name == "mnist" and X.shape == (10_000, 28, 28) and len(y) == 10_000
+
+
+def test_divergence_exits_3_with_debug_too(tmp_path):
+    r = _cli("--debug", "train", "--hidden", "8", "--epochs", "1", "-q", "--out", tmp_path / "r")
+    assert r.exit_code == 3, r.output

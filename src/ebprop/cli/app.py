@@ -44,12 +44,15 @@ class _Main(click.Group):
                 if what in diverged:
                     return
                 diverged.append(what)
-            click.echo(f"warning: {text}", err=True)
+            if debug:  # Python's format, with the file and line
+                python_format(message, category, filename, lineno, file, line)
+            else:
+                click.echo(f"warning: {text}", err=True)
 
         try:
             with warnings.catch_warnings():
-                if not debug:
-                    warnings.showwarning = show
+                python_format = warnings.showwarning
+                warnings.showwarning = show
                 result = super().invoke(ctx)
         except _EXPECTED_ERRORS as exc:
             if debug:
