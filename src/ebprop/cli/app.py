@@ -44,7 +44,9 @@ class _Main(click.Group):
                 if what in diverged:
                     return
                 diverged.append(what)
-            if debug:  # Python's format, with the file and line
+            if debug or issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+                # Python's format, with the file and line (deprecations are for developers,
+                # and hidden by Python's default filters)
                 python_format(message, category, filename, lineno, file, line)
             else:
                 click.echo(f"warning: {text}", err=True)
