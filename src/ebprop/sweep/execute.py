@@ -69,17 +69,20 @@ def _data_dir_env(data_dir: str | None):
 @contextlib.contextmanager
 def _divergence_to(result: dict[str, Any]):
     """Record the first :class:`DivergenceWarning` of a run as ``result["warning"]`` (a worker
-    process's warnings would otherwise go to its stderr, unseen); others pass through."""
-    with warnings.catch_warnings(record=True) as caught:
+    process's warnings would otherwise go to its stderr, unseen); others pass through as they
+    come (nothing is accumulated)."""
+    with warnings.catch_warnings():
+        passthrough = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, DivergenceWarning):
+                result.setdefault("warning", str(message))
+            else:
+                passthrough(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
         warnings.simplefilter("always", DivergenceWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, DivergenceWarning):
-                    result.setdefault("warning", str(w.message))
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        yield
 
 
 def _sweep_alive(parent_pid: int | None, dask_task: bool) -> Callable[[], bool] | None:
