@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -343,25 +346,40 @@ def test_joblib_processes(tmp_path):
     assert [r["n"] for r in result.rows] == [2, 2]
 
 
-def test_joblib_threads_limit_blas_per_run(tmp_path, no_run_plots, monkeypatch):
-    from joblib import parallel_config
-    from threadpoolctl import threadpool_info
-
-    import ebprop.runs
-
-    seen = []
-    real = ebprop.runs.train_run
-
-    def spy(*args, **kwargs):
-        seen.append({p["num_threads"] for p in threadpool_info()})
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ebprop.runs, "train_run", spy)
-    exp = parse_experiment(TINY)
-    with parallel_config(backend="threading"):
-        result = run_sweep(exp, tmp_path, jobs=2, progress=False)
-    assert sorted(o["status"] for o in result.outcomes) == ["done", "done"]
-    assert seen and all(s <= {1} for s in seen)  # jobs > 1: one BLAS thread per run
+def test_joblib_threads_limit_blas_per_run(tmp_path):
+    """Runs in a fresh interpreter with two BLAS threads allowed, so that the check can fail:
+    the worker reports threadpoolctl's view from inside the run."""
+    script = f"""
+import json, sys
+from joblib import parallel_config
+from threadpoolctl import threadpool_info
+import ebprop.plots, ebprop.runs
+from ebprop.sweep import parse_experiment, run_sweep
+for name in ("learning_curves", "confusion_matrix_plot", "reliability_diagram",
+             "confidence_histograms"):
+    setattr(ebprop.plots, name, lambda *a, **k: None)
+seen, real = [], ebprop.runs.train_run
+def spy(*args, **kwargs):
+    seen.append(sorted({{p["num_threads"] for p in threadpool_info()}}))
+    return real(*args, **kwargs)
+ebprop.runs.train_run = spy
+before = sorted({{p["num_threads"] for p in threadpool_info()}})
+exp = parse_experiment({TINY!r})
+with parallel_config(backend="threading"):
+    result = run_sweep(exp, {str(tmp_path)!r}, jobs=2, progress=False)
+print(json.dumps({{"before": before, "seen": seen,
+                  "status": [o["status"] for o in result.outcomes]}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env.update(OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["status"] == ["done", "done"]
+    assert max(report["before"]) >= 2, report  # the process itself may use two threads
+    assert report["seen"] and all(s == [1] for s in report["seen"]), report
 
 
 def test_dask_local_cluster(tmp_path, no_run_plots):

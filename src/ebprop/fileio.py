@@ -11,20 +11,24 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .exceptions import ModelFormatError
+from .exceptions import DataError, ModelFormatError
 
 __all__ = [
+    "MAX_ARCHIVE_BYTES",
     "atomic_savez",
     "atomic_write_bytes",
     "atomic_write_text",
     "decode_header",
     "encode_header",
     "read_json",
+    "read_npz",
     "read_jsonl",
     "write_json",
     "write_jsonl",
@@ -37,7 +41,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     A crash or kill at any moment leaves either the previous file or the new one, never a mix.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise type(exc)(f"{path}: cannot write ({exc.strerror})") from exc
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model or plot is meant to be shared
         with os.fdopen(fd, "wb") as fh:
@@ -94,8 +101,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """The content of a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The content of a JSON file; :class:`DataError` names the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{path}: corrupt JSON ({exc}); restore the file or delete its run folder"
+        ) from exc
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
@@ -115,3 +127,96 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break
     return out
+
+
+#: Largest total of array bytes :func:`read_npz` allocates for one archive (the declared sizes
+#: are checked before anything is read); ``$EBPROP_MAX_ARCHIVE_BYTES`` overrides it.
+MAX_ARCHIVE_BYTES = 4 * 2**30
+
+#: A zip member may expand to at most this many times its stored size (ebprop stores arrays
+#: uncompressed; a higher ratio is a zip bomb) once it is larger than 1 MiB.
+_MAX_EXPANSION = 20
+
+
+def _archive_limit() -> int:
+    value = os.environ.get("EBPROP_MAX_ARCHIVE_BYTES")
+    try:
+        return int(value) if value else MAX_ARCHIVE_BYTES
+    except ValueError:
+        raise ValueError(
+            f"EBPROP_MAX_ARCHIVE_BYTES must be a number of bytes, got {value!r}"
+        ) from None
+
+
+def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> int:
+    """Bytes of the array a ``.npy`` member declares in its header (read without its data)."""
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        except ValueError as exc:
+            raise ModelFormatError(
+                f"{src}: member {info.filename!r} is not a .npy array ({exc})"
+            ) from exc
+        header_len = fh.tell()
+    if dtype.hasobject:
+        raise ModelFormatError(
+            f"{src}: member {info.filename!r} holds Python objects (pickle); refused"
+        )
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes != info.file_size - header_len:
+        raise ModelFormatError(
+            f"{src}: member {info.filename!r} declares shape {shape} of {dtype} "
+            f"({nbytes} bytes) but holds {info.file_size - header_len} bytes"
+        )
+    return nbytes
+
+
+def read_npz(
+    path: str | os.PathLike, max_bytes: int | None = None, what: str = ".npz archive"
+) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file, after checking every size it declares; never unpickles.
+
+    Before allocating anything, the zip directory's declared sizes and each ``.npy`` header's
+    shape are checked: the arrays must fit ``max_bytes`` together (default
+    :data:`MAX_ARCHIVE_BYTES`), a member must not expand more than 20× its stored size (a zip
+    bomb), and each header's shape must match its member's size (a small file cannot declare a
+    huge array).
+
+    ``what`` names the kind of file in messages ("checkpoint", "model file").
+
+    Raises
+    ------
+    ModelFormatError
+        Naming the file: not a zip archive, truncated, corrupt, over a size limit.
+    """
+    src = str(path)
+    limit = _archive_limit() if max_bytes is None else max_bytes
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            declared = sum(i.file_size for i in members)
+            if declared > limit:
+                raise ModelFormatError(
+                    f"{src}: declares {declared:,} bytes of arrays, over the limit of "
+                    f"{limit:,} (set EBPROP_MAX_ARCHIVE_BYTES to allow more)"
+                )
+            for info in members:
+                if info.file_size > 2**20 and info.file_size > _MAX_EXPANSION * max(
+                    info.compress_size, 1
+                ):
+                    raise ModelFormatError(
+                        f"{src}: member {info.filename!r} expands from {info.compress_size:,} "
+                        f"to {info.file_size:,} bytes; refused as a zip bomb"
+                    )
+                if info.filename.endswith(".npy"):
+                    _npy_nbytes(zf, info, src)
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except ModelFormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ModelFormatError(f"{src}: unreadable {what} ({exc})") from exc

@@ -15,12 +15,26 @@ import numpy as np
 __all__ = [
     "dataset_options",
     "invert_light",
+    "model_data_dir",
     "model_features",
     "model_split",
     "npy_to_raw",
     "read_inputs",
     "read_raw_inputs",
 ]
+
+
+def model_data_dir(model: Any, data_dir: str | os.PathLike | None = None) -> str | None:
+    """The folder to look for a model's dataset in: ``data_dir`` (``--data-dir``) when given,
+    else the folder recorded at training time while it still exists, else None, which makes
+    :func:`ebprop.datasets.load_dataset` search ``$EBPROP_DATA`` and then the user cache.
+    """
+    if data_dir is not None:
+        return str(data_dir)
+    recorded = (model.metadata.get("training_options") or {}).get("data_dir")
+    if isinstance(recorded, str) and recorded and Path(recorded).is_dir():
+        return recorded
+    return None  # gone (another machine, a moved folder) or never recorded
 
 
 def model_split(
@@ -37,7 +51,9 @@ def model_split(
     dataset, data_dir : str, optional
         Override the recorded dataset / folder. Another dataset's labels are matched to the
         model's classes by name (:func:`ebprop.datasets.align_labels`); its images are resized
-        to the model's image size and rescaled to its pixel range.
+        to the model's image size and rescaled to its pixel range. The folder searched is chosen
+        by :func:`model_data_dir`: ``data_dir``, the recorded one if it still exists,
+        ``$EBPROP_DATA``, the user cache.
 
     Returns
     -------
@@ -64,7 +80,7 @@ def model_split(
     other = dataset is not None and dataset != opts.get("dataset")
     if other and is_dataset_path(dataset) and pre is not None and pre.max_value_ is not None:
         kwargs |= {"image_size": tuple(pre.image_shape_), "resize": "resize"}
-    ds = load_dataset(name, data_dir or opts.get("data_dir"), **kwargs)
+    ds = load_dataset(name, model_data_dir(model, data_dir), **kwargs)
     warn = None
     recorded = model.metadata.get("checksums") or {}
     if recorded and dataset is None and recorded != ds.checksums:

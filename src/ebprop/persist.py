@@ -18,8 +18,6 @@ on load), and free-form ``training_options``, ``checksums`` and ``metrics``.
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from .fileio import (  # noqa: F401
     atomic_write_text,
     decode_header,
     encode_header,
+    read_npz,
 )
 from .train import n_outputs
 
@@ -193,13 +192,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":
         raise ModelFormatError(f"{src}: not a .npz model file (no zip header)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise ModelFormatError(f"{src}: not a readable .npz model file ({exc})") from exc
-    except ValueError as exc:  # object arrays (pickle) or malformed .npy members
-        raise ModelFormatError(f"{src}: cannot read arrays safely ({exc})") from exc
+    return read_npz(
+        path, what=".npz model file"
+    )  # declared sizes checked before anything is allocated
 
 
 def _check_header(header: dict, src: str) -> None:

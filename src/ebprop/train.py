@@ -27,6 +27,7 @@ from .core import (
 
 __all__ = [
     "DIVERGED_MESSAGE",
+    "DivergenceWarning",
     "LabelCoding",
     "Trainer",
     "decode_outputs",
@@ -42,8 +43,17 @@ BatchCallback = Callable[[int, int], "bool | None"]
 DIVERGED_MESSAGE = (
     "epoch {epoch}: EBP's summed minibatch update diverged (parameters reached the bound "
     f"±{PARAMETER_BOUND:g}); predictions are unreliable. Use a smaller batch size than {{bs}} "
-    "(the update overshoots when a unit's variance σ²c is below the batch size)."
+    "or wider layers (the update overshoots when a unit's variance σ²c is below the batch size)."
 )
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A training epoch drove parameters to the bound: the summed minibatch update diverged.
+
+    Its own category, so that callers can turn it into an error
+    (``warnings.simplefilter("error", DivergenceWarning)``) or, as the CLI does, into an exit
+    status.
+    """
 
 
 # ---------------------------------------------------------------------------- label coding
@@ -280,8 +290,8 @@ class Trainer:
 
         Warns
         -----
-        RuntimeWarning
-            When a completed epoch drove parameters to the bound (the update diverged).
+        DivergenceWarning
+            (a RuntimeWarning) when a completed epoch drove parameters to the bound.
         """
         n = X.shape[0]
         if self.order is None:
@@ -310,7 +320,7 @@ class Trainer:
         if diverged(self.net):
             warnings.warn(
                 DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),
-                RuntimeWarning,
+                DivergenceWarning,
                 stacklevel=3,
             )
         self.epoch, self.order = epoch, None

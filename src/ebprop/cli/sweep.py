@@ -121,9 +121,7 @@ def report(sweep_dirs: tuple[str, ...], out: str, title: str) -> None:
     Every ``summary.json`` directly inside a SWEEP_DIR (or the folder's own) is read; runs that
     differ only in their seed are grouped, exactly as ``ebprop sweep`` does.
     """
-    import json
-
-    from ..sweep import aggregate, write_results
+    from ..sweep import aggregate, read_summary, write_results
 
     summaries = []
     for d in map(Path, sweep_dirs):
@@ -131,7 +129,7 @@ def report(sweep_dirs: tuple[str, ...], out: str, title: str) -> None:
         paths += sorted(d.glob("*/summary.json"))
         if not paths:
             raise EBPropError(f"{d}: no finished run (no summary.json) in this folder")
-        summaries += [json.loads(p.read_text()) for p in paths]
+        summaries += [read_summary(p) for p in paths]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_results(aggregate(summaries), out_dir, title)

@@ -115,7 +115,12 @@ def init_network(
     """
     H, b = [], []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        half_width = np.sqrt(3.0 * init_variance / n_in)  # U(−a, a) has variance a²/3
+        half_width = np.sqrt(3.0) * np.sqrt(init_variance / n_in)  # U(−a, a) has variance a²/3
+        if not half_width < np.finfo(dtype).max:  # NaN too; 3·v alone may overflow
+            raise ValueError(
+                f"init_variance={init_variance:g} is too large: initial weights of "
+                f"±{half_width:g} overflow {np.dtype(dtype).name}"
+            )
         H.append(rng.uniform(-half_width, half_width, size=(n_in, n_out)).astype(dtype))
         b.append(np.zeros(n_out, dtype=dtype))
     return Network(family=family, H=H, b=b)

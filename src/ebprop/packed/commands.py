@@ -88,12 +88,13 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
 def _bench_images(loaded, dataset: str | None, data_dir: str | None, n: int, seed: int):
     """Test images of the model's dataset, or random images of its shape when unavailable."""
     from ..datasets import load_dataset
+    from ..inputs import model_data_dir
 
     opts = loaded.metadata.get("training_options") or {}
     name = dataset or opts.get("dataset")
     if name:
         try:
-            ds = load_dataset(name, data_dir or opts.get("data_dir"), download=False)
+            ds = load_dataset(name, model_data_dir(loaded, data_dir), download=False)
             return ds.X_test, f"{name} test images"
         except (OSError, ValueError) as exc:
             click.echo(f"note: cannot load {name} ({exc}); using random images", err=True)

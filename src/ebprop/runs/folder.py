@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..exceptions import ModelFormatError
+from ..exceptions import DataError, ModelFormatError
 from ..fileio import (
     atomic_savez,
     decode_header,
     encode_header,
     read_json,
     read_jsonl,
+    read_npz,
     write_json,
     write_jsonl,
 )
@@ -90,11 +91,23 @@ class RunFolder:
             raise FileNotFoundError(
                 f"{self.options_path}: no such file; {self.path} is not a run directory"
             )
-        return cls.from_dict(read_json(self.options_path))
+        stored = self._read_object(self.options_path)
+        try:
+            return cls.from_dict(stored)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.options_path}: {exc}") from exc
+
+    @staticmethod
+    def _read_object(path: Path) -> dict:
+        """A JSON file that must hold an object; DataError names the file otherwise."""
+        content = read_json(path)
+        if not isinstance(content, dict):
+            raise DataError(f"{path}: expected a JSON object, got {type(content).__name__}")
+        return content
 
     def read_summary(self) -> dict | None:
         """``summary.json``, or None when the run has not finished."""
-        return read_json(self.summary_path) if self.summary_path.is_file() else None
+        return self._read_object(self.summary_path) if self.summary_path.is_file() else None
 
     def status(self, options: dict[str, Any]) -> str:
         """``"done"``, ``"partial"`` (started, or finished with fewer epochs) or ``"new"``.
@@ -107,7 +120,7 @@ class RunFolder:
         """
         if not self.options_path.is_file():
             return "partial" if self.checkpoint_path.exists() else "new"
-        stored = read_json(self.options_path)
+        stored = self._read_object(self.options_path)
         differ = differing_options(options, stored)
         if differ:
             raise ValueError(
@@ -158,7 +171,9 @@ class RunFolder:
                 "the run's options (only epochs may change)"
             )
         done = self.read_summary()
-        if done is not None and (done["epochs_run"] >= options.epochs or done["stopped_early"]):
+        if done is not None and (
+            done.get("epochs_run", 0) >= options.epochs or done.get("stopped_early")
+        ):
             return options, done
         return options, None
 
@@ -188,8 +203,11 @@ class RunFolder:
         """(header, arrays) of ``checkpoint.npz``; ModelFormatError names the file."""
         src = str(self.checkpoint_path)
         try:
-            with np.load(self.checkpoint_path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            arrays = read_npz(
+                self.checkpoint_path, what="checkpoint"
+            )  # sizes checked before allocating
+        except ModelFormatError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any read failure means an unusable checkpoint
             raise ModelFormatError(f"{src}: unreadable checkpoint ({exc})") from exc
         if key not in arrays:

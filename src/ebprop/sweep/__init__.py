@@ -17,7 +17,14 @@ from .experiment import (
     load_experiment,
     parse_experiment,
 )
-from .results import COLUMNS, aggregate, plot_results, results_markdown, write_results
+from .results import (
+    COLUMNS,
+    aggregate,
+    plot_results,
+    read_summary,
+    results_markdown,
+    write_results,
+)
 
 __all__ = [
     "COLUMNS",
@@ -32,6 +39,7 @@ __all__ = [
     "load_experiment",
     "parse_experiment",
     "plot_results",
+    "read_summary",
     "results_markdown",
     "run_status",
     "run_sweep",

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,14 @@ from typing import Any
 from ..exceptions import EBPropError
 from ..fileio import atomic_write_text, write_json
 from ..runs.folder import RunFolder
+from ..train import DivergenceWarning
 from .experiment import Experiment, RunSpec
 from .results import aggregate, write_results
 
 __all__ = ["SweepResult", "execute_run", "run_status", "run_sweep"]
+
+#: Seconds between a worker's checks that its sweep is still there.
+_WATCH_SECONDS = 0.5
 
 
 def run_status(run_dir: str | os.PathLike, spec: RunSpec) -> str:
@@ -59,6 +66,92 @@ def _data_dir_env(data_dir: str | None):
             os.environ["EBPROP_DATA"] = old
 
 
+@contextlib.contextmanager
+def _divergence_to(result: dict[str, Any]):
+    """Record the first :class:`DivergenceWarning` of a run as ``result["warning"]`` (a worker
+    process's warnings would otherwise go to its stderr, unseen); others pass through as they
+    come (nothing is accumulated)."""
+    with warnings.catch_warnings():
+        passthrough = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, DivergenceWarning):
+                result.setdefault("warning", str(message))
+            else:
+                passthrough(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", DivergenceWarning)
+        yield
+
+
+def _sweep_alive(parent_pid: int | None, dask_task: bool) -> Callable[[], bool] | None:
+    """A check that the sweep which started this run still wants it, or None in its own process.
+
+    A local worker (``parent_pid`` is the sweep's process) is orphaned when that process is gone:
+    the worker is re-parented at once, even before the dead parent is reaped. A Dask task is
+    orphaned when the scheduler has released its key (its client disconnected or cancelled it).
+    """
+    if parent_pid is not None and parent_pid != os.getpid():
+        if os.getppid() == parent_pid:
+            return lambda: os.getppid() == parent_pid
+
+        def exists() -> bool:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+
+        return exists
+    if dask_task:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+            key = worker.get_current_task()
+        except (ImportError, ValueError):
+            return None
+
+        def wanted() -> bool:
+            task = worker.state.tasks.get(key)
+            return task is not None and task.state not in ("cancelled", "released", "forgotten")
+
+        return wanted
+    return None
+
+
+@contextlib.contextmanager
+def _orphan_guard(alive: Callable[[], bool] | None, stop: threading.Event, local: bool):
+    """Stop the run when the sweep that started it is gone (issue 11, item 8).
+
+    The run stops at its next minibatch boundary after writing a checkpoint (so nothing is lost
+    and the sweep resumes it); a local worker process then ends, since nobody will collect its
+    result (after 10 s at most, even if the run does not stop).
+    """
+    if alive is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(_WATCH_SECONDS):
+            if not alive():
+                stop.set()
+                if local:
+                    finished.wait(10.0)
+                    os.kill(os.getpid(), signal.SIGKILL)  # the checkpoint is written
+                return
+
+    threading.Thread(target=watch, name="ebprop-orphan-guard", daemon=True).start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
 def execute_run(
     spec: RunSpec,
     run_dir: str | os.PathLike,
@@ -66,6 +159,8 @@ def execute_run(
     data_dir: str | None = None,
     threads: int | None = None,
     progress: bool = False,
+    parent_pid: int | None = None,
+    dask_task: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume, or skip) one run; never raises for a failing run.
 
@@ -80,16 +175,24 @@ def execute_run(
         Limit BLAS/OpenMP (threadpoolctl) and torch threads to this many; None leaves them.
     progress : bool
         Per-run progress bars.
+    parent_pid : int, optional
+        The sweep's process. In another process (a joblib worker), the run stops (checkpoint
+        written) and the worker exits when that process is gone: no orphan keeps training.
+    dask_task : bool
+        Running as a Dask task: the run stops when the scheduler releases the task (its client
+        is gone).
 
     Returns
     -------
     dict
         ``name``, ``status`` ("done", "skipped", "stopped" or "failed"), ``seconds``,
-        ``error`` (one line, or None) and ``traceback`` (or None).
+        ``error`` (one line, or None), ``traceback`` (or None) and ``warning`` (the first
+        divergence warning, or None).
     """
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     result: dict[str, Any] = {"name": spec.name, "error": None, "traceback": None}
+    warned: dict[str, Any] = {}
     try:
         state = RunFolder(run_dir).status(spec.options)  # ValueError: other settings there
         if state == "done":
@@ -100,7 +203,9 @@ def execute_run(
             from threadpoolctl import threadpool_limits
 
             limits = threadpool_limits(threads)
-        with limits, _data_dir_env(data_dir):
+        stop = threading.Event()
+        guard = _orphan_guard(_sweep_alive(parent_pid, dask_task), stop, local=not dask_task)
+        with limits, _data_dir_env(data_dir), _divergence_to(warned), guard:
             if spec.method == "ebp":
                 from .. import runs
 
@@ -109,6 +214,7 @@ def execute_run(
                     run_dir,
                     resume=resume,
                     progress=progress,
+                    stop_event=stop,
                 )
             else:
                 from ..baselines import BaselineOptions, train_baseline
@@ -119,6 +225,7 @@ def execute_run(
                     resume=resume,
                     progress=progress,
                     threads=threads,
+                    stop_event=stop,
                 )
         status = "done" if summary.get("finished") else "stopped"
     except Exception as exc:  # noqa: BLE001 - one failing run must not stop the sweep
@@ -126,7 +233,12 @@ def execute_run(
         result["error"] = f"{type(exc).__name__}: {msg}"
         result["traceback"] = traceback.format_exc()
         status = "failed"
-    return {**result, "status": status, "seconds": time.perf_counter() - t0}
+    return {
+        **result,
+        "status": status,
+        "seconds": time.perf_counter() - t0,
+        "warning": warned.get("warning"),
+    }
 
 
 @dataclass
@@ -157,7 +269,13 @@ def _iter_local(
     # joblib.parallel_config(backend=...)
     parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
     yield from parallel(
-        delayed(execute_run)(spec, str(out_dir / spec.name), data_dir=data_dir, threads=threads)
+        delayed(execute_run)(
+            spec,
+            str(out_dir / spec.name),
+            data_dir=data_dir,
+            threads=threads,
+            parent_pid=os.getpid(),  # a worker whose sweep is killed stops, then exits
+        )
         for spec in pending
     )
 
@@ -178,6 +296,7 @@ def _iter_dask(
                 str(out_dir / spec.name),
                 data_dir=data_dir,
                 threads=threads,
+                dask_task=True,
                 key=f"ebprop-run-{spec.name}-{time.time_ns()}",
                 pure=False,
             )
@@ -268,13 +387,16 @@ def run_sweep(
             bar.update(1)
             if outcome["status"] == "failed":
                 bar.write(f"run {outcome['name']} failed: {outcome['error']}")
+            if outcome.get("warning"):  # raised again here: a worker's warnings are not seen
+                warnings.warn(
+                    f"run {outcome['name']}: {outcome['warning']}", DivergenceWarning, stacklevel=2
+                )
             if on_outcome is not None:
                 on_outcome(outcome)
     summaries = []
     for run in experiment.runs:
-        summary = RunFolder(out_dir / run.name).read_summary()
-        if summary is not None and run_status(out_dir / run.name, run) == "done":
-            summaries.append(summary)
+        if run_status(out_dir / run.name, run) == "done":  # "conflict" for a corrupt summary
+            summaries.append(RunFolder(out_dir / run.name).read_summary())
     rows = aggregate(summaries)
     files = write_results(rows, out_dir, title=experiment.name)
     return SweepResult(out_dir=out_dir, outcomes=outcomes, rows=rows, files=files)

@@ -18,10 +18,48 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..exceptions import DataError
+from ..fileio import atomic_write_bytes, atomic_write_text, read_json
 from .experiment import BASELINE_WEIGHTS, METHODS, READOUTS, run_name
 
-__all__ = ["COLUMNS", "aggregate", "plot_results", "results_markdown", "write_results"]
+__all__ = [
+    "COLUMNS",
+    "aggregate",
+    "plot_results",
+    "read_summary",
+    "results_markdown",
+    "write_results",
+]
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``summary.json``, checked for what the results table reads.
+
+    Raises
+    ------
+    DataError
+        Naming the file: not JSON, not an object, or lacking ``options`` or the readouts' errors.
+    """
+    summary = read_json(path)
+    problem = None
+    if not isinstance(summary, dict):
+        problem = f"expected a JSON object, got {type(summary).__name__}"
+    elif not isinstance(summary.get("options"), dict):
+        problem = "'options' is missing or not an object"
+    else:
+        try:
+            readouts = _readouts(summary)
+            ok = isinstance(readouts, dict) and all(
+                isinstance(r, dict) and {"val_error", "test_error"} <= set(r)
+                for r in readouts.values()
+            )
+        except KeyError:
+            ok = False
+        if not ok:
+            problem = "the readouts' val_error/test_error are missing"
+    if problem:
+        raise DataError(f"{path}: not a run summary ({problem}); re-run or delete that run")
+    return summary
 
 
 def _readouts(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:

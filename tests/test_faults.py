@@ -1,0 +1,298 @@
+"""Issue 11: bad input and faults end in one line naming the file or field, never a traceback
+or a silent wrong result, and nothing already saved is lost."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import mnist_dir, requires_mnist
+
+from ebprop.cli import main
+from ebprop.exceptions import ModelFormatError
+from ebprop.fileio import atomic_write_bytes, read_npz
+from ebprop.inputs import model_data_dir, model_split
+from ebprop.persist import load_model
+from ebprop.runs.folder import RunFolder
+from ebprop.sweep import parse_experiment, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["train", "--hidden", "16", "--epochs", "1", "-q"]
+
+
+def _cli(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "good"
+    r = _cli(*TINY, "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _assert_one_line_error(r, *needles: str) -> str:
+    assert r.exit_code == 1, r.output
+    assert (
+        "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    )
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, r.output
+    for needle in needles:
+        assert needle in lines[0], r.output
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- item 3: divergence
+@pytest.mark.parametrize("hidden", ["8", "none"])
+def test_divergence_is_one_line_then_exit_3_keeping_the_files(tmp_path, hidden):
+    out = tmp_path / "run"
+    r = _cli("train", "--hidden", hidden, "--epochs", "2", "--batch-size", "10", "-q", "--out", out)
+    assert r.exit_code == 3, r.output
+    warns = [ln for ln in r.output.splitlines() if ln.startswith("warning: ")]
+    assert len(warns) == 1 and "diverged" in warns[0] and "batch size" in warns[0]
+    assert ".py:" not in r.output and "RuntimeWarning" not in r.output  # no Python warning format
+    assert "--batch-size" in r.output and "wider --hidden" in r.output  # the fix is named
+    assert (out / "model.npz").is_file() and (out / "summary.json").is_file()
+
+
+def test_a_stable_small_batch_exits_0(tmp_path):
+    r = _cli(
+        *TINY[:1], "--hidden", "8", "--epochs", "1", "--batch-size", "1", "-q", "--out", tmp_path
+    )
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+
+
+def test_sweep_reports_a_diverged_run(tmp_path):
+    exp = parse_experiment(
+        'name = "d"\n[settings]\ndataset = "digits"\nepochs = 1\nbatch_size = 10\n'
+        "[[grid]]\nhidden = [8]\nseed = [0]\n"
+    )
+    with pytest.warns(RuntimeWarning, match="run ebp-binary-h8.*diverged"):
+        result = run_sweep(exp, tmp_path, progress=False)
+    assert "diverged" in result.outcomes[0]["warning"]
+
+
+# ---------------------------------------------------------------------------- item 6: sizes
+def _npz_bytes(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def test_npy_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    # 8 TiB declared in a file of a few hundred bytes
+    path = tmp_path / "model.npz"
+    path.write_bytes(_npz_bytes({"coef_0.npy": _npy_header((2**40,)) + b"\0" * 64}))
+    with pytest.raises(ModelFormatError, match=r"declares shape \(1099511627776,\)"):
+        load_model(path)
+
+
+def test_zip_bomb_member_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    data = _npy_header((2**20,)) + bytes(8 * 2**20)  # 8 MiB of zeros deflate to ~8 KiB
+    path.write_bytes(_npz_bytes({"coef_0.npy": data}, zipfile.ZIP_DEFLATED))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ModelFormatError, match="zip bomb"):
+        load_model(path)
+
+
+def test_declared_total_over_the_limit_is_refused(good_run, monkeypatch):
+    monkeypatch.setenv("EBPROP_MAX_ARCHIVE_BYTES", "1000")
+    with pytest.raises(ModelFormatError, match="over the limit of 1,000"):
+        load_model(good_run / "model.npz")
+    r = _cli("info", good_run / "model.npz")
+    _assert_one_line_error(r, "model.npz", "EBPROP_MAX_ARCHIVE_BYTES")
+
+
+def test_checkpoint_with_a_huge_declared_array_is_refused(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.checkpoint_path.write_bytes(
+        _npz_bytes({"state.npy": _npy_header((2**20, 2**20)) + b"\0" * 8})
+    )
+    with pytest.raises(ModelFormatError, match="checkpoint.npz.*declares shape"):
+        folder.read_checkpoint("state")
+
+
+def test_read_npz_reads_what_it_checks(tmp_path):
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "b": np.array(["x", "yz"])}
+    np.savez(tmp_path / "f.npz", **arrays)
+    got = read_npz(tmp_path / "f.npz")
+    assert got.keys() == arrays.keys()
+    assert all(np.array_equal(got[k], arrays[k]) for k in arrays)
+
+
+# ---------------------------------------------------------------------------- item 8: orphans
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_a_parallel_sweep_leaves_no_worker_training(tmp_path, sig):
+    toml = tmp_path / "e.toml"
+    toml.write_text(
+        'name = "o"\n[settings]\ndataset = "digits"\nepochs = 400\nbatch_size = 1\n'
+        "[[grid]]\nhidden = [64]\nseed = [0, 1]\n"
+    )
+    out = tmp_path / "out"
+    code = (
+        "from ebprop.sweep import load_experiment, run_sweep; "
+        f"run_sweep(load_experiment({str(toml)!r}), {str(out)!r}, jobs=2, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/options.json"))) < 2:  # both workers are training
+            assert proc.poll() is None and time.monotonic() < deadline, "sweep did not start"
+            time.sleep(0.2)
+        workers = _descendants(proc.pid)
+        assert len(workers) >= 2
+        os.kill(proc.pid, sig)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [w for w in workers if _running(w)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} still running after the sweep's process was killed"
+    # a worker stopped at a minibatch boundary with its checkpoint written: the sweep resumes
+    assert all((d / "checkpoint.npz").is_file() for d in out.glob("ebp-*"))
+
+
+# ---------------------------------------------------------------------------- item 9: errors
+def test_missing_data_error_keeps_the_folders_searched(tmp_path, monkeypatch, good_run):
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.delenv("EBPROP_DATA", raising=False)
+    r = _cli("evaluate", good_run / "model.npz", "--dataset", "mnist", "--data-dir", tmp_path)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "Searched:" in r.output and str(tmp_path / "mnist") in r.output, r.output
+
+
+@pytest.mark.parametrize("content", ["{bad", "[]", '{"hidden": "x"}'])
+def test_corrupt_options_json_is_named(tmp_path, good_run, content):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    (run / "options.json").write_text(content)
+    r = _cli("train", "--resume", run, "--epochs", "2", "-q")
+    _assert_one_line_error(r, str(run / "options.json"))
+
+
+@pytest.mark.parametrize(
+    "content", ["{bad", "[1, 2]", '{"options": 3}', '{"options": {}}', '{"options": {}, "x": 1}']
+)
+def test_report_on_a_malformed_summary_is_one_line(tmp_path, good_run, content):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(good_run, sweep / "run")
+    (sweep / "run" / "summary.json").write_text(content)
+    r = _cli("report", sweep, "--out", tmp_path / "rep")
+    _assert_one_line_error(r, str(sweep / "run" / "summary.json"))
+    assert not (tmp_path / "rep").exists()
+
+
+def test_corrupt_summary_of_a_finished_run_is_named_on_resume(tmp_path, good_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    (run / "summary.json").write_text("[]")
+    _assert_one_line_error(_cli("train", "--resume", run, "-q"), str(run / "summary.json"))
+
+
+def test_huge_init_variance_is_one_line_and_writes_nothing(tmp_path):
+    r = _cli(*TINY, "--init-variance", "1e308", "--out", tmp_path / "run")
+    _assert_one_line_error(r, "init_variance=1e+308")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_target_is_named_not_its_temporary_file(tmp_path):
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError, match="missing/model.npz: cannot write") as err:
+        atomic_write_bytes(target, b"x")
+    assert ".tmp" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- item 10: data dir
+def _model(data_dir: str | None) -> types.SimpleNamespace:
+    opts = {"dataset": "mnist", "data_dir": data_dir, "validation": 0, "seed": 0}
+    return types.SimpleNamespace(metadata={"training_options": opts, "checksums": {}})
+
+
+def test_model_data_dir_order(tmp_path):
+    here = str(tmp_path)
+    gone = str(tmp_path / "gone")
+    assert model_data_dir(_model(gone), "/given") == "/given"  # --data-dir first
+    assert model_data_dir(_model(here)) == here  # the recorded folder while it exists
+    assert model_data_dir(_model(gone)) is None  # then $EBPROP_DATA, then the cache
+    assert model_data_dir(_model(None)) is None
+
+
+@requires_mnist
+def test_a_vanished_recorded_folder_falls_back_to_ebprop_data(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("EBPROP_DATA", str(mnist_dir()))
+    X, y, name, _ = model_split(_model(str(tmp_path / "gone")), "test")
+    assert name == "mnist" and X.shape == (10_000, 28, 28) and len(y) == 10_000
+
+
+def test_divergence_exits_3_with_debug_too(tmp_path):
+    r = _cli("--debug", "train", "--hidden", "8", "--epochs", "1", "-q", "--out", tmp_path / "r")
+    assert r.exit_code == 3, r.output
