@@ -16,8 +16,10 @@ def best(history: list[dict], key: str) -> dict:
 
 
 def main(paths: list[str]) -> None:
-    print("| run | hidden | reinforcement | epochs | EBP-P: epoch, val, test | "
-          "EBP-D: epoch, val, test | s/epoch |")
+    print(
+        "| run | hidden | reinforcement | epochs | EBP-P: epoch, val, test | "
+        "EBP-D: epoch, val, test | s/epoch |"
+    )
     print("|---|---|---|---:|---|---|---:|")
     for path in paths:
         run = Path(path)
