@@ -270,7 +270,9 @@ def test_unwritable_target_is_named_not_its_temporary_file(tmp_path):
 # ---------------------------------------------------------------------------- item 10: data dir
 def _model(data_dir: str | None) -> types.SimpleNamespace:
     opts = {"dataset": "mnist", "data_dir": data_dir, "validation": 0, "seed": 0}
-    return types.SimpleNamespace(metadata={"training_options": opts, "checksums": {}})
+    return types.SimpleNamespace(
+        metadata={"training_options": opts, "checksums": {}}, preprocessor=None
+    )
 
 
 def test_model_data_dir_order(tmp_path):
