@@ -168,7 +168,7 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
 @click.option(
     "--reinforcement",
     help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
-    "(10 plain epochs, then 1.0001), "
+    "(20 plain epochs, then 1.0001), "
     "or 'hidden=…,output=…,start=…,ramp=…'. [default: off]",
 )
 @click.option(
