@@ -30,6 +30,7 @@ __all__ = [
     "read_json",
     "read_npz",
     "read_jsonl",
+    "read_npy_header",
     "write_json",
     "write_jsonl",
 ]
@@ -148,15 +149,22 @@ def _archive_limit() -> int:
         ) from None
 
 
+def read_npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from a ``.npy`` stream's header, leaving it at the data.
+
+    Reads no array data and never unpickles; ValueError when the header is malformed.
+    """
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
 def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> int:
     """Bytes of the array a ``.npy`` member declares in its header (read without its data)."""
     with zf.open(info) as fh:
         try:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            shape, _, dtype = read_npy_header(fh)
         except ValueError as exc:
             raise ModelFormatError(
                 f"{src}: member {info.filename!r} is not a .npy array ({exc})"

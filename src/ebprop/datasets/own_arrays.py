@@ -20,6 +20,7 @@ import numpy as np
 from ebprop.datasets.base import MAX_ARRAY_BYTES
 from ebprop.datasets.idx import read_idx
 from ebprop.exceptions import DataError
+from ebprop.fileio import read_npy_header
 
 __all__ = ["IDX_NAMES", "NPZ_KEYS", "OwnArrays", "idx_arrays", "idx_file", "npz_arrays", "read_npz"]
 
@@ -55,11 +56,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, max_by
     key = info.filename[: -len(".npy")]
     with zf.open(info) as f:
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = read_npy_header(f)
         except ValueError as exc:
             raise DataError(f"{source}: member {key} is not a valid .npy array ({exc})") from exc
         if dtype.hasobject:
