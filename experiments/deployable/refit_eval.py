@@ -12,8 +12,6 @@ import json
 
 import numpy as np
 
-from ebprop.core import Network, make_family, predict_deterministic
-from ebprop.core.refit import refit_deterministic_biases
 from ebprop.datasets import load_dataset
 from ebprop.persist import load_model
 
@@ -41,21 +39,16 @@ def main() -> None:
         dt = np.dtype(est.dtype)
         Xtr = pre.transform(ds.X_train[: args.n_fit], dt)
         Xva, Xte = pre.transform(ds.X_val, dt), pre.transform(ds.X_test, dt)
-        net = Network(family=make_family(est.weights), H=list(est.coefs_), b=list(est.intercepts_))
-        b_new = refit_deterministic_biases(net, Xtr)
-        refit = Network(family=net.family, H=net.H, b=b_new)
-        classes = est.classes_
 
-        def err(n, X, y, classes=classes):
-            return float(np.mean(classes[predict_deterministic(n, X).argmax(1)] != y))
+        def err(X, y, readout="deterministic", est=est):
+            return float(np.mean(est.predict(X, readout=readout) != y))
 
-        row = {
-            "model": path,
-            "val_d": err(net, Xva, ds.y_val),
-            "test_d": err(net, Xte, ds.y_test),
-            "val_d_refit": err(refit, Xva, ds.y_val),
-            "test_d_refit": err(refit, Xte, ds.y_test),
-            "val_p": float(np.mean(est.predict(Xva) != ds.y_val)),
+        row = {"model": path, "val_d": err(Xva, ds.y_val), "test_d": err(Xte, ds.y_test)}
+        est.refit_deterministic(Xtr)  # the EBP-D readout now uses the refitted thresholds
+        row |= {
+            "val_d_refit": err(Xva, ds.y_val),
+            "test_d_refit": err(Xte, ds.y_test),
+            "val_p": err(Xva, ds.y_val, "probabilistic"),
         }
         print(json.dumps(row), flush=True)
 
