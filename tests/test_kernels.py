@@ -123,8 +123,10 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
     )
     assert position == seen[-1] == min(-(-stop_at // 7) * 7, 100)
     assert seen == list(range(7, position + 1, 7))
-    # M and M² are current when on_batch returns; a checkpoint copies H and b only.
-    np.testing.assert_array_equal(part.M2[1], part.M[1] ** 2)
+    # M and M² are current when the call returns (M² is squared per block inside it, and into
+    # the network's array at the end); a checkpoint copies H and b only.
+    for layer in range(3):
+        np.testing.assert_array_equal(part.M2[layer], part.M[layer] ** 2)
     saved = [h.copy() for h in part.H], [b.copy() for b in part.b]
     resumed = init_network(sizes, make_family("binary"), np.random.default_rng(9), dtype=np.float32)
     for mine, theirs in zip(resumed.H + resumed.b, saved[0] + saved[1], strict=True):
@@ -134,6 +136,22 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
     )
     assert end == 100 and errors_1 + errors_2 == done[1]
     _same(resumed, whole)
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_moments_are_current_when_on_batch_raises(weights):
+    net = init_network((40, 140, 3), make_family(weights), np.random.default_rng(0))
+    X, Y = _data(50, np.float32, sparse=False, n_in=40)
+
+    def fail(position: int, n_errors: int) -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_minibatches_fused(net, X, Y, np.arange(50), 10, on_batch=fail)
+    for H, M, M2 in zip(net.H, net.M, net.M2, strict=True):
+        assert (M is H) == (weights == "real")
+        np.testing.assert_array_equal(M2, M * M)
+    assert np.abs(net.b[0]).max() > 0  # the first minibatch did update the network
 
 
 def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off():

@@ -8,8 +8,12 @@ One pass over each layer per minibatch t does the update of t and the forward pa
 row block by row block, so that each block of H is read and written once and the new M, M² are
 multiplied into the next minibatch's sums while the block is still in cache:
 
-    H ← clip(ρ H + ⟨v⟩ᵀ (½Δ)),  M = tanh H (binary) or H (real),  M² = M·M        (per block)
-    μ-sum += m_{t+1} M_block,    σ²-sum += w_{t+1} M²_block                           (per block)
+    H ← clip(ρ H + ⟨v⟩ᵀ (½Δ)),  M = tanh H (binary) or H (real)                   (per block)
+    μ-sum += m_{t+1} M_block,    σ²-sum += w_{t+1} (M_block)²                        (per block)
+
+M² is squared into a scratch block in cache and not written to the network's M2 array during
+the pass (the engine squares M into it once, when its call returns): that saves writing one
+array per layer per minibatch (docs/performance.md).
 
 The products are BLAS calls on the blocks (``_blas.gemm``); everything between them is a compiled
 loop that LLVM vectorises (``_vecmath.tanh32``/``tanh64``). Threads split each layer's output
@@ -37,81 +41,78 @@ _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _row_update_binary(h_row, s_row, m_row, m2_row, r, bound):  # pragma: no cover - compiled
-    for k in range(h_row.shape[0]):
-        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
-        h_row[k] = h
-        m = tanh(h)
-        m_row[k] = m
-        m2_row[k] = m * m
-
-
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _row_update_real(h_row, s_row, m2_row, r, bound):  # pragma: no cover - compiled
-    for k in range(h_row.shape[0]):
-        h = min(max(h_row[k] * r + s_row[k], -bound), bound)
-        h_row[k] = h
-        m2_row[k] = h * h
-
-
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _row_moments(h_row, m_row, m2_row, binary):  # pragma: no cover - compiled
+def _row_update(h_row, s_row, m_row, r, bound, binary):  # pragma: no cover - compiled
+    # H ← clip(ρH + S); binary: M = tanh H (real weights: M is H). M² is not stored here.
     if binary:
         for k in range(h_row.shape[0]):
-            m = tanh(h_row[k])
-            m_row[k] = m
-            m2_row[k] = m * m
+            h = min(max(h_row[k] * r + s_row[k], -bound), bound)
+            h_row[k] = h
+            m_row[k] = tanh(h)
     else:
         for k in range(h_row.shape[0]):
-            m2_row[k] = h_row[k] * h_row[k]
+            h_row[k] = min(max(h_row[k] * r + s_row[k], -bound), bound)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _square_row(m_row, out_row):  # pragma: no cover - compiled
+    for k in range(m_row.shape[0]):
+        out_row[k] = m_row[k] * m_row[k]
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, update):  # pragma: no cover
-    """Rows r0:r1, columns k0:k1: H ← clip(ρH + S) (if ``update``), then M = ⟨W⟩, M² = M·M.
+def moments(H, M, M2, binary):  # pragma: no cover - compiled
+    """M = tanh H (binary; real weights: M is H) and M² = M·M, whole arrays."""
+    h, m, m2 = H.reshape(-1), M.reshape(-1), M2.reshape(-1)
+    if binary:
+        for k in range(h.shape[0]):
+            m[k] = tanh(h[k])
+    _square_row(m, m2)
 
-    ``S`` holds the block's increment ⟨v⟩ᵀ(½Δ) at [0:r1−r0, 0:k1−k0]. For real weights M is H.
-    (One loop per case, so that each is a straight vectorisable loop.)
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def square_moments(M, M2):  # pragma: no cover - compiled
+    """M² = M·M, whole arrays (the same product as the blocks' squares: bit-identical)."""
+    _square_row(M.reshape(-1), M2.reshape(-1))
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def refresh_block(H, M, S, r0, r1, k0, k1, rho, binary):  # pragma: no cover - compiled
+    """Rows r0:r1, columns k0:k1: H ← clip(ρH + S), then M = ⟨W⟩ (binary; real: M is H).
+
+    ``S`` holds the block's increment ⟨v⟩ᵀ(½Δ) at [0:r1−r0, 0:k1−k0].
     """
     bound = H.dtype.type(PARAMETER_BOUND)
     r = H.dtype.type(rho)
     if k0 == 0 and k1 == H.shape[1] and S.shape[1] == k1:
         # Whole rows: the block is contiguous, one flat loop (no per-row views).
-        h, m, m2 = H[r0:r1].reshape(-1), M[r0:r1].reshape(-1), M2[r0:r1].reshape(-1)
-        if not update:
-            _row_moments(h, m, m2, binary)
-        elif binary:
-            _row_update_binary(h, S[: r1 - r0].reshape(-1), m, m2, r, bound)
-        else:
-            _row_update_real(h, S[: r1 - r0].reshape(-1), m2, r, bound)
+        _row_update(H[r0:r1].reshape(-1), S[: r1 - r0].reshape(-1), M[r0:r1].reshape(-1), r,
+                    bound, binary)  # fmt: skip
         return
     for j in range(r0, r1):
-        h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
-        if not update:
-            _row_moments(h_row, m_row, m2_row, binary)
-        elif binary:
-            _row_update_binary(h_row, S[j - r0, : k1 - k0], m_row, m2_row, r, bound)
-        else:
-            _row_update_real(h_row, S[j - r0, : k1 - k0], m2_row, r, bound)
+        _row_update(H[j, k0:k1], S[j - r0, : k1 - k0], M[j, k0:k1], r, bound, binary)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def refresh_rows(H, M, M2, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cover
-    """As :func:`refresh_block` with update, for the listed rows ``rows[i0:i1]`` (S row i − i0)."""
+def refresh_rows(H, M, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cover - compiled
+    """As :func:`refresh_block`, for the listed rows ``rows[i0:i1]`` (S row i − i0)."""
     bound = H.dtype.type(PARAMETER_BOUND)
     r = H.dtype.type(rho)
     for i in range(i0, i1):
         j = rows[i]
-        h_row, m_row, m2_row = H[j, k0:k1], M[j, k0:k1], M2[j, k0:k1]
-        if binary:
-            _row_update_binary(h_row, S[i - i0, : k1 - k0], m_row, m2_row, r, bound)
-        else:
-            _row_update_real(h_row, S[i - i0, : k1 - k0], m2_row, r, bound)
+        _row_update(H[j, k0:k1], S[i - i0, : k1 - k0], M[j, k0:k1], r, bound, binary)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _square_block(M, r0, r1, k0, k1, out):  # pragma: no cover - compiled
+    # out[:r1−r0, :k1−k0] = M[r0:r1, k0:k1]², squared while the block is in cache; row by row
+    # on 1-D views, the form LLVM vectorises (2-D indexing stayed scalar: 6× slower, measured).
+    for j in range(r0, r1):
+        _square_row(M[j, k0:k1], out[j - r0, : k1 - k0])
 
 
 @nb.njit(nogil=True, cache=True)
 def layer_tile(  # pragma: no cover - compiled
-    H, M, M2, binary, rho, block_rows,
+    H, M, binary, rho, block_rows,
     update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
     S, G, G2, k0, k1, blas,
@@ -124,6 +125,7 @@ def layer_tile(  # pragma: no cover - compiled
     forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
         as above for F's non-zero columns (the compacted F, W then hold only those columns).
     S, G, G2 : scratch (block_rows, ≥ k1 − k0). blas : :data:`._blas.GEMM_ADDRESSES`.
+    M² is never read from memory: each block's square is formed in ``G2`` while M is in cache.
     """
     n_in = H.shape[0]
     tw = k1 - k0
@@ -137,18 +139,19 @@ def layer_tile(  # pragma: no cover - compiled
         for i0 in range(0, n_upd, block_rows):
             i1 = min(i0 + block_rows, n_upd)
             gemm(CT[i0:i1], D[:, k0:k1], S[: i1 - i0, :tw], 0.0, False, blas)
-            refresh_rows(H, M, M2, S, upd_rows, i0, i1, k0, k1, rho, binary)
+            refresh_rows(H, M, S, upd_rows, i0, i1, k0, k1, rho, binary)
     if (update and not sparse_upd) or (forward and not sparse_fwd):
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
         for r0 in range(0, n_in, block_rows):
             r1 = min(r0 + block_rows, n_in)
             if update and not sparse_upd:
                 gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False, blas)
-                refresh_block(H, M, M2, S, r0, r1, k0, k1, rho, binary, True)
+                refresh_block(H, M, S, r0, r1, k0, k1, rho, binary)
             if forward and not sparse_fwd:
                 gemm(F[:, r0:r1], M[r0:r1, k0:k1], mu[:, k0:k1], 1.0, False, blas)
                 if need_var:
-                    gemm(W[:, r0:r1], M2[r0:r1, k0:k1], var[:, k0:k1], 1.0, False, blas)
+                    _square_block(M, r0, r1, k0, k1, G2)
+                    gemm(W[:, r0:r1], G2[: r1 - r0, :tw], var[:, k0:k1], 1.0, False, blas)
     # After every block is updated: the next minibatch's sums over its non-zero inputs only.
     if sparse_fwd:
         for i0 in range(0, n_fwd, block_rows):
@@ -156,7 +159,7 @@ def layer_tile(  # pragma: no cover - compiled
             for i in range(i0, i1):
                 G[i - i0, :tw] = M[fwd_rows[i], k0:k1]
                 if need_var:
-                    G2[i - i0, :tw] = M2[fwd_rows[i], k0:k1]
+                    _square_row(G[i - i0, :tw], G2[i - i0, :tw])
             gemm(F[:, i0:i1], G[: i1 - i0, :tw], mu[:, k0:k1], 1.0, False, blas)
             if need_var:
                 gemm(W[:, i0:i1], G2[: i1 - i0, :tw], var[:, k0:k1], 1.0, False, blas)
@@ -164,7 +167,7 @@ def layer_tile(  # pragma: no cover - compiled
 
 @nb.njit(nogil=True, cache=True)
 def layer_pass_serial(  # pragma: no cover - compiled
-    H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one after the other."""
@@ -172,14 +175,14 @@ def layer_pass_serial(  # pragma: no cover - compiled
     for t in range(n_tiles):
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
-            H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
             forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
         )  # fmt: skip
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def layer_pass_parallel(  # pragma: no cover - compiled
-    H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one thread per tile (numba's ``prange``)."""
@@ -187,7 +190,7 @@ def layer_pass_parallel(  # pragma: no cover - compiled
     for t in nb.prange(n_tiles):
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
-            H, M, M2, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
             forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
         )  # fmt: skip
 

@@ -6,11 +6,14 @@ Per minibatch t (its forward statistics already computed):
 2. ½Δ and the biases b_l += Σ ½Δ_l;
 3. one pass over each layer, bottom-up: the update of t, block by block, and in the same pass
    the forward sums of minibatch t + 1 (:mod:`._fused`);
-4. ``on_batch(position, errors)`` — H, b, M and M² are all current at this point.
+4. ``on_batch(position, errors)`` — H, b and M are current at this point; M² is not stored
+   during the call (each block's square is formed in cache where the forward sums need it) and
+   is brought up to date when the call returns.
 
-So each layer's H is read and written once per minibatch, and M read once more by the backward
-pass. The first minibatch of a call gets a forward pass of its own (same code, no update), so
-that a run resumed at any minibatch boundary is bit-identical to one that never stopped.
+So each layer's H is read and written once per minibatch, M written once and read once more by
+the backward pass. The first minibatch of a call gets a forward pass of its own (same code, no
+update), so that a run resumed at any minibatch boundary is bit-identical to one that never
+stopped.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def refresh_moments(net: Network) -> None:
     """M = tanh H (the kernels' tanh, within 4 ulp of NumPy's) and M² = M·M for every layer."""
     binary = net.family.name == "binary"
     for H, M, M2 in zip(net.H, net.M, net.M2, strict=True):
-        K.refresh_block(H, M, M2, H, 0, H.shape[0], 0, H.shape[1], 1.0, binary, False)
+        K.moments(H, M, M2, binary)
 
 
 def _tiles(n: int, n_jobs: int) -> int:
@@ -154,7 +157,7 @@ class _Engine:
     ) -> None:
         """Update ``layer`` with minibatch ``cur`` (if any); run ``nxt`` (if any) through it."""
         net = self.net
-        H, M, M2 = net.H[layer], net.M[layer], net.M2[layer]
+        H, M = net.H[layer], net.M[layer]
         S, G, G2 = self.scratch[layer]
         const, alpha, beta = self.coef[layer]
         need_var = beta != 0.0
@@ -178,7 +181,7 @@ class _Engine:
             CT = cur.vT[layer - 1] if update else self.CTc
             F, W = (nxt.v[layer - 1], nxt.w[layer - 1]) if forward else (self.Fc, self.Wc)
         self.layer_pass(
-            H, M, M2, self.binary, rho, self.block_rows[layer],
+            H, M, self.binary, rho, self.block_rows[layer],
             update, CT, self.delta[layer], rows_u, n_upd,
             forward, F, W, need_var, rows_f, n_fwd, self.mu[layer], self.var[layer],
             S, G, G2, self.tiles[layer], GEMM_ADDRESSES,
@@ -276,6 +279,8 @@ def run_minibatches_fused(
                     break
                 cur, nxt = nxt, cur
         finally:
+            for M, M2 in zip(net.M, net.M2, strict=True):
+                K.square_moments(M, M2)  # M² was squared per block in cache, not stored
             if n_jobs > 1:
                 nb.set_num_threads(previous_threads)
     return position, n_errors

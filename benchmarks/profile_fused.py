@@ -1,0 +1,119 @@
+"""Where the fused training loop spends its time, per phase, with 1 and 2 threads (issue 13).
+
+Run as a script (never part of the test suite)::
+
+    python benchmarks/profile_fused.py                 # 784-800-800-10 binary, float32, B = 10
+
+It drives the fused engine minibatch by minibatch, as ``run_minibatches_fused`` does, and times
+each phase of a minibatch (backward pass, loading the next minibatch, each layer's fused
+update + forward pass) with ``time.perf_counter``; then it times one layer's pass alone, called
+20 times in a row on the same arrays (its parameters stay in cache), to separate the kernels'
+own scaling from the memory traffic of the whole loop. For each number of threads it reports
+the best of ``--repeats`` passes over ``--samples`` random samples. The numba kernels are
+compiled (or loaded from numba's cache) before anything is timed.
+
+This is a profiling tool: it reaches into ``ebprop.kernels.engine``'s internal ``_Engine`` on
+purpose, to time the phases that the public function runs back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import defaultdict
+
+import numba as nb
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ebprop.core import init_network, make_family
+from ebprop.kernels import engine as fused_engine
+from ebprop.train import encode_targets
+
+
+def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
+    """Seconds per minibatch of each phase, one pass over X (after a warm-up pass)."""
+    nb.set_num_threads(n_jobs)
+    eng = fused_engine._Engine(net, batch, 0.0, n_jobs)
+    fused_engine.refresh_moments(net)
+    n_layers = len(net.H)
+    cur, nxt = eng.slots
+    idx = np.arange(batch)
+    eng.load(cur, X, idx)
+    for layer in range(n_layers):
+        eng.layer(layer, 1.0, None, cur)
+    times: dict[str, float] = defaultdict(float)
+    n_batches = X.shape[0] // batch - 1
+    start = time.perf_counter()
+    for t in range(n_batches):
+        t0 = time.perf_counter()
+        eng.backward(cur, Y, idx)
+        t1 = time.perf_counter()
+        idx = np.arange((t + 1) * batch, (t + 2) * batch)
+        eng.load(nxt, X, idx)
+        times["backward"] += t1 - t0
+        times["load"] += time.perf_counter() - t1
+        for layer in range(n_layers):
+            t2 = time.perf_counter()
+            eng.layer(layer, 1.0, cur, nxt)
+            times[f"layer {layer + 1}"] += time.perf_counter() - t2
+        cur, nxt = nxt, cur
+    times["whole minibatch"] = time.perf_counter() - start
+    return {k: v / n_batches for k, v in times.items()}
+
+
+def isolated_layer(net, X, batch: int, n_jobs: int, calls: int = 20) -> float:
+    """Seconds per call of layer 2's update + forward pass alone, on the same arrays."""
+    nb.set_num_threads(n_jobs)
+    eng = fused_engine._Engine(net, batch, 0.0, n_jobs)
+    fused_engine.refresh_moments(net)
+    cur, nxt = eng.slots
+    for slot, rows in ((cur, np.arange(batch)), (nxt, np.arange(batch, 2 * batch))):
+        eng.load(slot, X, rows)
+        for layer in range(len(net.H)):
+            eng.layer(layer, 1.0, None, slot)
+    rng = np.random.default_rng(1)
+    eng.delta[1][...] = rng.normal(scale=1e-3, size=eng.delta[1].shape)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        eng.layer(1, 1.0, cur, nxt)
+    return (time.perf_counter() - t0) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--net", default="784-800-800-10")
+    parser.add_argument("--weights", default="binary", choices=["binary", "real"])
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.net.split("-")]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.samples, sizes[0])).astype(np.float32)
+    Y = encode_targets(rng.integers(0, sizes[-1], args.samples), sizes[-1], np.float32)
+    print(f"# {args.net} {args.weights} float32, batch {args.batch}, load {os.getloadavg()}")
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = {}
+        for _ in range(args.repeats):  # interleaved, best of repeats
+            for j in args.jobs:
+                net = init_network(sizes, make_family(args.weights), rng=np.random.default_rng(0))
+                ph = phases(net, X, Y, args.batch, j)
+                ph["layer 2 alone (in cache)"] = isolated_layer(net, X, args.batch, j)
+                best = results.setdefault(j, ph)
+                for k, v in ph.items():
+                    best[k] = min(best[k], v)
+    print(f"# numba threading layer: {nb.threading_layer()}; load at end {os.getloadavg()}")
+    keys = list(results[args.jobs[0]])
+    print("| phase | " + " | ".join(f"{j} thread(s), ms" for j in args.jobs) + " | ratio |")
+    print("|---|" + "---:|" * (len(args.jobs) + 1))
+    for k in keys:
+        ms = [results[j][k] * 1e3 for j in args.jobs]
+        ratio = ms[0] / ms[-1] if ms[-1] else float("nan")
+        print(f"| {k} | " + " | ".join(f"{m:.3f}" for m in ms) + f" | {ratio:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
