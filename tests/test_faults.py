@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from conftest import mnist_dir, requires_mnist
 
 from ebprop.cli import main
-from ebprop.exceptions import ModelFormatError
-from ebprop.fileio import atomic_write_bytes, read_npz
+from ebprop.exceptions import DataError, ModelFormatError
+from ebprop.fileio import atomic_write_bytes, read_npy, read_npz
 from ebprop.inputs import model_data_dir, model_split
 from ebprop.persist import load_model
 from ebprop.runs.folder import RunFolder
@@ -142,6 +142,38 @@ def test_read_npz_reads_what_it_checks(tmp_path):
     got = read_npz(tmp_path / "f.npz")
     assert got.keys() == arrays.keys()
     assert all(np.array_equal(got[k], arrays[k]) for k in arrays)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"garbage", "not a .npy file"),
+        (_npy_header((2**40,)) + b"\0" * 64, r"declares shape \(1099511627776,\)"),
+        (_npy_header((4, 4)) + b"\0" * 40, "holds 40 bytes"),  # truncated
+        (_npy_header((3,), "|O") + b"\x80\x04N.", "Python objects"),
+    ],
+)
+def test_read_npy_checks_before_loading(tmp_path, content, message):
+    path = tmp_path / "x.npy"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_npy(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_npy_limit_and_good_file(tmp_path, monkeypatch):
+    np.save(tmp_path / "x.npy", np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(read_npy(tmp_path / "x.npy"), np.arange(12.0).reshape(3, 4))
+    monkeypatch.setenv("EBPROP_MAX_ARCHIVE_BYTES", "50")
+    with pytest.raises(DataError, match="over the limit of 50"):
+        read_npy(tmp_path / "x.npy")
+
+
+def test_predict_on_an_object_npy_names_the_file(good_run, tmp_path):
+    path = tmp_path / "objects.npy"
+    np.save(path, np.array([1, "a"], dtype=object), allow_pickle=True)
+    r = _cli("predict", good_run / "model.npz", path)
+    _assert_one_line_error(r, "objects.npy", "Python objects")
 
 
 # ---------------------------------------------------------------------------- item 8: orphans

@@ -79,6 +79,11 @@ def test_prepare_image_for_a_model(tmp_path):
     digits = prepare_image(tmp_path / "g8.png", (8, 8), 16)  # a digits model: 0..16
     np.testing.assert_array_equal(digits, np.rint(eight.astype(float) * 16 / 255))
     assert prepare_image(tmp_path / "g8.png", (4, 2), 255).shape == (4, 2)
+    # A model trained on float images in [0, 1] keeps every grey level (not rounded to 0 or 1).
+    unit = prepare_image(tmp_path / "g8.png", (8, 8), 1.0)
+    np.testing.assert_allclose(unit, eight / 255.0)
+    assert len(np.unique(unit)) == 64
+    np.testing.assert_allclose(prepare_image(tmp_path / "g8.png", (8, 8), 2.5), eight / 102.0)
 
 
 def test_parse_image_size():

@@ -30,6 +30,7 @@ __all__ = [
     "read_json",
     "read_npz",
     "read_jsonl",
+    "read_npy",
     "read_npy_header",
     "write_json",
     "write_jsonl",
@@ -158,6 +159,47 @@ def read_npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(fh)
     return np.lib.format.read_array_header_2_0(fh)
+
+
+def read_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
+    """The numeric array of a ``.npy`` file, after checking its header; never unpickles.
+
+    Raises
+    ------
+    DataError
+        Naming the file: not a ``.npy`` file, an array of Python objects (pickle), a header
+        whose shape does not match the file's size (truncated, or a small file declaring a huge
+        array), or more than ``max_bytes`` (default :data:`MAX_ARCHIVE_BYTES`).
+    """
+    src = str(path)
+    limit = _archive_limit() if max_bytes is None else max_bytes
+    try:
+        with open(path, "rb") as fh:
+            shape, _, dtype = read_npy_header(fh)
+            header_len = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{src}: not a .npy file ({exc}); write it with numpy.save") from exc
+    if dtype.hasobject:
+        raise DataError(
+            f"{src}: holds Python objects (pickle), which are never loaded; save a numeric "
+            "array (e.g. numpy.save(path, x.astype(float)))"
+        )
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes != size - header_len:
+        raise DataError(
+            f"{src}: declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
+            f"{size - header_len:,} bytes (truncated or corrupt)"
+        )
+    if nbytes > limit:
+        raise DataError(
+            f"{src}: {nbytes:,} bytes, over the limit of {limit:,} (set "
+            "EBPROP_MAX_ARCHIVE_BYTES to allow more)"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{src}: unreadable .npy file ({exc})") from exc
 
 
 def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .fileio import read_npy
+
 __all__ = [
     "dataset_options",
     "invert_light",
@@ -140,7 +142,7 @@ def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
 
     For a model trained on features, ``shape`` is ``(d,)``: rows ``(n, d)`` or one ``(d,)``.
     """
-    arr = np.load(path, allow_pickle=False)
+    arr = read_npy(path)  # header, size and dtype checked first; DataError names the file
     if len(shape) == 1:
         rows = arr[None] if arr.ndim == 1 else arr
         if rows.ndim != 2 or rows.shape[1] != shape[0]:

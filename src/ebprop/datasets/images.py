@@ -186,7 +186,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int], max_value: int) -> np
 def prepare_image(
     path: str | os.PathLike,
     image_shape: tuple[int, int],
-    max_value: int,
+    max_value: float,
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
@@ -199,10 +199,16 @@ def prepare_image(
     Returns
     -------
     numpy.ndarray
-        Shape ``image_shape``, integer grey levels in ``0..max_value``.
+        Shape ``image_shape``: integer grey levels in ``0..max_value`` when ``max_value`` is a
+        whole number ≥ 2; otherwise (a model trained on float or bool images, ``max_value`` 1 or
+        not whole) float64 values ``level / depth · max_value``, so that no grey level is
+        rounded away (a black-and-white file still gives exactly 0 and ``max_value``).
     """
     image, depth = read_image(path, max_pixels=max_pixels)
-    return rescale(resize_image(image, tuple(image_shape), depth), depth, int(max_value))
+    resized = resize_image(image, tuple(image_shape), depth)
+    if float(max_value).is_integer() and max_value >= 2:
+        return rescale(resized, depth, int(max_value))
+    return resized.astype(np.float64) * (float(max_value) / depth)
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
