@@ -61,7 +61,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Keep probability p of analytic input dropout (the authors used 0.8); None disables it.
         No mask is sampled: the first layer's variance grows by ν = 4p(1 − p).
     init_variance : float, default=1.0
-        H is drawn uniformly with variance ``init_variance / n_in``.
+        H is drawn uniformly with variance ``init_variance / n_in`` (30: see docs/results.md).
     reinforcement : float, str or None, default=None
         Binary weights only. After each minibatch the hidden layers' fields are scaled,
         H ← ρ H + ΔH, so that their posteriors polarise and EBP-D approaches EBP-P. A number is
