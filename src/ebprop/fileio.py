@@ -175,22 +175,9 @@ def read_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarra
     limit = _archive_limit() if max_bytes is None else max_bytes
     try:
         with open(path, "rb") as fh:
-            shape, _, dtype = read_npy_header(fh)
-            header_len = fh.tell()
-            size = os.fstat(fh.fileno()).st_size
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{src}: not a .npy file ({exc}); write it with numpy.save") from exc
-    if dtype.hasobject:
-        raise DataError(
-            f"{src}: holds Python objects (pickle), which are never loaded; save a numeric "
-            "array (e.g. numpy.save(path, x.astype(float)))"
-        )
-    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes != size - header_len:
-        raise DataError(
-            f"{src}: declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
-            f"{size - header_len:,} bytes (truncated or corrupt)"
-        )
+            nbytes = _npy_data_bytes(fh, os.fstat(fh.fileno()).st_size, src, DataError)
+    except OSError as exc:
+        raise DataError(f"{src} is not a readable .npy file ({exc})") from exc
     if nbytes > limit:
         raise DataError(
             f"{src}: {nbytes:,} bytes, over the limit of {limit:,} (set "
@@ -202,25 +189,28 @@ def read_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarra
         raise DataError(f"{src}: unreadable .npy file ({exc})") from exc
 
 
-def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: str) -> int:
-    """Bytes of the array a ``.npy`` member declares in its header (read without its data)."""
-    with zf.open(info) as fh:
-        try:
-            shape, _, dtype = read_npy_header(fh)
-        except ValueError as exc:
-            raise ModelFormatError(
-                f"{src}: member {info.filename!r} is not a .npy array ({exc})"
-            ) from exc
-        header_len = fh.tell()
+def _npy_data_bytes(fh: Any, stored: int, where: str, error: type[Exception]) -> int:
+    """Bytes of the array a ``.npy`` stream declares, read from its header alone.
+
+    ``stored`` is the size of the whole stream (header and data); ``where`` names it in messages
+    (a path, or an archive's member). Raises ``error`` when the header is malformed, declares
+    Python objects (they would need unpickling), or declares more or fewer bytes than are stored.
+    """
+    try:
+        shape, _, dtype = read_npy_header(fh)
+    except (ValueError, EOFError) as exc:
+        raise error(f"{where} is not a .npy file ({exc}); write it with numpy.save") from exc
     if dtype.hasobject:
-        raise ModelFormatError(
-            f"{src}: member {info.filename!r} holds Python objects (pickle); refused"
+        raise error(
+            f"{where} holds Python objects (pickle), which are never loaded; save a numeric "
+            "array (e.g. numpy.save(path, x.astype(float)))"
         )
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes != info.file_size - header_len:
-        raise ModelFormatError(
-            f"{src}: member {info.filename!r} declares shape {shape} of {dtype} "
-            f"({nbytes} bytes) but holds {info.file_size - header_len} bytes"
+    held = stored - fh.tell()
+    if nbytes != held:
+        raise error(
+            f"{where} declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
+            f"{held:,} bytes (truncated or corrupt)"
         )
     return nbytes
 
@@ -263,7 +253,9 @@ def read_npz(
                         f"to {info.file_size:,} bytes; refused as a zip bomb"
                     )
                 if info.filename.endswith(".npy"):
-                    _npy_nbytes(zf, info, src)
+                    with zf.open(info) as fh:  # header only: no array data is read
+                        where = f"{src}: member {info.filename!r}"
+                        _npy_data_bytes(fh, info.file_size, where, ModelFormatError)
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except ModelFormatError:
