@@ -32,17 +32,25 @@ from ebprop.kernels import engine as fused_engine
 from ebprop.train import encode_targets
 
 
-def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
-    """Seconds per minibatch of each phase, one pass over X (after a warm-up pass)."""
+def primed_engine(net, X, batch: int, n_jobs: int, n_slots: int):
+    """An engine with its first ``n_slots`` slots loaded with X's first minibatches and run
+    forward (what ``run_minibatches_fused`` does on entry)."""
     nb.set_num_threads(n_jobs)
     eng = fused_engine._Engine(net, batch, 0.0, n_jobs)
     fused_engine.refresh_moments(net)
+    for i, slot in enumerate(eng.slots[:n_slots]):
+        eng.load(slot, X, np.arange(i * batch, (i + 1) * batch))
+        for layer in range(len(net.H)):
+            eng.layer(layer, 1.0, None, slot)
+    return eng
+
+
+def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
+    """Seconds per minibatch of each phase, one pass over X."""
+    eng = primed_engine(net, X, batch, n_jobs, 1)
     n_layers = len(net.H)
     cur, nxt = eng.slots
     idx = np.arange(batch)
-    eng.load(cur, X, idx)
-    for layer in range(n_layers):
-        eng.layer(layer, 1.0, None, cur)
     times: dict[str, float] = defaultdict(float)
     n_batches = X.shape[0] // batch - 1
     start = time.perf_counter()
@@ -65,14 +73,8 @@ def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
 
 def isolated_layer(net, X, batch: int, n_jobs: int, calls: int = 20) -> float:
     """Seconds per call of layer 2's update + forward pass alone, on the same arrays."""
-    nb.set_num_threads(n_jobs)
-    eng = fused_engine._Engine(net, batch, 0.0, n_jobs)
-    fused_engine.refresh_moments(net)
+    eng = primed_engine(net, X, batch, n_jobs, 2)
     cur, nxt = eng.slots
-    for slot, rows in ((cur, np.arange(batch)), (nxt, np.arange(batch, 2 * batch))):
-        eng.load(slot, X, rows)
-        for layer in range(len(net.H)):
-            eng.layer(layer, 1.0, None, slot)
     rng = np.random.default_rng(1)
     eng.delta[1][...] = rng.normal(scale=1e-3, size=eng.delta[1].shape)
     t0 = time.perf_counter()

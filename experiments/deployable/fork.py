@@ -12,19 +12,20 @@ begun.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from ebprop.core.reinforce import parse_reinforcement
-from ebprop.fileio import atomic_write_text
+from ebprop.fileio import read_json, write_json
+from ebprop.runs.folder import RunFolder
 
 
 def main(source: str, target: str, schedule: str) -> None:
     src, dst = Path(source), Path(target)
-    options = json.loads((src / "options.json").read_text())
-    epochs = sum(1 for line in (src / "metrics.jsonl").open() if line.strip())
+    run, copy = RunFolder(src), RunFolder(dst)
+    options = read_json(run.options_path)
+    epochs = len(run.read_metrics())
     old = parse_reinforcement(options.get("reinforcement"))
     new = parse_reinforcement(schedule)
     if old is not None and old.start < epochs:
@@ -33,12 +34,12 @@ def main(source: str, target: str, schedule: str) -> None:
         sys.exit(f"{schedule!r} must start at or after epoch {epochs}, which {src} has run")
     if dst.exists():
         sys.exit(f"{dst} exists; choose another name")
-    if not (src / "summary.json").is_file():
+    if not run.summary_path.is_file():
         sys.exit(f"{src}: no summary.json (is it still training?)")
     shutil.copytree(src, dst)
     options["reinforcement"] = schedule
-    atomic_write_text(dst / "options.json", json.dumps(options, indent=2) + "\n")
-    (dst / "summary.json").unlink()  # the copy has not finished: resume treats it as running
+    write_json(copy.options_path, options)
+    copy.summary_path.unlink()  # the copy has not finished: resume treats it as running
     print(f"{dst}: copy of {src} at epoch {epochs}, reinforcement {schedule}")
 
 

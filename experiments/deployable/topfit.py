@@ -25,9 +25,10 @@ from ebprop.persist import load_model
 
 def sign_features(est: EBPClassifier, X: np.ndarray, n_layers: int) -> np.ndarray:
     """±1 outputs of the first ``n_layers`` layers of the most probable network (sign(0) = +1)."""
+    family = est.network().family  # its most_probable is EBP-D's weight rule
     a = X
     for H, b in zip(est.coefs_[:n_layers], est.intercepts_[:n_layers], strict=True):
-        z = a @ np.where(H >= 0, 1, -1).astype(a.dtype) + b
+        z = a @ family.most_probable(H).astype(a.dtype) + b
         a = np.where(z >= 0, 1, -1).astype(a.dtype)
     return a
 
