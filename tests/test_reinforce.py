@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -10,8 +12,10 @@ from sklearn.model_selection import train_test_split
 from ebprop import EBPClassifier
 from ebprop.core import (
     AUTO_REINFORCEMENT,
+    PARAMETER_BOUND,
     Reinforcement,
     backward,
+    diverged,
     forward,
     init_network,
     make_family,
@@ -19,6 +23,7 @@ from ebprop.core import (
     step_inplace,
     update_inplace,
 )
+from ebprop.train import DivergenceWarning
 
 
 def _net(seed: int = 0, weights: str = "binary"):
@@ -146,3 +151,29 @@ def test_reinforcement_makes_two_hidden_layer_ebp_d_better_on_digits() -> None:
     plain, reinforced = np.array(errors[None]), np.array(errors[1.002])
     assert reinforced.mean() < plain.mean() - 0.015
     assert reinforced.max() < 0.045
+
+
+def test_a_reinforced_binary_layer_at_the_bound_is_saturated_not_diverged() -> None:
+    net = _net()
+    net.H[0][0, 0] = PARAMETER_BOUND
+    assert diverged(net)  # plain EBP: a field at the bound means the update diverged
+    assert diverged(net, (1.0, 1.0001, 1.0))  # layer 0 is not reinforced
+    assert not diverged(net, (1.0001, 1.0001, 1.0))  # reinforced: a weight fixed at +1
+    net.b[0][0] = -PARAMETER_BOUND  # biases are never reinforced: still a divergence
+    assert diverged(net, (1.0001, 1.0001, 1.0))
+    real = _net(weights="real")
+    real.H[0][0, 0] = PARAMETER_BOUND
+    assert diverged(real, (1.0001, 1.0001, 1.0))  # real weights have no saturation
+
+
+def test_reinforcement_that_saturates_the_fields_does_not_warn() -> None:
+    # ρ = 1.05 per minibatch multiplies a field by ~10²⁰ per epoch of the digits: the hidden
+    # fields reach the bound in the first epoch. That is the schedule working, not a divergence.
+    X, y = load_digits(return_X_y=True)
+    clf = EBPClassifier(hidden_layer_sizes=(30, 30), max_iter=2, random_state=0,
+                        reinforcement=1.05)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        clf.fit(X / 16.0, y)
+    assert max(np.abs(c).max() for c in clf.coefs_[:2]) == PARAMETER_BOUND
+    assert np.mean(clf.predict(X / 16.0, readout="deterministic") == y) > 0.5

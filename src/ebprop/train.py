@@ -317,7 +317,9 @@ class Trainer:
                 f"training diverged in epoch {epoch}: parameters became NaN or infinite "
                 "(try binary weights, a smaller --prior-variance, or wider layers)"
             )
-        if diverged(self.net):
+        # reinforced binary layers are meant to saturate (core.update.diverged)
+        rho = self.reinforcement.factors(len(self.net.H), epoch) if self.reinforcement else None
+        if diverged(self.net, rho):
             warnings.warn(
                 DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),
                 DivergenceWarning,

@@ -27,9 +27,25 @@ from .network import Network
 PARAMETER_BOUND = 1e4
 
 
-def diverged(net: Network) -> bool:
-    """True when some parameter has reached :data:`PARAMETER_BOUND` (the update diverged)."""
-    return any(np.abs(p).max() >= PARAMETER_BOUND for p in (*net.H, *net.b) if p.size)
+def diverged(net: Network, rho: Sequence[float] | None = None) -> bool:
+    """True when some parameter has reached :data:`PARAMETER_BOUND` (the update diverged).
+
+    Parameters
+    ----------
+    net : the network.
+    rho : the reinforcement factors ρ_l in force (None: plain EBP). A binary layer with ρ_l > 1
+        is *meant* to grow: its fields rise by ρ_l per minibatch (×1.65 per 50,000-image epoch at
+        ρ = 1.0001, batch 10) and reach the bound some 16 epochs after reinforcement starts. There
+        a field at the bound is a weight fixed at ±1 (tanh H is ±1 to the last bit from |H| ≈ 19
+        in float64), not a divergence, so only that layer's biases are checked.
+    """
+    binary = net.family.name == "binary"
+    for layer, (h, b) in enumerate(zip(net.H, net.b, strict=True)):
+        saturating = binary and rho is not None and rho[layer] > 1.0
+        checked = (b,) if saturating else (h, b)
+        if any(p.size and np.abs(p).max() >= PARAMETER_BOUND for p in checked):
+            return True
+    return False
 
 
 def update_inplace(
