@@ -190,6 +190,13 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     "so each sign unit agrees best with its EBP-P counterpart (evaluated and saved with them).",
 )
 @click.option(
+    "--augment-shift",
+    type=int,
+    help="Images only: each epoch, shift every training image by a random offset of up to this "
+    "many pixels in each direction (validation and test images are never shifted). "
+    f"[default: {_D.augment_shift}, off]",
+)
+@click.option(
     "--jobs",
     type=int,
     help="Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "

@@ -12,7 +12,7 @@ import numpy as np
 
 from .options import DataOptions
 
-__all__ = ["Features", "load_features"]
+__all__ = ["Features", "epoch_train_features", "load_features"]
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Features:
     class_names : the name of each class, by index (``Dataset.class_names``).
     checksums : the dataset files' checksums (a resume refuses changed data).
     preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
+    train_images : the raw training images (n, h, w), kept only when the run augments them.
     """
 
     X_train: np.ndarray
@@ -39,6 +40,7 @@ class Features:
     checksums: dict
     preprocessor: Any
     class_names: tuple[str, ...] = ()
+    train_images: np.ndarray | None = None
 
     def class_indices(self, part: str) -> np.ndarray:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
@@ -57,6 +59,12 @@ def load_features(options: DataOptions) -> Features:
     from ..inputs import dataset_options
 
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
+    augment = getattr(options, "augment_shift", 0)
+    if augment and ds.X_train.ndim != 3:
+        raise ValueError(
+            f"augment_shift: {options.dataset} holds features (n, d), not images; shifts need "
+            "images (leave --augment-shift out)"
+        )
     pre = Preprocessor(scaling=options.scaling, filters=options.filters, deskew=options.deskew)
     pre.fit(ds.X_train, ds.max_value)
     dt = np.dtype(options.dtype)
@@ -71,4 +79,24 @@ def load_features(options: DataOptions) -> Features:
         checksums=dict(ds.checksums),
         preprocessor=pre,
         class_names=tuple(ds.class_names),
+        train_images=ds.X_train if augment else None,
     )
+
+
+def epoch_train_features(data: Features, max_shift: int, seed: int, epoch: int) -> np.ndarray:
+    """The training features of one epoch (epoch counts from 1).
+
+    With ``max_shift`` 0, ``data.X_train`` itself. Otherwise the raw training images, each shifted
+    by its offset of this epoch (:func:`ebprop.datasets.augment.epoch_shifts`, drawn from
+    ``seed`` and ``epoch`` only), then preprocessed as ``X_train`` was: filters, deskewing and
+    scaling see the shifted image.
+    """
+    if not max_shift:
+        return data.X_train
+    from ..datasets.augment import epoch_shifts, shift_images
+
+    if data.train_images is None:
+        raise ValueError("augmentation needs the raw training images: load_features() with "
+                         "augment_shift set keeps them")  # fmt: skip
+    offsets = epoch_shifts(len(data.train_images), max_shift, seed, epoch)
+    return data.preprocessor.transform(shift_images(data.train_images, offsets), data.X_train.dtype)

@@ -37,7 +37,7 @@ from ..exceptions import ModelFormatError
 from ..fitting import training_threads
 from ..persist import load_model, save_model
 from ..train import Trainer
-from .data import Features, load_features
+from .data import Features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
 
@@ -245,9 +245,10 @@ def train_run(
                 _save_checkpoint(folder, trainer, seconds, history, options, data)
             return False
 
+        X_epoch = epoch_train_features(data, options.augment_shift, options.seed, epoch)
         try:
             with training_threads():
-                completed = trainer.train_epoch(data.X_train, Y, batch_done, check_finite=True)
+                completed = trainer.train_epoch(X_epoch, Y, batch_done, check_finite=True)
         except FloatingPointError as exc:
             raise FloatingPointError(
                 f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"

@@ -63,12 +63,13 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
     )
 
 
-#: Options added after runs were stored (issues 10 and 15); a stored run without them used these.
+#: Options added after runs were stored (issues 10 and 15; augment_shift in session 4); a stored
+#: run without them used these.
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
     if f.name in ("test_fraction", "test_seed", "image_size", "resize")
-} | {"refit_thresholds": False}
+} | {"refit_thresholds": False, "augment_shift": 0}
 
 
 class RunFolder:

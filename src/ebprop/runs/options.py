@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..datasets.augment import check_max_shift
 from ..estimator import EBPClassifier
 
 __all__ = [
@@ -207,7 +208,8 @@ class TrainOptions(RunOptions):
     The EBP fields are :class:`ebprop.EBPClassifier`'s (validated by its
     :meth:`~ebprop.EBPClassifier.check_params`): ``weights``, ``init_variance``,
     ``prior_variance``, ``reinforcement``. ``select_by`` is the readout whose validation error
-    picks the best epoch (``model.npz``).
+    picks the best epoch (``model.npz``). ``augment_shift``: each epoch trains on the training
+    images shifted anew by up to this many pixels (:mod:`ebprop.datasets.augment`; 0 = off).
     """
 
     _what = "training options"
@@ -218,6 +220,7 @@ class TrainOptions(RunOptions):
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
+    augment_shift: int = 0
     jobs: int | None = None
 
     def validate(self) -> None:
@@ -230,6 +233,7 @@ class TrainOptions(RunOptions):
             )
         if self.refit_thresholds and self.weights != "binary":
             raise ValueError("refit_thresholds applies to binary weights only")
+        self.augment_shift = check_max_shift(self.augment_shift)
         EBPClassifier(**self.estimator_params()).check_params()
 
     def estimator_params(self) -> dict:
