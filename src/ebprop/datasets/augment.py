@@ -24,12 +24,14 @@ MAX_SHIFT = 8
 _SHIFT_STREAM = 0x5_41F7
 
 
-def check_max_shift(value: object, where: str = "augment_shift") -> int:
+def check_max_shift(value: object) -> int:
     """``value`` as a shift in pixels, 0 ≤ value ≤ :data:`MAX_SHIFT` (else ValueError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{where} must be a whole number of pixels, got {value!r}")
+        raise ValueError(f"augment_shift must be a whole number of pixels, got {value!r}")
     if not 0 <= value <= MAX_SHIFT:
-        raise ValueError(f"{where} must be between 0 (off) and {MAX_SHIFT} pixels, got {value}")
+        raise ValueError(
+            f"augment_shift must be between 0 (off) and {MAX_SHIFT} pixels, got {value}"
+        )
     return int(value)
 
 
@@ -66,7 +68,7 @@ def shift_images(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
             f"shift_images needs (n, h, w) images and (n, 2) offsets, got {images.shape} and "
             f"{offsets.shape}"
         )
-    n, h, w = images.shape
+    h, w = images.shape[1:]
     out = np.zeros_like(images)
     # one slice assignment per distinct offset (at most (2·MAX_SHIFT + 1)² groups)
     pairs, group = np.unique(offsets, axis=0, return_inverse=True)

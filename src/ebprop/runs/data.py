@@ -48,19 +48,21 @@ class Features:
         return np.searchsorted(self.classes, y).astype(np.int64)
 
 
-def load_features(options: DataOptions) -> Features:
+def load_features(options: DataOptions, keep_train_images: bool = False) -> Features:
     """Load the dataset, split it, fit the preprocessor on the training images, transform all.
 
     Parameters
     ----------
     options : DataOptions (or any subclass; only the data fields are read).
+    keep_train_images : keep the raw training images as ``train_images``, for
+        :func:`epoch_train_features` to shift each epoch (ValueError when the dataset holds
+        features, not images).
     """
     from ..datasets import Preprocessor, load_dataset
     from ..inputs import dataset_options
 
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
-    augment = getattr(options, "augment_shift", 0)
-    if augment and ds.X_train.ndim != 3:
+    if keep_train_images and ds.X_train.ndim != 3:
         raise ValueError(
             f"augment_shift: {options.dataset} holds features (n, d), not images; shifts need "
             "images (leave --augment-shift out)"
@@ -79,7 +81,7 @@ def load_features(options: DataOptions) -> Features:
         checksums=dict(ds.checksums),
         preprocessor=pre,
         class_names=tuple(ds.class_names),
-        train_images=ds.X_train if augment else None,
+        train_images=ds.X_train if keep_train_images else None,
     )
 
 
@@ -96,7 +98,7 @@ def epoch_train_features(data: Features, max_shift: int, seed: int, epoch: int) 
     from ..datasets.augment import epoch_shifts, shift_images
 
     if data.train_images is None:
-        raise ValueError("augmentation needs the raw training images: load_features() with "
-                         "augment_shift set keeps them")  # fmt: skip
+        raise ValueError("augmentation needs the raw training images: "
+                         "load_features(..., keep_train_images=True) keeps them")  # fmt: skip
     offsets = epoch_shifts(len(data.train_images), max_shift, seed, epoch)
     return data.preprocessor.transform(shift_images(data.train_images, offsets), data.X_train.dtype)

@@ -193,7 +193,7 @@ def train_run(
     if finished is not None:
         return finished
     # Everything that can fail on a bad option or missing data happens before the first write.
-    data = load_features(options)
+    data = load_features(options, keep_train_images=options.augment_shift > 0)
     rng = np.random.default_rng(options.seed)
     est = EBPClassifier(**options.estimator_params())
     est.init_parameters(data.X_train.shape[1], data.classes, rng)
