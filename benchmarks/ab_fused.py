@@ -1,0 +1,88 @@
+"""Same-process A/B of the fused training loop against an older checkout's (issue 13).
+
+Run as a script (never part of the test suite)::
+
+    git worktree add /tmp/ebprop-old <commit>
+    python benchmarks/ab_fused.py --old-src /tmp/ebprop-old/src
+
+Separate processes on a shared machine cannot be compared (docs/performance.md), so the older
+package is copied under another name (``ebprop_old``) and imported beside this one. Both train
+the same initial network on the same random rows of MNIST's shape
+(``bench_train.random_data``), one thread, interleaved call by call; each cell is the best of
+``--repeats``. The first calls (numba compilation or cache loads) are made before any timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import random_data  # noqa: E402
+
+from ebprop.core import init_network, make_family  # noqa: E402
+from ebprop.kernels import run_minibatches_fused  # noqa: E402
+
+
+def import_renamed(src: Path, name: str = "ebprop_old"):
+    """The package ``src/ebprop`` imported as ``name`` (absolute imports rewritten)."""
+    root = Path(tempfile.mkdtemp(prefix="ebprop-ab-"))
+    shutil.copytree(src / "ebprop", root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pattern = re.compile(r"\b(from|import) ebprop\b")
+    for path in (root / name).rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(pattern.sub(rf"\1 {name}", text), encoding="utf-8")
+    sys.path.insert(0, str(root))
+    return importlib.import_module(f"{name}.kernels")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old-src", type=Path, required=True, help="an older checkout's src/")
+    parser.add_argument("--nets", nargs="+", default=["784-200-10", "784-800-800-10"])
+    parser.add_argument("--weights", nargs="+", default=["binary", "real"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"])
+    parser.add_argument("--samples", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    old = import_renamed(args.old_src)
+    print("| net | weights | dtype | old samples/s | new samples/s | new/old |")
+    print("|---|---|---|---:|---:|---:|")
+    for net_spec in args.nets:
+        sizes = tuple(int(s) for s in net_spec.split("-"))
+        for weights in args.weights:
+            for dtype in (np.dtype(d).type for d in args.dtypes):
+                rng = np.random.default_rng(0)
+                start = init_network(sizes, make_family(weights), rng, dtype=dtype)
+                X, Y = random_data(args.samples, dtype, rng)
+                order = np.arange(args.samples)
+                runs = {"old": old.run_minibatches_fused, "new": run_minibatches_fused}
+                best = {key: np.inf for key in runs}
+                for fn in runs.values():  # compile / load from cache
+                    fn(copy.deepcopy(start), X[:20], Y[:20], order[:20], 10)
+                for _ in range(args.repeats):
+                    for key, fn in runs.items():
+                        net = copy.deepcopy(start)
+                        t0 = time.perf_counter()
+                        fn(net, X, Y, order, 10)
+                        best[key] = min(best[key], time.perf_counter() - t0)
+                rate = {key: args.samples / best[key] for key in runs}
+                cells = [net_spec, weights, np.dtype(dtype).name, f"{rate['old']:,.0f}",
+                         f"{rate['new']:,.0f}", f"{rate['new'] / rate['old']:.2f}"]  # fmt: skip
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
