@@ -83,6 +83,8 @@ class Reinforcement:
 #: ρ = 1.00003, a ramp, and ρ = 0.992 on the output layer were no better on validation; a larger
 #: ``init_variance`` (30: 2.39 % against 2.64 %) was, and is the estimator's choice to make.
 #: ``start`` counts epochs, so on much smaller or larger training sets give a schedule explicitly.
+#: With training images shifted anew each epoch the plain phase learns for longer, and
+#: ``hidden=1.0001,start=30`` was better on validation (500-500: 1.96 % against 2.17 %, 3 seeds).
 AUTO = Reinforcement(hidden=1.0001, start=20.0)
 
 
