@@ -15,6 +15,7 @@ the same initial network on the same random rows of MNIST's shape
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import importlib
 import os
@@ -39,6 +40,7 @@ from ebprop.kernels import run_minibatches_fused  # noqa: E402
 def import_renamed(src: Path, name: str = "ebprop_old"):
     """The package ``src/ebprop`` imported as ``name`` (absolute imports rewritten)."""
     root = Path(tempfile.mkdtemp(prefix="ebprop-ab-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     shutil.copytree(src / "ebprop", root / name, ignore=shutil.ignore_patterns("__pycache__"))
     pattern = re.compile(r"\b(from|import) ebprop\b")
     for path in (root / name).rglob("*.py"):
