@@ -87,6 +87,33 @@ def test_schedule_factors() -> None:
     assert Reinforcement(hidden=1.01).factors(2, 0.0) == (1.01, 1.0)
 
 
+def test_schedule_stop_returns_to_plain_ebp_but_keeps_the_peak_for_the_divergence_check() -> None:
+    s = Reinforcement(hidden=1.001, output=0.999, start=2.0, ramp=2.0, stop=5.0)
+    assert s.factors(3, 4.99) == pytest.approx((1.001, 1.001, 0.999))
+    assert s.factors(3, 5.0) is None  # plain EBP from stop on
+    assert s.factors(3, 50.0) is None
+    assert s.peak_factors(3, 1.0) is None  # not begun
+    assert s.peak_factors(3, 2.5) == (1.001, 1.001, 0.999)
+    assert s.peak_factors(3, 50.0) == (1.001, 1.001, 0.999)  # fields grown to the bound stay
+    assert Reinforcement(hidden=1.01).factors(2, 1e9) == (1.01, 1.0)  # no stop by default
+
+
+def test_a_stopped_schedule_is_the_reinforced_run_continued_by_plain_ebp() -> None:
+    # 2 epochs reinforced then plain == the first 2 epochs of a never-stopping schedule, resumed
+    # with reinforcement off: the two paths must end bit-identical.
+    X, y = load_digits(return_X_y=True)
+    X = X[:300] / 16.0
+    y = y[:300]
+    kw = dict(hidden_layer_sizes=(20, 20), random_state=0, shuffle=False)
+    a = EBPClassifier(max_iter=4, reinforcement="hidden=1.01,start=1,stop=3", **kw).fit(X, y)
+    b = EBPClassifier(max_iter=3, reinforcement="hidden=1.01,start=1", **kw).fit(X, y)
+    b.set_params(reinforcement=None, max_iter=1, warm_start=True).fit(X, y)
+    c = EBPClassifier(max_iter=4, reinforcement="hidden=1.01,start=1", **kw).fit(X, y)
+    for ca, cb in zip(a.coefs_, b.coefs_, strict=True):
+        np.testing.assert_array_equal(ca, cb)
+    assert not all(np.array_equal(ca, cc) for ca, cc in zip(a.coefs_, c.coefs_, strict=True))
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -99,6 +126,7 @@ def test_schedule_factors() -> None:
         ("auto", AUTO_REINFORCEMENT),
         ("hidden=1.0001,start=10", Reinforcement(hidden=1.0001, start=10.0)),
         ("hidden=1.01, output=0.99, ramp=2", Reinforcement(hidden=1.01, output=0.99, ramp=2.0)),
+        ("hidden=1.0001,start=30,stop=36", Reinforcement(hidden=1.0001, start=30.0, stop=36.0)),
     ],
 )
 def test_parse_reinforcement(value, expected) -> None:
@@ -112,7 +140,9 @@ def test_parse_reinforcement(value, expected) -> None:
     [
         ("fast", "expected a number, 'auto' or key=value"),
         ("hidden=abc", "hidden='abc' is not a number"),
-        ("gamma=2", "keys hidden, output, start, ramp"),
+        ("gamma=2", "keys hidden, output, start, ramp, stop"),
+        ("hidden=1.1,start=5,stop=5", "stop must be an epoch after start"),
+        ("hidden=1.1,stop=nan", "stop must be an epoch after start"),
         (5.0, r"in \[0.5, 2\]"),
         ("nan", r"in \[0.5, 2\]"),
         ("hidden=1.1,start=-1", "start must be ≥ 0"),

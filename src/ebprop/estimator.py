@@ -66,7 +66,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Binary weights only. After each minibatch the hidden layers' fields are scaled,
         H ← ρ H + ΔH, so that their posteriors polarise and EBP-D approaches EBP-P. A number is
         ρ per minibatch for the hidden layers; ``"auto"`` the measured schedule
-        (:data:`ebprop.core.AUTO_REINFORCEMENT`); ``"hidden=…,output=…,start=…,ramp=…"`` a full
+        (:data:`ebprop.core.AUTO_REINFORCEMENT`); ``"hidden=…,output=…,start=…,ramp=…,stop=…"`` a
         schedule (see :class:`ebprop.core.Reinforcement`). None (or 1) is plain EBP.
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.

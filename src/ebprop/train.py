@@ -318,7 +318,9 @@ class Trainer:
                 "(try binary weights, a smaller --prior-variance, or wider layers)"
             )
         # reinforced binary layers are meant to saturate (core.update.diverged)
-        rho = self.reinforcement.factors(len(self.net.H), epoch) if self.reinforcement else None
+        # (also after a schedule's stop: fields grown to the bound stay there)
+        sched = self.reinforcement
+        rho = sched.peak_factors(len(self.net.H), epoch) if sched else None
         if diverged(self.net, rho):
             warnings.warn(
                 DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),

@@ -169,7 +169,7 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     "--reinforcement",
     help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
     "(20 plain epochs, then 1.0001), "
-    "or 'hidden=…,output=…,start=…,ramp=…'. [default: off]",
+    "or 'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]",
 )
 @click.option(
     "--validation",

@@ -33,12 +33,16 @@ class Reinforcement:
         Epochs of plain EBP before reinforcement begins.
     ramp : float
         Epochs over which ρ − 1 grows linearly from 0 to its full value, after ``start``.
+    stop : float
+        Epoch at which reinforcement ends (plain EBP again from there; ``inf``: never). The
+        polarised fields are kept, and keep learning by plain EBP updates.
     """
 
     hidden: float = 1.0
     output: float = 1.0
     start: float = 0.0
     ramp: float = 0.0
+    stop: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("hidden", "output"):
@@ -52,6 +56,11 @@ class Reinforcement:
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"reinforcement {name} must be ≥ 0 epochs, got {value!r}")
+        if not (isinstance(self.stop, numbers.Real) and self.stop > self.start):
+            raise ValueError(
+                f"reinforcement stop must be an epoch after start ({self.start:g}), "
+                f"got {self.stop!r}"
+            )
 
     @property
     def is_plain(self) -> bool:
@@ -61,18 +70,30 @@ class Reinforcement:
     def factors(self, n_layers: int, progress: float) -> tuple[float, ...] | None:
         """ρ_l for each of ``n_layers`` layers at ``progress`` epochs into training.
 
-        Returns None (plain EBP, no multiplication at all) before ``start`` and when off.
+        Returns None (plain EBP, no multiplication at all) before ``start``, from ``stop`` on,
+        and when off.
         """
-        if self.is_plain or progress < self.start:
+        if self.is_plain or progress < self.start or progress >= self.stop:
             return None
         weight = 1.0 if self.ramp == 0 else min(1.0, (progress - self.start) / self.ramp)
         hidden = 1.0 + weight * (self.hidden - 1.0)
         output = 1.0 + weight * (self.output - 1.0)
         return (hidden,) * (n_layers - 1) + (output,)
 
+    def peak_factors(self, n_layers: int, progress: float) -> tuple[float, ...] | None:
+        """The full factors once reinforcement has begun by ``progress`` (even after ``stop``:
+        a field that was grown to the parameter bound stays there), else None. For the
+        divergence check, which tolerates reinforced binary fields at the bound."""
+        if self.is_plain or progress < self.start:
+            return None
+        return (self.hidden,) * (n_layers - 1) + (self.output,)
+
     def to_spec(self) -> str:
         """The string form accepted by :func:`parse_reinforcement`."""
-        return ",".join(f"{k}={getattr(self, k)!r}" for k in ("hidden", "output", "start", "ramp"))
+        keys = ("hidden", "output", "start", "ramp")
+        if math.isfinite(self.stop):
+            keys += ("stop",)
+        return ",".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
 
 #: The schedule ``reinforcement="auto"`` stands for: 20 epochs of plain EBP, then ρ = 1.0001 per
@@ -92,7 +113,7 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
     """A schedule from a user's value, or None for plain EBP.
 
     Accepts None, a number ρ (hidden layers only, from the start), ``"auto"``, ``"none"``, or
-    ``"key=value,…"`` with keys ``hidden``, ``output``, ``start``, ``ramp``
+    ``"key=value,…"`` with keys ``hidden``, ``output``, ``start``, ``ramp``, ``stop``
     (e.g. ``"hidden=1.0001,output=0.9999,start=1"``), or a :class:`Reinforcement`.
     """
     if value is None or isinstance(value, Reinforcement):
@@ -117,10 +138,10 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
     for part in text.split(","):
         key, sep, raw = part.partition("=")
         key = key.strip()
-        if not sep or key not in ("hidden", "output", "start", "ramp"):
+        if not sep or key not in ("hidden", "output", "start", "ramp", "stop"):
             raise ValueError(
                 f"reinforcement {value!r}: expected a number, 'auto' or key=value pairs with keys "
-                "hidden, output, start, ramp (e.g. 'hidden=1.0001,start=1')"
+                "hidden, output, start, ramp, stop (e.g. 'hidden=1.0001,start=1')"
             )
         try:
             fields[key] = float(raw)
