@@ -1,5 +1,6 @@
 """Markdown table of deployable-network runs: each readout's validation-chosen epoch and its test
-error, read from the runs' metrics.jsonl (complete or still running).
+error, read from the runs' metrics.jsonl (complete or still running). A run without a validation
+split (a final fit, ``--validation 0``) shows its last epoch, which nothing chose ("–" for val).
 
     python experiments/deployable/table.py runs/deployable/*/
 """
@@ -12,7 +13,13 @@ from pathlib import Path
 
 
 def best(history: list[dict], key: str) -> dict:
+    if history[-1][key] is None:  # no validation split: the model is the last epoch's
+        return history[-1]
     return min(history, key=lambda r: (r[key], r["epoch"]))
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
 
 
 def main(paths: list[str]) -> None:
@@ -32,8 +39,8 @@ def main(paths: list[str]) -> None:
         secs = sum(r["seconds"] for r in hist) / len(hist)
         print(
             f"| {run.name} | {hidden} | {opts.get('reinforcement') or 'off'} | {len(hist)} | "
-            f"{p['epoch']}, {100 * p['val_error_p']:.2f}, {100 * p['test_error_p']:.2f} | "
-            f"{d['epoch']}, {100 * d['val_error_d']:.2f}, {100 * d['test_error_d']:.2f} | "
+            f"{p['epoch']}, {pct(p['val_error_p'])}, {pct(p['test_error_p'])} | "
+            f"{d['epoch']}, {pct(d['val_error_d'])}, {pct(d['test_error_d'])} | "
             f"{secs:.0f} |"
         )
 
