@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 __all__ = ["AUTO", "Reinforcement", "parse_reinforcement"]
 
+#: The keys of a ``"key=value,…"`` schedule, in the order :meth:`Reinforcement.to_spec` writes.
+_KEYS = ("hidden", "output", "start", "ramp", "stop")
+
 
 @dataclass(frozen=True)
 class Reinforcement:
@@ -76,9 +79,9 @@ class Reinforcement:
         if self.is_plain or progress < self.start or progress >= self.stop:
             return None
         weight = 1.0 if self.ramp == 0 else min(1.0, (progress - self.start) / self.ramp)
-        hidden = 1.0 + weight * (self.hidden - 1.0)
-        output = 1.0 + weight * (self.output - 1.0)
-        return (hidden,) * (n_layers - 1) + (output,)
+        return _per_layer(
+            1.0 + weight * (self.hidden - 1.0), 1.0 + weight * (self.output - 1.0), n_layers
+        )
 
     def peak_factors(self, n_layers: int, progress: float) -> tuple[float, ...] | None:
         """The full factors once reinforcement has begun by ``progress`` (even after ``stop``:
@@ -86,14 +89,17 @@ class Reinforcement:
         divergence check, which tolerates reinforced binary fields at the bound."""
         if self.is_plain or progress < self.start:
             return None
-        return (self.hidden,) * (n_layers - 1) + (self.output,)
+        return _per_layer(self.hidden, self.output, n_layers)
 
     def to_spec(self) -> str:
         """The string form accepted by :func:`parse_reinforcement`."""
-        keys = ("hidden", "output", "start", "ramp")
-        if math.isfinite(self.stop):
-            keys += ("stop",)
+        keys = _KEYS if math.isfinite(self.stop) else _KEYS[:-1]  # stop=inf is the default
         return ",".join(f"{k}={getattr(self, k)!r}" for k in keys)
+
+
+def _per_layer(hidden: float, output: float, n_layers: int) -> tuple[float, ...]:
+    # one factor per layer: the hidden layers', then the output layer's
+    return (hidden,) * (n_layers - 1) + (output,)
 
 
 #: The schedule ``reinforcement="auto"`` stands for: 20 epochs of plain EBP, then ρ = 1.0001 per
@@ -138,10 +144,10 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
     for part in text.split(","):
         key, sep, raw = part.partition("=")
         key = key.strip()
-        if not sep or key not in ("hidden", "output", "start", "ramp", "stop"):
+        if not sep or key not in _KEYS:
             raise ValueError(
                 f"reinforcement {value!r}: expected a number, 'auto' or key=value pairs with keys "
-                "hidden, output, start, ramp, stop (e.g. 'hidden=1.0001,start=1')"
+                f"{', '.join(_KEYS)} (e.g. 'hidden=1.0001,start=1')"
             )
         try:
             fields[key] = float(raw)
