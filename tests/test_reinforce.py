@@ -207,3 +207,15 @@ def test_reinforcement_that_saturates_the_fields_does_not_warn() -> None:
         clf.fit(X / 16.0, y)
     assert max(np.abs(c).max() for c in clf.coefs_[:2]) == PARAMETER_BOUND
     assert np.mean(clf.predict(X / 16.0, readout="deterministic") == y) > 0.5
+
+
+def test_fields_saturated_before_a_stop_do_not_warn_after_it() -> None:
+    # ρ = 1.05 saturates the hidden fields within two epochs; from epoch 2 on the run is plain
+    # EBP again, and the fields at the bound are still weights fixed at ±1, not a divergence.
+    X, y = load_digits(return_X_y=True)
+    clf = EBPClassifier(hidden_layer_sizes=(30, 30), max_iter=4, random_state=0,
+                        reinforcement="hidden=1.05,stop=2")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        clf.fit(X / 16.0, y)
+    assert max(np.abs(c).max() for c in clf.coefs_[:2]) == PARAMETER_BOUND
