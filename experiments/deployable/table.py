@@ -3,6 +3,9 @@ error, read from the runs' metrics.jsonl (complete or still running). A run with
 split (a final fit, ``--validation 0``) shows its last epoch, which nothing chose ("–" for val).
 
     python experiments/deployable/table.py runs/deployable/*/
+    python experiments/deployable/table.py --epoch 39 runs/deployable/aug1-start30-h800x800-s*/
+
+``--epoch N`` shows epoch N of every run instead (nothing chosen: to compare runs at one epoch).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str], epoch: int | None = None) -> None:
     print(
         "| run | hidden | reinforcement | epochs | EBP-P: epoch, val, test | "
         "EBP-D: epoch, val, test | s/epoch |"
@@ -34,7 +37,12 @@ def main(paths: list[str]) -> None:
             continue
         opts = json.loads((run / "options.json").read_text())
         hist = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-        p, d = best(hist, "val_error_p"), best(hist, "val_error_d")
+        if epoch is not None:
+            if len(hist) < epoch:
+                continue  # has not reached that epoch
+            p = d = hist[epoch - 1]
+        else:
+            p, d = best(hist, "val_error_p"), best(hist, "val_error_d")
         hidden = "-".join(map(str, opts["hidden"])) + (" +Sobel" if opts.get("filters") else "")
         secs = sum(r["seconds"] for r in hist) / len(hist)
         print(
@@ -46,4 +54,8 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--epoch"]:
+        main(args[2:], int(args[1]))
+    else:
+        main(args)
