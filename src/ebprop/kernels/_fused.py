@@ -5,21 +5,23 @@ Buffers are padded to the batch size B: a ragged last minibatch has zero inputs 
 rows and Δ = 0 there, so those rows add exact zeros to every sum.
 
 One pass over each layer per minibatch t does the update of t and the forward pass of t + 1,
-row block by row block, so that each block of H is read and written once and the new M, M² are
+row block by row block, so that each block of H is read and written once and the new M is
 multiplied into the next minibatch's sums while the block is still in cache:
 
     H ← clip(ρ H + ⟨v⟩ᵀ (½Δ)),  M = tanh H (binary) or H (real)                   (per block)
     μ-sum += m_{t+1} M_block,    σ²-sum += w_{t+1} (M_block)²                        (per block)
 
-M² is squared into a scratch block in cache and not written to the network's M2 array during
-the pass (the engine squares M into it once, when its call returns): that saves writing one
-array per layer per minibatch (docs/performance.md).
+M² is never stored during the pass: the forward kernel squares each strip of M in registers
+(the engine squares M into the network's M2 array once, when its call returns), which saves
+writing one array per layer per minibatch (docs/performance.md).
 
-The products are BLAS calls on the blocks (``_blas.gemm``); everything between them is a compiled
-loop that LLVM vectorises (``_vecmath.tanh32``/``tanh64``). Threads split each layer's output
-columns into ``n_tiles`` fixed tiles (or, in the backward pass, each layer's input rows): no two
-threads write the same element and no sum is split across threads, so results do not depend on
-which thread ran which tile.
+The update's product is a BLAS call on the block (``_blas.gemm``); the forward sums are the
+register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (BLAS kept
+the update: a register-blocked update ran slower, docs/performance.md); everything between is a
+compiled loop that LLVM vectorises (``_vecmath.tanh32``/``tanh64``). Threads split each layer's
+output columns into ``n_tiles`` fixed tiles (or, in the backward pass, each layer's input rows):
+no two threads write the same element and no sum is split across threads, so results do not
+depend on which thread ran which tile.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..core.update import PARAMETER_BOUND
 from ._blas import gemm
+from ._micro import accumulate
 from ._vecmath import exp_neg, tanh
 
 _FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
@@ -102,20 +105,12 @@ def refresh_rows(H, M, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cove
         _row_update(H[j, k0:k1], S[i - i0, : k1 - k0], M[j, k0:k1], r, bound, binary)
 
 
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def _square_block(M, r0, r1, k0, k1, out):  # pragma: no cover - compiled
-    # out[:r1−r0, :k1−k0] = M[r0:r1, k0:k1]², squared while the block is in cache; row by row
-    # on 1-D views, the form LLVM vectorises (2-D indexing stayed scalar: 6× slower, measured).
-    for j in range(r0, r1):
-        _square_row(M[j, k0:k1], out[j - r0, : k1 - k0])
-
-
 @nb.njit(nogil=True, cache=True)
 def layer_tile(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows,
     update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
-    S, G, G2, k0, k1, blas,
+    S, k0, k1, blas,
 ):  # fmt: skip
     """Update and/or forward pass of one layer over its output columns k0:k1.
 
@@ -124,8 +119,9 @@ def layer_tile(  # pragma: no cover - compiled
         other rows have zero input and ρ = 1, so their increment is exactly 0); n_upd < 0: all.
     forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
         as above for F's non-zero columns (the compacted F, W then hold only those columns).
-    S, G, G2 : scratch (block_rows, ≥ k1 − k0). blas : :data:`._blas.GEMM_ADDRESSES`.
-    M² is never read from memory: each block's square is formed in ``G2`` while M is in cache.
+    S : scratch (block_rows, ≥ k1 − k0) for the update's increment. blas :
+    :data:`._blas.GEMM_ADDRESSES`. M² is never read from memory: the forward kernel squares M
+    in registers.
     """
     n_in = H.shape[0]
     tw = k1 - k0
@@ -148,27 +144,23 @@ def layer_tile(  # pragma: no cover - compiled
                 gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False, blas)
                 refresh_block(H, M, S, r0, r1, k0, k1, rho, binary)
             if forward and not sparse_fwd:
-                gemm(F[:, r0:r1], M[r0:r1, k0:k1], mu[:, k0:k1], 1.0, False, blas)
+                accumulate(F, M, fwd_rows, False, r0, r1, k0, k1, False, mu)
                 if need_var:
-                    _square_block(M, r0, r1, k0, k1, G2)
-                    gemm(W[:, r0:r1], G2[: r1 - r0, :tw], var[:, k0:k1], 1.0, False, blas)
+                    accumulate(W, M, fwd_rows, False, r0, r1, k0, k1, True, var)
     # After every block is updated: the next minibatch's sums over its non-zero inputs only.
     if sparse_fwd:
+        # F, W hold the compacted coefficients: column i for M's row fwd_rows[i].
         for i0 in range(0, n_fwd, block_rows):
             i1 = min(i0 + block_rows, n_fwd)
-            for i in range(i0, i1):
-                G[i - i0, :tw] = M[fwd_rows[i], k0:k1]
-                if need_var:
-                    _square_row(G[i - i0, :tw], G2[i - i0, :tw])
-            gemm(F[:, i0:i1], G[: i1 - i0, :tw], mu[:, k0:k1], 1.0, False, blas)
+            accumulate(F, M, fwd_rows, True, i0, i1, k0, k1, False, mu)
             if need_var:
-                gemm(W[:, i0:i1], G2[: i1 - i0, :tw], var[:, k0:k1], 1.0, False, blas)
+                accumulate(W, M, fwd_rows, True, i0, i1, k0, k1, True, var)
 
 
 @nb.njit(nogil=True, cache=True)
 def layer_pass_serial(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one after the other."""
     n_out = H.shape[1]
@@ -176,14 +168,14 @@ def layer_pass_serial(  # pragma: no cover - compiled
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
             H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], k0, k1, blas,
         )  # fmt: skip
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def layer_pass_parallel(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, G, G2, n_tiles, blas,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, n_tiles, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the column tiles, one thread per tile (numba's ``prange``)."""
     n_out = H.shape[1]
@@ -191,7 +183,7 @@ def layer_pass_parallel(  # pragma: no cover - compiled
         k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
         layer_tile(
             H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], G[t], G2[t], k0, k1, blas,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], k0, k1, blas,
         )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ Per minibatch t (its forward statistics already computed):
 3. one pass over each layer, bottom-up: the update of t, block by block, and in the same pass
    the forward sums of minibatch t + 1 (:mod:`._fused`);
 4. ``on_batch(position, errors)`` — H, b and M are current at this point; M² is not stored
-   during the call (each block's square is formed in cache where the forward sums need it) and
+   during the call (the forward kernel squares M in registers where the sums need it) and
    is brought up to date when the call returns.
 
 So each layer's H is read and written once per minibatch, M written once and read once more by
@@ -132,7 +132,7 @@ class _Engine:
             rows = max(8, min(n_in, BLOCK_BYTES // (width * dt.itemsize)))
             self.tiles.append(t)
             self.block_rows.append(rows)
-            self.scratch.append(tuple(np.zeros((t, rows, width), dt) for _ in range(3)))
+            self.scratch.append(np.zeros((t, rows, width), dt))  # the update's increment
         self.back_tiles = [_tiles(n, n_jobs) for n in sizes[1:]]
         n0 = sizes[0]
         self.CTc = np.zeros((n0, B), dt)
@@ -158,7 +158,7 @@ class _Engine:
         """Update ``layer`` with minibatch ``cur`` (if any); run ``nxt`` (if any) through it."""
         net = self.net
         H, M = net.H[layer], net.M[layer]
-        S, G, G2 = self.scratch[layer]
+        S = self.scratch[layer]
         const, alpha, beta = self.coef[layer]
         need_var = beta != 0.0
         update, forward = cur is not None, nxt is not None
@@ -184,7 +184,7 @@ class _Engine:
             H, M, self.binary, rho, self.block_rows[layer],
             update, CT, self.delta[layer], rows_u, n_upd,
             forward, F, W, need_var, rows_f, n_fwd, self.mu[layer], self.var[layer],
-            S, G, G2, self.tiles[layer], GEMM_ADDRESSES,
+            S, self.tiles[layer], GEMM_ADDRESSES,
         )  # fmt: skip
         if forward:
             x2sum = nxt.x2sum if layer == 0 else self.zero_B
@@ -280,7 +280,7 @@ def run_minibatches_fused(
                 cur, nxt = nxt, cur
         finally:
             for M, M2 in zip(net.M, net.M2, strict=True):
-                K.square_moments(M, M2)  # M² was squared per block in cache, not stored
+                K.square_moments(M, M2)  # M² was squared in registers, not stored
             if n_jobs > 1:
                 nb.set_num_threads(previous_threads)
     return position, n_errors

@@ -1,0 +1,132 @@
+"""The forward sums of the fused layer pass, register-blocked for minibatches of a few samples.
+
+A minibatch of B ≈ 10 samples makes the forward products skinny, (B × n)·(n × m). BLAS packs its
+operands for square-ish shapes and ran these at ~40 GFLOP/s against ~55 for this kernel, with M²
+formed separately (one thread, 800 × 800 float32, docs/performance.md). The kernel keeps the
+accumulators of 5 samples × one strip of columns in registers while it streams down the rows of
+M once, squaring M in registers for the variance sum:
+
+    μ[s, k] += Σ_i F[s, i] M[i, k],    σ²[s, k] += Σ_i W[s, i] M[i, k]²
+
+Each output element is summed over i in increasing order, one fused multiply-add at a time,
+starting from its value in ``out``, whatever strip, tile or thread it falls in: the results do not
+depend on how the columns are split, only on the row blocks (which the caller fixes).
+
+Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two
+vectors, the last strip with masked loads and stores.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+
+from ._simd import lanes, vbload, vfma, vload, vload_part, vmul, vstore, vstore_part
+
+_FM = {"contract"}
+_GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _ld(a, p, n0, n1, full):  # pragma: no cover - compiled
+    # the two vectors of a strip at flat index p: all lanes, or n0 and n1 lanes
+    L = lanes(a)
+    if full:
+        return vload(a, p), vload(a, p + L)
+    return vload_part(a, p, n0), vload_part(a, p + L, n1)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _st(a, p, v0, v1, n0, n1, full):  # pragma: no cover - compiled
+    L = lanes(a)
+    if full:
+        vstore(a, p, v0)
+        vstore(a, p + L, v1)
+    else:
+        vstore_part(a, p, v0, n0)
+        vstore_part(a, p + L, v1, n1)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square):  # pragma: no cover - compiled
+    # the strip of M's row for coefficient column i (rows[i] when sparse), squared if asked
+    j = rows[i] if sparse else i
+    m0, m1 = _ld(M, j * ldm + k, n0, n1, full)
+    if square:
+        return vmul(m0, m0), vmul(m1, m1)
+    return m0, m1
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _strip5(  # pragma: no cover - compiled
+    C, ldc, M, ldm, rows, sparse, i0, i1, k, n0, n1, full, square, out, ldo, s0
+):
+    # out[s0:s0+5, k:k+2L] += Σ_{i0≤i<i1} C[s, i] · (M[row i, strip] or its square)
+    o = s0 * ldo + k
+    a0, b0 = _ld(out, o, n0, n1, full)
+    a1, b1 = _ld(out, o + ldo, n0, n1, full)
+    a2, b2 = _ld(out, o + 2 * ldo, n0, n1, full)
+    a3, b3 = _ld(out, o + 3 * ldo, n0, n1, full)
+    a4, b4 = _ld(out, o + 4 * ldo, n0, n1, full)
+    c = s0 * ldc
+    for i in range(i0, i1):
+        m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square)
+        x = vbload(C, c + i)
+        a0 = vfma(x, m0, a0)
+        b0 = vfma(x, m1, b0)
+        x = vbload(C, c + ldc + i)
+        a1 = vfma(x, m0, a1)
+        b1 = vfma(x, m1, b1)
+        x = vbload(C, c + 2 * ldc + i)
+        a2 = vfma(x, m0, a2)
+        b2 = vfma(x, m1, b2)
+        x = vbload(C, c + 3 * ldc + i)
+        a3 = vfma(x, m0, a3)
+        b3 = vfma(x, m1, b3)
+        x = vbload(C, c + 4 * ldc + i)
+        a4 = vfma(x, m0, a4)
+        b4 = vfma(x, m1, b4)
+    _st(out, o, a0, b0, n0, n1, full)
+    _st(out, o + ldo, a1, b1, n0, n1, full)
+    _st(out, o + 2 * ldo, a2, b2, n0, n1, full)
+    _st(out, o + 3 * ldo, a3, b3, n0, n1, full)
+    _st(out, o + 4 * ldo, a4, b4, n0, n1, full)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _strip1(  # pragma: no cover - compiled
+    C, ldc, M, ldm, rows, sparse, i0, i1, k, n0, n1, full, square, out, ldo, s
+):
+    # as _strip5 for one sample s (the samples left over when B is not a multiple of 5)
+    o = s * ldo + k
+    a0, b0 = _ld(out, o, n0, n1, full)
+    c = s * ldc
+    for i in range(i0, i1):
+        m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square)
+        x = vbload(C, c + i)
+        a0 = vfma(x, m0, a0)
+        b0 = vfma(x, m1, b0)
+    _st(out, o, a0, b0, n0, n1, full)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def accumulate(C, M, rows, sparse, i0, i1, k0, k1, square, out):  # pragma: no cover - compiled
+    """out[:, k0:k1] += C[:, i0:i1] · M[rows, k0:k1] (``square``: M² instead of M).
+
+    C (B, ≥ i1) and out (B, ≥ k1), M (n, ≥ k1), all C-contiguous. The rows of M are
+    ``rows[i0:i1]`` when ``sparse`` (C then holds the compacted coefficients, column i for row
+    ``rows[i]``), else i0:i1.
+    """
+    B = out.shape[0]
+    ldc, ldm, ldo = C.shape[1], M.shape[1], out.shape[1]
+    Cf, Mf, of = C.reshape(-1), M.reshape(-1), out.reshape(-1)
+    L = lanes(Mf)
+    for k in range(k0, k1, 2 * L):
+        n = min(k1 - k, 2 * L)
+        full = n == 2 * L
+        n0, n1 = min(n, L), max(n - L, 0)
+        s0 = 0
+        while s0 + _GROUP <= B:
+            _strip5(Cf, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, square, of, ldo, s0)
+            s0 += _GROUP
+        for s in range(s0, B):
+            _strip1(Cf, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, square, of, ldo, s)

@@ -1,0 +1,196 @@
+"""Explicit SIMD vectors for numba kernels: 32-byte LLVM vectors as a numba type.
+
+LLVM's auto-vectoriser gives up on the register-blocked loops of the fused layer pass: numba
+cannot mark its array arguments ``noalias``, and with more than a few arrays in a loop LLVM drops
+the run-time alias checks and emits scalar code (docs/performance.md, "Tried and rejected").
+These intrinsics let a kernel say what it means instead: a value of type :data:`Vec` is an LLVM
+``<8 x float>`` (float32) or ``<4 x double>`` (float64) held in a register, loaded from and stored
+to a 1-D C-contiguous array at a flat element index.
+
+No bounds or wraparound checks are made: callers index within their arrays. On a CPU without
+256-bit registers LLVM splits each vector into narrower ones; on one without FMA,
+``llvm.fmuladd`` becomes a multiply and an add. Either way the same program gives the same bits
+for the same inputs on one machine, whatever column a value falls in (the masked loads below use
+the same arithmetic as the full ones).
+
+numba's on-disk cache keys a kernel on its own source file only: after editing this file, delete
+``kernels/__pycache__/*.nbi`` (as for ``_vecmath.py``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = ["lanes", "vbload", "vfma", "vload", "vload_part", "vmul", "vstore", "vstore_part"]
+
+_BYTES = 32  # one AVX register
+
+
+class VecType(nb.types.Type):
+    """A 32-byte vector of ``dtype`` (float32: 8 lanes, float64: 4)."""
+
+    def __init__(self, dtype: nb.types.Float) -> None:
+        self.dtype = dtype
+        self.lanes = _BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"Vec({dtype}x{self.lanes})")
+
+
+_VEC = {d: VecType(d) for d in (nb.types.float32, nb.types.float64)}
+
+
+def _llvm_vec(vt: VecType) -> ir.VectorType:
+    scalar = ir.FloatType() if vt.dtype == nb.types.float32 else ir.DoubleType()
+    return ir.VectorType(scalar, vt.lanes)
+
+
+@register_model(VecType)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):  # pragma: no cover - registered with numba
+        super().__init__(dmm, fe_type, _llvm_vec(fe_type))
+
+
+def _vec_of(arr: nb.types.Array) -> VecType:
+    if not isinstance(arr, nb.types.Array) or arr.dtype not in _VEC:
+        raise nb.errors.TypingError(f"expected a float32 or float64 array, got {arr}")
+    return _VEC[arr.dtype]
+
+
+def _address(context, builder, arrty, arr, idx, vt):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [idx]), _llvm_vec(vt).as_pointer())
+
+
+def _mask(builder, vt, n):
+    # lanes 0 … n−1 on
+    lane_ids = ir.Constant(ir.VectorType(ir.IntType(64), vt.lanes), list(range(vt.lanes)))
+    n64 = builder.sext(n, ir.IntType(64)) if n.type.width < 64 else n
+    splat = _splat(builder, n64, ir.VectorType(ir.IntType(64), vt.lanes))
+    return builder.icmp_signed("<", lane_ids, splat)
+
+
+def _masked(builder, vt, op):
+    # LLVM's llvm.masked.load / llvm.masked.store for vt, and the alignment argument
+    lty, mask = _llvm_vec(vt), ir.VectorType(ir.IntType(1), vt.lanes)
+    i32, ptr = ir.IntType(32), lty.as_pointer()
+    if op == "load":  # (pointer, alignment, mask, pass-through) -> vector
+        fnty = ir.FunctionType(lty, [ptr, i32, mask, lty])
+    else:  # (vector, pointer, alignment, mask)
+        fnty = ir.FunctionType(ir.VoidType(), [lty, ptr, i32, mask])
+    suffix = f"v{vt.lanes}f{vt.dtype.bitwidth}"
+    name = f"llvm.masked.{op}.{suffix}.p0{suffix}"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    return fn, ir.Constant(i32, vt.dtype.bitwidth // 8)
+
+
+def _splat(builder, x, vty):
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return builder.shuffle_vector(v, v, zeros)  # lane 0 everywhere
+
+
+@intrinsic
+def lanes(typingctx, arr):  # pragma: no cover - compiled
+    """The number of lanes of a vector of ``arr``'s dtype (a compile-time constant)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.IntType(64), vt.lanes)
+
+    return nb.types.int64(arr), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, idx):  # pragma: no cover - compiled
+    """``arr[idx : idx + lanes]`` as a vector (``arr`` 1-D, C-contiguous)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        return builder.load(p, align=vt.dtype.bitwidth // 8)
+
+    return vt(arr, idx), codegen
+
+
+@intrinsic
+def vload_part(typingctx, arr, idx, n):  # pragma: no cover - compiled
+    """``arr[idx : idx + n]`` in the first ``n`` lanes, zeros after (0 ≤ n ≤ lanes; the
+    elements beyond ``n`` are not read)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        fn, align = _masked(builder, vt, "load")
+        zeros = ir.Constant(_llvm_vec(vt), None)
+        return builder.call(fn, [p, align, _mask(builder, vt, args[2]), zeros])
+
+    return vt(arr, idx, n), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, v):  # pragma: no cover - compiled
+    """``arr[idx : idx + lanes] = v``."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        builder.store(args[2], p, align=vt.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return nb.types.none(arr, idx, vt), codegen
+
+
+@intrinsic
+def vstore_part(typingctx, arr, idx, v, n):  # pragma: no cover - compiled
+    """``arr[idx : idx + n] = v[:n]`` (the elements beyond ``n`` are not written)."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        fn, align = _masked(builder, vt, "store")
+        builder.call(fn, [args[2], p, align, _mask(builder, vt, args[3])])
+        return context.get_dummy_value()
+
+    return nb.types.none(arr, idx, vt, n), codegen
+
+
+@intrinsic
+def vbload(typingctx, arr, idx):  # pragma: no cover - compiled
+    """``arr[idx]`` in every lane."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        x = builder.load(builder.gep(data, [args[1]]), align=vt.dtype.bitwidth // 8)
+        return _splat(builder, x, _llvm_vec(vt))
+
+    return vt(arr, idx), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):  # pragma: no cover - compiled
+    """a·b + c per lane (fused where the CPU has FMA: ``llvm.fmuladd``)."""
+    if not (isinstance(a, VecType) and a == b == c):
+        raise nb.errors.TypingError("vfma expects three vectors of one type")
+
+    def codegen(context, builder, sig, args):
+        lty = _llvm_vec(a)
+        name = f"llvm.fmuladd.v{a.lanes}f{a.dtype.bitwidth}"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lty, [lty] * 3), name)
+        return builder.call(fn, list(args))
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):  # pragma: no cover - compiled
+    """a·b per lane."""
+    if not (isinstance(a, VecType) and a == b):
+        raise nb.errors.TypingError("vmul expects two vectors of one type")
+
+    def codegen(context, builder, sig, args):
+        return builder.fmul(args[0], args[1])
+
+    return a(a, b), codegen
