@@ -15,10 +15,12 @@ M² is never stored during the pass: the forward kernel squares each strip of M 
 (the engine squares M into the network's M2 array once, when its call returns), which saves
 writing one array per layer per minibatch (docs/performance.md).
 
-The update's product is a BLAS call on the block (``_blas.gemm``); the forward sums are the
-register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (BLAS kept
-the update: a register-blocked update ran slower, docs/performance.md); everything between is a
-compiled loop that LLVM vectorises (``_vecmath.tanh32``/``tanh64``). Threads split each layer's
+The update is a BLAS call on the block that forms ρH + ⟨v⟩ᵀ½Δ in place (``_blas.gemm`` with
+beta = ρ; a sparse first layer's scattered rows go through a scratch block), then one compiled
+loop clips H and writes M = tanh H; the forward sums are the
+register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (a
+register-blocked update ran slower than BLAS, docs/performance.md). The compiled loops between
+are vectorised by LLVM (``_vecmath.tanh32``/``tanh64``). Threads split each layer's
 output columns into ``n_tiles`` fixed tiles (or, in the backward pass, each layer's input rows):
 no two threads write the same element and no sum is split across threads, so results do not
 depend on which thread ran which tile.
@@ -57,6 +59,19 @@ def _row_update(h_row, s_row, m_row, r, bound, binary):  # pragma: no cover - co
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _row_clip(h_row, m_row, bound, binary):  # pragma: no cover - compiled
+    # H ← clip(H) after BLAS has formed ρH + increment in place; binary: M = tanh H.
+    if binary:
+        for k in range(h_row.shape[0]):
+            h = min(max(h_row[k], -bound), bound)
+            h_row[k] = h
+            m_row[k] = tanh(h)
+    else:
+        for k in range(h_row.shape[0]):
+            h_row[k] = min(max(h_row[k], -bound), bound)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _square_row(m_row, out_row):  # pragma: no cover - compiled
     for k in range(m_row.shape[0]):
         out_row[k] = m_row[k] * m_row[k]
@@ -79,25 +94,21 @@ def square_moments(M, M2):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def refresh_block(H, M, S, r0, r1, k0, k1, rho, binary):  # pragma: no cover - compiled
-    """Rows r0:r1, columns k0:k1: H ← clip(ρH + S), then M = ⟨W⟩ (binary; real: M is H).
-
-    ``S`` holds the block's increment ⟨v⟩ᵀ(½Δ) at [0:r1−r0, 0:k1−k0].
-    """
+def clip_block(H, M, r0, r1, k0, k1, binary):  # pragma: no cover - compiled
+    """Rows r0:r1, columns k0:k1: H ← clip(H), then M = ⟨W⟩ (binary; real: M is H)."""
     bound = H.dtype.type(PARAMETER_BOUND)
-    r = H.dtype.type(rho)
-    if k0 == 0 and k1 == H.shape[1] and S.shape[1] == k1:
-        # Whole rows: the block is contiguous, one flat loop (no per-row views).
-        _row_update(H[r0:r1].reshape(-1), S[: r1 - r0].reshape(-1), M[r0:r1].reshape(-1), r,
-                    bound, binary)  # fmt: skip
+    if k0 == 0 and k1 == H.shape[1]:
+        _row_clip(H[r0:r1].reshape(-1), M[r0:r1].reshape(-1), bound, binary)  # contiguous
         return
     for j in range(r0, r1):
-        _row_update(H[j, k0:k1], S[j - r0, : k1 - k0], M[j, k0:k1], r, bound, binary)
+        _row_clip(H[j, k0:k1], M[j, k0:k1], bound, binary)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def refresh_rows(H, M, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cover - compiled
-    """As :func:`refresh_block`, for the listed rows ``rows[i0:i1]`` (S row i − i0)."""
+    """Rows ``rows[i0:i1]``, columns k0:k1: H ← clip(ρH + S), then M = ⟨W⟩ (binary; real: M
+    is H). ``S`` holds row i's increment ⟨v⟩ᵀ(½Δ) at [i − i0, 0:k1−k0] (the sparse path, whose
+    rows are not contiguous; dense blocks are formed in place by BLAS, :func:`clip_block`)."""
     bound = H.dtype.type(PARAMETER_BOUND)
     r = H.dtype.type(rho)
     for i in range(i0, i1):
@@ -119,7 +130,7 @@ def layer_tile(  # pragma: no cover - compiled
         other rows have zero input and ρ = 1, so their increment is exactly 0); n_upd < 0: all.
     forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
         as above for F's non-zero columns (the compacted F, W then hold only those columns).
-    S : scratch (block_rows, ≥ k1 − k0) for the update's increment. blas :
+    S : scratch (block_rows, ≥ k1 − k0) for the sparse update's increment. blas :
     :data:`._blas.GEMM_ADDRESSES`. M² is never read from memory: the forward kernel squares M
     in registers.
     """
@@ -141,8 +152,9 @@ def layer_tile(  # pragma: no cover - compiled
         for r0 in range(0, n_in, block_rows):
             r1 = min(r0 + block_rows, n_in)
             if update and not sparse_upd:
-                gemm(CT[r0:r1], D[:, k0:k1], S[: r1 - r0, :tw], 0.0, False, blas)
-                refresh_block(H, M, S, r0, r1, k0, k1, rho, binary)
+                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ), then clipped with M refreshed
+                gemm(CT[r0:r1], D[:, k0:k1], H[r0:r1, k0:k1], rho, False, blas)
+                clip_block(H, M, r0, r1, k0, k1, binary)
             if forward and not sparse_fwd:
                 accumulate(F, M, fwd_rows, False, r0, r1, k0, k1, False, mu)
                 if need_var:
