@@ -1,4 +1,5 @@
-"""The register-blocked forward sums (ebprop.kernels._micro) against NumPy products (issue 13)."""
+"""The register-blocked forward sums and backward product (ebprop.kernels._micro) against NumPy
+products (issue 13)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
-from ebprop.kernels._micro import accumulate  # noqa: E402
+from ebprop.kernels._micro import accumulate, dot_rows  # noqa: E402
 
 SHAPES = [  # (B, n rows of M, m columns, k0, k1): full strips, partial strips, both, leftovers
     (10, 50, 37, 0, 37),
@@ -68,3 +69,37 @@ def test_accumulate_sums_the_rows_in_order_from_the_output():
     out = np.zeros((5, 1), np.float32)
     accumulate(C, M, np.arange(3), False, 0, 3, 0, 1, False, out)
     np.testing.assert_array_equal(out, 0.0)  # (1e8 + 1) rounds to 1e8 in float32, then − 1e8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B, n, rows, i0, i1", [(10, 800, 40, 0, 40), (7, 10, 13, 1, 12),
+                                                (1, 3, 5, 0, 5), (12, 37, 9, 2, 9)])  # fmt: skip
+def test_dot_rows_equals_a_numpy_product(dtype, B, n, rows, i0, i1):
+    rng = np.random.default_rng(5)
+    U = rng.standard_normal((B, n)).astype(dtype)
+    M = rng.standard_normal((rows, n)).astype(dtype)
+    out = np.full((B, rows + 2), 5.0, dtype)
+    dot_rows(U, M, i0, i1, out)
+    expected = U.astype(np.float64) @ M[i0:i1].astype(np.float64).T
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[:, i0:i1], expected, rtol=0, atol=tol * n)
+    untouched = np.ones(rows + 2, bool)
+    untouched[i0:i1] = False
+    assert np.all(out[:, untouched] == 5.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype):
+    # Threads take row tiles, and leftover rows and samples go through another kernel: every
+    # element must still be the same sum, bit for bit.
+    rng = np.random.default_rng(6)
+    U = rng.standard_normal((10, 203)).astype(dtype)
+    M = rng.standard_normal((31, 203)).astype(dtype)
+    whole, split = np.zeros((10, 31), dtype), np.zeros((10, 31), dtype)
+    dot_rows(U, M, 0, 31, whole)
+    for i0, i1 in [(0, 3), (3, 4), (4, 17), (17, 31)]:
+        dot_rows(U, M, i0, i1, split)
+    np.testing.assert_array_equal(split, whole)
+    alone = np.zeros((3, 31), dtype)  # samples 7–9 alone: the leftover (one-sample) kernel
+    dot_rows(np.ascontiguousarray(U[7:]), M, 0, 31, alone)
+    np.testing.assert_array_equal(alone, whole[7:])

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core.update import PARAMETER_BOUND
 from ._blas import gemm
-from ._micro import accumulate
+from ._micro import accumulate, dot_rows
 from ._vecmath import exp_neg, tanh
 
 _FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
@@ -256,22 +256,22 @@ def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
 
 
 @nb.njit(nogil=True, cache=True)
-def hidden_delta_serial(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
+def hidden_delta_serial(upstream, M_next, z, scale, delta, n_tiles):  # pragma: no cover
     """Δ_l = (Δ_{l+1} M_{l+1}ᵀ) · 2φ(z_l)/(σ_l√c_l), over fixed tiles of the layer's units."""
     n = M_next.shape[0]
     for t in range(n_tiles):
         c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
-        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
+        dot_rows(upstream, M_next, c0, c1, delta)
         _pdf_factor(delta, z, scale, c0, c1)
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
-def hidden_delta_parallel(upstream, M_next, z, scale, delta, n_tiles, blas):  # pragma: no cover
+def hidden_delta_parallel(upstream, M_next, z, scale, delta, n_tiles):  # pragma: no cover
     """As :func:`hidden_delta_serial`, one thread per tile."""
     n = M_next.shape[0]
     for t in nb.prange(n_tiles):
         c0, c1 = (t * n) // n_tiles, ((t + 1) * n) // n_tiles
-        gemm(upstream, M_next[c0:c1], delta[:, c0:c1], 0.0, True, blas)
+        dot_rows(upstream, M_next, c0, c1, delta)
         _pdf_factor(delta, z, scale, c0, c1)
 
 

@@ -24,7 +24,9 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["lanes", "vbload", "vfma", "vload", "vload_part", "vmul", "vstore", "vstore_part"]
+__all__ = [
+    "lanes", "vbload", "vfma", "vload", "vload_part", "vmul", "vstore", "vstore_part", "vsum",
+]  # fmt: skip
 
 _BYTES = 32  # one AVX register
 
@@ -194,3 +196,19 @@ def vmul(typingctx, a, b):  # pragma: no cover - compiled
         return builder.fmul(args[0], args[1])
 
     return a(a, b), codegen
+
+
+@intrinsic
+def vsum(typingctx, a):  # pragma: no cover - compiled
+    """The sum of a vector's lanes in a fixed order: pairwise (0 + 1, 2 + 3, …), then again."""
+    if not isinstance(a, VecType):
+        raise nb.errors.TypingError("vsum expects a vector")
+
+    def codegen(context, builder, sig, args):
+        lane = [ir.Constant(ir.IntType(32), j) for j in range(a.lanes)]
+        parts = [builder.extract_element(args[0], j) for j in lane]
+        while len(parts) > 1:
+            parts = [builder.fadd(parts[j], parts[j + 1]) for j in range(0, len(parts), 2)]
+        return parts[0]
+
+    return a.dtype(a), codegen

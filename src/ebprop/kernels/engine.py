@@ -205,7 +205,7 @@ class _Engine:
         for layer in range(last - 1, -1, -1):
             self.hidden_delta(
                 self.delta[layer + 1], net.M[layer + 1], cur.z[layer], cur.scale[layer],
-                self.delta[layer], self.back_tiles[layer], GEMM_ADDRESSES,
+                self.delta[layer], self.back_tiles[layer],
             )  # fmt: skip
         for layer in range(last + 1):
             K.halve_and_bias(self.delta[layer], net.b[layer])
