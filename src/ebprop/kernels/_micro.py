@@ -2,7 +2,7 @@
 minibatches of a few samples.
 
 A minibatch of B ≈ 10 samples makes the forward products skinny, (B × n)·(n × m). BLAS packs its
-operands for square-ish shapes and ran these at ~40 GFLOP/s against ~55 for this kernel, with M²
+operands for square-ish shapes and ran these at ~40 GFLOP/s against ~59 for this kernel, with M²
 formed separately (one thread, 800 × 800 float32, docs/performance.md). The kernel keeps the
 accumulators of 5 samples × one strip of columns in registers while it streams down the rows of
 M once, squaring M in registers for the variance sum:
@@ -15,7 +15,7 @@ depend on how the columns are split, only on the row blocks (which the caller fi
 
 The backward product Δ_{l+1} M_{l+1}ᵀ, (B × m)·(m × n)ᵀ, is a set of dot products along M's
 rows: :func:`dot_rows` keeps 5 samples × 2 rows of accumulators in registers (BLAS ran it at
-0.55–0.6× that speed).
+0.5–0.65× that speed; ``benchmarks/micro_vs_blas.py``).
 
 Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two
 vectors, the last strip with masked loads and stores.
@@ -198,7 +198,7 @@ def dot_rows(U, M, i0, i1, out):  # pragma: no cover - compiled
 
     U (B, n), M (≥ i1, n), out (B, ≥ i1), C-contiguous. Each element is one fixed sum (per lane
     in order over the strips of n, then the lanes pairwise), whatever i0, i1 and B: splitting the
-    rows over threads gives the same bits. BLAS ran this transposed product at 0.55–0.6× the
+    rows over threads gives the same bits. BLAS ran this transposed product at 0.5–0.65× the
     speed (800 × 800, B = 10, one thread, docs/performance.md).
     """
     B, n = U.shape
