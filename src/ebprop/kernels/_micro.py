@@ -19,6 +19,10 @@ rows: :func:`dot_rows` keeps 5 samples × 2 rows of accumulators in registers (B
 
 Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two
 vectors, the last strip with masked loads and stores.
+
+numba's on-disk cache keys each kernel on its own source file only: after editing this file,
+delete ``kernels/__pycache__/*.nbi`` (the cached kernels of ``_fused.py`` would keep the old
+code). A fresh install is unaffected.
 """
 
 from __future__ import annotations
