@@ -152,7 +152,8 @@ def layer_tile(  # pragma: no cover - compiled
         for r0 in range(0, n_in, block_rows):
             r1 = min(r0 + block_rows, n_in)
             if update and not sparse_upd:
-                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ), then clipped with M refreshed
+                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ: ρH rounded, then the sum added,
+                # as the core's H *= ρ; H += increment), then clipped with M refreshed
                 gemm(CT[r0:r1], D[:, k0:k1], H[r0:r1, k0:k1], rho, False, blas)
                 clip_block(H, M, r0, r1, k0, k1, binary)
             if forward and not sparse_fwd:
