@@ -3,7 +3,7 @@
 LLVM's auto-vectoriser gives up on the register-blocked loops of the fused layer pass: numba
 cannot mark its array arguments ``noalias``, and with more than a few arrays in a loop LLVM drops
 the run-time alias checks and emits scalar code (docs/performance.md, "Tried and rejected").
-These intrinsics let a kernel say what it means instead: a value of type :data:`Vec` is an LLVM
+These intrinsics let a kernel say what it means instead: a value of type :class:`VecType` is an LLVM
 ``<8 x float>`` (float32) or ``<4 x double>`` (float64) held in a register, loaded from and stored
 to a 1-D C-contiguous array at a flat element index.
 
