@@ -29,7 +29,18 @@ from __future__ import annotations
 
 import numba as nb
 
-from ._simd import lanes, vbload, vfma, vload, vload_part, vmul, vstore, vstore_part, vsum
+from ._simd import (
+    lanes,
+    vbload,
+    vfma,
+    vload,
+    vload_part,
+    vmul,
+    vstore,
+    vstore_part,
+    vsum,
+    vzero,
+)  # fmt: skip
 
 _FM = {"contract"}
 _GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
@@ -152,7 +163,7 @@ def _dots5x2(U, ldu, M, ldm, i, s0, n, out, ldo):  # pragma: no cover - compiled
     # out[s0 + q, i + r] = U[s0 + q] · M[i + r] for q < 5, r < 2: 10 independent accumulators
     # over strips of one vector (the last one masked), then each one's lanes summed.
     L = lanes(M)
-    z = vload_part(M, 0, 0)  # zeros
+    z = vzero(M)
     a0, a1, a2, a3, a4 = z, z, z, z, z
     e0, e1, e2, e3, e4 = z, z, z, z, z
     u, pm = s0 * ldu, i * ldm
@@ -188,7 +199,7 @@ def _dots5x2(U, ldu, M, ldm, i, s0, n, out, ldo):  # pragma: no cover - compiled
 def _dot1(U, ldu, M, ldm, i, s, n, out, ldo):  # pragma: no cover - compiled
     # out[s, i] = U[s] · M[i], the same sum as _dots5x2 forms (for the leftover rows/samples)
     L = lanes(M)
-    a = vload_part(M, 0, 0)
+    a = vzero(M)
     tail = n - n % L
     for k in range(0, n, L):
         part, w = k >= tail, n - k

@@ -26,6 +26,7 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "lanes", "vbload", "vfma", "vload", "vload_part", "vmul", "vstore", "vstore_part", "vsum",
+    "vzero",
 ]  # fmt: skip
 
 _BYTES = 32  # one AVX register
@@ -169,6 +170,17 @@ def vbload(typingctx, arr, idx):  # pragma: no cover - compiled
         return _splat(builder, x, _llvm_vec(vt))
 
     return vt(arr, idx), codegen
+
+
+@intrinsic
+def vzero(typingctx, arr):  # pragma: no cover - compiled
+    """A vector of zeros of ``arr``'s dtype."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_llvm_vec(vt), None)
+
+    return vt(arr), codegen
 
 
 @intrinsic

@@ -126,13 +126,15 @@ class _Engine:
         self.zero_B = np.zeros(B, dt)
         self.y = np.zeros((B, sizes[-1]), dt)
         self.tiles, self.block_rows, self.scratch = [], [], []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             t = _tiles(n_out, n_jobs)
             width = -(-n_out // t)
             rows = max(8, min(n_in, BLOCK_BYTES // (width * dt.itemsize)))
             self.tiles.append(t)
             self.block_rows.append(rows)
-            self.scratch.append(np.zeros((t, rows, width), dt))  # the update's increment
+            # the sparse update's increment: only the first layer's inputs are ever sparse
+            shape = (t, rows, width) if layer == 0 else (t, 0, 0)
+            self.scratch.append(np.zeros(shape, dt))
         self.back_tiles = [_tiles(n, n_jobs) for n in sizes[1:]]
         n0 = sizes[0]
         self.CTc = np.zeros((n0, B), dt)
