@@ -12,8 +12,11 @@ own scaling from the memory traffic of the whole loop. For each number of thread
 the best of ``--repeats`` passes over ``--samples`` random samples. The numba kernels are
 compiled (or loaded from numba's cache) before anything is timed.
 
-This is a profiling tool: it reaches into ``ebprop.kernels.engine``'s internal ``_Engine`` on
-purpose, to time the phases that the public function runs back to back.
+Each phase is a separate call into the compiled steps of ``ebprop.kernels._loop`` here, so each
+carries numba's argument dispatch (~10–20 µs, the buffers are tuples of arrays), which the
+training loop itself pays once per span of minibatches. This is a profiling tool: it reaches
+into ``ebprop.kernels.engine``'s internal ``_Engine`` on purpose, to time the phases that the
+public function runs back to back.
 """
 
 from __future__ import annotations
@@ -38,10 +41,8 @@ def primed_engine(net, X, batch: int, n_jobs: int, n_slots: int):
     nb.set_num_threads(n_jobs)
     eng = fused_engine._Engine(net, batch, 0.0, n_jobs)
     fused_engine.refresh_moments(net)
-    for i, slot in enumerate(eng.slots[:n_slots]):
-        eng.load(slot, X, np.arange(i * batch, (i + 1) * batch))
-        for layer in range(len(net.H)):
-            eng.layer(layer, 1.0, None, slot)
+    for slot in range(n_slots):
+        eng.prime(X, np.arange(n_slots * batch), slot * batch, slot)
     return eng
 
 
@@ -49,7 +50,7 @@ def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
     """Seconds per minibatch of each phase, one pass over X."""
     eng = primed_engine(net, X, batch, n_jobs, 1)
     n_layers = len(net.H)
-    cur, nxt = eng.slots
+    cur, nxt = 0, 1
     idx = np.arange(batch)
     times: dict[str, float] = defaultdict(float)
     n_batches = X.shape[0] // batch - 1
@@ -74,9 +75,10 @@ def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
 def isolated_layer(net, X, batch: int, n_jobs: int, calls: int = 20) -> float:
     """Seconds per call of layer 2's update + forward pass alone, on the same arrays."""
     eng = primed_engine(net, X, batch, n_jobs, 2)
-    cur, nxt = eng.slots
+    cur, nxt = 0, 1
     rng = np.random.default_rng(1)
-    eng.delta[1][...] = rng.normal(scale=1e-3, size=eng.delta[1].shape)
+    delta = eng.bufs[0][1]
+    delta[...] = rng.normal(scale=1e-3, size=delta.shape)
     t0 = time.perf_counter()
     for _ in range(calls):
         eng.layer(1, 1.0, cur, nxt)

@@ -13,13 +13,13 @@ Per minibatch t (its forward statistics already computed):
 So each layer's H is read and written once per minibatch, M written once and read once more by
 the backward pass. The first minibatch of a call gets a forward pass of its own (same code, no
 update), so that a run resumed at any minibatch boundary is bit-identical to one that never
-stopped.
+stopped. The sequence itself is compiled (:mod:`._loop`): Python runs once per ``on_batch`` call,
+or once per call without a callback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from ..core import Network, Reinforcement
 from . import _fused as K
+from . import _loop
 from ._blas import GEMM_ADDRESSES
 
 __all__ = ["SPARSE_FRACTION", "refresh_moments", "run_minibatches_fused", "supports"]
@@ -65,153 +66,127 @@ def _tiles(n: int, n_jobs: int) -> int:
     return max(1, min(n_jobs, n // MIN_UNITS_PER_THREAD)) if n_jobs > 1 else 1
 
 
-@dataclass
-class _Slot:
-    """One minibatch's activations (padded to B rows)."""
+def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
+    """The two minibatch slots' buffers, as :mod:`._loop` takes them (its ``slots``)."""
+    n0, outs = sizes[0], sizes[1:]
 
-    x: np.ndarray  # (B, n_0)
-    xT: np.ndarray  # (n_0, B)
-    w0: np.ndarray  # (B, n_0) x²
-    x2sum: np.ndarray  # (B,)
-    active: np.ndarray  # (n_0,) bool
-    rows: np.ndarray  # (n_0,) int64: the non-zero inputs first
-    n_active: int
-    n_valid: int
-    z: list[np.ndarray]  # per layer (B, n_l)
-    scale: list[np.ndarray]
-    v: list[np.ndarray]
-    vT: list[np.ndarray]  # (n_l, B)
-    w: list[np.ndarray]  # next layer's variance coefficients (B, n_l)
+    def per_slot(make):
+        return tuple(make() for _ in range(2))
 
-    @classmethod
-    def empty(cls, sizes: Sequence[int], B: int, dtype: np.dtype) -> _Slot:
-        n0 = sizes[0]
-        outs = sizes[1:]
-        return cls(
-            x=np.zeros((B, n0), dtype),
-            xT=np.zeros((n0, B), dtype),
-            w0=np.zeros((B, n0), dtype),
-            x2sum=np.zeros(B, dtype),
-            active=np.zeros(n0, np.bool_),
-            rows=np.zeros(n0, np.int64),
-            n_active=0,
-            n_valid=0,
-            z=[np.zeros((B, n), dtype) for n in outs],
-            scale=[np.ones((B, n), dtype) for n in outs],
-            v=[np.zeros((B, n), dtype) for n in outs],
-            vT=[np.zeros((n, B), dtype) for n in outs],
-            w=[np.zeros((B, n), dtype) for n in outs],
-        )
+    def per_slot_layer(make):
+        return tuple(make(n) for _ in range(2) for n in outs)
+
+    return (
+        per_slot(lambda: np.zeros((B, n0), dt)),  # x
+        per_slot(lambda: np.zeros((n0, B), dt)),  # xT
+        per_slot(lambda: np.zeros((B, n0), dt)),  # w0 = x²
+        per_slot(lambda: np.zeros(B, dt)),  # x2sum
+        per_slot(lambda: np.zeros(n0, np.bool_)),  # active
+        per_slot(lambda: np.zeros(n0, np.int64)),  # rows
+        np.zeros((2, 2), np.int64),  # meta: non-zero inputs, valid rows
+        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # Z
+        per_slot_layer(lambda n: np.ones((B, n), dt)),  # SC
+        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # V
+        per_slot_layer(lambda n: np.zeros((n, B), dt)),  # VT
+        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # WN
+    )
 
 
 class _Engine:
-    """Buffers and the per-minibatch sequence of kernel calls for one network and batch size."""
+    """Buffers for one network and batch size, and the compiled steps over them (:mod:`._loop`).
+
+    Slots are numbered 0 and 1: the current minibatch and the next one alternate between them.
+    """
 
     def __init__(self, net: Network, B: int, nu: float, n_jobs: int) -> None:
         self.net, self.B, self.n_jobs = net, B, n_jobs
         dt = net.dtype
         sizes = net.sizes
-        self.binary = net.family.name == "binary"
-        self.real = not self.binary
+        binary = net.family.name == "binary"
         pv = float(getattr(net.family, "prior_variance", 1.0))
         alpha, beta = net.family.first_layer_coefficients(nu)
         # (const, alpha, beta) of σ²c − 1 = const + α Σx² + β·(var sum), per layer.
-        self.coef = [(0.0, float(alpha), float(beta))]
+        coef = [(0.0, float(alpha), float(beta))]
         for n_in in sizes[1:-1]:
-            self.coef.append((pv * n_in, 0.0, 1.0) if self.real else (float(n_in), 0.0, -1.0))
-        self.slots = [_Slot.empty(sizes, B, dt), _Slot.empty(sizes, B, dt)]
-        self.delta = [np.zeros((B, n), dt) for n in sizes[1:]]
-        self.mu = [np.zeros((B, n), dt) for n in sizes[1:]]
-        self.var = [np.zeros((B, n), dt) for n in sizes[1:]]
-        self.zero_B = np.zeros(B, dt)
-        self.y = np.zeros((B, sizes[-1]), dt)
-        self.tiles, self.block_rows, self.scratch = [], [], []
+            coef.append((pv * n_in, 0.0, 1.0) if not binary else (float(n_in), 0.0, -1.0))
+        tiles, block_rows, scratch = [], [], []
         for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             t = _tiles(n_out, n_jobs)
             width = -(-n_out // t)
             rows = max(8, min(n_in, BLOCK_BYTES // (width * dt.itemsize)))
-            self.tiles.append(t)
-            self.block_rows.append(rows)
+            tiles.append(t)
+            block_rows.append(rows)
             # the sparse update's increment: only the first layer's inputs are ever sparse
             shape = (t, rows, width) if layer == 0 else (t, 0, 0)
-            self.scratch.append(np.zeros(shape, dt))
-        self.back_tiles = [_tiles(n, n_jobs) for n in sizes[1:]]
-        n0 = sizes[0]
-        self.CTc = np.zeros((n0, B), dt)
-        self.Fc = np.zeros((B, n0), dt)
-        self.Wc = np.zeros((B, n0), dt)
-        self.layer_pass = K.layer_pass_parallel if n_jobs > 1 else K.layer_pass_serial
-        self.hidden_delta = K.hidden_delta_parallel if n_jobs > 1 else K.hidden_delta_serial
-        self.sparse_limit = SPARSE_FRACTION * n0
-
-    def load(self, slot: _Slot, X: np.ndarray, idx: np.ndarray) -> None:
-        slot.n_active = K.load_inputs(
-            X, idx, slot.x, slot.xT, slot.w0, slot.x2sum, slot.active, slot.rows
+            scratch.append(np.zeros(shape, dt))
+        outs, n0 = sizes[1:], sizes[0]
+        self.net_args = (tuple(net.H), tuple(net.M), tuple(net.b))
+        self.slots = _slot_buffers(sizes, B, dt)
+        self.bufs = (
+            tuple(np.zeros((B, n), dt) for n in outs),  # delta
+            tuple(np.zeros((B, n), dt) for n in outs),  # mu
+            tuple(np.zeros((B, n), dt) for n in outs),  # var
+            tuple(scratch),
+            np.zeros(B, dt),  # zero_B
+            np.zeros((B, sizes[-1]), dt),  # y
+            np.zeros((n0, B), dt),  # CTc
+            np.zeros((B, n0), dt),  # Fc
+            np.zeros((B, n0), dt),  # Wc
         )
-        slot.n_valid = idx.shape[0]
+        self.plan = (
+            np.array(coef, np.float64),
+            np.array(tiles, np.int64),
+            np.array(block_rows, np.int64),
+            np.array([_tiles(n, n_jobs) for n in outs], np.int64),
+            float(SPARSE_FRACTION * n0),
+            binary,
+            not binary,
+            n_jobs > 1,
+            GEMM_ADDRESSES,
+        )
 
-    def layer(
-        self,
-        layer: int,
-        rho: float,
-        cur: _Slot | None,
-        nxt: _Slot | None,
-    ) -> None:
-        """Update ``layer`` with minibatch ``cur`` (if any); run ``nxt`` (if any) through it."""
-        net = self.net
-        H, M = net.H[layer], net.M[layer]
-        S = self.scratch[layer]
-        const, alpha, beta = self.coef[layer]
-        need_var = beta != 0.0
-        update, forward = cur is not None, nxt is not None
-        rows_u = rows_f = self.slots[0].rows
-        n_upd = n_fwd = -1
-        if layer == 0:
-            CT = cur.xT if update else self.CTc
-            F, W = (nxt.x, nxt.w0) if forward else (self.Fc, self.Wc)
-            if update and rho == 1.0 and cur.n_active < self.sparse_limit:
-                n_upd, rows_u = cur.n_active, cur.rows
-                K.compact_rows(cur.xT, rows_u, n_upd, self.CTc)
-                CT = self.CTc
-            if forward and nxt.n_active < self.sparse_limit:
-                n_fwd, rows_f = nxt.n_active, nxt.rows
-                K.compact_columns(nxt.x, rows_f, n_fwd, self.Fc)
-                if need_var:
-                    K.compact_columns(nxt.w0, rows_f, n_fwd, self.Wc)
-                F, W = self.Fc, self.Wc
-        else:
-            CT = cur.vT[layer - 1] if update else self.CTc
-            F, W = (nxt.v[layer - 1], nxt.w[layer - 1]) if forward else (self.Fc, self.Wc)
-        self.layer_pass(
-            H, M, self.binary, rho, self.block_rows[layer],
-            update, CT, self.delta[layer], rows_u, n_upd,
-            forward, F, W, need_var, rows_f, n_fwd, self.mu[layer], self.var[layer],
-            S, self.tiles[layer], GEMM_ADDRESSES,
-        )  # fmt: skip
-        if forward:
-            x2sum = nxt.x2sum if layer == 0 else self.zero_B
-            K.finalize(
-                self.mu[layer], self.var[layer], net.b[layer], alpha, beta, const, x2sum,
-                nxt.z[layer], nxt.scale[layer], nxt.v[layer],
-            )  # fmt: skip
-            if layer < len(net.H) - 1:
-                K.hidden_inputs(nxt.v[layer], nxt.vT[layer], nxt.w[layer], self.real)
+    def _args(self) -> tuple:
+        return self.net_args, self.slots, self.bufs, self.plan
 
-    def backward(self, cur: _Slot, Y: np.ndarray, idx: np.ndarray) -> int:
-        """Δ of every layer (halved, rows beyond the minibatch zero), the biases; errors of t."""
-        net = self.net
-        last = len(net.H) - 1
-        K.load_targets(Y, idx, self.y)
-        errors = K.count_errors(cur.v[last], self.y, cur.n_valid)
-        K.output_delta(self.y, cur.z[last], cur.scale[last], cur.n_valid, self.delta[last])
-        for layer in range(last - 1, -1, -1):
-            self.hidden_delta(
-                self.delta[layer + 1], net.M[layer + 1], cur.z[layer], cur.scale[layer],
-                self.delta[layer], self.back_tiles[layer],
-            )  # fmt: skip
-        for layer in range(last + 1):
-            K.halve_and_bias(self.delta[layer], net.b[layer])
-        return int(errors)
+    def load(self, s: int, X: np.ndarray, idx: np.ndarray) -> None:
+        """Gather ``X[idx]`` into slot ``s``."""
+        _loop.load(X, idx, s, self.slots)
+
+    def layer(self, layer: int, rho: float, c: int, nx: int) -> None:
+        """Update ``layer`` with slot ``c`` (if ≥ 0); run slot ``nx`` (if ≥ 0) through it."""
+        _loop.layer(layer, rho, c, nx, *self._args())
+
+    def backward(self, c: int, Y: np.ndarray, idx: np.ndarray) -> int:
+        """Δ of every layer for slot ``c``, the biases; the minibatch's online errors."""
+        return int(_loop.backward(Y, idx, c, *self._args()))
+
+    def prime(self, X: np.ndarray, order: np.ndarray, position: int, c: int) -> None:
+        """Load the minibatch at ``position`` into slot ``c`` and run it forward."""
+        _loop.prime(X, order, position, self.B, c, *self._args())
+
+    def span(
+        self, X: np.ndarray, Y: np.ndarray, order: np.ndarray, position: int, rho: np.ndarray,
+        c: int,
+    ) -> tuple[int, int, int]:  # fmt: skip
+        """Up to ``len(rho)`` minibatches from ``position`` (:func:`._loop.span`)."""
+        position, errors, c = _loop.span(X, Y, order, position, self.B, rho, c, *self._args())
+        return int(position), int(errors), int(c)
+
+
+def _factors(
+    reinforcement: Reinforcement | None, n_layers: int, epoch: int, order_size: int,
+    positions: range,
+) -> np.ndarray:  # fmt: skip
+    """ρ_l of the minibatches that start at ``positions`` (1.0 where the schedule is off)."""
+    rho = np.ones((len(positions), n_layers))
+    if reinforcement is not None:
+        for k, position in enumerate(positions):
+            factors = reinforcement.factors(n_layers, epoch + position / order_size)
+            if factors is not None:
+                if len(factors) != n_layers:
+                    raise ValueError(f"rho has {len(factors)} factors for {n_layers} layers")
+                rho[k] = factors
+    return rho
 
 
 def run_minibatches_fused(
@@ -247,39 +222,25 @@ def run_minibatches_fused(
     Y = np.ascontiguousarray(Y, dtype=net.dtype)
     engine = _Engine(net, batch_size, nu, n_jobs)
     n_layers = len(net.H)
+    # Without a callback the whole epoch is one compiled call; with one, a call per minibatch.
+    per_call = 1 if on_batch is not None else -(-(n - start) // batch_size)
     previous_threads = nb.get_num_threads()
     with threadpool_limits(limits=1, user_api="blas"):
         if n_jobs > 1:
             nb.set_num_threads(min(n_jobs, nb.config.NUMBA_NUM_THREADS))
         try:
             refresh_moments(net)  # M = the kernels' tanh H, bit for bit, on every entry
-            cur, nxt = engine.slots
-            position = start
-            idx = order[position : position + batch_size]
-            engine.load(cur, X, idx)
-            for layer in range(n_layers):
-                engine.layer(layer, 1.0, None, cur)
-            n_errors = 0
+            c, position, n_errors = 0, start, 0
+            engine.prime(X, order, position, c)
             while True:
-                rho: Sequence[float] | None = None
-                if reinforcement is not None:
-                    rho = reinforcement.factors(n_layers, epoch + position / n)
-                if rho is not None and len(rho) != n_layers:
-                    raise ValueError(f"rho has {len(rho)} factors for {n_layers} layers")
-                n_errors += engine.backward(cur, Y, idx)
-                position += idx.shape[0]
-                has_next = position < n
-                if has_next:
-                    idx = order[position : position + batch_size]
-                    engine.load(nxt, X, idx)
-                for layer in range(n_layers):
-                    factor = 1.0 if rho is None else float(rho[layer])
-                    engine.layer(layer, factor, cur, nxt if has_next else None)
+                positions = range(position, min(n, position + per_call * batch_size), batch_size)
+                rho = _factors(reinforcement, n_layers, epoch, n, positions)
+                position, errors, c = engine.span(X, Y, order, position, rho, c)
+                n_errors += errors
                 if on_batch is not None and on_batch(position, n_errors):
                     break
-                if not has_next:
+                if position >= n:
                     break
-                cur, nxt = nxt, cur
         finally:
             for M, M2 in zip(net.M, net.M2, strict=True):
                 K.square_moments(M, M2)  # M² was squared in registers, not stored

@@ -1,0 +1,161 @@
+"""The fused training loop's per-minibatch sequence, compiled (numba): the engine's orchestration.
+
+When this sequence was Python, about fifteen kernel calls per minibatch, each paying numba's
+argument dispatch (~0.2 µs per array argument) and the Python between them, cost 36–54 µs per
+minibatch (a 32-4-10 network, where the arithmetic is nothing; 19–28 µs in compiled code).
+Here the whole sequence runs in compiled code, many minibatches per call: Python is entered
+once per span of minibatches (one per ``on_batch`` call, or one per epoch without it).
+
+The buffers travel as four tuples (numba unpacks them at no cost):
+
+``net = (H, M, b)``
+    tuples of the L layers' arrays: H, M (n_in, n_out), b (n_out,).
+``slots = (x, xT, w0, x2sum, active, rows, meta, Z, SC, V, VT, WN)``
+    two minibatch slots (the current one and the next one), per slot s: x, w0 = x² (B, n_0), xT
+    (n_0, B), x2sum (B,), active (n_0,) bool, rows (n_0,) int64 (the non-zero inputs first);
+    meta (2, 2) int64: [s, 0] non-zero inputs, [s, 1] valid rows. Per slot s and layer l at
+    index s·L + l: Z, SC (z and σ√c), V (⟨v⟩), WN (the next layer's variance coefficients)
+    (B, n_l), VT = Vᵀ (n_l, B).
+``bufs = (delta, mu, var, S, zero_B, y, CTc, Fc, Wc)``
+    per layer Δ, μ-sum and σ²-sum (B, n_l) and the sparse update's scratch S (tiles, rows,
+    width); zeros (B,); targets (B, n_L); the compacted first-layer inputs CTc (n_0, B), Fc, Wc
+    (B, n_0).
+``plan = (coef, tiles, block_rows, back_tiles, sparse_limit, binary, real, parallel, blas)``
+    coef (L, 3) float64: (const, α, β) of σ²c − 1 per layer; tiles, block_rows, back_tiles (L,)
+    int64; the sparse threshold; flags; :data:`._blas.GEMM_ADDRESSES`.
+
+Every step is the same call, in the same order, as the Python engine made, so results are
+bit-identical to it.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+
+from . import _fused as K
+
+
+@nb.njit(nogil=True, cache=True)
+def load(X, idx, s, slots):  # pragma: no cover - compiled
+    """Gather minibatch ``X[idx]`` into slot ``s`` (:func:`._fused.load_inputs`)."""
+    x, xT, w0, x2sum, active, rows, meta = slots[:7]
+    meta[s, 0] = K.load_inputs(X, idx, x[s], xT[s], w0[s], x2sum[s], active[s], rows[s])
+    meta[s, 1] = idx.shape[0]
+
+
+@nb.njit(nogil=True, cache=True)
+def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - compiled
+    """Update ``layer`` with slot ``c``'s minibatch (c ≥ 0) and run slot ``nx`` (nx ≥ 0) through
+    it: one pass over the layer (:func:`._fused.layer_pass_serial` / ``_parallel``)."""
+    H, M, b = net
+    x, xT, w0, x2sum, active, rows, meta, Z, SC, V, VT, WN = slots
+    delta, mu, var, S, zero_B, y, CTc, Fc, Wc = bufs
+    coef, tiles, block_rows, back_tiles, sparse_limit, binary, real, parallel, blas = plan
+    L = len(H)
+    const, alpha, beta = coef[layer, 0], coef[layer, 1], coef[layer, 2]
+    need_var = beta != 0.0
+    update, forward = c >= 0, nx >= 0
+    rows_u = rows[0]
+    rows_f = rows[0]
+    n_upd = n_fwd = -1
+    CT, F, W = CTc, Fc, Wc
+    if layer == 0:
+        if update:
+            CT = xT[c]
+            if rho == 1.0 and meta[c, 0] < sparse_limit:
+                n_upd, rows_u = meta[c, 0], rows[c]
+                K.compact_rows(xT[c], rows_u, n_upd, CTc)
+                CT = CTc
+        if forward:
+            F, W = x[nx], w0[nx]
+            if meta[nx, 0] < sparse_limit:
+                n_fwd, rows_f = meta[nx, 0], rows[nx]
+                K.compact_columns(x[nx], rows_f, n_fwd, Fc)
+                if need_var:
+                    K.compact_columns(w0[nx], rows_f, n_fwd, Wc)
+                F, W = Fc, Wc
+    else:
+        if update:
+            CT = VT[c * L + layer - 1]
+        if forward:
+            F, W = V[nx * L + layer - 1], WN[nx * L + layer - 1]
+    args = (
+        H[layer], M[layer], binary, rho, block_rows[layer],
+        update, CT, delta[layer], rows_u, n_upd,
+        forward, F, W, need_var, rows_f, n_fwd, mu[layer], var[layer],
+        S[layer], tiles[layer], blas,
+    )  # fmt: skip
+    if parallel:
+        K.layer_pass_parallel(*args)
+    else:
+        K.layer_pass_serial(*args)
+    if forward:
+        i = nx * L + layer
+        K.finalize(
+            mu[layer], var[layer], b[layer], alpha, beta, const,
+            x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i],
+        )  # fmt: skip
+        if layer < L - 1:
+            K.hidden_inputs(V[i], VT[i], WN[i], real)
+
+
+@nb.njit(nogil=True, cache=True)
+def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
+    """Δ of every layer for slot ``c`` (halved, padding rows zero) and the biases; returns the
+    minibatch's online errors (EBP-P before the update)."""
+    H, M, b = net
+    meta, Z, SC, V = slots[6], slots[7], slots[8], slots[9]
+    delta, y = bufs[0], bufs[5]
+    back_tiles, parallel = plan[3], plan[7]
+    L = len(H)
+    last = L - 1
+    n_valid = meta[c, 1]
+    K.load_targets(Y, idx, y)
+    errors = K.count_errors(V[c * L + last], y, n_valid)
+    K.output_delta(y, Z[c * L + last], SC[c * L + last], n_valid, delta[last])
+    for layer in range(last - 1, -1, -1):
+        i = c * L + layer
+        args = (delta[layer + 1], M[layer + 1], Z[i], SC[i], delta[layer], back_tiles[layer])
+        if parallel:
+            K.hidden_delta_parallel(*args)
+        else:
+            K.hidden_delta_serial(*args)
+    for layer in range(L):
+        K.halve_and_bias(delta[layer], b[layer])
+    return errors
+
+
+@nb.njit(nogil=True, cache=True)
+def prime(X, order, position, batch, c, net, slots, bufs, plan):  # pragma: no cover - compiled
+    """Load the minibatch at ``position`` into slot ``c`` and run it forward (no update)."""
+    load(X, order[position : position + batch], c, slots)
+    for i in range(len(net[0])):
+        layer(i, 1.0, -1, c, net, slots, bufs, plan)
+
+
+@nb.njit(nogil=True, cache=True)
+def span(X, Y, order, position, batch, rho, c, net, slots, bufs, plan):  # pragma: no cover
+    """Train on up to ``rho.shape[0]`` minibatches from ``position`` (< len(order)), whose
+    slot ``c`` is loaded and forwarded; ``rho[k, l]`` is ρ_l of the k-th (1.0: plain EBP).
+
+    Returns (position, errors, c): where it stopped, the online errors of its minibatches, and
+    the slot that holds the minibatch at ``position`` (loaded and forwarded) if any is left.
+    """
+    n = order.shape[0]
+    L = len(net[0])
+    nx = 1 - c
+    errors = 0
+    idx = order[position : position + batch]
+    for k in range(rho.shape[0]):
+        errors += backward(Y, idx, c, net, slots, bufs, plan)
+        position += idx.shape[0]
+        has_next = position < n
+        if has_next:
+            idx = order[position : position + batch]
+            load(X, idx, nx, slots)
+        for i in range(L):
+            layer(i, rho[k, i], c, nx if has_next else -1, net, slots, bufs, plan)
+        if not has_next:
+            break
+        c, nx = nx, c
+    return position, errors, c
