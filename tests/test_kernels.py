@@ -50,7 +50,8 @@ def test_available():
 
 @pytest.mark.parametrize(("dtype", "max_ulp"), [(np.float32, 6), (np.float64, 4)])
 def test_tanh_within_a_few_ulp_of_exact(dtype, max_ulp):
-    # float32 is a rational function (5.94 ulp at worst over every float32: fit_tanh32.py --check).
+    # float32 is a rational function (5.94 ulp at worst over every float32:
+    # fit_rational32.py tanh --check).
     rng = np.random.default_rng(0)
     h = np.concatenate(
         [rng.uniform(-25, 25, 5000), np.geomspace(1e-30, 30, 2000), -np.geomspace(1e-30, 30, 2000)]
@@ -78,6 +79,44 @@ def test_tanh_odd_bounded_and_saturating(dtype):
     assert np.all(np.abs(net.M[0]) <= 1)
     assert net.M[0][0, -6] == 0
     assert np.all(net.M[0][0, -3:] == 1)  # far out, exactly ±1 as numpy.tanh gives
+
+
+def _erf_of(x: np.ndarray) -> np.ndarray:
+    import numba as nb
+
+    from ebprop.kernels._vecmath import erf  # the forward pass's erf (private on purpose)
+
+    @nb.njit
+    def apply(x, out):  # pragma: no cover - compiled
+        for i in range(x.shape[0]):
+            out[i] = erf(x[i])
+
+    out = np.empty_like(x)
+    apply(x, out)
+    return out
+
+
+@pytest.mark.parametrize(("dtype", "max_ulp"), [(np.float32, 8), (np.float64, 2)])
+def test_erf_within_a_few_ulp_of_exact(dtype, max_ulp):
+    # float32 is a rational function (7.54 ulp at worst over every float32:
+    # fit_rational32.py erf --check); float64 is libm's erf.
+    from scipy.special import erf
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [rng.uniform(0, 6, 5000), np.geomspace(1e-30, 6, 2000), np.linspace(0, 4.5, 20_000)]
+    ).astype(dtype)
+    y = _erf_of(x)
+    exact = erf(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    err = np.abs(y - exact) / ulp
+    assert np.max(err) <= max_ulp
+    if dtype == np.float32:
+        assert np.max(err) > 1  # the rational function, not a correctly rounded libm erf
+    np.testing.assert_array_equal(_erf_of(-x), -y)  # odd, bit for bit
+    assert np.all(np.abs(y) <= 1)
+    assert np.all(y[x >= (3.92 if dtype == np.float32 else 6.0)] == 1)  # as the exact value rounds
+    assert _erf_of(np.array([0.0, 1e30, np.inf], dtype)).tolist() == [0.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

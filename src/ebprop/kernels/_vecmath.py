@@ -1,13 +1,17 @@
-"""tanh for compiled loops that LLVM can vectorise (no libm call per element).
+"""tanh and erf for compiled loops that LLVM can vectorise (no libm call per element).
 
 Without Intel SVML (not installed here) ``math.tanh`` in a numba loop is one scalar libm call per
 element; measured ~45 ns/element on this machine (docs/performance.md), more than the whole rest
 of the update. These versions use only arithmetic, comparisons and a float ↔ integer bit cast, so
 a loop over them becomes AVX2 code.
 
-float32 (the default dtype), one rational function:
+float32 (the default dtype), one rational function each:
 
     tanh x = x · P(x²) / Q(x²),  |x| ≤ 9 (beyond, tanh rounds to ±1),  P of degree 6, Q of 3
+    erf x  = x · P(x²) / Q(x²),  |x| ≤ 3.92 (beyond, erf rounds to ±1), P of degree 6, Q of 4
+
+erf: float32 only (float64 keeps ``math.erf``). ``math.erf`` is a scalar libm call, 7 % of a
+784-200-10 minibatch (perf, session 8): one per unit and sample in every layer's forward pass.
 
 float64 (a rational of that accuracy would need many more terms):
 
@@ -17,8 +21,9 @@ float64 (a rational of that accuracy would need many more terms):
     exp(y) = 2ⁿ · exp(r),  n = round(y/ln 2),  r = y − n ln 2 (two-part ln 2, |r| ≤ ln2/2),
     exp(r) by its Taylor polynomial; 2ⁿ built from its exponent bits.
 
-Accuracy (tests/test_kernels.py; exhaustively over float32 by benchmarks/fit_tanh32.py --check):
-within 6 ulp of the exact tanh in float32 (5.94 at worst), 4 ulp in float64. Both are far below the
+Accuracy (tests/test_kernels.py; exhaustively over float32 by ``benchmarks/fit_rational32.py
+tanh --check`` and ``erf --check``): tanh within 6 ulp of the exact value in float32 (5.94 at
+worst), 4 ulp in float64; erf within 8 ulp in float32 (7.54 at worst). Both are far below the
 round-off that separates the kernels from the NumPy core after a few minibatches.
 
 numba's on-disk cache (``cache=True``) checks only the calling function's own source file: after
@@ -28,12 +33,14 @@ kernels keep the old tanh.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp_neg", "tanh", "tanh32", "tanh64"]
+__all__ = ["erf", "erf32", "exp_neg", "tanh", "tanh32", "tanh64"]
 
 
 def _bitcast(source, target, llvm_type):
@@ -105,7 +112,7 @@ def _exp_neg32(y):  # pragma: no cover - compiled
 
 # tanh a ≈ a·P(a²)/Q(a²) on [0, 9]: one division and 9 multiply-adds, against the exp-and-Taylor
 # form's ~25 operations and a division (session 5: 0.22–0.28 ms against 0.62–0.81 ms per 800 × 800
-# float32 loop, docs/performance.md). Coefficients from benchmarks/fit_tanh32.py (float64 fit to
+# float32 loop, docs/performance.md). Coefficients from benchmarks/fit_rational32.py (float64 fit to
 # the least max relative error, 0.12 units of 2⁻²⁴); evaluated in float32 the largest error over
 # every float32 is 5.94 ulp (same script, --check). Float32 rounding in the two Horner chains sets
 # that, not the fit: degrees (4, 4), (5, 4), (6, 4), (7, 3) were 5.2–5.7 ulp on a grid too.
@@ -129,6 +136,34 @@ def tanh32(x):  # pragma: no cover - compiled
     for i in range(2, -1, -1):
         q = q * s + _Q32[i]
     t = min(a * p / q, _ONE32)  # |M| ≤ 1 even where rounding would overshoot
+    return t if x >= _F(0.0) else -t
+
+
+# erf a ≈ a·P(a²)/Q(a²) on [0, 3.92] (``fit_rational32.py erf``: float64 fit within 0.91 units
+# of 2⁻²⁴; P(0) = 2/√π). Degrees (6, 4) against (5, 4), (6, 3), (7, 4), (6, 5) on a float32 grid:
+# 12.7, 12.8, 6.3, 7.0 ulp; the float32 Horner chains set the rest, as for tanh.
+_ERF_P32 = tuple(_F(c) for c in (
+    1.128379225730896, 0.19849629700183868, 0.05038249492645264, 0.00363932061009109,
+    0.00014024207484908402, -1.9501305814628722e-06, 1.993395670751852e-08,
+))  # fmt: skip
+_ERF_Q32 = tuple(_F(c) for c in (
+    1.0, 0.509244978427887, 0.11440585553646088, 0.014229422435164452, 0.0009405197342857718,
+))  # fmt: skip
+_ERF_CLAMP32 = _F(3.92)  # erf(3.92) = 1 − 5·10⁻⁹ rounds to 1 in float32
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def erf32(x):  # pragma: no cover - compiled
+    """erf of a float32, vectorisable (rational)."""
+    a = min(abs(x), _ERF_CLAMP32)
+    s = a * a
+    p = _ERF_P32[6]
+    for i in range(5, -1, -1):
+        p = p * s + _ERF_P32[i]
+    q = _ERF_Q32[4]
+    for i in range(3, -1, -1):
+        q = q * s + _ERF_Q32[i]
+    t = min(a * p / q, _ONE32)
     return t if x >= _F(0.0) else -t
 
 
@@ -188,6 +223,11 @@ def tanh(x):  # pragma: no cover - replaced in compiled code by the overload bel
     raise NotImplementedError("only callable from numba-compiled code")
 
 
+def erf(x):  # pragma: no cover - replaced in compiled code by the overload below
+    """erf of a float32 (vectorisable) or float64 (``math.erf``) in compiled code."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
 def exp_neg(y):  # pragma: no cover - replaced in compiled code by the overload below
     """exp(y) for y ≤ 0 in compiled code; clamped to the dtype's smallest normal result."""
     raise NotImplementedError("only callable from numba-compiled code")
@@ -206,6 +246,21 @@ def _tanh_overload(x):  # pragma: no cover - typing
 
     def impl64(x):
         return tanh64(x)
+
+    return impl64
+
+
+@overload(erf, fastmath={"contract"}, error_model="numpy")
+def _erf_overload(x):  # pragma: no cover - typing
+    if x == nb.types.float32:
+
+        def impl32(x):
+            return erf32(x)
+
+        return impl32
+
+    def impl64(x):
+        return math.erf(x)
 
     return impl64
 
