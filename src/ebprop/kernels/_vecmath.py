@@ -233,36 +233,30 @@ def exp_neg(y):  # pragma: no cover - replaced in compiled code by the overload 
     raise NotImplementedError("only callable from numba-compiled code")
 
 
-# Not inlined at numba's IR level (that trips numba's SSA checks with these branches); LLVM
-# inlines the small compiled function into the calling loop, which then vectorises.
-@overload(tanh, fastmath={"contract"}, error_model="numpy")
-def _tanh_overload(x):  # pragma: no cover - typing
-    if x == nb.types.float32:
+def _by_dtype(stub, f32, f64) -> None:
+    """Make ``stub`` call ``f32`` on a float32 and ``f64`` on a float64 in compiled code.
 
-        def impl32(x):
-            return tanh32(x)
+    Not inlined at numba's IR level (that trips numba's SSA checks with these branches); LLVM
+    inlines the small compiled function into the calling loop, which then vectorises.
+    """
 
-        return impl32
+    @overload(stub, fastmath={"contract"}, error_model="numpy")
+    def _typed(x):  # pragma: no cover - typing
+        if x == nb.types.float32:
 
-    def impl64(x):
-        return tanh64(x)
+            def impl32(x):
+                return f32(x)
 
-    return impl64
+            return impl32
+
+        def impl64(x):
+            return f64(x)
+
+        return impl64
 
 
-@overload(erf, fastmath={"contract"}, error_model="numpy")
-def _erf_overload(x):  # pragma: no cover - typing
-    if x == nb.types.float32:
-
-        def impl32(x):
-            return erf32(x)
-
-        return impl32
-
-    def impl64(x):
-        return math.erf(x)
-
-    return impl64
+_by_dtype(tanh, tanh32, tanh64)
+_by_dtype(erf, erf32, math.erf)
 
 
 @overload(exp_neg, fastmath={"contract"}, error_model="numpy")
