@@ -8,8 +8,10 @@ Run as a script (never part of the test suite)::
 Separate processes on a shared machine cannot be compared (docs/performance.md), so the older
 package is copied under another name (``ebprop_old``) and imported beside this one. Both train
 the same initial network on the same random rows of MNIST's shape
-(``bench_train.random_data``), one thread, interleaved call by call; each cell is the best of
-``--repeats``. The first calls (numba compilation or cache loads) are made before any timing.
+(``bench_train.random_data``), interleaved call by call (old and new, each number of threads in
+``--jobs``); each cell is the best of ``--repeats``. With several ``--jobs`` a second table gives
+each version's speed-up over its first ``--jobs`` entry, measured in the same interleaved calls.
+The first calls (numba compilation or cache loads) are made before any timing.
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32"])
     parser.add_argument("--samples", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="threads (n_jobs)")
     args = parser.parse_args()
     old = import_renamed(args.old_src)
-    print("| net | weights | dtype | old samples/s | new samples/s | new/old |")
-    print("|---|---|---|---:|---:|---:|")
+    print("| net | weights | dtype | threads | old samples/s | new samples/s | new/old |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    scaling = []
     for net_spec in args.nets:
         sizes = tuple(int(s) for s in net_spec.split("-"))
         for weights in args.weights:
@@ -70,20 +74,33 @@ def main() -> None:
                 start = init_network(sizes, make_family(weights), rng, dtype=dtype)
                 X, Y = random_data(args.samples, dtype, rng)
                 order = np.arange(args.samples)
-                runs = {"old": old.run_minibatches_fused, "new": run_minibatches_fused}
-                best = {key: np.inf for key in runs}
-                for fn in runs.values():  # compile / load from cache
-                    fn(copy.deepcopy(start), X[:20], Y[:20], order[:20], 10)
+                fns = {"old": old.run_minibatches_fused, "new": run_minibatches_fused}
+                runs = [(key, j) for j in args.jobs for key in fns]
+                best = dict.fromkeys(runs, np.inf)
+                for key, j in runs:  # compile / load from cache
+                    fns[key](copy.deepcopy(start), X[:20], Y[:20], order[:20], 10, n_jobs=j)
                 for _ in range(args.repeats):
-                    for key, fn in runs.items():
+                    for key, j in runs:
                         net = copy.deepcopy(start)
                         t0 = time.perf_counter()
-                        fn(net, X, Y, order, 10)
-                        best[key] = min(best[key], time.perf_counter() - t0)
-                rate = {key: args.samples / best[key] for key in runs}
-                cells = [net_spec, weights, np.dtype(dtype).name, f"{rate['old']:,.0f}",
-                         f"{rate['new']:,.0f}", f"{rate['new'] / rate['old']:.2f}"]  # fmt: skip
-                print("| " + " | ".join(cells) + " |", flush=True)
+                        fns[key](net, X, Y, order, 10, n_jobs=j)
+                        best[key, j] = min(best[key, j], time.perf_counter() - t0)
+                rate = {run: args.samples / t for run, t in best.items()}
+                for j in args.jobs:
+                    o, n = rate["old", j], rate["new", j]
+                    cells = [net_spec, weights, np.dtype(dtype).name, str(j), f"{o:,.0f}",
+                             f"{n:,.0f}", f"{n / o:.2f}"]  # fmt: skip
+                    print("| " + " | ".join(cells) + " |", flush=True)
+                j0 = args.jobs[0]
+                for j in args.jobs[1:]:
+                    up = [rate[key, j] / rate[key, j0] for key in ("old", "new")]
+                    scaling.append((net_spec, weights, np.dtype(dtype).name, j, *up))
+    if scaling:
+        j0 = args.jobs[0]
+        print(f"\n| net | weights | dtype | threads | old: vs {j0} | new: vs {j0} |")
+        print("|---|---|---|---:|---:|---:|")
+        for net_spec, weights, dt, j, o, n in scaling:
+            print(f"| {net_spec} | {weights} | {dt} | {j} | {o:.2f} | {n:.2f} |")
 
 
 if __name__ == "__main__":

@@ -162,9 +162,9 @@ def test_reinforcement_matches_reference(weights):
 @pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.parametrize("stop_at", [7, 35, 98])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
-    sizes = (40, 140, 130, 3)  # wide enough for two threads to split the layers
+    sizes = (120, 300, 140, 3)  # layers 1–2 have enough weights for two threads to split them
     whole, part = _pair("binary", np.float32, sizes)
-    X, Y = _data(100, np.float32, sparse=True, n_in=40)
+    X, Y = _data(100, np.float32, sparse=True, n_in=120)
     order = np.random.default_rng(3).permutation(100)
     sched = Reinforcement(hidden=1.001)
     done = run_minibatches_fused(whole, X, Y, order, 7, reinforcement=sched, n_jobs=n_jobs)
@@ -210,16 +210,78 @@ def test_moments_are_current_when_on_batch_raises(weights):
     assert np.abs(net.b[0]).max() > 0  # the first minibatch did update the network
 
 
-def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off():
-    sizes = (40, 260, 200, 3)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse):
+    sizes = (120, 260, 200, 3)  # layers 1–2 have enough weights to be split over two threads
     runs = [init_network(sizes, make_family("binary"), np.random.default_rng(0)) for _ in range(3)]
-    X, Y = _data(200, np.float32, sparse=False, n_in=40)
+    X, Y = _data(200, np.float32, sparse=sparse, n_in=120)
     order = np.arange(200)
     for net, jobs in zip(runs, (2, 2, 1), strict=True):
         run_minibatches_fused(net, X, Y, order, 10, n_jobs=jobs)
     _same(runs[0], runs[1])
     for a, b in zip(runs[0].H, runs[2].H, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def _layer_case(sparse: bool, weights: str):
+    # One layer's pass: the update of a minibatch (inputs CT, ½Δ = D) and the forward sums of
+    # the next (F, W), as the engine hands them to the kernel; sparse: both use row lists.
+    rng = np.random.default_rng(11)
+    n_in, n_out, B = 50, 37, 5
+    H = rng.normal(scale=0.5, size=(n_in, n_out)).astype(np.float32)
+    M = H if weights == "real" else np.tanh(H).astype(np.float32)
+    xT = rng.normal(size=(n_in, B)).astype(np.float32)
+    D = rng.normal(scale=0.1, size=(B, n_out)).astype(np.float32)
+    F = rng.normal(size=(B, n_in)).astype(np.float32)
+    upd = np.sort(rng.choice(n_in, 31, replace=False)) if sparse else np.arange(n_in)
+    fwd = np.sort(rng.choice(n_in, 23, replace=False)) if sparse else np.arange(n_in)
+    if sparse:
+        xT[np.setdiff1d(np.arange(n_in), upd)] = 0  # the rows left out have zero input
+    CT = np.ascontiguousarray(xT[upd]) if sparse else xT
+    Fk = np.ascontiguousarray(F[:, fwd]) if sparse else F
+    return H, M, CT, xT, D, F, Fk, upd, fwd
+
+
+def _run_layer(case, sparse: bool, weights: str, tiles: int, parallel: bool):
+    from ebprop.kernels import _fused  # the kernel itself (private on purpose)
+    from ebprop.kernels._blas import GEMM_ADDRESSES
+
+    H, M, CT, _, D, _, Fk, upd, fwd = (a.copy() if isinstance(a, np.ndarray) else a for a in case)
+    M = H if weights == "real" else M  # real weights: M is H itself
+    B, n_out = D.shape
+    mu, var = np.zeros((B, n_out), np.float32), np.zeros((B, n_out), np.float32)
+    S = np.zeros((tiles, 8, n_out), np.float32)
+    parts = np.full((tiles - 1, 2, B, n_out), np.nan, np.float32)  # must be overwritten
+    n_upd, n_fwd = (len(upd), len(fwd)) if sparse else (-1, -1)
+    call = _fused.layer_pass_parallel if parallel else _fused.layer_pass_serial
+    call(H, M, weights == "binary", 1.0, 8, True, CT, D, upd, n_upd,
+         True, Fk, Fk * Fk, True, fwd, n_fwd, mu, var, S, parts, GEMM_ADDRESSES)  # fmt: skip
+    return H, M, mu, var
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_row_tiles_give_the_layer_pass_and_the_same_bits_on_any_thread(sparse, weights):
+    case = _layer_case(sparse, weights)
+    H0, _, _, xT, D, F, _, _, fwd = case
+    # The pass, transcribed: H ← H + xᵀ½Δ (rows without input unchanged), M = ⟨W⟩, and the next
+    # minibatch's sums F M, F² M² over its non-zero inputs.
+    H = H0.astype(np.float64) + xT.astype(np.float64) @ D.astype(np.float64)
+    M = H if weights == "real" else np.tanh(H)
+    Fz = np.zeros_like(F, dtype=np.float64)
+    Fz[:, fwd] = F[:, fwd]
+    want = H, M, Fz @ M, (Fz * Fz) @ (M * M)
+    one = _run_layer(case, sparse, weights, 1, parallel=False)
+    for tiles in (2, 3):
+        serial = _run_layer(case, sparse, weights, tiles, parallel=False)
+        threads = _run_layer(case, sparse, weights, tiles, parallel=True)
+        for a, b, c, w in zip(serial, threads, one, want, strict=True):
+            np.testing.assert_array_equal(a, b)  # which thread ran a tile changes nothing
+            np.testing.assert_allclose(a, c, rtol=0, atol=1e-4)  # another sum order: round-off
+            np.testing.assert_allclose(a, w, rtol=0, atol=1e-4)
+        if sparse:  # rows with no input were neither updated nor summed
+            unused = np.setdiff1d(np.arange(H0.shape[0]), case[7])
+            np.testing.assert_array_equal(serial[0][unused], H0[unused])
 
 
 def test_empty_range_trains_nothing():

@@ -20,10 +20,11 @@ beta = ρ; a sparse first layer's scattered rows go through a scratch block), th
 loop clips H and writes M = tanh H; the forward sums are the
 register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (a
 register-blocked update ran slower than BLAS, docs/performance.md). The compiled loops between
-are vectorised by LLVM (``_vecmath.tanh32``/``tanh64``). Threads split each layer's
-output columns into ``n_tiles`` fixed tiles (or, in the backward pass, each layer's input rows):
-no two threads write the same element and no sum is split across threads, so results do not
-depend on which thread ran which tile.
+are vectorised by LLVM (``_vecmath.tanh32``/``tanh64``). Threads split each layer's input rows
+into fixed tiles: a tile updates its rows of H and M and sums their part of the forward sums into
+its own buffer, and the parts are added in tile order afterwards (the backward pass splits each
+layer's units). No two threads write the same element and the sums' order is fixed by the number
+of tiles, so results do not depend on which thread ran which tile.
 """
 
 from __future__ import annotations
@@ -117,87 +118,134 @@ def refresh_rows(H, M, S, rows, i0, i1, k0, k1, rho, binary):  # pragma: no cove
 
 
 @nb.njit(nogil=True, cache=True)
+def _list_range(rows, n, j0, j1):  # pragma: no cover - compiled
+    # [a, b): the entries of the ascending list rows[:n] that lie in [j0, j1)
+    a = np.searchsorted(rows[:n], j0)
+    b = np.searchsorted(rows[:n], j1)
+    return a, b
+
+
+@nb.njit(nogil=True, cache=True)
 def layer_tile(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows,
     update, CT, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
-    S, k0, k1, blas,
+    S, j0, j1, blas,
 ):  # fmt: skip
-    """Update and/or forward pass of one layer over its output columns k0:k1.
+    """Update and/or forward pass of one layer over its input rows j0:j1 (every column).
 
     update : apply H ← ρH + CTᵀ-rows · ½Δ, CT (n_in, B) the inputs ⟨v⟩ transposed, D (B, n_out)
-        = ½Δ. ``upd_rows[:n_upd]`` lists the rows to update when n_upd ≥ 0 (sparse inputs: the
-        other rows have zero input and ρ = 1, so their increment is exactly 0); n_upd < 0: all.
-    forward : mu[:, k0:k1] = F M, var[:, k0:k1] = W M² (F, W (B, n_in)); ``fwd_rows[:n_fwd]``
-        as above for F's non-zero columns (the compacted F, W then hold only those columns).
-    S : scratch (block_rows, ≥ k1 − k0) for the sparse update's increment. blas :
+        = ½Δ. ``upd_rows[:n_upd]`` (ascending) lists the rows to update when n_upd ≥ 0 (sparse
+        inputs: the other rows have zero input and ρ = 1, so their increment is exactly 0; CT
+        then holds the compacted rows, row i for ``upd_rows[i]``); n_upd < 0: all.
+    forward : mu = F M[j0:j1], var = W M[j0:j1]² (F, W (B, n_in); mu, var (B, n_out) this
+        tile's own sums); ``fwd_rows[:n_fwd]`` as above for F's non-zero columns (the compacted
+        F, W then hold only those columns).
+    S : scratch (block_rows, n_out) for the sparse update's increment. blas :
     :data:`._blas.GEMM_ADDRESSES`. M² is never read from memory: the forward kernel squares M
-    in registers.
+    in registers. A tile reads and writes only rows j0:j1 of H and M, so tiles that cover
+    disjoint rows can run at the same time (each with its own mu, var, S).
     """
-    n_in = H.shape[0]
-    tw = k1 - k0
+    n_out = H.shape[1]
     sparse_upd = update and n_upd >= 0
     sparse_fwd = forward and n_fwd >= 0
     if forward:
-        mu[:, k0:k1] = 0
+        mu[:] = 0
         if need_var:
-            var[:, k0:k1] = 0
+            var[:] = 0
     if sparse_upd:
-        for i0 in range(0, n_upd, block_rows):
-            i1 = min(i0 + block_rows, n_upd)
-            gemm(CT[i0:i1], D[:, k0:k1], S[: i1 - i0, :tw], 0.0, False, blas)
-            refresh_rows(H, M, S, upd_rows, i0, i1, k0, k1, rho, binary)
+        a, b = _list_range(upd_rows, n_upd, j0, j1)
+        for i0 in range(a, b, block_rows):
+            i1 = min(i0 + block_rows, b)
+            gemm(CT[i0:i1], D, S[: i1 - i0], 0.0, False, blas)
+            refresh_rows(H, M, S, upd_rows, i0, i1, 0, n_out, rho, binary)
     if (update and not sparse_upd) or (forward and not sparse_fwd):
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
-        for r0 in range(0, n_in, block_rows):
-            r1 = min(r0 + block_rows, n_in)
+        for r0 in range(j0, j1, block_rows):
+            r1 = min(r0 + block_rows, j1)
             if update and not sparse_upd:
                 # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ: ρH rounded, then the sum added,
                 # as the core's H *= ρ; H += increment), then clipped with M refreshed
-                gemm(CT[r0:r1], D[:, k0:k1], H[r0:r1, k0:k1], rho, False, blas)
-                clip_block(H, M, r0, r1, k0, k1, binary)
+                gemm(CT[r0:r1], D, H[r0:r1], rho, False, blas)
+                clip_block(H, M, r0, r1, 0, n_out, binary)
             if forward and not sparse_fwd:
-                accumulate(F, M, fwd_rows, False, r0, r1, k0, k1, False, mu)
+                accumulate(F, M, fwd_rows, False, r0, r1, 0, n_out, False, mu)
                 if need_var:
-                    accumulate(W, M, fwd_rows, False, r0, r1, k0, k1, True, var)
-    # After every block is updated: the next minibatch's sums over its non-zero inputs only.
+                    accumulate(W, M, fwd_rows, False, r0, r1, 0, n_out, True, var)
+    # After the tile's rows are updated: the next minibatch's sums over its non-zero inputs only.
     if sparse_fwd:
         # F, W hold the compacted coefficients: column i for M's row fwd_rows[i].
-        for i0 in range(0, n_fwd, block_rows):
-            i1 = min(i0 + block_rows, n_fwd)
-            accumulate(F, M, fwd_rows, True, i0, i1, k0, k1, False, mu)
+        a, b = _list_range(fwd_rows, n_fwd, j0, j1)
+        for i0 in range(a, b, block_rows):
+            i1 = min(i0 + block_rows, b)
+            accumulate(F, M, fwd_rows, True, i0, i1, 0, n_out, False, mu)
             if need_var:
-                accumulate(W, M, fwd_rows, True, i0, i1, k0, k1, True, var)
+                accumulate(W, M, fwd_rows, True, i0, i1, 0, n_out, True, var)
+
+
+@nb.njit(nogil=True, cache=True)
+def _tile(  # pragma: no cover - compiled
+    t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
+):  # fmt: skip
+    # Tile t of n_tiles: rows (t·n_in) // n_tiles onwards; tile 0 sums into mu, var, the others
+    # into their own parts[t − 1] (0: μ, 1: σ²), added in tile order by _add_parts.
+    n_in = H.shape[0]
+    j0, j1 = (t * n_in) // n_tiles, ((t + 1) * n_in) // n_tiles
+    out_mu, out_var = (mu, var) if t == 0 else (parts[t - 1, 0], parts[t - 1, 1])
+    layer_tile(
+        H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+        forward, F, W, need_var, fwd_rows, n_fwd, out_mu, out_var, S[t], j0, j1, blas,
+    )  # fmt: skip
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _add_parts(mu, var, need_var, parts):  # pragma: no cover - compiled
+    # mu += parts[0, 0] + parts[1, 0] + …, one tile after the other (a fixed order)
+    for p in range(parts.shape[0]):
+        for s in range(mu.shape[0]):
+            for k in range(mu.shape[1]):
+                mu[s, k] += parts[p, 0, s, k]
+                if need_var:
+                    var[s, k] += parts[p, 1, s, k]
 
 
 @nb.njit(nogil=True, cache=True)
 def layer_pass_serial(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, n_tiles, blas,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
 ):  # fmt: skip
-    """:func:`layer_tile` over the column tiles, one after the other."""
-    n_out = H.shape[1]
+    """:func:`layer_tile` over the row tiles (S.shape[0] of them), one after the other; the
+    same bits as :func:`layer_pass_parallel` with as many tiles."""
+    n_tiles = S.shape[0]
     for t in range(n_tiles):
-        k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
-        layer_tile(
-            H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], k0, k1, blas,
+        _tile(
+            t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
         )  # fmt: skip
+    if forward:
+        _add_parts(mu, var, need_var, parts[: n_tiles - 1])
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def layer_pass_parallel(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, n_tiles, blas,
+    forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
 ):  # fmt: skip
-    """:func:`layer_tile` over the column tiles, one thread per tile (numba's ``prange``)."""
-    n_out = H.shape[1]
+    """:func:`layer_tile` over the row tiles, one thread per tile (numba's ``prange``).
+
+    Row tiles rather than column tiles (sessions 3–8): each thread then updates full-width
+    blocks, as one thread does, and the whole pass scaled better on two cores
+    (docs/performance.md, session 9); the price is one (B, n_out) sum per extra tile.
+    """
+    n_tiles = S.shape[0]
     for t in nb.prange(n_tiles):
-        k0, k1 = (t * n_out) // n_tiles, ((t + 1) * n_out) // n_tiles
-        layer_tile(
-            H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
-            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S[t], k0, k1, blas,
+        _tile(
+            t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
         )  # fmt: skip
+    if forward:
+        _add_parts(mu, var, need_var, parts[: n_tiles - 1])
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)

@@ -16,13 +16,14 @@ The buffers travel as four tuples (numba unpacks them at no cost):
     meta (2, 2) int64: [s, 0] non-zero inputs, [s, 1] valid rows. Per slot s and layer l at
     index s·L + l: Z, SC (z and σ√c), V (⟨v⟩), WN (the next layer's variance coefficients)
     (B, n_l), VT = Vᵀ (n_l, B).
-``bufs = (delta, mu, var, S, zero_B, y, CTc, Fc, Wc)``
-    per layer Δ, μ-sum and σ²-sum (B, n_l) and the sparse update's scratch S (tiles, rows,
-    width); zeros (B,); targets (B, n_L); the compacted first-layer inputs CTc (n_0, B), Fc, Wc
-    (B, n_0).
-``plan = (coef, tiles, block_rows, back_tiles, sparse_limit, binary, real, parallel, blas)``
-    coef (L, 3) float64: (const, α, β) of σ²c − 1 per layer; tiles, block_rows, back_tiles (L,)
-    int64; the sparse threshold; flags; :data:`._blas.GEMM_ADDRESSES`.
+``bufs = (delta, mu, var, S, parts, zero_B, y, CTc, Fc, Wc)``
+    per layer Δ, μ-sum and σ²-sum (B, n_l), the sparse update's scratch S (tiles, rows, n_l)
+    (the layer's number of row tiles is S.shape[0]) and the other tiles' sums parts (tiles − 1,
+    2, B, n_l); zeros (B,); targets (B, n_L); the compacted first-layer inputs CTc (n_0, B), Fc,
+    Wc (B, n_0).
+``plan = (coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas)``
+    coef (L, 3) float64: (const, α, β) of σ²c − 1 per layer; block_rows, back_tiles (L,) int64;
+    the sparse threshold; flags; :data:`._blas.GEMM_ADDRESSES`.
 
 Every step is the same call, in the same order, as the Python engine made, so results are
 bit-identical to it.
@@ -49,8 +50,8 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
     it: one pass over the layer (:func:`._fused.layer_pass_serial` / ``_parallel``)."""
     H, M, b = net
     x, xT, w0, x2sum, active, rows, meta, Z, SC, V, VT, WN = slots
-    delta, mu, var, S, zero_B, y, CTc, Fc, Wc = bufs
-    coef, tiles, block_rows, back_tiles, sparse_limit, binary, real, parallel, blas = plan
+    delta, mu, var, S, parts, zero_B, y, CTc, Fc, Wc = bufs
+    coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas = plan
     L = len(H)
     const, alpha, beta = coef[layer, 0], coef[layer, 1], coef[layer, 2]
     need_var = beta != 0.0
@@ -83,7 +84,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
         H[layer], M[layer], binary, rho, block_rows[layer],
         update, CT, delta[layer], rows_u, n_upd,
         forward, F, W, need_var, rows_f, n_fwd, mu[layer], var[layer],
-        S[layer], tiles[layer], blas,
+        S[layer], parts[layer], blas,
     )  # fmt: skip
     if parallel:
         K.layer_pass_parallel(*args)
@@ -96,7 +97,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
             x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i],
         )  # fmt: skip
         if layer < L - 1:
-            K.hidden_inputs(V[i], VT[i], WN[i], real)
+            K.hidden_inputs(V[i], VT[i], WN[i], not binary)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -105,8 +106,8 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     minibatch's online errors (EBP-P before the update)."""
     H, M, b = net
     meta, Z, SC, V = slots[6], slots[7], slots[8], slots[9]
-    delta, y = bufs[0], bufs[5]
-    back_tiles, parallel = plan[3], plan[7]
+    delta, y = bufs[0], bufs[6]
+    back_tiles, parallel = plan[2], plan[5]
     L = len(H)
     last = L - 1
     n_valid = meta[c, 1]

@@ -37,8 +37,11 @@ BLOCK_BYTES = 256 * 1024
 #: First-layer inputs that are zero in every sample of a minibatch are skipped (their update is
 #: exactly zero and they add nothing to the sums) when fewer than this fraction is non-zero.
 SPARSE_FRACTION = 0.75
-#: A layer is split over threads only when each thread gets at least this many output units.
+#: The backward pass splits a layer over threads only when each thread gets this many units.
 MIN_UNITS_PER_THREAD = 64
+#: A layer pass is split over threads only when each thread gets this many weights: smaller
+#: layers (e.g. 800 × 10) cost less than a parallel region's start and the tiles' extra sums.
+MIN_WEIGHTS_PER_THREAD = 16384
 
 BatchCallback = Callable[[int, int], "bool | None"]
 
@@ -62,8 +65,8 @@ def refresh_moments(net: Network) -> None:
         K.moments(H, M, M2, binary)
 
 
-def _tiles(n: int, n_jobs: int) -> int:
-    return max(1, min(n_jobs, n // MIN_UNITS_PER_THREAD)) if n_jobs > 1 else 1
+def _tiles(n: int, n_jobs: int, minimum: int = MIN_UNITS_PER_THREAD) -> int:
+    return max(1, min(n_jobs, n // minimum)) if n_jobs > 1 else 1
 
 
 def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
@@ -109,16 +112,16 @@ class _Engine:
         coef = [(0.0, float(alpha), float(beta))]
         for n_in in sizes[1:-1]:
             coef.append((pv * n_in, 0.0, 1.0) if not binary else (float(n_in), 0.0, -1.0))
-        tiles, block_rows, scratch = [], [], []
+        block_rows, scratch, parts = [], [], []
         for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            t = _tiles(n_out, n_jobs)
-            width = -(-n_out // t)
-            rows = max(8, min(n_in, BLOCK_BYTES // (width * dt.itemsize)))
-            tiles.append(t)
+            # row tiles (one per thread), each with full-width blocks of ~BLOCK_BYTES of H
+            t = min(_tiles(n_in * n_out, n_jobs, MIN_WEIGHTS_PER_THREAD), n_in)
+            rows = max(8, min(n_in, BLOCK_BYTES // (n_out * dt.itemsize)))
             block_rows.append(rows)
             # the sparse update's increment: only the first layer's inputs are ever sparse
-            shape = (t, rows, width) if layer == 0 else (t, 0, 0)
+            shape = (t, rows, n_out) if layer == 0 else (t, 0, 0)
             scratch.append(np.zeros(shape, dt))
+            parts.append(np.zeros((t - 1, 2, B, n_out), dt))  # tiles 1…: their μ, σ² sums
         outs, n0 = sizes[1:], sizes[0]
         self.net_args = (tuple(net.H), tuple(net.M), tuple(net.b))
         self.slots = _slot_buffers(sizes, B, dt)
@@ -127,6 +130,7 @@ class _Engine:
             tuple(np.zeros((B, n), dt) for n in outs),  # mu
             tuple(np.zeros((B, n), dt) for n in outs),  # var
             tuple(scratch),
+            tuple(parts),
             np.zeros(B, dt),  # zero_B
             np.zeros((B, sizes[-1]), dt),  # y
             np.zeros((n0, B), dt),  # CTc
@@ -135,12 +139,10 @@ class _Engine:
         )
         self.plan = (
             np.array(coef, np.float64),
-            np.array(tiles, np.int64),
             np.array(block_rows, np.int64),
             np.array([_tiles(n, n_jobs) for n in outs], np.int64),
             float(SPARSE_FRACTION * n0),
             binary,
-            not binary,
             n_jobs > 1,
             GEMM_ADDRESSES,
         )
