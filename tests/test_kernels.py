@@ -284,6 +284,27 @@ def test_row_tiles_give_the_layer_pass_and_the_same_bits_on_any_thread(sparse, w
             np.testing.assert_array_equal(serial[0][unused], H0[unused])
 
 
+def test_blas_is_held_to_one_thread_inside_the_loop_and_restored_after_it():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    net, _ = _pair("binary", np.float32)
+    X, Y = _data(40, np.float32, sparse=False)
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        if before == {1}:
+            pytest.skip("BLAS runs one thread here already")
+        for _ in range(2):  # the second call reuses the cached view of the thread pools
+            run_minibatches_fused(
+                net, X, Y, np.arange(40), 10, on_batch=lambda p, e: seen.append(blas_threads())
+            )
+            assert blas_threads() == before
+    assert len(seen) == 8 and all(s == {1} for s in seen)
+
+
 def test_empty_range_trains_nothing():
     net, _ = _pair("binary", np.float64)
     before = [h.copy() for h in net.H]

@@ -19,11 +19,12 @@ or once per call without a callback.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numba as nb
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..core import Network, Reinforcement
 from . import _fused as K
@@ -63,6 +64,18 @@ def refresh_moments(net: Network) -> None:
     binary = net.family.name == "binary"
     for H, M, M2 in zip(net.H, net.M, net.M2, strict=True):
         K.moments(H, M, M2, binary)
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """threadpoolctl's view of the loaded thread pools, built once.
+
+    Finding the libraries takes ~8 ms; ``threadpool_limits`` did it on every call (1–5 ms, which
+    a call of a few minibatches, e.g. ``partial_fit``, felt), ``limit`` on this view ~0.03 ms.
+    The kernels call NumPy's OpenBLAS, loaded before this module; a BLAS loaded later is not
+    limited, which costs speed only.
+    """
+    return ThreadpoolController()
 
 
 def _tiles(n: int, n_jobs: int, minimum: int = MIN_UNITS_PER_THREAD) -> int:
@@ -227,7 +240,7 @@ def run_minibatches_fused(
     # Without a callback the whole epoch is one compiled call; with one, a call per minibatch.
     per_call = 1 if on_batch is not None else -(-(n - start) // batch_size)
     previous_threads = nb.get_num_threads()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if n_jobs > 1:
             nb.set_num_threads(min(n_jobs, nb.config.NUMBA_NUM_THREADS))
         try:
