@@ -88,13 +88,14 @@ def test_dot_rows_equals_a_numpy_product(dtype, B, n, rows, i0, i1):
     assert np.all(out[:, untouched] == 5.0)
 
 
+@pytest.mark.parametrize("n", [203, 10])  # 10: short rows, the transposed path
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype):
+def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype, n):
     # Threads take row tiles, and leftover rows and samples go through another kernel: every
     # element must still be the same sum, bit for bit.
     rng = np.random.default_rng(6)
-    U = rng.standard_normal((10, 203)).astype(dtype)
-    M = rng.standard_normal((31, 203)).astype(dtype)
+    U = rng.standard_normal((10, n)).astype(dtype)
+    M = rng.standard_normal((31, n)).astype(dtype)
     whole, split = np.zeros((10, 31), dtype), np.zeros((10, 31), dtype)
     dot_rows(U, M, 0, 31, whole)
     for i0, i1 in [(0, 3), (3, 4), (4, 17), (17, 31)]:

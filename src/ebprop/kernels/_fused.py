@@ -36,7 +36,7 @@ import numpy as np
 
 from ..core.update import PARAMETER_BOUND
 from ._blas import gemm
-from ._micro import accumulate, dot_rows
+from ._micro import accumulate, dot, dot_rows
 from ._vecmath import erf, exp_neg, tanh
 
 _FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
@@ -359,21 +359,19 @@ def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - co
     nb_ = idx.shape[0]
     dt = x.dtype.type
     active[:] = False
+    xf = x.reshape(-1)
     for s in range(B):
-        acc = dt(0.0)
         if s < nb_:
             src = X[idx[s]]
-            for j in range(n0):
+            for j in range(n0):  # no branch and no running sum here: the loop vectorises
                 xv = dt(src[j])
                 x[s, j] = xv
-                acc += xv * xv
                 w[s, j] = xv * xv
-                if xv != 0:
-                    active[j] = True
+                active[j] |= xv != 0
         else:
             x[s, :] = 0
             w[s, :] = 0
-        x2sum[s] = acc
+        x2sum[s] = dot(xf, s * n0, xf, s * n0, n0)  # Σx², in vector lanes
     for j in range(n0):
         for s in range(B):
             xT[j, s] = x[s, j]

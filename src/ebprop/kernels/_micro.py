@@ -15,7 +15,8 @@ depend on how the columns are split, only on the row blocks (which the caller fi
 
 The backward product Δ_{l+1} M_{l+1}ᵀ, (B × m)·(m × n)ᵀ, is a set of dot products along M's
 rows: :func:`dot_rows` keeps 5 samples × 2 rows of accumulators in registers (BLAS ran it at
-0.5–0.65× that speed; ``benchmarks/micro_vs_blas.py``).
+0.5–0.65× that speed; ``benchmarks/micro_vs_blas.py``); rows shorter than two vectors (the
+output layer's) are transposed and summed as the forward products are.
 
 Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two
 vectors, the last strip with masked loads and stores.
@@ -28,6 +29,7 @@ code). A fresh install is unaffected.
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 from ._simd import (
     lanes,
@@ -44,6 +46,9 @@ from ._simd import (
 
 _FM = {"contract"}
 _GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
+#: Below this row length (the output layer's 10 units, say) :func:`dot_rows` transposes the rows
+#: and sums as :func:`accumulate` does: one-vector strips of 10 with a masked tail ran 4× slower.
+_NARROW = 16
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
@@ -196,15 +201,37 @@ def _dots5x2(U, ldu, M, ldm, i, s0, n, out, ldo):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def _dot1(U, ldu, M, ldm, i, s, n, out, ldo):  # pragma: no cover - compiled
-    # out[s, i] = U[s] · M[i], the same sum as _dots5x2 forms (for the leftover rows/samples)
-    L = lanes(M)
-    a = vzero(M)
+def dot(A, pa, C, pc, n):  # pragma: no cover - compiled
+    """Σ_k A[pa + k]·C[pc + k] over k < n (flat arrays): per vector lane in order over strips of
+    one vector (the last one masked), then the lanes pairwise. A strict left-to-right sum would
+    wait on each addition's latency (~4 cycles per element): this one does a vector per cycle."""
+    L = lanes(C)
+    a = vzero(C)
     tail = n - n % L
     for k in range(0, n, L):
         part, w = k >= tail, n - k
-        a = vfma(_ld1(U, s * ldu + k, w, part), _ld1(M, i * ldm + k, w, part), a)
-    out[s * ldo + i] = vsum(a)
+        a = vfma(_ld1(A, pa + k, w, part), _ld1(C, pc + k, w, part), a)
+    return vsum(a)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _dot1(U, ldu, M, ldm, i, s, n, out, ldo):  # pragma: no cover - compiled
+    # out[s, i] = U[s] · M[i], the same sum as _dots5x2 forms (for the leftover rows/samples)
+    out[s * ldo + i] = dot(U, s * ldu, M, i * ldm, n)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _dot_rows_narrow(U, M, i0, i1, out):  # pragma: no cover - compiled
+    # out[:, i0:i1] = U · M[i0:i1]ᵀ for short rows: Mᵀ's columns i0:i1 (the rest unused), then
+    # the sums over j in order from zero, vectorised along i. Each element is the same sum
+    # whatever i0, i1 (the threads' tiles).
+    n = U.shape[1]
+    MT = np.empty((n, M.shape[0]), M.dtype)
+    for i in range(i0, i1):
+        for j in range(n):
+            MT[j, i] = M[i, j]
+    out[:, i0:i1] = 0
+    accumulate(U, MT, np.empty(0, np.int64), False, 0, n, i0, i1, False, out)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
@@ -212,11 +239,15 @@ def dot_rows(U, M, i0, i1, out):  # pragma: no cover - compiled
     """out[:, i] = U · M[i] for i0 ≤ i < i1 (the backward product Δ_{l+1} M_{l+1}ᵀ, by rows).
 
     U (B, n), M (≥ i1, n), out (B, ≥ i1), C-contiguous. Each element is one fixed sum (per lane
-    in order over the strips of n, then the lanes pairwise), whatever i0, i1 and B: splitting the
-    rows over threads gives the same bits. BLAS ran this transposed product at 0.5–0.65× the
-    speed (800 × 800, B = 10, one thread, docs/performance.md).
+    in order over the strips of n, then the lanes pairwise; rows shorter than 16: over n in
+    order), whatever i0, i1 and B: splitting the rows over threads gives the same bits. BLAS ran
+    this transposed product at 0.5–0.65× the speed (800 × 800, B = 10, one thread,
+    docs/performance.md).
     """
     B, n = U.shape
+    if n < _NARROW:
+        _dot_rows_narrow(U, M, i0, i1, out)
+        return
     ldm, ldo = M.shape[1], out.shape[1]
     Uf, Mf, of = U.reshape(-1), M.reshape(-1), out.reshape(-1)
     pairs_end = i0 + (i1 - i0) // 2 * 2
