@@ -305,6 +305,27 @@ def test_blas_is_held_to_one_thread_inside_the_loop_and_restored_after_it():
     assert len(seen) == 8 and all(s == {1} for s in seen)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_callback_every_k_minibatches_changes_nothing_but_when_it_is_called(fused):
+    run = run_minibatches_fused if fused else run_minibatches_inplace
+    every_one, every_three, stopped = _pair("binary", np.float32) + _pair("binary", np.float32)[:1]
+    X, Y = _data(97, np.float32, sparse=True)  # 10 minibatches of 10, the last one of 7
+    order = np.random.default_rng(4).permutation(97)
+    ones, threes = [], []
+    run(every_one, X, Y, order, 10, on_batch=lambda p, e: ones.append(p))
+    run(every_three, X, Y, order, 10, on_batch=lambda p, e: threes.append(p), callback_every=3)
+    assert ones == [10, 20, 30, 40, 50, 60, 70, 80, 90, 97]
+    assert threes == [30, 60, 90, 97]  # and after the last minibatch
+    _same(every_three, every_one)
+    # stopping at a call and resuming from there is the same run
+    position, _ = run(stopped, X, Y, order, 10, on_batch=lambda p, e: p >= 50, callback_every=3)
+    assert position == 60
+    run(stopped, X, Y, order, 10, start=position, callback_every=3)
+    _same(stopped, every_one)
+    with pytest.raises(ValueError, match="callback_every must be ≥ 1"):
+        run(stopped, X, Y, order, 10, on_batch=lambda p, e: False, callback_every=0)
+
+
 def test_empty_range_trains_nothing():
     net, _ = _pair("binary", np.float64)
     before = [h.copy() for h in net.H]

@@ -102,6 +102,29 @@ def test_stop_mid_epoch_then_resume_is_identical(tmp_path, full_run):
     assert train_run(None, out, resume=True) == resumed
 
 
+def test_runner_checks_every_callback_every_minibatches_and_resumes_exactly(tmp_path, full_run):
+    # Without on_batch the runner's own check (progress, checkpoint clock, stop event) comes
+    # every CALLBACK_EVERY minibatches: a stop event seen at its second check stops there.
+    from ebprop.runs.ebp import CALLBACK_EVERY
+
+    class StopAtSecondCheck:
+        checks = 0
+
+        def is_set(self) -> bool:
+            self.checks += 1
+            return self.checks >= 2
+
+        def set(self) -> None:
+            self.checks = 2
+
+    out = tmp_path / "run"
+    part = train_run(TrainOptions(**SMALL), out, stop_event=StopAtSecondCheck())
+    assert part == {"finished": False, "epoch": 0, "position": 2 * CALLBACK_EVERY * 10,
+                    "out_dir": str(out)}  # fmt: skip
+    train_run(None, out, resume=True, make_plots=False)
+    _assert_same_params(out / "last.npz", full_run[0] / "last.npz")
+
+
 def test_stop_event_at_epoch_end_and_raising_epochs(tmp_path):
     import threading
 

@@ -194,6 +194,7 @@ def run_minibatches_inplace(
     reinforcement: Reinforcement | None = None,
     epoch: int = 0,
     n_jobs: int | None = None,
+    callback_every: int = 1,
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place.
 
@@ -201,12 +202,15 @@ def run_minibatches_inplace(
     ----------
     X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
     order : (n,) sample indices for this epoch; start : position in ``order`` to resume from.
-    on_batch : called after every minibatch with (position, errors so far); return True to stop.
+    on_batch : called after every ``callback_every``-th minibatch of the call and after its last
+        one, with (position, errors so far); return True to stop there.
     reinforcement : schedule of the factors ρ_l (None: plain EBP); ``epoch`` (finished epochs
         before this one) and the position in ``order`` give its progress.
     n_jobs : None, 0 or a thread count: which loop runs (:func:`uses_fused_loop`). The fused
         kernels (:mod:`ebprop.kernels`) agree with this NumPy loop to float round-off
         (tests/test_kernels.py); each is bit-identical to itself on resume.
+    callback_every : minibatches between ``on_batch`` calls (1: after each). Larger values save
+        the fused loop a return to Python per minibatch (progress bars, checkpoints by time).
 
     Returns
     -------
@@ -217,10 +221,13 @@ def run_minibatches_inplace(
         from .kernels import run_minibatches_fused
 
         return run_minibatches_fused(
-            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch, n_jobs or 1
-        )
+            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch, n_jobs or 1,
+            callback_every,
+        )  # fmt: skip
+    if callback_every < 1:
+        raise ValueError(f"callback_every must be ≥ 1, got {callback_every}")
     labels = decode_outputs(Y)
-    n_errors = 0
+    n_errors = done = 0
     position = start
     n = order.shape[0]
     while position < n:
@@ -231,7 +238,9 @@ def run_minibatches_inplace(
         out = step_inplace(net, X[idx], Y[idx], nu, rho)
         n_errors += int(np.count_nonzero(decode_outputs(out) != labels[idx]))
         position += idx.shape[0]
-        if on_batch is not None and on_batch(position, n_errors):
+        done += 1
+        due = done % callback_every == 0 or position >= n
+        if on_batch is not None and due and on_batch(position, n_errors):
             break
     return position, n_errors
 
@@ -273,6 +282,7 @@ class Trainer:
         Y: np.ndarray,
         on_batch: BatchCallback | None = None,
         check_finite: bool = False,
+        callback_every: int = 1,
     ) -> bool:
         """Train on the rest of the current epoch (a new one when between epochs).
 
@@ -281,6 +291,7 @@ class Trainer:
         X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
         on_batch : ``on_batch(position, n_errors)`` with this epoch's totals; True stops.
         check_finite : raise FloatingPointError when the epoch leaves NaN/Inf parameters.
+        callback_every : minibatches between ``on_batch`` calls (:func:`run_minibatches_inplace`).
 
         Returns
         -------
@@ -307,6 +318,7 @@ class Trainer:
         self.position, errs = run_minibatches_inplace(
             self.net, X, Y, self.order, self.batch_size, self.nu, start=self.position,
             on_batch=hook, reinforcement=self.reinforcement, epoch=self.epoch, n_jobs=self.n_jobs,
+            callback_every=callback_every,
         )  # fmt: skip
         self.n_errors = base + errs
         if self.position < n:
