@@ -52,7 +52,8 @@ def test_accumulate_equals_a_numpy_product(dtype, shape, sparse, square):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_accumulate_does_not_depend_on_how_the_columns_are_split(dtype):
     # Each element is summed over the rows in order whatever strip or tile holds it, so splitting
-    # the columns (threads take column tiles) gives the same bits.
+    # the columns (the backward pass's short-row path gives each thread its own columns) gives
+    # the same bits.
     C, M, out, rows = _case(dtype, 10, 60, 101, seed=3)
     whole, split = out.copy(), out.copy()
     accumulate(C, M, rows, False, 0, 60, 0, 101, True, whole)
