@@ -210,6 +210,28 @@ def test_moments_are_current_when_on_batch_raises(weights):
     assert np.abs(net.b[0]).max() > 0  # the first minibatch did update the network
 
 
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_moments_split_over_threads_give_the_same_bits(weights):
+    from ebprop.kernels import _fused  # the kernels themselves (private on purpose)
+
+    binary = weights == "binary"
+    # 37 × 53: every split ends inside a row and inside a vector of 8 lanes
+    H = np.random.default_rng(4).normal(scale=3, size=(37, 53)).astype(np.float32)
+    M = np.empty_like(H) if binary else H
+    M2 = np.empty_like(H)
+    _fused.moments(H, M, M2, binary)
+    np.testing.assert_allclose(M, np.tanh(H) if binary else H, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(M2, M * M)
+    for tiles in (1, 2, 3, 7):
+        Mt = np.full_like(H, np.nan) if binary else H
+        M2t = np.full_like(H, np.nan)
+        _fused.moments_parallel(H, Mt, M2t, binary, False, tiles)
+        np.testing.assert_array_equal(Mt, M)
+        assert np.isnan(M2t).all()  # square=False leaves M² alone
+        _fused.moments_parallel(H, Mt, M2t, binary, True, tiles)
+        np.testing.assert_array_equal(M2t, M2)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse):
     sizes = (120, 260, 200, 3)  # layers 1–2 have enough weights to be split over two threads

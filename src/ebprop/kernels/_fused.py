@@ -79,19 +79,32 @@ def _square_row(m_row, out_row):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def moments(H, M, M2, binary):  # pragma: no cover - compiled
-    """M = tanh H (binary; real weights: M is H) and M² = M·M, whole arrays."""
-    h, m, m2 = H.reshape(-1), M.reshape(-1), M2.reshape(-1)
+def _moments_range(h, m, m2, k0, k1, binary, square):  # pragma: no cover - compiled
+    # elements k0:k1 of the flat arrays: M = tanh H (binary), M² = M·M (square); slices from
+    # index 0 so that the loops vectorise (as _pdf_factor's)
+    hs, ms, m2s = h[k0:k1], m[k0:k1], m2[k0:k1]
     if binary:
-        for k in range(h.shape[0]):
-            m[k] = tanh(h[k])
-    _square_row(m, m2)
+        for k in range(hs.shape[0]):
+            ms[k] = tanh(hs[k])
+    if square:
+        _square_row(ms, m2s)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def square_moments(M, M2):  # pragma: no cover - compiled
-    """M² = M·M, whole arrays (the same product as the blocks' squares: bit-identical)."""
-    _square_row(M.reshape(-1), M2.reshape(-1))
+def moments(H, M, M2, binary, square=True):  # pragma: no cover - compiled
+    """M = tanh H (binary; real weights: M is H) and, if ``square``, M² = M·M, whole arrays."""
+    h, m, m2 = H.reshape(-1), M.reshape(-1), M2.reshape(-1)
+    _moments_range(h, m, m2, 0, h.shape[0], binary, square)
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def moments_parallel(H, M, M2, binary, square, n_tiles):  # pragma: no cover - compiled
+    """As :func:`moments`, the elements split into ``n_tiles`` ranges, one thread each. Each
+    element is computed alone, so the bits do not depend on the split."""
+    h, m, m2 = H.reshape(-1), M.reshape(-1), M2.reshape(-1)
+    n = h.shape[0]
+    for t in nb.prange(n_tiles):
+        _moments_range(h, m, m2, (t * n) // n_tiles, ((t + 1) * n) // n_tiles, binary, square)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)

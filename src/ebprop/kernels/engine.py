@@ -61,9 +61,21 @@ def supports(net: Network) -> bool:
 
 def refresh_moments(net: Network) -> None:
     """M = tanh H (the kernels' tanh, within 4 ulp of NumPy's) and M² = M·M for every layer."""
-    binary = net.family.name == "binary"
+    _moments(net, tanh=True, square=True, n_jobs=1)
+
+
+def _moments(net: Network, tanh: bool, square: bool, n_jobs: int) -> None:
+    """M = tanh H (binary weights, if ``tanh``) and M² = M·M (if ``square``), each layer split
+    over ``n_jobs`` threads when it is large enough (the same bits either way)."""
+    binary = tanh and net.family.name == "binary"
+    if not (binary or square):
+        return  # real weights: M is H, nothing to compute
     for H, M, M2 in zip(net.H, net.M, net.M2, strict=True):
-        K.moments(H, M, M2, binary)
+        tiles = _tiles(H.size, n_jobs, MIN_WEIGHTS_PER_THREAD)
+        if tiles > 1:
+            K.moments_parallel(H, M, M2, binary, square, tiles)
+        else:
+            K.moments(H, M, M2, binary, square)
 
 
 @functools.cache
@@ -248,7 +260,9 @@ def run_minibatches_fused(
         if n_jobs > 1:
             nb.set_num_threads(min(n_jobs, nb.config.NUMBA_NUM_THREADS))
         try:
-            refresh_moments(net)  # M = the kernels' tanh H, bit for bit, on every entry
+            # M = the kernels' tanh H, bit for bit, on every entry. M² is not read during the
+            # call (the forward kernel squares M in registers): it is formed once, on the way out.
+            _moments(net, tanh=True, square=False, n_jobs=n_jobs)
             c, position, n_errors = 0, start, 0
             engine.prime(X, order, position, c)
             while True:
@@ -261,8 +275,7 @@ def run_minibatches_fused(
                 if position >= n:
                     break
         finally:
-            for M, M2 in zip(net.M, net.M2, strict=True):
-                K.square_moments(M, M2)  # M² was squared in registers, not stored
+            _moments(net, tanh=False, square=True, n_jobs=n_jobs)
             if n_jobs > 1:
                 nb.set_num_threads(previous_threads)
     return position, n_errors
