@@ -136,13 +136,20 @@ def random_data(n: int, dtype: type, rng: np.random.Generator) -> tuple[np.ndarr
     return X, Y
 
 
-def fma_throughput(dtype: type, n: int = 1024, repeats: int = 3) -> float:
-    """Flop/s of a large square ``numpy.matmul`` (compute-bound: the FMA units' practical peak)."""
+def fma_probe(dtype: type, n: int = 1024) -> tuple[Callable[[], object], float]:
+    """A large square ``numpy.matmul`` (compute-bound: the FMA units' practical peak) and its
+    flops per call."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
     out = np.empty_like(a)
-    return 2.0 * n**3 / best_time(lambda: np.matmul(a, b, out=out), repeats, 0.2)
+    return (lambda: np.matmul(a, b, out=out)), 2.0 * n**3
+
+
+def fma_throughput(dtype: type, n: int = 1024, repeats: int = 3) -> float:
+    """Flop/s of :func:`fma_probe`'s matmul, best of ``repeats`` loops of ≥ 0.2 s."""
+    run, flops = fma_probe(dtype, n)
+    return flops / best_time(run, repeats, 0.2)
 
 
 def fused_floor(
@@ -175,7 +182,10 @@ def measure_row(
     jobs: tuple[int, ...] = (),
 ) -> dict[str, float]:
     """Samples/s of the NumPy core ("core"), the baseline ("baseline") and the fused kernels with
-    each number of threads in ``jobs`` ("fused1", "fused2", …): interleaved, best of ``repeats``."""
+    each number of threads in ``jobs`` ("fused1", "fused2", …): interleaved, best of ``repeats``.
+    With ``jobs``, also "fma": the flop/s of :func:`fma_probe` (one thread, the row's dtype), timed
+    in the same interleaved loop, so that the floor is computed from the machine's speed at the
+    time of the row (it drifts by ±30 % between runs on a shared machine)."""
     rng = np.random.default_rng(0)
     net = init_network(sizes, make_family(weights), rng, dtype=dtype)
     H = [h.copy() for h in net.H]
@@ -217,17 +227,20 @@ def measure_row(
 
         return run
 
-    engines: dict[str, Callable[[], None]] = {"core": optimised, "baseline": baseline}
+    engines: dict[str, Callable[[], object]] = {"core": optimised, "baseline": baseline}
     for j in jobs:
         engines[f"fused{j}"] = fused(j)
         engines[f"fused{j}"]()  # compile outside the timing (first call: JIT)
+    work = dict.fromkeys(engines, float(n))  # samples per call
+    if jobs:
+        engines["fma"], work["fma"] = fma_probe(dtype)
     best = dict.fromkeys(engines, np.inf)
     for _ in range(repeats):
         for name, fn in engines.items():
             t0 = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t0)
-    return {name: n / t for name, t in best.items()}
+    return {name: work[name] / t for name, t in best.items()}
 
 
 def _configurations(args: argparse.Namespace):
@@ -309,25 +322,30 @@ def fused_table(args: argparse.Namespace) -> None:
     peak = {dt: fma_throughput(np.dtype(dt).type) for dt in args.dtypes}
     for dt, value in peak.items():
         print(f"# FMA throughput ({dt}, 1024² matmul, 1 thread): {value / 1e9:.1f} GFLOP/s")
+    print(
+        "# each row's floor uses the FMA throughput measured in that row's interleaved loop "
+        "(best of the same repeats), not the figure above"
+    )
     cols = [f"fused {j} thr samples/s" for j in args.jobs]
     header = (
         "| net | weights | batch | dtype | baseline samples/s | core samples/s | "
         + " | ".join(cols)
-        + " | fused/baseline | fused/core | floor samples/s | bound | achieved/floor |"
+        + " | fused/baseline | fused/core | row FMA GFLOP/s | floor samples/s | bound "
+        "| achieved/floor |"
     )
     if len(args.jobs) > 1:
         header += f" {args.jobs[-1]} thr / {args.jobs[0]} thr |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, sizes, dtype, dt, weights, batch in _configurations(args):
-        floor, bound = fused_floor(sizes, batch, dt, weights == "binary", peak[dtype], bandwidth)
         r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats, tuple(args.jobs))
+        floor, bound = fused_floor(sizes, batch, dt, weights == "binary", r["fma"], bandwidth)
         one = r[f"fused{args.jobs[0]}"]
         line = (
             f"| {name} | {weights} | {batch} | {dtype} | {r['baseline']:,.0f} | "
             f"{r['core']:,.0f} | "
             + " | ".join(f"{r[f'fused{j}']:,.0f}" for j in args.jobs)
-            + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | "
+            + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | {r['fma'] / 1e9:.1f} | "
             f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} |"
         )
         if len(args.jobs) > 1:
