@@ -306,6 +306,17 @@ def test_row_tiles_give_the_layer_pass_and_the_same_bits_on_any_thread(sparse, w
             np.testing.assert_array_equal(serial[0][unused], H0[unused])
 
 
+def test_backward_splits_a_layer_only_when_its_product_is_large_enough():
+    from ebprop.kernels import engine  # the engine's plan (private on purpose)
+
+    # Δ_l = Δ_{l+1}M_{l+1}ᵀ: 800 units through an 800 × 800 layer split over two threads; through
+    # the 800 × 10 output layer (8,000 weights), or 200 × 10, they do not: the work is a few µs.
+    assert engine._backward_tiles([800, 800, 10], 2) == [2, 1, 1]
+    assert engine._backward_tiles([200, 10], 2) == [1, 1]
+    assert engine._backward_tiles([800, 800, 10], 1) == [1, 1, 1]
+    assert engine._backward_tiles([100, 400, 3], 2) == [1, 1, 1]  # 100 units: under 2 × 64
+
+
 def test_blas_is_held_to_one_thread_inside_the_loop_and_restored_after_it():
     from threadpoolctl import threadpool_info, threadpool_limits
 

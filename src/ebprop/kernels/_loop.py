@@ -86,7 +86,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
         forward, F, W, need_var, rows_f, n_fwd, mu[layer], var[layer],
         S[layer], parts[layer], blas,
     )  # fmt: skip
-    if parallel:
+    if parallel and S[layer].shape[0] > 1:  # one tile: no parallel region (its start costs)
         K.layer_pass_parallel(*args)
     else:
         K.layer_pass_serial(*args)
@@ -117,7 +117,7 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     for layer in range(last - 1, -1, -1):
         i = c * L + layer
         args = (delta[layer + 1], M[layer + 1], Z[i], SC[i], delta[layer], back_tiles[layer])
-        if parallel:
+        if parallel and back_tiles[layer] > 1:
             K.hidden_delta_parallel(*args)
         else:
             K.hidden_delta_serial(*args)

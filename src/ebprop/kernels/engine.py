@@ -94,6 +94,17 @@ def _tiles(n: int, n_jobs: int, minimum: int = MIN_UNITS_PER_THREAD) -> int:
     return max(1, min(n_jobs, n // minimum)) if n_jobs > 1 else 1
 
 
+def _backward_tiles(outs: Sequence[int], n_jobs: int) -> list[int]:
+    """Threads for each layer's Δ: the units of layer l split over threads only when each gets
+    ≥ MIN_UNITS_PER_THREAD units and ≥ MIN_WEIGHTS_PER_THREAD weights of M_{l+1} (Δ_{l+1}M_{l+1}ᵀ
+    through an 800 × 10 output layer is ~2 µs of work, less than a parallel region's start)."""
+    units = list(outs)
+    return [
+        min(_tiles(n, n_jobs), _tiles(n * m, n_jobs, MIN_WEIGHTS_PER_THREAD))
+        for n, m in zip(units, [*units[1:], 0], strict=True)
+    ]
+
+
 def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
     """The two minibatch slots' buffers, as :mod:`._loop` takes them (its ``slots``)."""
     n0, outs = sizes[0], sizes[1:]
@@ -165,7 +176,7 @@ class _Engine:
         self.plan = (
             np.array(coef, np.float64),
             np.array(block_rows, np.int64),
-            np.array([_tiles(n, n_jobs) for n in outs], np.int64),
+            np.array(_backward_tiles(outs, n_jobs), np.int64),
             float(SPARSE_FRACTION * n0),
             binary,
             n_jobs > 1,
