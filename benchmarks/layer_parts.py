@@ -6,8 +6,9 @@ Run as a script (never part of the test suite)::
     python benchmarks/layer_parts.py --shape 784 200 --weights real
 
 One layer of ``--shape`` (n_in, n_out), float32, B = 10, in the engine's row blocks of
-``engine.BLOCK_BYTES`` of H, one thread. Each part runs over the whole layer, block by block, from
-compiled code (no per-call dispatch), 20 times in a row, best of ``--repeats``:
+``engine.BLOCK_BYTES`` of H, one thread, the arrays on cache lines as ``init_network``'s. Each
+part runs over the whole layer, block by block, from compiled code (no per-call dispatch), 20
+times in a row, best of ``--repeats``:
 
 * the update's product ρH + ⟨v⟩ᵀ½Δ (OpenBLAS gemm on the block, beta = 1);
 * the clip of H (real weights) or clip and M = tanh H (binary);
@@ -28,6 +29,7 @@ import numba as nb
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ebprop.core.network import aligned_empty
 from ebprop.kernels import _fused as K
 from ebprop.kernels import engine
 from ebprop.kernels._blas import GEMM_ADDRESSES, gemm
@@ -70,8 +72,12 @@ def main() -> None:
     binary, B = args.weights == "binary", 10
     block = max(8, min(n_in, engine.BLOCK_BYTES // (n_out * 4)))
     rng = np.random.default_rng(0)
-    H = rng.normal(size=(n_in, n_out)).astype(np.float32)
-    M = np.tanh(H) if binary else H  # real weights: M is H
+    H = aligned_empty((n_in, n_out), np.float32)  # on a cache line, as init_network's
+    H[...] = rng.normal(size=(n_in, n_out))
+    M = H  # real weights: M is H
+    if binary:
+        M = aligned_empty((n_in, n_out), np.float32)
+        M[...] = np.tanh(H)
     CT = (rng.normal(size=(n_in, B)) * 1e-3).astype(np.float32)
     D = (rng.normal(size=(B, n_out)) * 1e-3).astype(np.float32)
     F = rng.normal(size=(B, n_in)).astype(np.float32)

@@ -233,6 +233,25 @@ def test_initialisation_has_the_requested_variance(family):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_the_library_allocates_parameters_on_cache_lines_with_the_same_draws(family, dtype):
+    from ebprop.core.network import ALIGNMENT, aligned_empty
+
+    net = init_network((37, 53, 3), family, np.random.default_rng(4), dtype=dtype)
+    for a in net.H + net.M + net.M2:
+        assert a.ctypes.data % ALIGNMENT == 0 and a.flags.c_contiguous and a.flags.writeable
+    # the same random stream and rounding as drawing and casting directly
+    rng = np.random.default_rng(4)
+    for n_in, n_out, h in ((37, 53, net.H[0]), (53, 3, net.H[1])):
+        a = np.sqrt(3.0) * np.sqrt(1.0 / n_in)  # init_network's half-width, to the bit
+        np.testing.assert_array_equal(h, rng.uniform(-a, a, size=(n_in, n_out)).astype(dtype))
+    for shape in [(0,), (1, 1), (7, 5, 3)]:
+        x = aligned_empty(shape, dtype)
+        assert x.shape == shape and x.dtype == dtype and x.flags.c_contiguous
+        assert x.size == 0 or x.ctypes.data % ALIGNMENT == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_variance_stays_positive_with_saturated_weights_and_huge_inputs(dtype):
     # Σx² − x²@M² is 0 in exact arithmetic when every |M| = 1; rounding must not make σ² < 1/c.
     rng = np.random.default_rng(5)
