@@ -81,6 +81,71 @@ def test_tanh_odd_bounded_and_saturating(dtype):
     assert np.all(net.M[0][0, -3:] == 1)  # far out, exactly ±1 as numpy.tanh gives
 
 
+def _plain_refresh(H, M, S, rho, affine, binary):
+    # the kernels' update of H and M as a plain element-by-element loop calling the scalar tanh
+    import numba as nb
+
+    from ebprop.core.update import PARAMETER_BOUND
+    from ebprop.kernels._vecmath import tanh  # the kernels' scalar tanh (private on purpose)
+
+    @nb.njit(fastmath={"contract"}, error_model="numpy")
+    def apply(h, s, m, r, bound, affine, binary):  # pragma: no cover - compiled
+        for k in range(h.shape[0]):
+            x = h[k] * r + s[k] if affine else h[k]
+            x = min(max(x, -bound), bound)
+            h[k] = x
+            if binary:
+                m[k] = tanh(x)
+
+    dt = H.dtype.type
+    apply(H.reshape(-1), S.reshape(-1), M.reshape(-1), dt(rho), dt(PARAMETER_BOUND), affine, binary)
+
+
+def _awkward_values(shape, dtype, seed):
+    # every region of tanh and of the clip: tiny, subnormal, ±0, saturated, beyond the bound
+    rng = np.random.default_rng(seed)
+    h = rng.uniform(-12, 12, shape)
+    flat = h.reshape(-1)
+    flat[::7] *= 1e-3
+    flat[1::11] = rng.choice(
+        [0.0, -0.0, 1e-40, -1e-40, 9.0, -9.0, 30.0, -1e4, 3e38], flat[1::11].size
+    )
+    return h.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("n_out", [1, 10, 16, 37, 200])
+def test_refresh_gives_the_bits_of_a_plain_loop(dtype, binary, n_out):
+    # clip_block and refresh_rows (explicit vectors of the CPU's width for float32, with masked
+    # tails) against the element-by-element loop they replace, bit for bit, -0.0 included
+    from ebprop.kernels import _fused  # private on purpose: the kernels themselves
+
+    H = _awkward_values((23, n_out), dtype, seed=n_out)
+    M = np.full_like(H, 5.0)
+    H_ref, M_ref = H.copy(), M.copy()
+    _fused.clip_block(H, M, 2, 21, 0, n_out, binary)  # whole rows (contiguous)
+    _plain_refresh(H_ref[2:21], M_ref[2:21], H_ref[2:21], 1.0, False, binary)
+    k0, k1 = (1, n_out - 1) if n_out > 2 else (0, n_out)
+    _fused.clip_block(H, M, 21, 23, k0, k1, binary)  # part rows
+    part_h, part_m = H_ref[21:, k0:k1].copy(), M_ref[21:, k0:k1].copy()
+    _plain_refresh(part_h, part_m, part_h, 1.0, False, binary)
+    H_ref[21:, k0:k1], M_ref[21:, k0:k1] = part_h, part_m
+    # the sparse path: H ← clip(ρH + S) on listed rows
+    rows = np.array([0, 1], np.int64)
+    S = _awkward_values((2, n_out), dtype, seed=99)
+    _fused.refresh_rows(H, M, S, rows, 0, 2, 0, n_out, 0.75, binary)
+    _plain_refresh(H_ref[:2], M_ref[:2], S, 0.75, True, binary)
+    bits = np.int32 if dtype == np.float32 else np.int64
+    np.testing.assert_array_equal(H.view(bits), H_ref.view(bits))
+    np.testing.assert_array_equal(M.view(bits), M_ref.view(bits))
+    if binary:  # written: rows 0:21, and columns k0:k1 of the last two
+        assert np.all(np.abs(M[:21]) <= 1) and np.all(np.abs(M[21:, k0:k1]) <= 1)
+        assert np.all(M[21:, :k0] == 5.0) and np.all(M[21:, k1:] == 5.0)
+    else:
+        assert np.all(M == 5.0)  # real weights: M is H, not written here
+
+
 def _erf_of(x: np.ndarray) -> np.ndarray:
     import numba as nb
 

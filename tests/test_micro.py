@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
-from ebprop.kernels._micro import accumulate, dot_rows  # noqa: E402
+from ebprop.kernels._micro import accumulate, accumulate_pair, dot_rows  # noqa: E402
 
 SHAPES = [  # (B, n rows of M, m columns, k0, k1): full strips, partial strips, both, leftovers
     (10, 50, 37, 0, 37),
@@ -60,6 +60,23 @@ def test_accumulate_does_not_depend_on_how_the_columns_are_split(dtype):
     for k0, k1 in [(0, 5), (5, 38), (38, 101)]:
         accumulate(C, M, rows, False, 0, 60, k0, k1, True, split)
     np.testing.assert_array_equal(split, whole)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES + [(10, 33, 96, 0, 96), (15, 20, 800, 0, 800)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_accumulate_pair_gives_the_bits_of_two_accumulates(dtype, shape, sparse):
+    # the μ- and σ²-sums in one read of M: every element the same multiply-adds in the same order
+    B, n, m, k0, k1 = shape
+    F, M, mu, rows = _case(dtype, B, n, m, seed=5)
+    W, _, var, _ = _case(dtype, B, n, m, seed=6)
+    i0, i1 = 1, n - 1
+    mu_ref, var_ref = mu.copy(), var.copy()
+    accumulate(F, M, rows, sparse, i0, i1, k0, k1, False, mu_ref)
+    accumulate(W, M, rows, sparse, i0, i1, k0, k1, True, var_ref)
+    accumulate_pair(F, W, M, rows, sparse, i0, i1, k0, k1, mu, var)
+    np.testing.assert_array_equal(mu, mu_ref)
+    np.testing.assert_array_equal(var, var_ref)
 
 
 def test_accumulate_sums_the_rows_in_order_from_the_output():

@@ -32,6 +32,7 @@ import numba as nb
 import numpy as np
 
 from ._simd import (
+    VECTOR_BYTES,
     lanes,
     vbload,
     vfma,
@@ -46,6 +47,9 @@ from ._simd import (
 
 _FM = {"contract"}
 _GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
+#: Whether :func:`accumulate_pair`'s 20 accumulators fit in registers (AVX-512's 32; with AVX2's
+#: 16 they would spill, and the two sums are better done one after the other).
+PAIR_IN_REGISTERS = VECTOR_BYTES >= 64
 #: Below this row length (the output layer's 10 units, say) :func:`dot_rows` transposes the rows
 #: and sums as :func:`accumulate` does: one-vector strips of 10 with a masked tail ran 4× slower.
 _NARROW = 16
@@ -155,6 +159,96 @@ def accumulate(C, M, rows, sparse, i0, i1, k0, k1, square, out):  # pragma: no c
             s0 += _GROUP
         for s in range(s0, B):
             _strip1(Cf, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, square, of, ldo, s)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def _pair5(  # pragma: no cover - compiled
+    F, W, ldc, M, ldm, rows, sparse, i0, i1, k, n0, n1, full, mu, var, ldo, s0
+):
+    # _strip5 for F·M into mu and W·M² into var at once: each strip of M is loaded once for both
+    # sums, and every element gets the same fused multiply-adds in the same order as there.
+    o = s0 * ldo + k
+    a0, b0 = _ld(mu, o, n0, n1, full)
+    a1, b1 = _ld(mu, o + ldo, n0, n1, full)
+    a2, b2 = _ld(mu, o + 2 * ldo, n0, n1, full)
+    a3, b3 = _ld(mu, o + 3 * ldo, n0, n1, full)
+    a4, b4 = _ld(mu, o + 4 * ldo, n0, n1, full)
+    c0, d0 = _ld(var, o, n0, n1, full)
+    c1, d1 = _ld(var, o + ldo, n0, n1, full)
+    c2, d2 = _ld(var, o + 2 * ldo, n0, n1, full)
+    c3, d3 = _ld(var, o + 3 * ldo, n0, n1, full)
+    c4, d4 = _ld(var, o + 4 * ldo, n0, n1, full)
+    c = s0 * ldc
+    for i in range(i0, i1):
+        m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, False)
+        q0, q1 = vmul(m0, m0), vmul(m1, m1)
+        x = vbload(F, c + i)
+        a0 = vfma(x, m0, a0)
+        b0 = vfma(x, m1, b0)
+        x = vbload(W, c + i)
+        c0 = vfma(x, q0, c0)
+        d0 = vfma(x, q1, d0)
+        x = vbload(F, c + ldc + i)
+        a1 = vfma(x, m0, a1)
+        b1 = vfma(x, m1, b1)
+        x = vbload(W, c + ldc + i)
+        c1 = vfma(x, q0, c1)
+        d1 = vfma(x, q1, d1)
+        x = vbload(F, c + 2 * ldc + i)
+        a2 = vfma(x, m0, a2)
+        b2 = vfma(x, m1, b2)
+        x = vbload(W, c + 2 * ldc + i)
+        c2 = vfma(x, q0, c2)
+        d2 = vfma(x, q1, d2)
+        x = vbload(F, c + 3 * ldc + i)
+        a3 = vfma(x, m0, a3)
+        b3 = vfma(x, m1, b3)
+        x = vbload(W, c + 3 * ldc + i)
+        c3 = vfma(x, q0, c3)
+        d3 = vfma(x, q1, d3)
+        x = vbload(F, c + 4 * ldc + i)
+        a4 = vfma(x, m0, a4)
+        b4 = vfma(x, m1, b4)
+        x = vbload(W, c + 4 * ldc + i)
+        c4 = vfma(x, q0, c4)
+        d4 = vfma(x, q1, d4)
+    _st(mu, o, a0, b0, n0, n1, full)
+    _st(mu, o + ldo, a1, b1, n0, n1, full)
+    _st(mu, o + 2 * ldo, a2, b2, n0, n1, full)
+    _st(mu, o + 3 * ldo, a3, b3, n0, n1, full)
+    _st(mu, o + 4 * ldo, a4, b4, n0, n1, full)
+    _st(var, o, c0, d0, n0, n1, full)
+    _st(var, o + ldo, c1, d1, n0, n1, full)
+    _st(var, o + 2 * ldo, c2, d2, n0, n1, full)
+    _st(var, o + 3 * ldo, c3, d3, n0, n1, full)
+    _st(var, o + 4 * ldo, c4, d4, n0, n1, full)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
+def accumulate_pair(F, W, M, rows, sparse, i0, i1, k0, k1, mu, var):  # pragma: no cover
+    """mu[:, k0:k1] += F[:, i0:i1] · M[rows, k0:k1] and var[:, k0:k1] += W[:, i0:i1] · M²[…].
+
+    The same bits as two :func:`accumulate` calls (``square`` False, then True) with one read of
+    M instead of two. Its 5 samples × 2 vectors × 2 sums are 20 accumulators, which fit in the
+    32 registers of AVX-512 but not in AVX2's 16 (:data:`PAIR_IN_REGISTERS`). F, W (B, ≥ i1),
+    same shape; mu, var (B, ≥ k1), same shape; M, rows, sparse as in :func:`accumulate`.
+    """
+    B = mu.shape[0]
+    ldc, ldm, ldo = F.shape[1], M.shape[1], mu.shape[1]
+    Ff, Wf, Mf = F.reshape(-1), W.reshape(-1), M.reshape(-1)
+    muf, varf = mu.reshape(-1), var.reshape(-1)
+    L = lanes(Mf)
+    for k in range(k0, k1, 2 * L):
+        n = min(k1 - k, 2 * L)
+        full = n == 2 * L
+        n0, n1 = min(n, L), max(n - L, 0)
+        s0 = 0
+        while s0 + _GROUP <= B:
+            _pair5(Ff, Wf, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, muf, varf, ldo, s0)
+            s0 += _GROUP
+        for s in range(s0, B):
+            _strip1(Ff, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, False, muf, ldo, s)
+            _strip1(Wf, ldc, Mf, ldm, rows, sparse, i0, i1, k, n0, n1, full, True, varf, ldo, s)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)

@@ -1,17 +1,26 @@
-"""Explicit SIMD vectors for numba kernels: 32-byte LLVM vectors as a numba type.
+"""Explicit SIMD vectors for numba kernels: LLVM vectors of the CPU's register width, a numba type.
 
 LLVM's auto-vectoriser gives up on the register-blocked loops of the fused layer pass: numba
 cannot mark its array arguments ``noalias``, and with more than a few arrays in a loop LLVM drops
 the run-time alias checks and emits scalar code (docs/performance.md, "Tried and rejected").
 These intrinsics let a kernel say what it means instead: a value of type :class:`VecType` is an LLVM
-``<8 x float>`` (float32) or ``<4 x double>`` (float64) held in a register, loaded from and stored
-to a 1-D C-contiguous array at a flat element index.
+vector held in a register, loaded from and stored to a 1-D C-contiguous array at a flat element
+index.
 
-No bounds or wraparound checks are made: callers index within their arrays. On a CPU without
-256-bit registers LLVM splits each vector into narrower ones; on one without FMA,
-``llvm.fmuladd`` becomes a multiply and an add. Either way the same program gives the same bits
-for the same inputs on one machine, whatever column a value falls in (the masked loads below use
-the same arithmetic as the full ones).
+Width: :data:`VECTOR_BYTES`, 64 (``<16 x float>``, ``<8 x double>``) where numba compiles for a
+CPU with AVX-512F, else 32 (``<8 x float>``, ``<4 x double>``). LLVM's loop vectoriser keeps to
+256 bits on Intel's AVX-512 server cores (its "prefer-256-bit" tuning), and numba gives no way to
+change that per function, so the explicit vectors are the only 512-bit code. On an Emerald Rapids
+core the forward sums of an 800 × 800 layer ran 1.25× faster with 64-byte vectors
+(``benchmarks/layer_parts.py``, docs/performance.md, session 11). The width follows the CPU that
+numba targets (``NUMBA_CPU_FEATURES`` if set, else the host's), which numba's on-disk cache keys
+its kernels on too, so a cached kernel never has another width.
+
+The width changes the order of some sums (a dot product's lanes), so results agree across
+machines to round-off, not to the bit. No bounds or wraparound checks are made: callers index
+within their arrays. On a CPU without FMA, ``llvm.fmuladd`` becomes a multiply and an add. The
+same program gives the same bits for the same inputs on one machine, whatever column a value falls
+in (the masked loads below use the same arithmetic as the full ones).
 
 numba's on-disk cache keys a kernel on its own source file only: after editing this file, delete
 ``kernels/__pycache__/*.nbi`` (as for ``_vecmath.py``).
@@ -19,25 +28,38 @@ numba's on-disk cache keys a kernel on its own source file only: after editing t
 
 from __future__ import annotations
 
+import llvmlite.binding as ll
 import numba as nb
 from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 __all__ = [
-    "lanes", "vbload", "vfma", "vload", "vload_part", "vmul", "vstore", "vstore_part", "vsum",
-    "vzero",
+    "VECTOR_BYTES", "lanes", "vabs", "vbload", "vdiv", "vfma", "vload", "vload_part", "vmax",
+    "vmin", "vmul", "vsign_of", "vsplat", "vstore", "vstore_part", "vsum", "vzero",
 ]  # fmt: skip
 
-_BYTES = 32  # one AVX register
+
+def _target_has_avx512f() -> bool:
+    # numba's own rule for the features it compiles for (numba.core.codegen): the configured
+    # string if there is one, else the host's
+    features = nb.config.CPU_FEATURES
+    if features is None:
+        features = ll.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+#: Bytes per explicit vector: one AVX-512 register where the target CPU has them, else one AVX one.
+VECTOR_BYTES = 64 if _target_has_avx512f() else 32
 
 
 class VecType(nb.types.Type):
-    """A 32-byte vector of ``dtype`` (float32: 8 lanes, float64: 4)."""
+    """A vector of :data:`VECTOR_BYTES` bytes of ``dtype`` (32 bytes: 8 float32 or 4 float64
+    lanes; 64 bytes: 16 or 8)."""
 
     def __init__(self, dtype: nb.types.Float) -> None:
         self.dtype = dtype
-        self.lanes = _BYTES // (dtype.bitwidth // 8)
+        self.lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
         super().__init__(name=f"Vec({dtype}x{self.lanes})")
 
 
@@ -224,3 +246,82 @@ def vsum(typingctx, a):  # pragma: no cover - compiled
         return parts[0]
 
     return a.dtype(a), codegen
+
+
+def _same_vectors(name, *args):
+    if not (isinstance(args[0], VecType) and all(a == args[0] for a in args)):
+        raise nb.errors.TypingError(f"{name} expects vectors of one type")
+
+
+@intrinsic
+def vsplat(typingctx, x):  # pragma: no cover - compiled
+    """The scalar ``x`` (float32 or float64) in every lane."""
+    if x not in _VEC:
+        raise nb.errors.TypingError(f"vsplat expects a float32 or float64, got {x}")
+    vt = _VEC[x]
+
+    def codegen(context, builder, sig, args):
+        return _splat(builder, args[0], _llvm_vec(vt))
+
+    return vt(x), codegen
+
+
+@intrinsic
+def vdiv(typingctx, a, b):  # pragma: no cover - compiled
+    """a / b per lane (IEEE division, as the scalar ``/``)."""
+    _same_vectors("vdiv", a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vmin(typingctx, a, b):  # pragma: no cover - compiled
+    """``min(a, b)`` per lane as numba's scalar ``min`` computes it: b where b < a, else a
+    (so a NaN in ``a`` stays, one in ``b`` gives ``a``)."""
+    _same_vectors("vmin", a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered("<", args[1], args[0]), args[1], args[0])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vmax(typingctx, a, b):  # pragma: no cover - compiled
+    """``max(a, b)`` per lane as numba's scalar ``max``: b where b > a, else a."""
+    _same_vectors("vmax", a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">", args[1], args[0]), args[1], args[0])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vabs(typingctx, a):  # pragma: no cover - compiled
+    """|a| per lane (``llvm.fabs``, as the scalar ``abs``)."""
+    _same_vectors("vabs", a)
+
+    def codegen(context, builder, sig, args):
+        lty = _llvm_vec(a)
+        name = f"llvm.fabs.v{a.lanes}f{a.dtype.bitwidth}"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lty, [lty]), name)
+        return builder.call(fn, [args[0]])
+
+    return a(a), codegen
+
+
+@intrinsic
+def vsign_of(typingctx, x, t):  # pragma: no cover - compiled
+    """``t if x >= 0 else -t`` per lane, as the scalar expression (−t is −0.0 − t there)."""
+    _same_vectors("vsign_of", x, t)
+
+    def codegen(context, builder, sig, args):
+        neg = builder.fsub(ir.Constant(_llvm_vec(t), [-0.0] * t.lanes), args[1])
+        zero = ir.Constant(_llvm_vec(x), None)
+        return builder.select(builder.fcmp_ordered(">=", args[0], zero), args[1], neg)
+
+    return t(x, t), codegen
