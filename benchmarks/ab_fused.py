@@ -8,7 +8,8 @@ Run as a script (never part of the test suite)::
 Separate processes on a shared machine cannot be compared (docs/performance.md), so the older
 package is copied under another name (``ebprop_old``) and imported beside this one. Both train
 the same initial network on the same random rows of MNIST's shape
-(``bench_train.random_data``), interleaved call by call (old and new, each number of threads in
+(``bench_train.random_data``; with ``--mnist``, MNIST's own first images, whose zero pixels take
+the sparse first-layer path), interleaved call by call (old and new, each number of threads in
 ``--jobs``); each cell is the best of ``--repeats``. With several ``--jobs`` a second table gives
 each version's speed-up over its first ``--jobs`` entry, measured in the same interleaved calls.
 The first calls (numba compilation or cache loads) are made before any timing.
@@ -33,7 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import random_data  # noqa: E402
+from bench_train import mnist_rows, random_data  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402
 from ebprop.kernels import run_minibatches_fused  # noqa: E402
@@ -61,6 +62,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="threads (n_jobs)")
+    parser.add_argument(
+        "--mnist",
+        type=Path,
+        default=None,
+        help="MNIST folder: train on its first --samples images (zero pixels: the sparse path)",
+    )
     args = parser.parse_args()
     old = import_renamed(args.old_src)
     print("| net | weights | dtype | threads | old samples/s | new samples/s | new/old |")
@@ -72,7 +79,10 @@ def main() -> None:
             for dtype in (np.dtype(d).type for d in args.dtypes):
                 rng = np.random.default_rng(0)
                 start = init_network(sizes, make_family(weights), rng, dtype=dtype)
-                X, Y = random_data(args.samples, dtype, rng)
+                if args.mnist is not None:
+                    X, Y = mnist_rows(args.mnist, dtype, args.samples)
+                else:
+                    X, Y = random_data(args.samples, dtype, rng)
                 order = np.arange(args.samples)
                 fns = {"old": old.run_minibatches_fused, "new": run_minibatches_fused}
                 runs = [(key, j) for j in args.jobs for key in fns]

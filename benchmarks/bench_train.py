@@ -361,17 +361,22 @@ def read_idx_gz(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def mnist_rows(folder: Path, dtype: type, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` (default all) MNIST training images scaled to [0, 1] and their ±1 one-hot
+    targets, from the gzipped IDX files in ``folder``."""
+    images = read_idx_gz(folder / "train-images-idx3-ubyte.gz")[:n]
+    labels = read_idx_gz(folder / "train-labels-idx1-ubyte.gz")[:n]
+    X = (images.reshape(images.shape[0], -1) / np.float32(255)).astype(dtype)
+    return X, encode_targets(labels.astype(np.intp), 10, dtype)
+
+
 def mnist_epoch(args: argparse.Namespace) -> None:
     """One real MNIST epoch per engine, side by side from the same start and sample order.
 
     784-500-500-10 (``--mnist-net``), binary weights, batch 10, float32: the NumPy core, then the
     fused kernels with each number of threads in ``--jobs``.
     """
-    folder = Path(args.mnist_epoch)
-    images = read_idx_gz(folder / "train-images-idx3-ubyte.gz")
-    labels = read_idx_gz(folder / "train-labels-idx1-ubyte.gz")
-    X = (images.reshape(images.shape[0], -1) / np.float32(255)).astype(np.float32)
-    Y = encode_targets(labels.astype(np.intp), 10, np.float32)
+    X, Y = mnist_rows(Path(args.mnist_epoch), np.float32)
     sizes = SIZES.get(args.mnist_net) or tuple(int(n) for n in args.mnist_net.split("-"))
     rng = np.random.default_rng(0)
     start = init_network(sizes, make_family("binary"), rng, dtype=np.float32)

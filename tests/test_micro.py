@@ -3,6 +3,10 @@ products (issue 13)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -122,3 +126,22 @@ def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype, n)
     alone = np.zeros((3, 31), dtype)  # samples 7–9 alone: the leftover (one-sample) kernel
     dot_rows(np.ascontiguousarray(U[7:]), M, 0, 31, alone)
     np.testing.assert_array_equal(alone, whole[7:])
+
+
+@pytest.mark.parametrize(("features", "width", "pair"), [
+    ("+avx,+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl", 64, True),
+    ("+avx,+avx2,+fma,-avx512f,-avx512bw,-avx512dq,-avx512vl", 32, False),
+])  # fmt: skip
+def test_vector_width_follows_the_cpu_numba_compiles_for(features, width, pair):
+    # 64-byte vectors (and the paired forward sums, which need 32 registers) only where the
+    # target has AVX-512F; numba's NUMBA_CPU_FEATURES sets the target, as it keys numba's cache.
+    code = (
+        "from ebprop.kernels._simd import VECTOR_BYTES;"
+        "from ebprop.kernels._micro import PAIR_IN_REGISTERS;"
+        "print(VECTOR_BYTES, PAIR_IN_REGISTERS)"
+    )
+    env = {**os.environ, "NUMBA_CPU_FEATURES": features}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [str(width), str(pair)]
