@@ -19,8 +19,9 @@ The update is a BLAS call on the block that forms ρH + ⟨v⟩ᵀ½Δ in place 
 beta = ρ; a sparse first layer's scattered rows go through a scratch block), then one compiled
 loop clips H and writes M = tanh H; the forward sums are the
 register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (a
-register-blocked update ran slower than BLAS, docs/performance.md). The compiled loops between
-are vectorised by LLVM (``_vecmath.tanh32``/``tanh64``). Threads split each layer's input rows
+register-blocked update ran slower than BLAS, docs/performance.md). The clip-and-tanh loop is
+written in explicit vectors of the CPU's width for float32 (``_vecmath.vtanh32``) and left to
+LLVM's vectoriser for float64 (``_vecmath.tanh64``). Threads split each layer's input rows
 into fixed tiles: a tile updates its rows of H and M and sums their part of the forward sums into
 its own buffer, and the parts are added in tile order afterwards (the backward pass splits each
 layer's units). No two threads write the same element and the sums' order is fixed by the number
@@ -115,8 +116,9 @@ def _row_update(h_row, s_row, m_row, r, bound, binary):  # pragma: no cover - co
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _row_clip(h_row, m_row, bound, binary):  # pragma: no cover - compiled
-    # H ← clip(H) after BLAS has formed ρH + increment in place; binary: M = tanh H.
-    _refresh_row(h_row, h_row, m_row, bound, bound, False, binary)
+    # H ← clip(H) after BLAS has formed ρH + increment in place; binary: M = tanh H. (No S: the
+    # row stands in for it, and ρ = 1 for it, unused when not affine.)
+    _refresh_row(h_row, h_row, m_row, h_row.dtype.type(1.0), bound, False, binary)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
