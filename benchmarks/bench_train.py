@@ -146,6 +146,22 @@ def fma_probe(dtype: type, n: int = 1024) -> tuple[Callable[[], object], float]:
     return (lambda: np.matmul(a, b, out=out)), 2.0 * n**3
 
 
+def tanh_probe(
+    dtype: type, n: int = 64_000, calls: int = 100
+) -> tuple[Callable[[], object], float]:
+    """NumPy's ``np.tanh`` over the same ``n`` values in L2, ``calls`` times (its SIMD loop,
+    512-bit where the CPU has AVX-512: the machine's practical tanh rate, as the matmul is its
+    FMA rate), and the number of values. One call alone would time a cold cache after training."""
+    a = np.random.default_rng(0).uniform(-3, 3, n).astype(dtype)
+    out = np.empty_like(a)
+
+    def run() -> None:
+        for _ in range(calls):
+            np.tanh(a, out=out)
+
+    return run, float(n * calls)
+
+
 def fma_throughput(dtype: type, n: int = 1024, repeats: int = 3) -> float:
     """Flop/s of :func:`fma_probe`'s matmul, best of ``repeats`` loops of ≥ 0.2 s."""
     run, flops = fma_probe(dtype, n)
@@ -153,23 +169,32 @@ def fma_throughput(dtype: type, n: int = 1024, repeats: int = 3) -> float:
 
 
 def fused_floor(
-    sizes: tuple[int, ...], batch: int, dtype: type, binary: bool, flops_per_s: float, bw: float
+    sizes: tuple[int, ...],
+    batch: int,
+    dtype: type,
+    binary: bool,
+    flops_per_s: float,
+    bw: float,
+    tanh_per_s: float = np.inf,
 ) -> tuple[float, str]:
     """Seconds per minibatch that no implementation of the algorithm can beat, and the bound.
 
     Flops: the products the equations need — forward ⟨v⟩M (+ ⟨v²⟩M² where its coefficient is not
-    0), backward Δ Mᵀ (layers ≥ 2), update ⟨v⟩ᵀΔ — 2 flops per multiply-add; tanh and the
-    per-unit work not counted. Bytes: H read and written once per layer, M read once more by the
-    backward pass (layers ≥ 2); activations are negligible.
+    0), backward Δ Mᵀ (layers ≥ 2), update ⟨v⟩ᵀΔ — 2 flops per multiply-add; the per-unit work
+    not counted. Bytes: H read and written once per layer, M read once more by the backward pass
+    (layers ≥ 2); activations are negligible. tanh: with ``tanh_per_s`` (tanh values per second)
+    binary weights add one tanh per weight to the compute time (M = tanh H after each update; both
+    run on the same vector units); by default tanh is not counted (the issue's floor).
     """
     item = np.dtype(dtype).itemsize
-    flops = bytes_ = 0.0
+    flops = bytes_ = tanhs = 0.0
     for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         products = (2 if (binary or layer > 0) else 1) + 1 + (layer > 0)
         flops += 2.0 * batch * n_in * n_out * products
         bytes_ += (2 + (layer > 0)) * n_in * n_out * item
-    t_flops, t_bytes = flops / flops_per_s, bytes_ / bw
-    return max(t_flops, t_bytes), ("flops" if t_flops >= t_bytes else "memory")
+        tanhs += n_in * n_out if binary else 0
+    t_compute, t_bytes = flops / flops_per_s + tanhs / tanh_per_s, bytes_ / bw
+    return max(t_compute, t_bytes), ("flops" if t_compute >= t_bytes else "memory")
 
 
 def measure_row(
@@ -183,9 +208,10 @@ def measure_row(
 ) -> dict[str, float]:
     """Samples/s of the NumPy core ("core"), the baseline ("baseline") and the fused kernels with
     each number of threads in ``jobs`` ("fused1", "fused2", …): interleaved, best of ``repeats``.
-    With ``jobs``, also "fma": the flop/s of :func:`fma_probe` (one thread, the row's dtype), timed
-    in the same interleaved loop, so that the floor is computed from the machine's speed at the
-    time of the row (it drifts by ±30 % between runs on a shared machine)."""
+    With ``jobs``, also "fma": the flop/s of :func:`fma_probe` (one thread, the row's dtype), and
+    "tanh": the values/s of :func:`tanh_probe`, timed in the same interleaved loop, so that the
+    floor is computed from the machine's speed at the time of the row (it drifts by ±30 % between
+    runs on a shared machine)."""
     rng = np.random.default_rng(0)
     net = init_network(sizes, make_family(weights), rng, dtype=dtype)
     H = [h.copy() for h in net.H]
@@ -234,6 +260,7 @@ def measure_row(
     work = dict.fromkeys(engines, float(n))  # samples per call
     if jobs:
         engines["fma"], work["fma"] = fma_probe(dtype)
+        engines["tanh"], work["tanh"] = tanh_probe(dtype)
     best = dict.fromkeys(engines, np.inf)
     for _ in range(repeats):
         for name, fn in engines.items():
@@ -326,12 +353,17 @@ def fused_table(args: argparse.Namespace) -> None:
         "# each row's floor uses the FMA throughput measured in that row's interleaved loop "
         "(best of the same repeats), not the figure above"
     )
+    print(
+        "# floor + tanh: the floor with one tanh per weight of each binary layer added to its "
+        "compute time, at the rate of numpy.tanh on 64,000 values in L2 (row tanh G/s), "
+        "measured in the same loop; real weights have no tanh"
+    )
     cols = [f"fused {j} thr samples/s" for j in args.jobs]
     header = (
         "| net | weights | batch | dtype | baseline samples/s | core samples/s | "
         + " | ".join(cols)
         + " | fused/baseline | fused/core | row FMA GFLOP/s | floor samples/s | bound "
-        "| achieved/floor |"
+        "| achieved/floor | row tanh G/s | achieved/(floor + tanh) |"
     )
     if len(args.jobs) > 1:
         header += f" {args.jobs[-1]} thr / {args.jobs[0]} thr |"
@@ -339,14 +371,17 @@ def fused_table(args: argparse.Namespace) -> None:
     print("|" + "---|" * (header.count("|") - 1))
     for name, sizes, dtype, dt, weights, batch in _configurations(args):
         r = measure_row(sizes, weights, batch, dt, args.seconds, args.repeats, tuple(args.jobs))
-        floor, bound = fused_floor(sizes, batch, dt, weights == "binary", r["fma"], bandwidth)
+        binary = weights == "binary"
+        floor, bound = fused_floor(sizes, batch, dt, binary, r["fma"], bandwidth)
+        with_tanh, _ = fused_floor(sizes, batch, dt, binary, r["fma"], bandwidth, r["tanh"])
         one = r[f"fused{args.jobs[0]}"]
         line = (
             f"| {name} | {weights} | {batch} | {dtype} | {r['baseline']:,.0f} | "
             f"{r['core']:,.0f} | "
             + " | ".join(f"{r[f'fused{j}']:,.0f}" for j in args.jobs)
             + f" | {one / r['baseline']:.2f} | {one / r['core']:.2f} | {r['fma'] / 1e9:.1f} | "
-            f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} |"
+            f"{batch / floor:,.0f} | {bound} | {(batch / one) / floor:.2f} | "
+            f"{r['tanh'] / 1e9:.2f} | {(batch / one) / with_tanh:.2f} |"
         )
         if len(args.jobs) > 1:
             line += f" {r[f'fused{args.jobs[-1]}'] / one:.2f} |"
