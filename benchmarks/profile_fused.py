@@ -4,19 +4,21 @@ Run as a script (never part of the test suite)::
 
     python benchmarks/profile_fused.py                 # 784-800-800-10 binary, float32, B = 10
 
-It drives the fused engine minibatch by minibatch, as ``run_minibatches_fused`` does, and times
-each phase of a minibatch (backward pass, loading the next minibatch, each layer's fused
-update + forward pass) with ``time.perf_counter``; then it times one layer's pass alone, called
-20 times in a row on the same arrays (its parameters stay in cache), to separate the kernels'
-own scaling from the memory traffic of the whole loop. For each number of threads it reports
-the best of ``--repeats`` passes over ``--samples`` random samples. The numba kernels are
-compiled (or loaded from numba's cache) before anything is timed.
+It trains as ``run_minibatches_fused`` does, minibatch after minibatch in one compiled call
+(the steps of ``ebprop.kernels._loop.span``), and reads the CPU's cycle counter
+(``llvm.readcyclecounter``) between the phases of each minibatch: the backward pass, loading
+the next minibatch, each layer's fused update + forward pass. Each phase's share of the counted
+cycles, times the call's wall-clock time, gives its time per minibatch, with no Python or
+argument dispatch between phases (an earlier version called each phase from Python and counted
+numba's dispatch, ~10–20 µs a call, into every phase). Then it times one layer's pass alone,
+called 20 times in a row on the same arrays (its parameters stay in cache), to separate the
+kernels' own scaling from the memory traffic of the whole loop. For each number of threads it
+reports the best of ``--repeats`` passes over ``--samples`` random samples. The numba kernels
+are compiled (or loaded from numba's cache) before anything is timed.
 
-Each phase is a separate call into the compiled steps of ``ebprop.kernels._loop`` here, so each
-carries numba's argument dispatch (~10–20 µs, the buffers are tuples of arrays), which the
-training loop itself pays once per span of minibatches. This is a profiling tool: it reaches
-into ``ebprop.kernels.engine``'s internal ``_Engine`` on purpose, to time the phases that the
-public function runs back to back.
+This is a profiling tool: it reaches into ``ebprop.kernels.engine``'s internal ``_Engine`` and
+``ebprop.kernels._loop`` on purpose, to time the phases that the public function runs back to
+back.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections import defaultdict
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 from threadpoolctl import threadpool_limits
 
 from ebprop.core import init_network, make_family
+from ebprop.kernels import _loop
 from ebprop.kernels import engine as fused_engine
 from ebprop.train import encode_targets
 
@@ -46,30 +51,59 @@ def primed_engine(net, X, batch: int, n_jobs: int, n_slots: int):
     return eng
 
 
+@intrinsic
+def _cycles(typingctx):  # pragma: no cover - compiled
+    # the CPU's cycle counter (rdtsc on x86), for the shares of the phases
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return nb.types.int64(), codegen
+
+
+@nb.njit(nogil=True)
+def _timed_span(X, Y, batch, net, slots, bufs, plan, counts):  # pragma: no cover - compiled
+    # _loop.span over every minibatch of X in order (slot 0 primed), the cycles of each phase
+    # added to counts: [backward, load, layer 1, layer 2, …]
+    n, L = X.shape[0], len(net[0])
+    c, nx, position = 0, 1, 0
+    idx = np.arange(0, batch)
+    while True:
+        t0 = _cycles()
+        _loop.backward(Y, idx, c, net, slots, bufs, plan)
+        t1 = _cycles()
+        position += idx.shape[0]
+        has_next = position < n
+        if has_next:
+            idx = np.arange(position, min(position + batch, n))
+            _loop.load(X, idx, nx, slots)
+        t2 = _cycles()
+        counts[0] += t1 - t0
+        counts[1] += t2 - t1
+        for i in range(L):
+            t3 = _cycles()
+            _loop.layer(i, 1.0, c, nx if has_next else -1, net, slots, bufs, plan)
+            counts[2 + i] += _cycles() - t3
+        if not has_next:
+            return
+        c, nx = nx, c
+
+
 def phases(net, X, Y, batch: int, n_jobs: int) -> dict[str, float]:
-    """Seconds per minibatch of each phase, one pass over X."""
+    """Seconds per minibatch of each phase, one pass over X in one compiled call."""
     eng = primed_engine(net, X, batch, n_jobs, 1)
     n_layers = len(net.H)
-    cur, nxt = 0, 1
-    idx = np.arange(batch)
-    times: dict[str, float] = defaultdict(float)
-    n_batches = X.shape[0] // batch - 1
+    counts = np.zeros(2 + n_layers, np.int64)
     start = time.perf_counter()
-    for t in range(n_batches):
-        t0 = time.perf_counter()
-        eng.backward(cur, Y, idx)
-        t1 = time.perf_counter()
-        idx = np.arange((t + 1) * batch, (t + 2) * batch)
-        eng.load(nxt, X, idx)
-        times["backward"] += t1 - t0
-        times["load"] += time.perf_counter() - t1
-        for layer in range(n_layers):
-            t2 = time.perf_counter()
-            eng.layer(layer, 1.0, cur, nxt)
-            times[f"layer {layer + 1}"] += time.perf_counter() - t2
-        cur, nxt = nxt, cur
-    times["whole minibatch"] = time.perf_counter() - start
-    return {k: v / n_batches for k, v in times.items()}
+    _timed_span(X, Y, batch, eng.net_args, eng.slots, eng.bufs, eng.plan, counts)
+    elapsed = time.perf_counter() - start
+    n_batches = -(-X.shape[0] // batch)
+    names = ["backward", "load"] + [f"layer {i + 1}" for i in range(n_layers)]
+    share = counts / max(counts.sum(), 1)
+    times = {k: float(f) * elapsed / n_batches for k, f in zip(names, share, strict=True)}
+    times["whole minibatch"] = elapsed / n_batches
+    return times
 
 
 def isolated_layer(net, X, batch: int, n_jobs: int, calls: int = 20) -> float:
