@@ -48,7 +48,7 @@ from ._simd import (
 _FM = {"contract"}
 _GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
 #: Whether :func:`accumulate_pair`'s 20 accumulators fit in registers (AVX-512's 32; with AVX2's
-#: 16 they would spill, and the two sums are better done one after the other).
+#: 16 they spill: 0.82-0.84x the speed of the two sums one after the other, docs/performance.md).
 PAIR_IN_REGISTERS = VECTOR_BYTES >= 64
 #: Below this row length (the output layer's 10 units, say) :func:`dot_rows` transposes the rows
 #: and sums as :func:`accumulate` does: one-vector strips of 10 with a masked tail ran 4× slower.
