@@ -23,9 +23,10 @@ import numpy as np
 from .families import WeightFamily
 
 #: Start of every array the library allocates for H, M and M², in bytes: a cache line. The
-#: kernels' 32-byte vector loads then never straddle a cache line; a whole fused layer pass ran
-#: 6–14 % faster on arrays that start on a 32-byte boundary than on ones 16 bytes past it (an
-#: array from NumPy's allocator may start at either; docs/performance.md, session 10).
+#: kernels' vector loads (32 bytes, or 64 with AVX-512) then never straddle a cache line; a whole
+#: fused layer pass with 32-byte vectors ran 6–14 % faster on arrays that start on a 32-byte
+#: boundary than on ones 16 bytes past it (an array from NumPy's allocator may start at either;
+#: docs/performance.md, session 10).
 ALIGNMENT = 64
 
 
