@@ -39,19 +39,19 @@ PARTS = ("update gemm", "clip (+ tanh)", "forward μ-sum", "forward σ²-sum", "
 
 
 @nb.njit
-def _run(part, reps, H, M, CT, D, F, W, mu, var, rows, S, blas, block, binary):  # pragma: no cover
+def _run(part, reps, H, M, U, D, F, W, mu, var, rows, S, blas, block, binary):  # pragma: no cover
     n_in, n_out = H.shape
     for _ in range(reps):
         if part == 4:
             K.layer_tile(
-                H, M, binary, 1.0, block, True, CT, D, rows, -1,
+                H, M, binary, 1.0, block, True, U, D, rows, -1,
                 True, F, W, True, rows, -1, mu, var, S, 0, n_in, blas,
             )  # fmt: skip
             continue
         for r0 in range(0, n_in, block):
             r1 = min(r0 + block, n_in)
             if part == 0:
-                gemm(CT[r0:r1], D, H[r0:r1], 1.0, False, blas)
+                gemm(U[:, r0:r1], D, H[r0:r1], 1.0, True, False, blas)
             elif part == 1:
                 K.clip_block(H, M, r0, r1, 0, n_out, binary)
             elif part == 2:
@@ -78,13 +78,13 @@ def main() -> None:
     if binary:
         M = aligned_empty((n_in, n_out), np.float32)
         M[...] = np.tanh(H)
-    CT = (rng.normal(size=(n_in, B)) * 1e-3).astype(np.float32)
+    U = (rng.normal(size=(B, n_in)) * 1e-3).astype(np.float32)
     D = (rng.normal(size=(B, n_out)) * 1e-3).astype(np.float32)
     F = rng.normal(size=(B, n_in)).astype(np.float32)
     W = F * F
     mu, var = np.zeros((B, n_out), np.float32), np.zeros((B, n_out), np.float32)
     rows, S = np.zeros(1, np.int64), np.zeros((block, n_out), np.float32)
-    arrays = (H, M, CT, D, F, W, mu, var, rows, S, GEMM_ADDRESSES, block, binary)
+    arrays = (H, M, U, D, F, W, mu, var, rows, S, GEMM_ADDRESSES, block, binary)
     flops = 2.0 * B * n_in * n_out  # one product
     best = [np.inf] * len(PARTS)
     with threadpool_limits(limits=1, user_api="blas"):

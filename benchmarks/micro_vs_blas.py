@@ -45,11 +45,11 @@ def forward_blas(F, W, M, G2, mu, var, block, reps, blas):
     for _ in range(reps):
         for r0 in range(0, n, block):
             r1 = min(r0 + block, n)
-            gemm(F[:, r0:r1], M[r0:r1], mu, 1.0, False, blas)
+            gemm(F[:, r0:r1], M[r0:r1], mu, 1.0, False, False, blas)
             for j in range(r0, r1):
                 for k in range(m):
                     G2[j - r0, k] = M[j, k] * M[j, k]
-            gemm(W[:, r0:r1], G2[: r1 - r0], var, 1.0, False, blas)
+            gemm(W[:, r0:r1], G2[: r1 - r0], var, 1.0, False, False, blas)
 
 
 @nb.njit
@@ -61,7 +61,7 @@ def backward_micro(U, M, out, reps):
 @nb.njit
 def backward_blas(U, M, out, reps, blas):
     for _ in range(reps):
-        gemm(U, M, out, 0.0, True, blas)
+        gemm(U, M, out, 0.0, False, True, blas)
 
 
 def time_dtype(name: str, n: int, B: int, repeats: int, rng: np.random.Generator) -> dict:

@@ -48,6 +48,31 @@ def test_available():
     assert available()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("trans_a", "trans_b"), [(False, False), (True, False), (False, True)])
+def test_gemm_transposes_either_operand_on_strided_views(dtype, trans_a, trans_b):
+    import numba as nb
+
+    from ebprop.kernels._blas import GEMM_ADDRESSES, gemm  # the BLAS call itself
+
+    @nb.njit
+    def call(a, b, c, beta, ta, tb, blas, r0, r1):  # column/row views, as the layer pass takes
+        gemm(a[:, r0:r1] if ta else a[r0:r1], b, c[2:9], beta, ta, tb, blas)
+
+    rng = np.random.default_rng(3)
+    r0, r1, k, n = 4, 11, 5, 13  # the block r0:r1 of a wider operand; C rows 2:9 of a taller one
+    a = rng.normal(size=(k, 20) if trans_a else (20, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(12, n)).astype(dtype)
+    a_blk = a[:, r0:r1].T if trans_a else a[r0:r1]
+    want = c.astype(np.float64).copy()
+    b_op = (b.T if trans_b else b).astype(np.float64)
+    want[2:9] = a_blk.astype(np.float64) @ b_op + 0.5 * want[2:9]
+    call(a, b, c, 0.5, trans_a, trans_b, GEMM_ADDRESSES, r0, r1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol)  # rows outside 2:9 untouched too
+
+
 @pytest.mark.parametrize(("dtype", "max_ulp"), [(np.float32, 6), (np.float64, 4)])
 def test_tanh_within_a_few_ulp_of_exact(dtype, max_ulp):
     # float32 is a rational function (5.94 ulp at worst over every float32:
@@ -311,29 +336,30 @@ def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse)
 
 
 def _layer_case(sparse: bool, weights: str):
-    # One layer's pass: the update of a minibatch (inputs CT, ½Δ = D) and the forward sums of
-    # the next (F, W), as the engine hands them to the kernel; sparse: both use row lists.
+    # One layer's pass: the update of a minibatch (inputs U (B, n_in), ½Δ = D) and the forward
+    # sums of the next (F, W), as the engine hands them to the kernel; sparse: both use row
+    # lists, and U, F hold only the listed columns.
     rng = np.random.default_rng(11)
     n_in, n_out, B = 50, 37, 5
     H = rng.normal(scale=0.5, size=(n_in, n_out)).astype(np.float32)
     M = H if weights == "real" else np.tanh(H).astype(np.float32)
-    xT = rng.normal(size=(n_in, B)).astype(np.float32)
+    x = rng.normal(size=(B, n_in)).astype(np.float32)
     D = rng.normal(scale=0.1, size=(B, n_out)).astype(np.float32)
     F = rng.normal(size=(B, n_in)).astype(np.float32)
     upd = np.sort(rng.choice(n_in, 31, replace=False)) if sparse else np.arange(n_in)
     fwd = np.sort(rng.choice(n_in, 23, replace=False)) if sparse else np.arange(n_in)
     if sparse:
-        xT[np.setdiff1d(np.arange(n_in), upd)] = 0  # the rows left out have zero input
-    CT = np.ascontiguousarray(xT[upd]) if sparse else xT
+        x[:, np.setdiff1d(np.arange(n_in), upd)] = 0  # the rows left out have zero input
+    U = np.ascontiguousarray(x[:, upd]) if sparse else x
     Fk = np.ascontiguousarray(F[:, fwd]) if sparse else F
-    return H, M, CT, xT, D, F, Fk, upd, fwd
+    return H, M, U, x, D, F, Fk, upd, fwd
 
 
 def _run_layer(case, sparse: bool, weights: str, tiles: int, parallel: bool):
     from ebprop.kernels import _fused  # the kernel itself (private on purpose)
     from ebprop.kernels._blas import GEMM_ADDRESSES
 
-    H, M, CT, _, D, _, Fk, upd, fwd = (a.copy() if isinstance(a, np.ndarray) else a for a in case)
+    H, M, U, _, D, _, Fk, upd, fwd = (a.copy() if isinstance(a, np.ndarray) else a for a in case)
     M = H if weights == "real" else M  # real weights: M is H itself
     B, n_out = D.shape
     mu, var = np.zeros((B, n_out), np.float32), np.zeros((B, n_out), np.float32)
@@ -341,7 +367,7 @@ def _run_layer(case, sparse: bool, weights: str, tiles: int, parallel: bool):
     parts = np.full((tiles - 1, 2, B, n_out), np.nan, np.float32)  # must be overwritten
     n_upd, n_fwd = (len(upd), len(fwd)) if sparse else (-1, -1)
     call = _fused.layer_pass_parallel if parallel else _fused.layer_pass_serial
-    call(H, M, weights == "binary", 1.0, 8, True, CT, D, upd, n_upd,
+    call(H, M, weights == "binary", 1.0, 8, True, U, D, upd, n_upd,
          True, Fk, Fk * Fk, True, fwd, n_fwd, mu, var, S, parts, GEMM_ADDRESSES)  # fmt: skip
     return H, M, mu, var
 
@@ -350,10 +376,10 @@ def _run_layer(case, sparse: bool, weights: str, tiles: int, parallel: bool):
 @pytest.mark.parametrize("sparse", [False, True])
 def test_row_tiles_give_the_layer_pass_and_the_same_bits_on_any_thread(sparse, weights):
     case = _layer_case(sparse, weights)
-    H0, _, _, xT, D, F, _, _, fwd = case
+    H0, _, _, x, D, F, _, _, fwd = case
     # The pass, transcribed: H ← H + xᵀ½Δ (rows without input unchanged), M = ⟨W⟩, and the next
     # minibatch's sums F M, F² M² over its non-zero inputs.
-    H = H0.astype(np.float64) + xT.astype(np.float64) @ D.astype(np.float64)
+    H = H0.astype(np.float64) + x.T.astype(np.float64) @ D.astype(np.float64)
     M = H if weights == "real" else np.tanh(H)
     Fz = np.zeros_like(F, dtype=np.float64)
     Fz[:, fwd] = F[:, fwd]

@@ -203,16 +203,17 @@ def _forward_sums(F, W, M, rows, sparse, i0, i1, need_var, mu, var):  # pragma: 
 @nb.njit(nogil=True, cache=True)
 def layer_tile(  # pragma: no cover - compiled
     H, M, binary, rho, block_rows,
-    update, CT, D, upd_rows, n_upd,
+    update, U, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var,
     S, j0, j1, blas,
 ):  # fmt: skip
     """Update and/or forward pass of one layer over its input rows j0:j1 (every column).
 
-    update : apply H ← ρH + CTᵀ-rows · ½Δ, CT (n_in, B) the inputs ⟨v⟩ transposed, D (B, n_out)
-        = ½Δ. ``upd_rows[:n_upd]`` (ascending) lists the rows to update when n_upd ≥ 0 (sparse
-        inputs: the other rows have zero input and ρ = 1, so their increment is exactly 0; CT
-        then holds the compacted rows, row i for ``upd_rows[i]``); n_upd < 0: all.
+    update : apply H ← ρH + Uᵀ ½Δ, U (B, n_in) the layer's inputs ⟨v⟩ as they are (BLAS
+        reads them transposed), D (B, n_out) = ½Δ. ``upd_rows[:n_upd]`` (ascending) lists the
+        rows to update when n_upd ≥ 0 (sparse inputs: the other rows have zero input and ρ = 1,
+        so their increment is exactly 0; U then holds the compacted columns, column i for
+        ``upd_rows[i]``); n_upd < 0: all.
     forward : mu = F M[j0:j1], var = W M[j0:j1]² (F, W (B, n_in); mu, var (B, n_out) this
         tile's own sums); ``fwd_rows[:n_fwd]`` as above for F's non-zero columns (the compacted
         F, W then hold only those columns).
@@ -232,7 +233,7 @@ def layer_tile(  # pragma: no cover - compiled
         a, b = _list_range(upd_rows, n_upd, j0, j1)
         for i0 in range(a, b, block_rows):
             i1 = min(i0 + block_rows, b)
-            gemm(CT[i0:i1], D, S[: i1 - i0], 0.0, False, blas)
+            gemm(U[:, i0:i1], D, S[: i1 - i0], 0.0, True, False, blas)
             refresh_rows(H, M, S, upd_rows, i0, i1, 0, n_out, rho, binary)
     if (update and not sparse_upd) or (forward and not sparse_fwd):
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
@@ -241,7 +242,7 @@ def layer_tile(  # pragma: no cover - compiled
             if update and not sparse_upd:
                 # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ: ρH rounded, then the sum added,
                 # as the core's H *= ρ; H += increment), then clipped with M refreshed
-                gemm(CT[r0:r1], D, H[r0:r1], rho, False, blas)
+                gemm(U[:, r0:r1], D, H[r0:r1], rho, True, False, blas)
                 clip_block(H, M, r0, r1, 0, n_out, binary)
             if forward and not sparse_fwd:
                 _forward_sums(F, W, M, fwd_rows, False, r0, r1, need_var, mu, var)
@@ -256,7 +257,7 @@ def layer_tile(  # pragma: no cover - compiled
 
 @nb.njit(nogil=True, cache=True)
 def _tile(  # pragma: no cover - compiled
-    t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    t, n_tiles, H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
 ):  # fmt: skip
     # Tile t of n_tiles: rows (t·n_in) // n_tiles onwards; tile 0 sums into mu, var, the others
@@ -265,7 +266,7 @@ def _tile(  # pragma: no cover - compiled
     j0, j1 = (t * n_in) // n_tiles, ((t + 1) * n_in) // n_tiles
     out_mu, out_var = (mu, var) if t == 0 else (parts[t - 1, 0], parts[t - 1, 1])
     layer_tile(
-        H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+        H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
         forward, F, W, need_var, fwd_rows, n_fwd, out_mu, out_var, S[t], j0, j1, blas,
     )  # fmt: skip
 
@@ -283,7 +284,7 @@ def _add_parts(mu, var, need_var, parts):  # pragma: no cover - compiled
 
 @nb.njit(nogil=True, cache=True)
 def layer_pass_serial(  # pragma: no cover - compiled
-    H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the row tiles (S.shape[0] of them), one after the other; the
@@ -291,7 +292,7 @@ def layer_pass_serial(  # pragma: no cover - compiled
     n_tiles = S.shape[0]
     for t in range(n_tiles):
         _tile(
-            t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            t, n_tiles, H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
             forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
         )  # fmt: skip
     if forward:
@@ -300,7 +301,7 @@ def layer_pass_serial(  # pragma: no cover - compiled
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def layer_pass_parallel(  # pragma: no cover - compiled
-    H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+    H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
     forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
 ):  # fmt: skip
     """:func:`layer_tile` over the row tiles, one thread per tile (numba's ``prange``).
@@ -312,7 +313,7 @@ def layer_pass_parallel(  # pragma: no cover - compiled
     n_tiles = S.shape[0]
     for t in nb.prange(n_tiles):
         _tile(
-            t, n_tiles, H, M, binary, rho, block_rows, update, CT, D, upd_rows, n_upd,
+            t, n_tiles, H, M, binary, rho, block_rows, update, U, D, upd_rows, n_upd,
             forward, F, W, need_var, fwd_rows, n_fwd, mu, var, S, parts, blas,
         )  # fmt: skip
     if forward:
@@ -426,9 +427,10 @@ def halve_and_bias(delta, b):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - compiled
-    """Gather a minibatch: x (B, n_0) padded with zeros, xᵀ, w = x², Σx² per sample; mark the
-    inputs that are non-zero in some sample and list them in ``rows``; return their number."""
+def load_inputs(X, idx, x, w, x2sum, active, rows):  # pragma: no cover - compiled
+    """Gather a minibatch: x (B, n_0) padded with zeros, w = x², Σx² per sample; mark the
+    inputs that are non-zero in some sample and list them in ``rows``; return their number.
+    (No xᵀ: the update's BLAS call reads x transposed, :func:`._blas.gemm`.)"""
     B, n0 = x.shape
     nb_ = idx.shape[0]
     dt = x.dtype.type
@@ -446,9 +448,6 @@ def load_inputs(X, idx, x, xT, w, x2sum, active, rows):  # pragma: no cover - co
             x[s, :] = 0
             w[s, :] = 0
         x2sum[s] = dot(xf, s * n0, xf, s * n0, n0)  # Σx², in vector lanes
-    for j in range(n0):
-        for s in range(B):
-            xT[j, s] = x[s, j]
     n = 0
     for j in range(n0):
         if active[j]:
@@ -465,22 +464,15 @@ def compact_columns(A, rows, n, out):  # pragma: no cover - compiled
             out[s, i] = A[s, rows[i]]
 
 
-@nb.njit(nogil=True, cache=True)
-def compact_rows(A, rows, n, out):  # pragma: no cover - compiled
-    """out[:n] = A[rows[:n]]."""
-    for i in range(n):
-        out[i, :] = A[rows[i], :]
-
-
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def hidden_inputs(v, vT, w, real):  # pragma: no cover - compiled
-    """vᵀ for the update, and the variance coefficients w = v² (binary) or 1 − v² (real)."""
+def hidden_inputs(v, w, real):  # pragma: no cover - compiled
+    """The next layer's variance coefficients w = v² (binary) or 1 − v² (real)."""
     one = v.dtype.type(1.0)
     for s in range(v.shape[0]):
-        for j in range(v.shape[1]):
-            vv = v[s, j]
-            vT[j, s] = vv
-            w[s, j] = one - vv * vv if real else vv * vv
+        vs, ws = v[s], w[s]
+        for j in range(vs.shape[0]):
+            vv = vs[j]
+            ws[j] = one - vv * vv if real else vv * vv
 
 
 @nb.njit(nogil=True, cache=True)

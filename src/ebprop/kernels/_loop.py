@@ -10,16 +10,16 @@ The buffers travel as four tuples (numba unpacks them at no cost):
 
 ``net = (H, M, b)``
     tuples of the L layers' arrays: H, M (n_in, n_out), b (n_out,).
-``slots = (x, xT, w0, x2sum, active, rows, meta, Z, SC, V, VT, WN)``
-    two minibatch slots (the current one and the next one), per slot s: x, w0 = x² (B, n_0), xT
-    (n_0, B), x2sum (B,), active (n_0,) bool, rows (n_0,) int64 (the non-zero inputs first);
+``slots = (x, w0, x2sum, active, rows, meta, Z, SC, V, WN)``
+    two minibatch slots (the current one and the next one), per slot s: x, w0 = x² (B, n_0),
+    x2sum (B,), active (n_0,) bool, rows (n_0,) int64 (the non-zero inputs first);
     meta (2, 2) int64: [s, 0] non-zero inputs, [s, 1] valid rows. Per slot s and layer l at
     index s·L + l: Z, SC (z and σ√c), V (⟨v⟩), WN (the next layer's variance coefficients)
-    (B, n_l), VT = Vᵀ (n_l, B).
-``bufs = (delta, mu, var, S, parts, zero_B, y, CTc, Fc, Wc)``
+    (B, n_l). The update reads x and V as they are (BLAS transposes them, ``_blas.gemm``).
+``bufs = (delta, mu, var, S, parts, zero_B, y, Uc, Fc, Wc)``
     per layer Δ, μ-sum and σ²-sum (B, n_l), the sparse update's scratch S (tiles, rows, n_l)
     (the layer's number of row tiles is S.shape[0]) and the other tiles' sums parts (tiles − 1,
-    2, B, n_l); zeros (B,); targets (B, n_L); the compacted first-layer inputs CTc (n_0, B), Fc,
+    2, B, n_l); zeros (B,); targets (B, n_L); the compacted first-layer inputs Uc (B, n_0), Fc,
     Wc (B, n_0).
 ``plan = (coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas)``
     coef (L, 3) float64: (const, α, β) of σ²c − 1 per layer; block_rows, back_tiles (L,) int64;
@@ -39,8 +39,8 @@ from . import _fused as K
 @nb.njit(nogil=True, cache=True)
 def load(X, idx, s, slots):  # pragma: no cover - compiled
     """Gather minibatch ``X[idx]`` into slot ``s`` (:func:`._fused.load_inputs`)."""
-    x, xT, w0, x2sum, active, rows, meta = slots[:7]
-    meta[s, 0] = K.load_inputs(X, idx, x[s], xT[s], w0[s], x2sum[s], active[s], rows[s])
+    x, w0, x2sum, active, rows, meta = slots[:6]
+    meta[s, 0] = K.load_inputs(X, idx, x[s], w0[s], x2sum[s], active[s], rows[s])
     meta[s, 1] = idx.shape[0]
 
 
@@ -49,8 +49,8 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
     """Update ``layer`` with slot ``c``'s minibatch (c ≥ 0) and run slot ``nx`` (nx ≥ 0) through
     it: one pass over the layer (:func:`._fused.layer_pass_serial` / ``_parallel``)."""
     H, M, b = net
-    x, xT, w0, x2sum, active, rows, meta, Z, SC, V, VT, WN = slots
-    delta, mu, var, S, parts, zero_B, y, CTc, Fc, Wc = bufs
+    x, w0, x2sum, active, rows, meta, Z, SC, V, WN = slots
+    delta, mu, var, S, parts, zero_B, y, Uc, Fc, Wc = bufs
     coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas = plan
     L = len(H)
     const, alpha, beta = coef[layer, 0], coef[layer, 1], coef[layer, 2]
@@ -59,14 +59,14 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
     rows_u = rows[0]
     rows_f = rows[0]
     n_upd = n_fwd = -1
-    CT, F, W = CTc, Fc, Wc
+    U, F, W = Uc, Fc, Wc
     if layer == 0:
         if update:
-            CT = xT[c]
+            U = x[c]
             if rho == 1.0 and meta[c, 0] < sparse_limit:
                 n_upd, rows_u = meta[c, 0], rows[c]
-                K.compact_rows(xT[c], rows_u, n_upd, CTc)
-                CT = CTc
+                K.compact_columns(x[c], rows_u, n_upd, Uc)
+                U = Uc
         if forward:
             F, W = x[nx], w0[nx]
             if meta[nx, 0] < sparse_limit:
@@ -77,12 +77,12 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
                 F, W = Fc, Wc
     else:
         if update:
-            CT = VT[c * L + layer - 1]
+            U = V[c * L + layer - 1]
         if forward:
             F, W = V[nx * L + layer - 1], WN[nx * L + layer - 1]
     args = (
         H[layer], M[layer], binary, rho, block_rows[layer],
-        update, CT, delta[layer], rows_u, n_upd,
+        update, U, delta[layer], rows_u, n_upd,
         forward, F, W, need_var, rows_f, n_fwd, mu[layer], var[layer],
         S[layer], parts[layer], blas,
     )  # fmt: skip
@@ -97,7 +97,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
             x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i],
         )  # fmt: skip
         if layer < L - 1:
-            K.hidden_inputs(V[i], VT[i], WN[i], not binary)
+            K.hidden_inputs(V[i], WN[i], not binary)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -105,7 +105,7 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     """Δ of every layer for slot ``c`` (halved, padding rows zero) and the biases; returns the
     minibatch's online errors (EBP-P before the update)."""
     H, M, b = net
-    meta, Z, SC, V = slots[6], slots[7], slots[8], slots[9]
+    meta, Z, SC, V = slots[5], slots[6], slots[7], slots[8]
     delta, y = bufs[0], bufs[6]
     back_tiles, parallel = plan[2], plan[5]
     L = len(H)

@@ -117,7 +117,6 @@ def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
 
     return (
         per_slot(lambda: np.zeros((B, n0), dt)),  # x
-        per_slot(lambda: np.zeros((n0, B), dt)),  # xT
         per_slot(lambda: np.zeros((B, n0), dt)),  # w0 = x²
         per_slot(lambda: np.zeros(B, dt)),  # x2sum
         per_slot(lambda: np.zeros(n0, np.bool_)),  # active
@@ -126,7 +125,6 @@ def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
         per_slot_layer(lambda n: np.zeros((B, n), dt)),  # Z
         per_slot_layer(lambda n: np.ones((B, n), dt)),  # SC
         per_slot_layer(lambda n: np.zeros((B, n), dt)),  # V
-        per_slot_layer(lambda n: np.zeros((n, B), dt)),  # VT
         per_slot_layer(lambda n: np.zeros((B, n), dt)),  # WN
     )
 
@@ -169,7 +167,7 @@ class _Engine:
             tuple(parts),
             np.zeros(B, dt),  # zero_B
             np.zeros((B, sizes[-1]), dt),  # y
-            np.zeros((n0, B), dt),  # CTc
+            np.zeros((B, n0), dt),  # Uc
             np.zeros((B, n0), dt),  # Fc
             np.zeros((B, n0), dt),  # Wc
         )
