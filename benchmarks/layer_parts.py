@@ -12,6 +12,9 @@ times in a row, best of ``--repeats``:
 
 * the update's product ρH + ⟨v⟩ᵀ½Δ (OpenBLAS gemm on the block, beta = 1);
 * the clip of H (real weights) or clip and M = tanh H (binary);
+* real weights: the update and clip in register tiles instead (``_update.update_clip``, what the
+  pass uses for real weights since session 12; with ``--weights binary`` it is timed too, for
+  comparison, though binary weights keep BLAS and the clip-and-tanh pass);
 * the forward μ-sum F·M and σ²-sum W·M² (``_micro.accumulate``);
 * the whole pass (``_fused.layer_tile``: the same calls, in the loop's order).
 
@@ -34,8 +37,12 @@ from ebprop.kernels import _fused as K
 from ebprop.kernels import engine
 from ebprop.kernels._blas import GEMM_ADDRESSES, gemm
 from ebprop.kernels._micro import accumulate
+from ebprop.kernels._update import update_clip
 
-PARTS = ("update gemm", "clip (+ tanh)", "forward μ-sum", "forward σ²-sum", "whole pass")
+PARTS = (
+    "update gemm", "clip (+ tanh)", "forward μ-sum", "forward σ²-sum", "whole pass",
+    "update + clip in tiles",
+)  # fmt: skip
 
 
 @nb.njit
@@ -56,6 +63,8 @@ def _run(part, reps, H, M, U, D, F, W, mu, var, rows, S, blas, block, binary):  
                 K.clip_block(H, M, r0, r1, 0, n_out, binary)
             elif part == 2:
                 accumulate(F, M, rows, False, r0, r1, 0, n_out, False, mu)
+            elif part == 5:
+                update_clip(U, D, H, rows, False, r0, r1, 1.0)
             else:
                 accumulate(W, M, rows, False, r0, r1, 0, n_out, True, var)
 
@@ -102,7 +111,7 @@ def main() -> None:
         t = best[part]
         rate = (
             f"{flops / t / 1e9:.1f} GFLOP/s"
-            if part in (0, 2, 3)
+            if part in (0, 2, 3, 5)
             else f"{t / (n_in * n_out) * 1e9:.3f} ns/weight"
         )
         print(f"| {name} | {t * 1e6:.1f} | {rate} |")

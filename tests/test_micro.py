@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+from ebprop.core.update import PARAMETER_BOUND  # noqa: E402
 from ebprop.kernels._micro import accumulate, accumulate_pair, dot_rows  # noqa: E402
+from ebprop.kernels._update import update_clip  # noqa: E402
 
 SHAPES = [  # (B, n rows of M, m columns, k0, k1): full strips, partial strips, both, leftovers
     (10, 50, 37, 0, 37),
@@ -128,20 +130,82 @@ def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype, n)
     np.testing.assert_array_equal(alone, whole[7:])
 
 
+UPDATE_SHAPES = [  # (B, n_in, n_out, i0, i1): whole 6-row tiles and leftovers, full strips,
+    # a partial last strip, a strip narrower than one vector, a row range inside the layer
+    (10, 50, 37, 0, 50),
+    (10, 24, 64, 0, 24),
+    (7, 31, 70, 5, 30),
+    (1, 5, 3, 0, 5),
+    (12, 40, 100, 13, 14),
+]
+
+
+def _update_case(dtype, B, n_in, n_out, sparse, seed=3):
+    rng = np.random.default_rng(seed)
+    H = rng.standard_normal((n_in, n_out)).astype(dtype)
+    H[0, :2] = PARAMETER_BOUND, -PARAMETER_BOUND  # pushed beyond the bound below: clipped
+    D = rng.standard_normal((B, n_out)).astype(dtype)
+    D[:, :2] = 1.0, -1.0
+    rows = np.sort(rng.permutation(n_in)[: n_in - n_in // 3]) if sparse else np.arange(n_in)
+    rows[0] = 0
+    U = rng.standard_normal((B, n_in + 2)).astype(dtype)  # wider than needed
+    U[:, 0] = 1.0
+    return H, D, rows.astype(np.int64), U
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", UPDATE_SHAPES)
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("rho", [1.0, 0.75])
+def test_update_clip_equals_the_core_update(dtype, shape, sparse, rho):
+    B, n_in, n_out, i0, i1 = shape
+    H, D, rows, U = _update_case(dtype, B, n_in, n_out, sparse)
+    i1 = min(i1, len(rows))
+    H0 = H.copy()
+    update_clip(U, D, H, rows, sparse, i0, i1, rho)
+    # H[row] ← clip(ρH + Σ_s U[s, i] D[s]), in float64; U's column i feeds row rows[i] (sparse)
+    want = H0.astype(np.float64)
+    sel = rows[i0:i1] if sparse else np.arange(i0, i1)
+    inc = U[:, i0:i1].T.astype(np.float64) @ D.astype(np.float64)
+    want[sel] = np.clip(rho * want[sel] + inc, -PARAMETER_BOUND, PARAMETER_BOUND)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(H, want, rtol=tol, atol=tol)
+    untouched = np.setdiff1d(np.arange(n_in), sel)
+    np.testing.assert_array_equal(H[untouched], H0[untouched])  # bit for bit
+    if i0 == 0 and rho == 1.0:  # the clip: exactly the bound where the update went beyond it
+        assert H[0, 0] == PARAMETER_BOUND and H[0, 1] == -PARAMETER_BOUND
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_update_clip_gives_each_row_the_same_bits_however_the_rows_are_split(dtype, sparse):
+    # Threads and row blocks split the rows anywhere: a row updated in a 6-row tile and the same
+    # row updated alone get the same multiply-adds in the same order.
+    H, D, rows, U = _update_case(dtype, 10, 40, 45, sparse)
+    n = len(rows)
+    whole, pieces = H.copy(), H.copy()
+    update_clip(U, D, whole, rows, sparse, 0, n, 1.0)
+    for a, b in [(0, 1), (1, 8), (8, 9), (9, 22), (22, n)]:
+        update_clip(U, D, pieces, rows, sparse, a, b, 1.0)
+    np.testing.assert_array_equal(whole, pieces)
+
+
 @pytest.mark.parametrize(("features", "width", "pair"), [
     ("+avx,+avx2,+fma,+avx512f,+avx512bw,+avx512dq,+avx512vl", 64, True),
     ("+avx,+avx2,+fma,-avx512f,-avx512bw,-avx512dq,-avx512vl", 32, False),
 ])  # fmt: skip
 def test_vector_width_follows_the_cpu_numba_compiles_for(features, width, pair):
-    # 64-byte vectors (and the paired forward sums, which need 32 registers) only where the
-    # target has AVX-512F; numba's NUMBA_CPU_FEATURES sets the target, as it keys numba's cache.
+    # 64-byte vectors (and the paired forward sums, which need 32 registers, and the tiled
+    # update of real weights, measured faster only there) only where the target has AVX-512F;
+    # numba's NUMBA_CPU_FEATURES sets the target, as it keys numba's cache.
     code = (
         "from ebprop.kernels._simd import VECTOR_BYTES;"
         "from ebprop.kernels._micro import PAIR_IN_REGISTERS;"
-        "print(VECTOR_BYTES, PAIR_IN_REGISTERS)"
+        "from ebprop.kernels._update import UPDATE_IN_TILES;"
+        "print(VECTOR_BYTES, PAIR_IN_REGISTERS, UPDATE_IN_TILES)"
     )
     env = {**os.environ, "NUMBA_CPU_FEATURES": features}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == [str(width), str(pair)]
+    assert out.stdout.split() == [str(width), str(pair), str(pair)]

@@ -15,17 +15,19 @@ M² is never stored during the pass: the forward kernel squares each strip of M 
 (the engine squares M into the network's M2 array once, when its call returns), which saves
 writing one array per layer per minibatch (docs/performance.md).
 
-The update is a BLAS call on the block that forms ρH + ⟨v⟩ᵀ½Δ in place (``_blas.gemm`` with
-beta = ρ; a sparse first layer's scattered rows go through a scratch block), then one compiled
-loop clips H and writes M = tanh H; the forward sums are the
-register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products (a
-register-blocked update ran slower than BLAS, docs/performance.md). The clip-and-tanh loop is
-written in explicit vectors of the CPU's width for float32 (``_vecmath.vtanh32``) and left to
-LLVM's vectoriser for float64 (``_vecmath.tanh64``). Threads split each layer's input rows
-into fixed tiles: a tile updates its rows of H and M and sums their part of the forward sums into
-its own buffer, and the parts are added in tile order afterwards (the backward pass splits each
-layer's units). No two threads write the same element and the sums' order is fixed by the number
-of tiles, so results do not depend on which thread ran which tile.
+For binary weights the update is a BLAS call on the block that forms ρH + ⟨v⟩ᵀ½Δ in place
+(``_blas.gemm`` with beta = ρ; a sparse first layer's scattered rows go through a scratch block),
+then one compiled loop clips H and writes M = tanh H. For real weights (M is H), where the CPU has
+AVX-512, a register-tiled kernel forms the increment and clips each row while it is in L1, with no
+second pass over H (``_update.update_clip``; 1.08–1.17× BLAS and the clip, while with tanh in its
+tiles the binary update ran at 0.76–1.10×, docs/performance.md, session 12). The forward sums are
+the register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products. The
+clip-and-tanh loop is written in explicit vectors of the CPU's width for float32
+(``_vecmath.vtanh32``) and left to LLVM's vectoriser for float64 (``_vecmath.tanh64``). Threads
+split each layer's input rows into fixed tiles: a tile updates its rows of H and M and sums their
+part of the forward sums into its own buffer, and the parts are added in tile order afterwards (the
+backward pass splits each layer's units). No two threads write the same element and the sums' order
+is fixed by the number of tiles, so results do not depend on which thread ran which tile.
 """
 
 from __future__ import annotations
@@ -39,20 +41,15 @@ from numba.extending import overload
 from ..core.update import PARAMETER_BOUND
 from ._blas import gemm
 from ._micro import PAIR_IN_REGISTERS, accumulate, accumulate_pair, dot, dot_rows
-from ._simd import lanes, vfma, vload, vload_part, vmax, vmin, vsplat, vstore, vstore_part
-from ._vecmath import erf, exp_neg, tanh, vtanh32
+from ._simd import lanes, vfma, vload, vload_part, vsplat, vstore, vstore_part
+from ._update import UPDATE_IN_TILES, update_clip
+from ._vecmath import erf, exp_neg, tanh, vclip, vtanh32
 
 _FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
-
-
-@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _clip_vec(x, bound):  # pragma: no cover - compiled
-    # min(max(x, −bound), bound) per lane, as the scalar expression
-    return vmin(vmax(x, vsplat(-bound)), vsplat(bound))
 
 
 def _refresh_row(h_row, s_row, m_row, r, bound, affine, binary):  # pragma: no cover
@@ -81,7 +78,7 @@ def _refresh_row_typed(h_row, s_row, m_row, r, bound, affine, binary):  # pragma
                 x = vload(h_row, k)
                 if affine:
                     x = vfma(x, rv, vload(s_row, k))
-                x = _clip_vec(x, bound)
+                x = vclip(x, bound)
                 vstore(h_row, k, x)
                 if binary:
                     vstore(m_row, k, vtanh32(x))
@@ -90,7 +87,7 @@ def _refresh_row_typed(h_row, s_row, m_row, r, bound, affine, binary):  # pragma
                 x = vload_part(h_row, tail, w)
                 if affine:
                     x = vfma(x, rv, vload_part(s_row, tail, w))
-                x = _clip_vec(x, bound)
+                x = vclip(x, bound)
                 vstore_part(h_row, tail, x, w)
                 if binary:
                     vstore_part(m_row, tail, vtanh32(x), w)
@@ -233,17 +230,23 @@ def layer_tile(  # pragma: no cover - compiled
         a, b = _list_range(upd_rows, n_upd, j0, j1)
         for i0 in range(a, b, block_rows):
             i1 = min(i0 + block_rows, b)
-            gemm(U[:, i0:i1], D, S[: i1 - i0], 0.0, True, False, blas)
-            refresh_rows(H, M, S, upd_rows, i0, i1, 0, n_out, rho, binary)
+            if binary or not UPDATE_IN_TILES:
+                gemm(U[:, i0:i1], D, S[: i1 - i0], 0.0, True, False, blas)
+                refresh_rows(H, M, S, upd_rows, i0, i1, 0, n_out, rho, binary)
+            else:  # real weights: the register-tiled update, no scratch (``_update``)
+                update_clip(U, D, H, upd_rows, True, i0, i1, rho)
     if (update and not sparse_upd) or (forward and not sparse_fwd):
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
         for r0 in range(j0, j1, block_rows):
             r1 = min(r0 + block_rows, j1)
-            if update and not sparse_upd:
-                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ: ρH rounded, then the sum added,
-                # as the core's H *= ρ; H += increment), then clipped with M refreshed
+            if update and not sparse_upd and (binary or not UPDATE_IN_TILES):
+                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ), then clipped with M refreshed
                 gemm(U[:, r0:r1], D, H[r0:r1], rho, True, False, blas)
                 clip_block(H, M, r0, r1, 0, n_out, binary)
+            elif update and not sparse_upd:
+                # real weights with AVX-512: ρH rounded, then the sum added (the core's H *= ρ;
+                # H += increment) and clipped, in register tiles (``_update.update_clip``)
+                update_clip(U, D, H, upd_rows, False, r0, r1, rho)
             if forward and not sparse_fwd:
                 _forward_sums(F, W, M, fwd_rows, False, r0, r1, need_var, mu, var)
     # After the tile's rows are updated: the next minibatch's sums over its non-zero inputs only.

@@ -56,8 +56,9 @@ _NARROW = 16
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _ld(a, p, n0, n1, full):  # pragma: no cover - compiled
-    # the two vectors of a strip at flat index p: all lanes, or n0 and n1 lanes
+def load_strip(a, p, n0, n1, full):  # pragma: no cover - compiled
+    """The two vectors of a strip at flat index p of a 1-D array: all lanes (``full``), or the
+    first n0 and n1 lanes (masked; the other lanes are 0)."""
     L = lanes(a)
     if full:
         return vload(a, p), vload(a, p + L)
@@ -65,7 +66,8 @@ def _ld(a, p, n0, n1, full):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
-def _st(a, p, v0, v1, n0, n1, full):  # pragma: no cover - compiled
+def store_strip(a, p, v0, v1, n0, n1, full):  # pragma: no cover - compiled
+    """Store a strip's two vectors at flat index p: all lanes, or the first n0 and n1."""
     L = lanes(a)
     if full:
         vstore(a, p, v0)
@@ -79,7 +81,7 @@ def _st(a, p, v0, v1, n0, n1, full):  # pragma: no cover - compiled
 def _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square):  # pragma: no cover - compiled
     # the strip of M's row for coefficient column i (rows[i] when sparse), squared if asked
     j = rows[i] if sparse else i
-    m0, m1 = _ld(M, j * ldm + k, n0, n1, full)
+    m0, m1 = load_strip(M, j * ldm + k, n0, n1, full)
     if square:
         return vmul(m0, m0), vmul(m1, m1)
     return m0, m1
@@ -91,11 +93,11 @@ def _strip5(  # pragma: no cover - compiled
 ):
     # out[s0:s0+5, k:k+2L] += Σ_{i0≤i<i1} C[s, i] · (M[row i, strip] or its square)
     o = s0 * ldo + k
-    a0, b0 = _ld(out, o, n0, n1, full)
-    a1, b1 = _ld(out, o + ldo, n0, n1, full)
-    a2, b2 = _ld(out, o + 2 * ldo, n0, n1, full)
-    a3, b3 = _ld(out, o + 3 * ldo, n0, n1, full)
-    a4, b4 = _ld(out, o + 4 * ldo, n0, n1, full)
+    a0, b0 = load_strip(out, o, n0, n1, full)
+    a1, b1 = load_strip(out, o + ldo, n0, n1, full)
+    a2, b2 = load_strip(out, o + 2 * ldo, n0, n1, full)
+    a3, b3 = load_strip(out, o + 3 * ldo, n0, n1, full)
+    a4, b4 = load_strip(out, o + 4 * ldo, n0, n1, full)
     c = s0 * ldc
     for i in range(i0, i1):
         m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square)
@@ -114,11 +116,11 @@ def _strip5(  # pragma: no cover - compiled
         x = vbload(C, c + 4 * ldc + i)
         a4 = vfma(x, m0, a4)
         b4 = vfma(x, m1, b4)
-    _st(out, o, a0, b0, n0, n1, full)
-    _st(out, o + ldo, a1, b1, n0, n1, full)
-    _st(out, o + 2 * ldo, a2, b2, n0, n1, full)
-    _st(out, o + 3 * ldo, a3, b3, n0, n1, full)
-    _st(out, o + 4 * ldo, a4, b4, n0, n1, full)
+    store_strip(out, o, a0, b0, n0, n1, full)
+    store_strip(out, o + ldo, a1, b1, n0, n1, full)
+    store_strip(out, o + 2 * ldo, a2, b2, n0, n1, full)
+    store_strip(out, o + 3 * ldo, a3, b3, n0, n1, full)
+    store_strip(out, o + 4 * ldo, a4, b4, n0, n1, full)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
@@ -127,14 +129,14 @@ def _strip1(  # pragma: no cover - compiled
 ):
     # as _strip5 for one sample s (the samples left over when B is not a multiple of 5)
     o = s * ldo + k
-    a0, b0 = _ld(out, o, n0, n1, full)
+    a0, b0 = load_strip(out, o, n0, n1, full)
     c = s * ldc
     for i in range(i0, i1):
         m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square)
         x = vbload(C, c + i)
         a0 = vfma(x, m0, a0)
         b0 = vfma(x, m1, b0)
-    _st(out, o, a0, b0, n0, n1, full)
+    store_strip(out, o, a0, b0, n0, n1, full)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
@@ -168,16 +170,16 @@ def _pair5(  # pragma: no cover - compiled
     # _strip5 for F·M into mu and W·M² into var at once: each strip of M is loaded once for both
     # sums, and every element gets the same fused multiply-adds in the same order as there.
     o = s0 * ldo + k
-    a0, b0 = _ld(mu, o, n0, n1, full)
-    a1, b1 = _ld(mu, o + ldo, n0, n1, full)
-    a2, b2 = _ld(mu, o + 2 * ldo, n0, n1, full)
-    a3, b3 = _ld(mu, o + 3 * ldo, n0, n1, full)
-    a4, b4 = _ld(mu, o + 4 * ldo, n0, n1, full)
-    c0, d0 = _ld(var, o, n0, n1, full)
-    c1, d1 = _ld(var, o + ldo, n0, n1, full)
-    c2, d2 = _ld(var, o + 2 * ldo, n0, n1, full)
-    c3, d3 = _ld(var, o + 3 * ldo, n0, n1, full)
-    c4, d4 = _ld(var, o + 4 * ldo, n0, n1, full)
+    a0, b0 = load_strip(mu, o, n0, n1, full)
+    a1, b1 = load_strip(mu, o + ldo, n0, n1, full)
+    a2, b2 = load_strip(mu, o + 2 * ldo, n0, n1, full)
+    a3, b3 = load_strip(mu, o + 3 * ldo, n0, n1, full)
+    a4, b4 = load_strip(mu, o + 4 * ldo, n0, n1, full)
+    c0, d0 = load_strip(var, o, n0, n1, full)
+    c1, d1 = load_strip(var, o + ldo, n0, n1, full)
+    c2, d2 = load_strip(var, o + 2 * ldo, n0, n1, full)
+    c3, d3 = load_strip(var, o + 3 * ldo, n0, n1, full)
+    c4, d4 = load_strip(var, o + 4 * ldo, n0, n1, full)
     c = s0 * ldc
     for i in range(i0, i1):
         m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, False)
@@ -212,16 +214,16 @@ def _pair5(  # pragma: no cover - compiled
         x = vbload(W, c + 4 * ldc + i)
         c4 = vfma(x, q0, c4)
         d4 = vfma(x, q1, d4)
-    _st(mu, o, a0, b0, n0, n1, full)
-    _st(mu, o + ldo, a1, b1, n0, n1, full)
-    _st(mu, o + 2 * ldo, a2, b2, n0, n1, full)
-    _st(mu, o + 3 * ldo, a3, b3, n0, n1, full)
-    _st(mu, o + 4 * ldo, a4, b4, n0, n1, full)
-    _st(var, o, c0, d0, n0, n1, full)
-    _st(var, o + ldo, c1, d1, n0, n1, full)
-    _st(var, o + 2 * ldo, c2, d2, n0, n1, full)
-    _st(var, o + 3 * ldo, c3, d3, n0, n1, full)
-    _st(var, o + 4 * ldo, c4, d4, n0, n1, full)
+    store_strip(mu, o, a0, b0, n0, n1, full)
+    store_strip(mu, o + ldo, a1, b1, n0, n1, full)
+    store_strip(mu, o + 2 * ldo, a2, b2, n0, n1, full)
+    store_strip(mu, o + 3 * ldo, a3, b3, n0, n1, full)
+    store_strip(mu, o + 4 * ldo, a4, b4, n0, n1, full)
+    store_strip(var, o, c0, d0, n0, n1, full)
+    store_strip(var, o + ldo, c1, d1, n0, n1, full)
+    store_strip(var, o + 2 * ldo, c2, d2, n0, n1, full)
+    store_strip(var, o + 3 * ldo, c3, d3, n0, n1, full)
+    store_strip(var, o + 4 * ldo, c4, d4, n0, n1, full)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)

@@ -40,9 +40,9 @@ import numpy as np
 from llvmlite import ir
 from numba.extending import intrinsic, overload
 
-from ._simd import vabs, vdiv, vfma, vmin, vmul, vsign_of, vsplat
+from ._simd import vabs, vdiv, vfma, vmax, vmin, vmul, vsign_of, vsplat
 
-__all__ = ["erf", "erf32", "exp_neg", "tanh", "tanh32", "tanh64", "vtanh32"]
+__all__ = ["erf", "erf32", "exp_neg", "tanh", "tanh32", "tanh64", "vclip", "vtanh32"]
 
 
 def _bitcast(source, target, llvm_type):
@@ -139,6 +139,13 @@ def tanh32(x):  # pragma: no cover - compiled
         q = q * s + _Q32[i]
     t = min(a * p / q, _ONE32)  # |M| ≤ 1 even where rounding would overshoot
     return t if x >= _F(0.0) else -t
+
+
+@nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
+def vclip(x, bound):  # pragma: no cover - compiled
+    """min(max(x, −bound), bound) per lane of a vector (:mod:`._simd`): the bits of numba's
+    scalar expression (``vmin`` and ``vmax`` mirror its ``min`` and ``max``)."""
+    return vmin(vmax(x, vsplat(-bound)), vsplat(bound))
 
 
 @nb.njit(inline="always", fastmath={"contract"}, error_model="numpy", cache=True)
