@@ -214,10 +214,11 @@ def layer_tile(  # pragma: no cover - compiled
     forward : mu = F M[j0:j1], var = W M[j0:j1]² (F, W (B, n_in); mu, var (B, n_out) this
         tile's own sums); ``fwd_rows[:n_fwd]`` as above for F's non-zero columns (the compacted
         F, W then hold only those columns).
-    S : scratch (block_rows, n_out) for the sparse update's increment. blas :
-    :data:`._blas.GEMM_ADDRESSES`. M² is never read from memory: the forward kernel squares M
-    in registers. A tile reads and writes only rows j0:j1 of H and M, so tiles that cover
-    disjoint rows can run at the same time (each with its own mu, var, S).
+    S : scratch (block_rows, n_out) for the sparse update's increment (unused where real
+    weights take :func:`._update.update_clip`'s tiles). blas : :data:`._blas.GEMM_ADDRESSES`.
+    M² is never read from memory: the forward kernel squares M in registers. A tile reads and
+    writes only rows j0:j1 of H and M, so tiles that cover disjoint rows can run at the same
+    time (each with its own mu, var, S).
     """
     n_out = H.shape[1]
     sparse_upd = update and n_upd >= 0
