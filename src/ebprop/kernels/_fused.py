@@ -223,6 +223,9 @@ def layer_tile(  # pragma: no cover - compiled
     n_out = H.shape[1]
     sparse_upd = update and n_upd >= 0
     sparse_fwd = forward and n_fwd >= 0
+    # the update through BLAS (and a clip, or clip and tanh, pass), or in register tiles (real
+    # weights with AVX-512, ``_update``)
+    by_blas = binary or not UPDATE_IN_TILES
     if forward:
         mu[:] = 0
         if need_var:
@@ -231,7 +234,7 @@ def layer_tile(  # pragma: no cover - compiled
         a, b = _list_range(upd_rows, n_upd, j0, j1)
         for i0 in range(a, b, block_rows):
             i1 = min(i0 + block_rows, b)
-            if binary or not UPDATE_IN_TILES:
+            if by_blas:
                 gemm(U[:, i0:i1], D, S[: i1 - i0], 0.0, True, False, blas)
                 refresh_rows(H, M, S, upd_rows, i0, i1, 0, n_out, rho, binary)
             else:  # real weights: the register-tiled update, no scratch (``_update``)
@@ -240,14 +243,15 @@ def layer_tile(  # pragma: no cover - compiled
         # Dense: each block is updated, then multiplied into the next minibatch while in cache.
         for r0 in range(j0, j1, block_rows):
             r1 = min(r0 + block_rows, j1)
-            if update and not sparse_upd and (binary or not UPDATE_IN_TILES):
-                # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ), then clipped with M refreshed
-                gemm(U[:, r0:r1], D, H[r0:r1], rho, True, False, blas)
-                clip_block(H, M, r0, r1, 0, n_out, binary)
-            elif update and not sparse_upd:
-                # real weights with AVX-512: ρH rounded, then the sum added (the core's H *= ρ;
-                # H += increment) and clipped, in register tiles (``_update.update_clip``)
-                update_clip(U, D, H, upd_rows, False, r0, r1, rho)
+            if update and not sparse_upd:
+                if by_blas:
+                    # ρH + ⟨v⟩ᵀ½Δ formed by BLAS in place (beta = ρ), then clipped, M refreshed
+                    gemm(U[:, r0:r1], D, H[r0:r1], rho, True, False, blas)
+                    clip_block(H, M, r0, r1, 0, n_out, binary)
+                else:
+                    # ρH rounded, then the sum added (the core's H *= ρ; H += increment) and
+                    # clipped, in register tiles
+                    update_clip(U, D, H, upd_rows, False, r0, r1, rho)
             if forward and not sparse_fwd:
                 _forward_sums(F, W, M, fwd_rows, False, r0, r1, need_var, mu, var)
     # After the tile's rows are updated: the next minibatch's sums over its non-zero inputs only.
