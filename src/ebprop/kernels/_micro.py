@@ -78,6 +78,29 @@ def store_strip(a, p, v0, v1, n0, n1, full):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _load5(a, o, ld, n0, n1, full):  # pragma: no cover - compiled
+    # the strips of five rows of ``a`` (row length ld) from flat index o: a register block's
+    # accumulators, loaded once before its loop
+    return (
+        load_strip(a, o, n0, n1, full),
+        load_strip(a, o + ld, n0, n1, full),
+        load_strip(a, o + 2 * ld, n0, n1, full),
+        load_strip(a, o + 3 * ld, n0, n1, full),
+        load_strip(a, o + 4 * ld, n0, n1, full),
+    )
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _store5(a, o, ld, r0, r1, r2, r3, r4, n0, n1, full):  # pragma: no cover - compiled
+    # _load5's inverse: each r is a (first vector, second vector) pair
+    store_strip(a, o, r0[0], r0[1], n0, n1, full)
+    store_strip(a, o + ld, r1[0], r1[1], n0, n1, full)
+    store_strip(a, o + 2 * ld, r2[0], r2[1], n0, n1, full)
+    store_strip(a, o + 3 * ld, r3[0], r3[1], n0, n1, full)
+    store_strip(a, o + 4 * ld, r4[0], r4[1], n0, n1, full)
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
 def _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square):  # pragma: no cover - compiled
     # the strip of M's row for coefficient column i (rows[i] when sparse), squared if asked
     j = rows[i] if sparse else i
@@ -93,11 +116,7 @@ def _strip5(  # pragma: no cover - compiled
 ):
     # out[s0:s0+5, k:k+2L] += Σ_{i0≤i<i1} C[s, i] · (M[row i, strip] or its square)
     o = s0 * ldo + k
-    a0, b0 = load_strip(out, o, n0, n1, full)
-    a1, b1 = load_strip(out, o + ldo, n0, n1, full)
-    a2, b2 = load_strip(out, o + 2 * ldo, n0, n1, full)
-    a3, b3 = load_strip(out, o + 3 * ldo, n0, n1, full)
-    a4, b4 = load_strip(out, o + 4 * ldo, n0, n1, full)
+    (a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4) = _load5(out, o, ldo, n0, n1, full)
     c = s0 * ldc
     for i in range(i0, i1):
         m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, square)
@@ -116,11 +135,7 @@ def _strip5(  # pragma: no cover - compiled
         x = vbload(C, c + 4 * ldc + i)
         a4 = vfma(x, m0, a4)
         b4 = vfma(x, m1, b4)
-    store_strip(out, o, a0, b0, n0, n1, full)
-    store_strip(out, o + ldo, a1, b1, n0, n1, full)
-    store_strip(out, o + 2 * ldo, a2, b2, n0, n1, full)
-    store_strip(out, o + 3 * ldo, a3, b3, n0, n1, full)
-    store_strip(out, o + 4 * ldo, a4, b4, n0, n1, full)
+    _store5(out, o, ldo, (a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), n0, n1, full)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
@@ -170,16 +185,8 @@ def _pair5(  # pragma: no cover - compiled
     # _strip5 for F·M into mu and W·M² into var at once: each strip of M is loaded once for both
     # sums, and every element gets the same fused multiply-adds in the same order as there.
     o = s0 * ldo + k
-    a0, b0 = load_strip(mu, o, n0, n1, full)
-    a1, b1 = load_strip(mu, o + ldo, n0, n1, full)
-    a2, b2 = load_strip(mu, o + 2 * ldo, n0, n1, full)
-    a3, b3 = load_strip(mu, o + 3 * ldo, n0, n1, full)
-    a4, b4 = load_strip(mu, o + 4 * ldo, n0, n1, full)
-    c0, d0 = load_strip(var, o, n0, n1, full)
-    c1, d1 = load_strip(var, o + ldo, n0, n1, full)
-    c2, d2 = load_strip(var, o + 2 * ldo, n0, n1, full)
-    c3, d3 = load_strip(var, o + 3 * ldo, n0, n1, full)
-    c4, d4 = load_strip(var, o + 4 * ldo, n0, n1, full)
+    (a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4) = _load5(mu, o, ldo, n0, n1, full)
+    (c0, d0), (c1, d1), (c2, d2), (c3, d3), (c4, d4) = _load5(var, o, ldo, n0, n1, full)
     c = s0 * ldc
     for i in range(i0, i1):
         m0, m1 = _m_strip(M, ldm, rows, sparse, i, k, n0, n1, full, False)
@@ -214,16 +221,8 @@ def _pair5(  # pragma: no cover - compiled
         x = vbload(W, c + 4 * ldc + i)
         c4 = vfma(x, q0, c4)
         d4 = vfma(x, q1, d4)
-    store_strip(mu, o, a0, b0, n0, n1, full)
-    store_strip(mu, o + ldo, a1, b1, n0, n1, full)
-    store_strip(mu, o + 2 * ldo, a2, b2, n0, n1, full)
-    store_strip(mu, o + 3 * ldo, a3, b3, n0, n1, full)
-    store_strip(mu, o + 4 * ldo, a4, b4, n0, n1, full)
-    store_strip(var, o, c0, d0, n0, n1, full)
-    store_strip(var, o + ldo, c1, d1, n0, n1, full)
-    store_strip(var, o + 2 * ldo, c2, d2, n0, n1, full)
-    store_strip(var, o + 3 * ldo, c3, d3, n0, n1, full)
-    store_strip(var, o + 4 * ldo, c4, d4, n0, n1, full)
+    _store5(mu, o, ldo, (a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), n0, n1, full)
+    _store5(var, o, ldo, (c0, d0), (c1, d1), (c2, d2), (c3, d3), (c4, d4), n0, n1, full)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
