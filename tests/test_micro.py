@@ -130,6 +130,52 @@ def test_dot_rows_does_not_depend_on_the_row_split_or_the_sample_group(dtype, n)
     np.testing.assert_array_equal(alone, whole[7:])
 
 
+def _lane_sums_both_ways():
+    import numba as nb
+
+    from ebprop.kernels import _micro, _simd  # private on purpose: the kernels themselves
+
+    @nb.njit
+    def both(a, tree, one_by_one):  # pragma: no cover - compiled
+        L = _simd.lanes(a)
+        z = _simd.vzero(a)
+        v0, v1, v2, v3 = (
+            _simd.vload(a, 0),
+            _simd.vload(a, L),
+            _simd.vload(a, 2 * L),
+            _simd.vload(a, 3 * L),
+        )
+        v4, v5, v6 = _simd.vload(a, 4 * L), _simd.vload(a, 5 * L), _simd.vload(a, 6 * L)
+        v7, v8, v9 = _simd.vload(a, 7 * L), _simd.vload(a, 8 * L), _simd.vload(a, 9 * L)
+        t0, t1, t2 = _micro._sums10(L, z, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9)
+        for k in range(10):
+            t = t0 if k < L else (t1 if k < 2 * L else t2)
+            tree[k] = _simd.vlane(t, k % L)
+        one_by_one[0], one_by_one[1], one_by_one[2] = _simd.vsum(v0), _simd.vsum(v1), _simd.vsum(v2)
+        one_by_one[3], one_by_one[4], one_by_one[5] = _simd.vsum(v3), _simd.vsum(v4), _simd.vsum(v5)
+        one_by_one[6], one_by_one[7] = _simd.vsum(v6), _simd.vsum(v7)
+        one_by_one[8], one_by_one[9] = _simd.vsum(v8), _simd.vsum(v9)
+        return L
+
+    return both
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lane_sums_of_ten_vectors_give_the_bits_of_vsum(dtype):
+    # the backward product sums its ten accumulators' lanes level by level across vectors; each
+    # must be vsum's pairwise sum bit for bit, on values where the grouping changes the result
+    rng = np.random.default_rng(8)
+    lanes = 64 // np.dtype(dtype).itemsize  # enough for either width
+    a = (rng.standard_normal(10 * lanes) * 10.0 ** rng.integers(-9, 10, 10 * lanes)).astype(dtype)
+    tree, one_by_one = np.zeros(10, dtype), np.zeros(10, dtype)
+    L = _lane_sums_both_ways()(a, tree, one_by_one)
+    np.testing.assert_array_equal(
+        tree.view(f"u{tree.itemsize}"), one_by_one.view(f"u{tree.itemsize}")
+    )
+    in_order = np.array([np.add.accumulate(a[k * L : (k + 1) * L])[-1] for k in range(10)])
+    assert np.any(in_order != tree)  # a left-to-right sum differs: the test can tell orders apart
+
+
 UPDATE_SHAPES = [  # (B, n_in, n_out, i0, i1): whole 6-row tiles and leftovers, full strips,
     # a partial last strip, a strip narrower than one vector, a row range inside the layer
     (10, 50, 37, 0, 50),

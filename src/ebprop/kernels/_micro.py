@@ -36,9 +36,11 @@ from ._simd import (
     lanes,
     vbload,
     vfma,
+    vlane,
     vload,
     vload_part,
     vmul,
+    vpair_sums,
     vstore,
     vstore_part,
     vsum,
@@ -305,6 +307,35 @@ def _ld1(a, p, w, part):  # pragma: no cover - compiled
     return vload_part(a, p, w) if part else vload(a, p)
 
 
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _tree4(v0, v1, v2, v3):  # pragma: no cover - compiled
+    # lane j = vsum(vj), for vectors of 4 lanes
+    return vpair_sums(vpair_sums(v0, v1), vpair_sums(v2, v3))
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _tree8(v0, v1, v2, v3, v4, v5, v6, v7):  # pragma: no cover - compiled
+    # lane j = vsum(vj), for vectors of 8 lanes
+    return vpair_sums(
+        vpair_sums(vpair_sums(v0, v1), vpair_sums(v2, v3)),
+        vpair_sums(vpair_sums(v4, v5), vpair_sums(v6, v7)),
+    )
+
+
+@nb.njit(fastmath=_FM, error_model="numpy", nogil=True, inline="always", cache=True)
+def _sums10(L, z, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9):  # pragma: no cover - compiled
+    # vsum(vk) of ten vectors of L lanes in lane k % L of the (k // L)-th of three vectors, z
+    # the zero vector. The lanes of all ten are summed level by level together, each pair
+    # added as vsum adds it (so the same bits), in vector operations: vsum's scalar adds and
+    # lane extractions made the backward product 1.2-1.4x slower (docs/performance.md).
+    if L == 16:
+        t = vpair_sums(_tree8(v0, v1, v2, v3, v4, v5, v6, v7), _tree8(v8, v9, z, z, z, z, z, z))
+        return t, z, z
+    if L == 8:
+        return _tree8(v0, v1, v2, v3, v4, v5, v6, v7), _tree8(v8, v9, z, z, z, z, z, z), z
+    return _tree4(v0, v1, v2, v3), _tree4(v4, v5, v6, v7), _tree4(v8, v9, z, z)
+
+
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def _dots5x2(U, ldu, M, ldm, i, s0, n, out, ldo):  # pragma: no cover - compiled
     # out[s0 + q, i + r] = U[s0 + q] · M[i + r] for q < 5, r < 2: 10 independent accumulators
@@ -334,12 +365,11 @@ def _dots5x2(U, ldu, M, ldm, i, s0, n, out, ldo):  # pragma: no cover - compiled
         x = _ld1(U, u + 4 * ldu + k, w, part)
         a4 = vfma(x, m0, a4)
         e4 = vfma(x, m1, e4)
+    t0, t1, t2 = _sums10(L, z, a0, e0, a1, e1, a2, e2, a3, e3, a4, e4)
     o = s0 * ldo + i
-    out[o], out[o + 1] = vsum(a0), vsum(e0)
-    out[o + ldo], out[o + ldo + 1] = vsum(a1), vsum(e1)
-    out[o + 2 * ldo], out[o + 2 * ldo + 1] = vsum(a2), vsum(e2)
-    out[o + 3 * ldo], out[o + 3 * ldo + 1] = vsum(a3), vsum(e3)
-    out[o + 4 * ldo], out[o + 4 * ldo + 1] = vsum(a4), vsum(e4)
+    for k in range(10):  # unrolled by LLVM: the lanes are constants
+        t = t0 if k < L else (t1 if k < 2 * L else t2)
+        out[o + (k // 2) * ldo + k % 2] = vlane(t, k % L)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)

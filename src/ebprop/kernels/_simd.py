@@ -35,8 +35,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 __all__ = [
-    "VECTOR_BYTES", "lanes", "vabs", "vbload", "vdiv", "vfma", "vload", "vload_part", "vmax",
-    "vmin", "vmul", "vsign_of", "vsplat", "vstore", "vstore_part", "vsum", "vzero",
+    "VECTOR_BYTES", "lanes", "vabs", "vbload", "vdiv", "vfma", "vlane", "vload", "vload_part",
+    "vmax", "vmin", "vmul", "vpair_sums", "vsign_of", "vsplat", "vstore", "vstore_part", "vsum",
+    "vzero",
 ]  # fmt: skip
 
 
@@ -246,6 +247,39 @@ def vsum(typingctx, a):  # pragma: no cover - compiled
         return parts[0]
 
     return a.dtype(a), codegen
+
+
+@intrinsic
+def vpair_sums(typingctx, a, b):  # pragma: no cover - compiled
+    """The sums of neighbouring lanes, a's then b's: (a0 + a1, a2 + a3, …, b0 + b1, …).
+
+    One level of :func:`vsum`'s order for two vectors at once (two shuffles and one vector add
+    instead of a scalar add per pair). Applied as a tree to as many vectors as there are lanes,
+    ``vpair_sums(vpair_sums(v0, v1), vpair_sums(v2, v3))`` for 4 lanes, it leaves in lane j the
+    bits of ``vsum(vj)``."""
+    _same_vectors("vpair_sums", a, b)
+
+    def codegen(context, builder, sig, args):
+        ids = ir.VectorType(ir.IntType(32), a.lanes)
+        even = ir.Constant(ids, list(range(0, 2 * a.lanes, 2)))
+        odd = ir.Constant(ids, list(range(1, 2 * a.lanes, 2)))
+        x, y = args
+        return builder.fadd(builder.shuffle_vector(x, y, even), builder.shuffle_vector(x, y, odd))
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vlane(typingctx, a, j):  # pragma: no cover - compiled
+    """Lane ``j`` of a vector (``0 ≤ j < lanes``, not checked)."""
+    _same_vectors("vlane", a)
+    if not isinstance(j, nb.types.Integer):
+        raise nb.errors.TypingError("vlane expects an integer lane")
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], args[1])
+
+    return a.dtype(a, j), codegen
 
 
 def _same_vectors(name, *args):
