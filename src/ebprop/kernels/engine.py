@@ -27,6 +27,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ..core import Network, Reinforcement
+from ..core.network import aligned_empty
 from . import _fused as K
 from . import _loop
 from ._blas import GEMM_ADDRESSES
@@ -105,6 +106,15 @@ def _backward_tiles(outs: Sequence[int], n_jobs: int) -> list[int]:
     ]
 
 
+def _zeros(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+    # A minibatch buffer on a cache line, as the parameters are: the kernels load Δ's rows (the
+    # backward product, the update) as whole vectors, and a vector across two cache lines costs
+    # two loads (the backward product 1.2x slower, docs/performance.md, session 13).
+    a = aligned_empty(shape, dt)
+    a[...] = 0
+    return a
+
+
 def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
     """The two minibatch slots' buffers, as :mod:`._loop` takes them (its ``slots``)."""
     n0, outs = sizes[0], sizes[1:]
@@ -116,16 +126,16 @@ def _slot_buffers(sizes: Sequence[int], B: int, dt: np.dtype) -> tuple:
         return tuple(make(n) for _ in range(2) for n in outs)
 
     return (
-        per_slot(lambda: np.zeros((B, n0), dt)),  # x
-        per_slot(lambda: np.zeros((B, n0), dt)),  # w0 = x²
+        per_slot(lambda: _zeros((B, n0), dt)),  # x
+        per_slot(lambda: _zeros((B, n0), dt)),  # w0 = x²
         per_slot(lambda: np.zeros(B, dt)),  # x2sum
         per_slot(lambda: np.zeros(n0, np.bool_)),  # active
         per_slot(lambda: np.zeros(n0, np.int64)),  # rows
         np.zeros((2, 2), np.int64),  # meta: non-zero inputs, valid rows
-        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # Z
+        per_slot_layer(lambda n: _zeros((B, n), dt)),  # Z
         per_slot_layer(lambda n: np.ones((B, n), dt)),  # SC
-        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # V
-        per_slot_layer(lambda n: np.zeros((B, n), dt)),  # WN
+        per_slot_layer(lambda n: _zeros((B, n), dt)),  # V
+        per_slot_layer(lambda n: _zeros((B, n), dt)),  # WN
     )
 
 
@@ -155,21 +165,21 @@ class _Engine:
             # the sparse update's increment: only the first layer's inputs are ever sparse
             shape = (t, rows, n_out) if layer == 0 else (t, 0, 0)
             scratch.append(np.zeros(shape, dt))
-            parts.append(np.zeros((t - 1, 2, B, n_out), dt))  # tiles 1…: their μ, σ² sums
+            parts.append(_zeros((t - 1, 2, B, n_out), dt))  # tiles 1…: their μ, σ² sums
         outs, n0 = sizes[1:], sizes[0]
         self.net_args = (tuple(net.H), tuple(net.M), tuple(net.b))
         self.slots = _slot_buffers(sizes, B, dt)
         self.bufs = (
-            tuple(np.zeros((B, n), dt) for n in outs),  # delta
-            tuple(np.zeros((B, n), dt) for n in outs),  # mu
-            tuple(np.zeros((B, n), dt) for n in outs),  # var
+            tuple(_zeros((B, n), dt) for n in outs),  # delta
+            tuple(_zeros((B, n), dt) for n in outs),  # mu
+            tuple(_zeros((B, n), dt) for n in outs),  # var
             tuple(scratch),
             tuple(parts),
             np.zeros(B, dt),  # zero_B
             np.zeros((B, sizes[-1]), dt),  # y
-            np.zeros((B, n0), dt),  # Uc
-            np.zeros((B, n0), dt),  # Fc
-            np.zeros((B, n0), dt),  # Wc
+            _zeros((B, n0), dt),  # Uc
+            _zeros((B, n0), dt),  # Fc
+            _zeros((B, n0), dt),  # Wc
         )
         self.plan = (
             np.array(coef, np.float64),
