@@ -531,11 +531,11 @@ def test_minibatch_buffers_start_on_cache_lines_and_at_zero(n_jobs):
     net = init_network((784, 800, 800, 10), make_family("binary"), np.random.default_rng(0))
     e = engine._Engine(net, 10, 0.0, n_jobs)
     x, w0, Z, V, WN = e.slots[0], e.slots[1], e.slots[6], e.slots[8], e.slots[9]
-    delta, mu, var, parts = e.bufs[0], e.bufs[1], e.bufs[2], e.bufs[4]
-    arrays = [*x, *w0, *Z, *V, *WN, *delta, *mu, *var, *(p for p in parts if p.size)]
-    # two slots of x and w0, two slots × three layers of Z, V, WN; Δ, μ, σ² per layer; the second
-    # thread's sums of the two 800-unit layers
-    assert len(arrays) == 2 * 2 + 3 * 2 * 3 + 3 * 3 + (2 if n_jobs == 2 else 0)
+    delta, mu, var, S, parts = e.bufs[0], e.bufs[1], e.bufs[2], e.bufs[3], e.bufs[4]
+    arrays = [*x, *w0, *Z, *V, *WN, *delta, *mu, *var, S[0], *(p for p in parts if p.size)]
+    # two slots of x and w0, two slots × three layers of Z, V, WN; Δ, μ, σ² per layer; the first
+    # layer's sparse-update scratch; the second thread's sums of the two 800-unit layers
+    assert len(arrays) == 2 * 2 + 3 * 2 * 3 + 3 * 3 + 1 + (2 if n_jobs == 2 else 0)
     for a in arrays:  # Δ's rows are loaded as whole vectors (800 floats: every row on a line)
         assert a.ctypes.data % ALIGNMENT == 0
         assert a.dtype == net.dtype and a.flags.c_contiguous and not a.any()

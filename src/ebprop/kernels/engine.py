@@ -108,8 +108,9 @@ def _backward_tiles(outs: Sequence[int], n_jobs: int) -> list[int]:
 
 def _zeros(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
     # A minibatch buffer on a cache line, as the parameters are: the kernels load Δ's rows (the
-    # backward product, the update) as whole vectors, and a vector across two cache lines costs
-    # two loads (the backward product 1.2x slower, docs/performance.md, session 13).
+    # backward product, the update) and the sparse update's scratch rows as whole vectors, and a
+    # vector across two cache lines costs two loads (the backward product 1.2x slower,
+    # docs/performance.md, session 13).
     a = aligned_empty(shape, dt)
     a[...] = 0
     return a
@@ -164,7 +165,7 @@ class _Engine:
             block_rows.append(rows)
             # the sparse update's increment: only the first layer's inputs are ever sparse
             shape = (t, rows, n_out) if layer == 0 else (t, 0, 0)
-            scratch.append(np.zeros(shape, dt))
+            scratch.append(_zeros(shape, dt))
             parts.append(_zeros((t - 1, 2, B, n_out), dt))  # tiles 1…: their μ, σ² sums
         outs, n0 = sizes[1:], sizes[0]
         self.net_args = (tuple(net.H), tuple(net.M), tuple(net.b))
