@@ -7,11 +7,16 @@ W = sign(H) (sign(0) = +1), x = p / max_value on the first layer, zero padding, 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
+
 import numpy as np
 import pytest
 
 from ebprop.exceptions import ModelFormatError
 from ebprop.packed import PackedNetwork, read_packed, write_packed
+from ebprop.packed.fileformat import decode_packed, encode_packed
 from ebprop.packed.conv import plan
 from ebprop.packed.runtime import pack_conv_network
 
@@ -167,3 +172,68 @@ def test_conv_pack_errors():
 def test_layer_list_errors(layers, shape, message):
     with pytest.raises(ModelFormatError, match=message):
         plan(layers, shape, 3, "m.ebpb")
+
+
+# ------------------------------------------------------------------------------- the .ebpb file
+def _reseal(data: bytes, header_fn) -> bytes:
+    """A valid file with its JSON header rewritten, lengths and checksum recomputed."""
+    magic, version, bom, h_len, _, _ = struct.unpack_from("<8sHHIQ32s", data)
+    header = json.loads(data[56 : 56 + h_len])
+    header_fn(header)
+    text = json.dumps(header).encode()
+    body = text + data[56 + h_len :]
+    digest = hashlib.sha256(body).digest()
+    return (
+        struct.pack("<8sHHIQ32s", magic, version, bom, len(text), len(body) - len(text), digest)
+        + body
+    )
+
+
+@pytest.fixture(scope="module")
+def conv_bytes():
+    layers = [conv(4, 3, 1, 1), mp(2), dense(5)]
+    H, b = random_network(layers, (6, 6), 3, np.random.default_rng(3))
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": [6, 6]}
+    return encode_packed(pack_conv_network(layers, H, b, prep, [0, 1, 2]))
+
+
+def _layer(i, key, value):
+    def fn(h):
+        h["layers"][i][key] = value
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            _layer(0, "channels", 5),
+            r"sizes \[36, 36, 5, 3\] do not match the layers \(expected \[36, 45, 5, 3\]\)",
+        ),
+        (
+            _layer(0, "pad", 0),
+            r"\(expected \[36, 16, 5, 3\]\)",
+        ),
+        (_layer(1, "size", 7), r"m\.ebpb: layers\[1\] pool size 7"),
+        (lambda h: h["layers"][0].update(kernel=1, pad=0), "weights_0 has non-zero padding"),
+        (_layer(2, "units", 6), r"\(expected \[36, 36, 6, 3\]\)"),
+        (lambda h: h.update(layers={}), "layers must be a non-empty list"),
+        (lambda h: h["layers"].pop(), r"sizes .* do not match the layers"),
+        (lambda h: h["preprocessing"].update(scaling="symmetric"), "needs scaling 'unit'"),
+        (lambda h: h["preprocessing"].update(image_shape=[6, 6, 2]), "image_shape"),
+        (lambda h: h["preprocessing"].update(image_shape=[6, 6, True]), "image_shape"),
+        (lambda h: h["preprocessing"].update(image_shape=[3, 12]), "sizes .* do not match"),
+        (lambda h: h.update(sizes=[36, 36, 5, 5, 3]), "arrays .* differ from the expected"),
+    ],
+)
+def test_conv_headers_are_validated(conv_bytes, mutate, message):
+    with pytest.raises(ModelFormatError, match=message):
+        decode_packed(_reseal(conv_bytes, mutate), "m.ebpb")
+
+
+def test_conv_file_round_trip_and_mlp_files_have_no_layers(conv_bytes):
+    model = decode_packed(conv_bytes)
+    assert [x["kind"] for x in model.layers] == ["conv", "maxpool", "dense"]
+    assert model.sizes == (36, 36, 5, 3)
+    assert encode_packed(model) == conv_bytes
