@@ -16,8 +16,8 @@ import pytest
 
 from ebprop.exceptions import ModelFormatError
 from ebprop.packed import PackedNetwork, read_packed, write_packed
-from ebprop.packed.fileformat import decode_packed, encode_packed
 from ebprop.packed.conv import plan
+from ebprop.packed.fileformat import decode_packed, encode_packed
 from ebprop.packed.runtime import pack_conv_network
 
 
