@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.make_compat_fixtures import MODELS, digits, outputs, params
 
 from ebprop.persist import load_model
 from ebprop.runs import train_run
-
-from fixtures.make_compat_fixtures import MODELS, digits, outputs, params
 
 COMPAT = Path(__file__).resolve().parent / "fixtures" / "compat"
 
