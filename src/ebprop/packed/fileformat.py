@@ -28,6 +28,13 @@ The file is exactly 56 + H + P bytes. JSON header keys::
                   thresholds_<l> int16/32/64 (n_{l+1},)  for l < L−1: unit fires iff dot ≥ T
                   output_bias    output_dtype (n_L,)
     source        free-form JSON (where the model came from)
+    layers        optional: the hidden layers of a convolutional model, in order, each
+                  {"kind": "conv", "channels", "kernel", "stride", "pad"}, {"kind": "maxpool",
+                  "size"} or {"kind": "dense", "units"} (see :mod:`ebprop.packed.conv`). Then
+                  image_shape may be [h, w, c]; sizes lists the flat input width of every
+                  weighted layer and the outputs; weights_<l> of a conv is (C_out,
+                  ceil(k*k*C_in / 64)), rows (ky, kx, c_in); thresholds_<l> (C_out,). Absent
+                  (and absent in version-1 files): a multilayer perceptron.
 
 Readers must refuse anything they do not fully understand: :func:`read_packed` raises
 :class:`~ebprop.exceptions.ModelFormatError` naming the file and the problem.
@@ -47,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFormatError
+from . import conv
 from .pack import n_words, padding_is_zero
 
 MAGIC = b"\x89EBPB\r\n\x1a"
@@ -80,6 +88,9 @@ class PackedModel:
     classes : ndarray (n_classes,)
     preprocessing : dict
     source : dict
+    layers : list of dict or None
+        The hidden layers of a convolutional model (:func:`ebprop.packed.conv.plan`); None for
+        a multilayer perceptron.
     """
 
     sizes: tuple[int, ...]
@@ -89,6 +100,7 @@ class PackedModel:
     classes: np.ndarray
     preprocessing: dict
     source: dict = field(default_factory=dict)
+    layers: list | None = None
 
 
 def _align(n: int, to: int) -> int:
@@ -134,6 +146,8 @@ def encode_packed(model: PackedModel) -> bytes:
         "arrays": table,
         "source": model.source,
     }
+    if model.layers is not None:
+        header["layers"] = model.layers
     text = json.dumps(header, allow_nan=False, sort_keys=True).encode("utf-8")
     text += b" " * (_align(_PREAMBLE.size + len(text), _ALIGN) - _PREAMBLE.size - len(text))
     digest = hashlib.sha256(text + payload).digest()
@@ -247,13 +261,14 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
     sizes = header["sizes"]
     _require(
         isinstance(sizes, list)
-        and len(sizes) >= 3
+        and len(sizes) >= (2 if "layers" in header else 3)
         and len(sizes) <= MAX_LAYERS + 1
         and all(
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_UNITS for s in sizes
         ),
         source,
-        f"sizes must list 3 to {MAX_LAYERS + 1} integers in 1..{MAX_UNITS}, got {sizes!r}",
+        f"sizes must list 3 (2 with layers) to {MAX_LAYERS + 1} integers in 1..{MAX_UNITS}, "
+        f"got {sizes!r}",
     )
     out_dtype = header["output_dtype"]
     _require(out_dtype in _OUTPUT_DTYPES, source, f"output_dtype {out_dtype!r} not supported")
@@ -334,6 +349,7 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
         classes=np.asarray(classes),
         preprocessing=header["preprocessing"],
         source=header.get("source", {}) if isinstance(header.get("source", {}), dict) else {},
+        layers=header.get("layers"),
     )
 
 
@@ -342,6 +358,9 @@ def validate_model(model: PackedModel, source: str) -> None:
     :class:`ModelFormatError` naming the first problem."""
     sizes = model.sizes
     n_layers = len(sizes) - 1
+    if model.layers is not None:
+        _validate_conv(model, source)
+        return
     _require(n_layers >= 2, source, "a packed model needs at least one hidden layer")
     _require(
         len(model.weights) == n_layers and len(model.thresholds) == n_layers - 1,
@@ -366,6 +385,51 @@ def validate_model(model: PackedModel, source: str) -> None:
             f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
             f"({n_out},) int16/int32/int64",
         )
+    _check_output(model, source)
+    check_preprocessing(model.preprocessing, sizes[0], source)
+
+
+def _validate_conv(model: PackedModel, source: str) -> None:
+    """:func:`validate_model` for a convolutional model (``layers`` set)."""
+    check_preprocessing(model.preprocessing, model.sizes[0], source)
+    _require(
+        model.preprocessing["scaling"] == "unit",
+        source,
+        "a convolutional model needs scaling 'unit' (a zero-padded tap is a black pixel)",
+    )
+    stages = conv.plan(model.layers, model.preprocessing["image_shape"], model.sizes[-1], source)
+    expected = conv.sizes_of(stages)
+    _require(
+        tuple(model.sizes) == expected,
+        source,
+        f"sizes {list(model.sizes)} do not match the layers (expected {list(expected)})",
+    )
+    shapes = conv.weight_shapes(stages)
+    _require(
+        len(model.weights) == len(shapes) and len(model.thresholds) == len(shapes) - 1,
+        source,
+        f"the layers need {len(shapes)} weight arrays and {len(shapes) - 1} threshold arrays",
+    )
+    rows = [st.n_rows for st in stages if st.param >= 0]
+    for layer, (w, shape, n_in) in enumerate(zip(model.weights, shapes, rows, strict=True)):
+        _require(
+            w.dtype == np.uint64 and w.shape == shape,
+            source,
+            f"weights_{layer} has shape {w.shape} ({w.dtype}), expected {shape} uint64",
+        )
+        _require(padding_is_zero(w, n_in), source, f"weights_{layer} has non-zero padding bits")
+    for layer, t in enumerate(model.thresholds):
+        _require(
+            t.shape == (shapes[layer][0],) and t.dtype.newbyteorder("<").str in _THRESHOLD_DTYPES,
+            source,
+            f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
+            f"({shapes[layer][0]},) int16/int32/int64",
+        )
+    _check_output(model, source)
+
+
+def _check_output(model: PackedModel, source: str) -> None:
+    sizes = model.sizes
     b = model.output_bias
     _require(
         b.shape == (sizes[-1],) and b.dtype.name in _OUTPUT_DTYPES,
@@ -379,7 +443,6 @@ def validate_model(model: PackedModel, source: str) -> None:
         source,
         f"{sizes[-1]} output units do not fit {n_classes} classes",
     )
-    check_preprocessing(model.preprocessing, sizes[0], source)
 
 
 def check_preprocessing(pre: Any, n_in: int, source: str) -> None:
@@ -401,9 +464,10 @@ def check_preprocessing(pre: Any, n_in: int, source: str) -> None:
     shape = pre["image_shape"]
     _require(
         isinstance(shape, list)
-        and len(shape) == 2
-        and all(isinstance(s, int) and s > 0 for s in shape)
-        and shape[0] * shape[1] == n_in,
+        and len(shape) in (2, 3)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        and math.prod(shape) == n_in,
         source,
-        f"image_shape {shape!r} does not hold the {n_in} inputs",
+        f"image_shape {shape!r} does not hold the {n_in} inputs ([height, width] or "
+        "[height, width, channels])",
     )
