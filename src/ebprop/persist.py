@@ -9,7 +9,9 @@ Layout of a model file (format version 2; version 1 files are still read)::
     classes         (n_classes,)          class labels (int, float or unicode; never object)
     pre_<name>      any                   the preprocessor's arrays (``Preprocessor.get_state``)
 
-The header holds ``format``, ``format_version``, ``ebprop_version``, ``architecture`` (sizes
+The header holds ``format``, ``format_version``, ``ebprop_version``, optionally ``git_commit``
+and ``vector_bits`` (where the file was written: :mod:`ebprop.provenance`; files written before
+they were recorded lack them), ``architecture`` (sizes
 n_0..n_L, weights kind, dtype), ``estimator_params``, ``preprocessor`` (its JSON state or
 null), ``classes`` (as a list), ``arrays`` (name → shape and dtype of every array above, checked
 on load), and free-form ``training_options``, ``checksums`` and ``metrics`` (JSON objects).
@@ -57,6 +59,7 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
+from .provenance import provenance
 from .train import n_outputs
 
 __all__ = [
@@ -190,7 +193,7 @@ def save_model(
     header = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
-        "ebprop_version": __version__,
+        **provenance(),
         "architecture": {
             "sizes": [int(s) for s in net.sizes],
             "weights": estimator.weights,

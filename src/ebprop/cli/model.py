@@ -263,6 +263,8 @@ def info(model_path: Path, as_json: bool) -> None:
                     "model": str(model_path),
                     "format_version": meta["format_version"],
                     "ebprop_version": meta.get("ebprop_version"),
+                    "git_commit": meta.get("git_commit"),
+                    "vector_bits": meta.get("vector_bits"),
                     "weights": est.weights,
                     "dtype": str(np.dtype(est.dtype)),
                     "sizes": meta["architecture"]["sizes"],
@@ -281,7 +283,7 @@ def info(model_path: Path, as_json: bool) -> None:
     sizes = meta["architecture"]["sizes"]
     click.echo(
         f"{model_path}: ebprop model format {meta['format_version']} "
-        f"(written by ebprop {meta.get('ebprop_version')})"
+        f"(written by ebprop {meta.get('ebprop_version')}{_provenance_note(meta)})"
     )
     click.echo(
         f"  {est.weights} weights, trained as {np.dtype(est.dtype).name}; "
@@ -326,6 +328,17 @@ def info(model_path: Path, as_json: bool) -> None:
             f"  at epoch {m.get('epoch')}: test error EBP-P {pct(m['test_error_p'])}, "
             f"EBP-D {pct(m['test_error_d'])}"
         )
+
+
+def _provenance_note(meta: dict) -> str:
+    """The header's commit and vector width as ", commit 1a2b3c4d5e6f, 512-bit vectors"
+    (empty for files written before they were recorded)."""
+    note = ""
+    if meta.get("git_commit"):
+        note += f", commit {str(meta['git_commit'])[:12]}"
+    if meta.get("vector_bits"):
+        note += f", {meta['vector_bits']}-bit vectors"
+    return note
 
 
 def _short(names, limit: int = 12) -> str:

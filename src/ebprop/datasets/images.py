@@ -49,7 +49,8 @@ def read_image(
     Colour images are converted to luma (ITU-R 601-2, Pillow's ``convert("L")``); an image with
     transparency is first composited on ``background`` (RGB, default white), so a drawing on a
     transparent page reads as it is seen, not as black; 1-bit images become 0/255. 16-bit
-    greyscale files (PNG, TIFF, PGM) keep all their grey levels. Multi-frame files give their first frame.
+    greyscale files (PNG, TIFF, PGM) keep all their grey levels. Multi-frame files give their
+    first frame.
 
     Parameters
     ----------
