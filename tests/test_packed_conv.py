@@ -237,3 +237,33 @@ def test_conv_file_round_trip_and_mlp_files_have_no_layers(conv_bytes):
     assert [x["kind"] for x in model.layers] == ["conv", "maxpool", "dense"]
     assert model.sizes == (36, 36, 5, 3)
     assert encode_packed(model) == conv_bytes
+
+
+# ----------------------------------------------------------------- against the core's EBP-D
+@pytest.mark.parametrize(("name", "layers", "shape", "n_out"), CASES, ids=[c[0] for c in CASES])
+def test_conv_runtime_equals_core_predict_deterministic(name, layers, shape, n_out):
+    from ebprop.core.architecture import DenseSpec, parse_architecture
+    from ebprop.core.convnet import ConvNetwork
+    from ebprop.core.families import make_family
+    from ebprop.core.predict import predict_deterministic
+
+    rng = np.random.default_rng(abs(hash(name + "core")) % 2**32)
+    H, b = random_network(layers, shape, n_out, rng)
+    tokens = [
+        f"{x['channels']}C{x['kernel']}s{x['stride']}p{x['pad']}"
+        if x["kind"] == "conv"
+        else f"MP{x['size']}"
+        if x["kind"] == "maxpool"
+        else str(x["units"])
+        for x in layers
+    ]
+    specs = parse_architecture("-".join(tokens))
+    full_shape = tuple(shape) + (1,) * (3 - len(shape))
+    net = ConvNetwork(make_family("binary"), specs + (DenseSpec(n_out),), full_shape, H, b)
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 200, "image_shape": list(shape)}
+    model = pack_conv_network(specs, H, b, prep, np.arange(max(n_out, 2)), dtype="float64")
+    images = rng.integers(0, 201, size=(29, *shape), dtype=np.uint8)
+    features = images.reshape(len(images), -1).astype(np.float64) / 200
+    expected = predict_deterministic(net, features)
+    out = PackedNetwork(model).decision_function(images)
+    np.testing.assert_array_equal(out, expected[:, 0] if n_out == 1 else expected)
