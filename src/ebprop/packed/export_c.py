@@ -171,12 +171,22 @@ def _header(model: PackedModel) -> list[str]:
     ]
     if is_conv:
         lines.append(f"#define EBPROP_IMAGE_CHANNELS {shape[2] if len(shape) == 3 else 1}")
+    appearance = []
+    if model.input is not None:
+        dark = int(model.input["polarity"] == "dark_on_light")
+        appearance = [
+            f"/* Training images were {model.input['polarity'].replace('_', ' ')} (greyscale, "
+            "alpha composited on the background); give pixels the same way. */",
+            f"#define EBPROP_INPUT_DARK_ON_LIGHT {dark}",
+        ]
     return lines + [
         f"#define EBPROP_MAX_VALUE {model.preprocessing['max_value']}",
         f"#define EBPROP_N_CLASSES {len(model.classes)}",
+        *appearance,
         "",
-        "/* Labels of the classes, indexed by the value ebprop_predict returns. */",
-        "extern const char *const ebprop_class_labels[EBPROP_N_CLASSES];",
+        "/* Names of the classes, indexed by the value ebprop_predict returns. */",
+        "extern const char *const ebprop_labels[EBPROP_N_CLASSES];",
+        "#define ebprop_class_labels ebprop_labels /* its name in exports before model format 2 */",
         "",
         "/* Class index (0 .. EBPROP_N_CLASSES-1) of one image: EBPROP_N_INPUTS raw pixels,",
         "   row-major" + (" (height, width, channels)" if is_conv else "") + ", values 0 .. "
@@ -210,8 +220,8 @@ def generate_c(model: PackedModel, target: str = "host") -> tuple[str, str]:
     prep = model.preprocessing
     n_layers = len(sizes) - 1
     wb = tgt.word_bits
-    labels = ", ".join(c_string_literal(x) for x in model.classes.tolist())
-    labels = f"const char *const ebprop_class_labels[EBPROP_N_CLASSES] = {{{labels}}};\n"
+    labels = ", ".join(c_string_literal(x) for x in model.names)
+    labels = f"const char *const ebprop_labels[EBPROP_N_CLASSES] = {{{labels}}};\n"
     fold = pack.fold_output_bias(model.output_bias, sizes[-2])
     header = _header(model)
     if model.layers is not None:

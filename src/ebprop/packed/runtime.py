@@ -77,7 +77,13 @@ def preprocessing_of(preprocessor: Any) -> dict:
     }
 
 
-def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None) -> PackedModel:
+def pack_estimator(
+    estimator: Any,
+    preprocessor: Any,
+    source: dict | None = None,
+    class_names: Any = None,
+    input: dict | None = None,  # noqa: A002 - the header field's name
+) -> PackedModel:
     """The packed EBP-D network of a fitted binary-weight EBPClassifier.
 
     Parameters
@@ -88,6 +94,10 @@ def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None
         Fitted; see :func:`preprocessing_of` for what is supported.
     source : dict, optional
         Free-form provenance stored in the file.
+    class_names : sequence of str, optional
+        One name per class (``LoadedModel.class_names``); default ``str(label)``.
+    input : dict, optional
+        How the training images looked (``LoadedModel.metadata["input"]``).
 
     Raises
     ------
@@ -133,6 +143,8 @@ def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None
         classes=np.asarray(estimator.classes_),
         preprocessing=prep,
         source=dict(source or {}),
+        class_names=None if class_names is None else tuple(str(n) for n in class_names),
+        input=input,
     )
     validate_model(model, "<estimator>")
     return model
