@@ -12,7 +12,9 @@ Layout of a model file (format version 1)::
 The header holds ``format``, ``format_version``, ``ebprop_version``, ``architecture`` (sizes
 n_0..n_L, weights kind, dtype), ``estimator_params``, ``preprocessor`` (its JSON state or
 null), ``classes`` (as a list), ``arrays`` (name → shape and dtype of every array above, checked
-on load), and free-form ``training_options``, ``checksums`` and ``metrics``.
+on load), and free-form ``training_options``, ``checksums`` and ``metrics``. Optional:
+``method`` (absent: ``"ebp"``), the training method; ``"binarynet"`` marks a BinaryNet folded
+into ±1 weights and EBP-D biases, whose one readout is that sign network.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .train import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
+    "METHODS",
     "LoadedModel",
     "estimator_params",
     "load_model",
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+#: Training methods a model file may record (header ``method``; absent means ``"ebp"``).
+METHODS = ("ebp", "binarynet")
 _FORMAT = "ebprop.model"
 _HEADER = "header"
 _ESTIMATOR_PARAMS = (
@@ -96,6 +101,11 @@ class LoadedModel:
     metadata: dict = field(default_factory=dict)
 
     @property
+    def method(self) -> str:
+        """The training method: ``"ebp"``, or ``"binarynet"`` (one readout, the sign network)."""
+        return self.metadata.get("method", "ebp")
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         """The name of each class, by class index; ``str(class)`` for models saved without."""
         names = self.metadata.get("class_names")
@@ -126,8 +136,12 @@ def save_model(
         as given (empty when absent), ``class_names`` (one name per class) is printed by the
         command line; any other key is stored under ``extra``. With ``training_options`` holding
         at least ``dataset`` (and the split options used), ``ebprop evaluate`` finds the data.
+        ``method`` (one of :data:`METHODS`) names the training method (default ``"ebp"``).
     """
     metadata = dict(metadata or {})
+    method = metadata.pop("method", "ebp")
+    if method not in METHODS:
+        raise ValueError(f"metadata['method'] must be one of {METHODS}, got {method!r}")
     names = metadata.pop("class_names", None)
     if names is not None:
         names = [str(n) for n in names]
@@ -159,6 +173,7 @@ def save_model(
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
         "ebprop_version": __version__,
+        "method": method,
         "architecture": {
             "sizes": [int(s) for s in net.sizes],
             "weights": estimator.weights,
@@ -212,6 +227,11 @@ def _check_header(header: dict, src: str) -> None:
     for key in ("architecture", "estimator_params", "arrays", "classes"):
         if key not in header:
             raise ModelFormatError(f"{src}: header lacks {key!r}")
+    if header.get("method", "ebp") not in METHODS:
+        raise ModelFormatError(
+            f"{src}: unknown training method {header.get('method')!r} (this ebprop reads "
+            f"{', '.join(METHODS)}): upgrade ebprop"
+        )
 
 
 def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list[int]:
