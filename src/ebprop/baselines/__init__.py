@@ -53,8 +53,8 @@ def require_torch() -> Any:
         importlib.import_module("torch")
     except ImportError as exc:
         raise MissingDependencyError(
-            "the bp, binaryconnect and binarynet baselines need PyTorch: pip install 'ebprop[baselines]' "
-            "(torch==2.13.0)"
+            "the bp, binaryconnect and binarynet baselines need PyTorch: "
+            "pip install 'ebprop[baselines]' (torch==2.13.0)"
         ) from exc
     return importlib.import_module("ebprop.baselines.torch_mlp")
 
