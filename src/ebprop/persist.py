@@ -37,7 +37,7 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
-from .train import n_outputs
+from .trainer import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
