@@ -19,9 +19,9 @@ LAYERS = [
     {"_version", "exceptions"},
     {"fileio", "core"},
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"params", "trainer", "early_stopping"},
+    {"params", "trainer", "early_stopping", "networks"},
     {"estimator"},
-    {"persist", "metrics", "__init__"},
+    {"provenance", "persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},
     {"runs"},
     {"baselines"},

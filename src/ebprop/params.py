@@ -1,7 +1,8 @@
 """The estimator's parameters: their validation, in one place.
 
-:func:`check_parameters` is :meth:`ebprop.EBPClassifier.check_params`; :func:`check_input_scale`
-refuses inputs whose squares would overflow the forward pass.
+:func:`check_parameters` is :meth:`ebprop.EBPClassifier.check_params`; :func:`conv_specs`
+checks ``architecture`` and ``input_shape``; :func:`check_input_scale` refuses inputs whose
+squares would overflow the forward pass.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import numbers
 import numpy as np
 
 from .core import parse_reinforcement
+from .core.architecture import LayerSpec, dense_sizes, parse_architecture
 
-__all__ = ["READOUTS", "check_input_scale", "check_parameters"]
+__all__ = ["DEFAULT_HIDDEN", "READOUTS", "check_input_scale", "check_parameters", "conv_specs"]
 
 #: The two readouts: EBP-P and EBP-D.
 READOUTS = ("probabilistic", "deterministic")
@@ -32,6 +34,9 @@ def check_parameters(est) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a f
     sizes = tuple(sizes)
     if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
         raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
+    specs = conv_specs(est)
+    if specs is not None and dense_sizes(specs) is not None:
+        sizes = dense_sizes(specs)  # an all-dense architecture is an MLP
     if est.weights not in ("binary", "real"):
         raise ValueError(f"weights must be 'binary' or 'real', got {est.weights!r}")
     for name in ("early_stopping", "warm_start"):
@@ -84,3 +89,39 @@ def check_input_scale(X: np.ndarray, dtype: np.dtype) -> None:
             f"|x| <= {bound:.3g} for {X.shape[1]} features: scale the features first "
             "(e.g. ebprop.datasets.Preprocessor or sklearn's StandardScaler)"
         )
+
+
+#: ``hidden_layer_sizes``'s default: with ``architecture`` given it must stay at this value.
+DEFAULT_HIDDEN = (200,)
+
+
+def conv_specs(est) -> tuple[LayerSpec, ...] | None:
+    """The hidden layers of ``est.architecture`` (None when not given); checks ``input_shape``.
+
+    ValueError (one line, naming the parameter) for a malformed string, for ``architecture``
+    given together with a non-default ``hidden_layer_sizes``, or a malformed ``input_shape``.
+    """
+    shape = getattr(est, "input_shape", None)
+    if shape is not None and (
+        isinstance(shape, str | bytes)
+        or len(tuple(shape)) != 3
+        or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
+        )  # fmt: skip
+    ):
+        raise ValueError(f"input_shape must be (height, width, channels) >= 1, got {shape!r}")
+    text = getattr(est, "architecture", None)
+    if text is None:
+        return None
+    try:
+        specs = parse_architecture(text)
+    except ValueError as exc:
+        raise ValueError(f"architecture: {exc}") from None
+    hidden = est.hidden_layer_sizes
+    hidden = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
+    if hidden != DEFAULT_HIDDEN:
+        raise ValueError(
+            "give hidden_layer_sizes or architecture, not both "
+            f"(architecture={text!r}, hidden_layer_sizes={hidden!r})"
+        )
+    return specs

@@ -14,12 +14,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .fused import refresh_moments, run_minibatches_fused, supports
 
-__all__ = ["available", "refresh_moments", "run_minibatches_fused", "supports"]
+__all__ = [
+    "available",
+    "refresh_moments",
+    "run_minibatches_fused",
+    "supports",
+    "vector_bits",
+]
 
 
 def available() -> bool:
     """True when numba (and so the fused kernels) can be imported."""
     return importlib.util.find_spec("numba") is not None
+
+
+def vector_bits() -> int | None:
+    """Bits per explicit vector the kernels compile for (512 where numba targets AVX-512F, else
+    256), or None when numba is not installed. Imports numba (once) when it is."""
+    if not available():
+        return None
+    from ._simd import VECTOR_BYTES
+
+    return 8 * VECTOR_BYTES
 
 
 def __getattr__(name: str):
