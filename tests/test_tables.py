@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,11 @@ def test_docs_tables_equal_the_committed_csvs(page):
     assert embed_tables(text, ROOT) == text, (
         f"{page}: a generated table differs from its CSV; run python -m ebprop.sweep.tables {page}"
     )
+
+
+def test_results_page_embeds_its_tables_from_csvs_that_exist():
+    text = (ROOT / "docs/results.md").read_text(encoding="utf-8")
+    csvs = re.findall(r"<!-- table: ([^ ]+) -->", text)
+    assert "experiments/mnist_deployable.csv" in csvs
+    for name in csvs:
+        read_runs_csv(ROOT / name)  # exists and is a runs table

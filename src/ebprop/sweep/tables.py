@@ -257,7 +257,8 @@ def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table the docs embed: one line per group and readout, statistics over its seeds.
 
     Test error at the validation-chosen epoch as mean ± std (ddof = 1) and per seed; mean
-    validation error, chosen epoch and seconds per epoch (training only); the deployed size;
+    validation error, chosen epoch and seconds per epoch (training only); the deployed size
+    (not for EBP-P, which is not exported);
     and the vector width and ebprop version that produced the runs.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -287,7 +288,7 @@ def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"| {_pct(float(np.mean(vals))) if vals else '–'} "
             f"| {' / '.join(str(e) for e in epochs) or '–'} "
             f"| {f'{np.mean(secs):.3g}' if secs else '–'} "
-            f"| {_size(first['bytes_deployed'] if first['weights'] == 'binary' else None)} "
+            f"| {_size(None if readout == 'EBP-P' else first['bytes_deployed'])} "
             f"| {'; '.join(made)} |"
         )
     return "\n".join(lines) + "\n"
