@@ -308,3 +308,38 @@ def test_unknown_method_in_a_model_file_is_refused(trained, tmp_path):
         ModelFormatError, match="header field .method.: unknown training method .xnor."
     ):
         load_model(path)
+
+
+def test_augment_shift_is_shared_and_binarynet_trains_on_the_same_shifted_images(tmp_path):
+    """augment_shift is a RunOptions field: a baseline draws each epoch's shifts exactly as an EBP
+    run does (epoch_train_features), so the trained network differs from the unshifted one."""
+    from ebprop.runs import RunOptions, TrainOptions
+    from ebprop.runs.data import epoch_train_features, load_features
+
+    assert RunOptions(augment_shift=2).augment_shift == 2
+    with pytest.raises(ValueError, match="augment_shift must be"):
+        BaselineOptions(method="binarynet", augment_shift=9)
+    base = {"method": "binarynet", "hidden": (16,), "epochs": 2, "dataset": "digits", "seed": 4}
+    shifted = BaselineOptions(**base, augment_shift=1)
+    plain = BaselineOptions(**base)
+    assert TrainOptions(augment_shift=1).augment_shift == 1
+    a = train_baseline(shifted, tmp_path / "a", threads=1)
+    b = train_baseline(plain, tmp_path / "b", threads=1)
+    za = np.load(tmp_path / "a" / "checkpoint.npz")
+    zb = np.load(tmp_path / "b" / "checkpoint.npz")
+    assert not np.array_equal(za["model/weights.0"], zb["model/weights.0"])
+    assert a["finished"] and b["finished"]
+    # the shifted features of an epoch are the EBP runs' own
+    data = load_features(shifted, keep_train_images=True)
+    x1 = epoch_train_features(data, 1, shifted.seed, 1)
+    assert x1.shape == data.X_train.shape and not np.array_equal(x1, data.X_train)
+
+
+def test_augment_shift_on_features_fails_cleanly_for_baselines(tmp_path):
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, X_train=rng.random((40, 6)), y_train=np.arange(40) % 3)
+    opts = BaselineOptions(method="binarynet", dataset=str(path), augment_shift=1, hidden=(4,))
+    with pytest.raises(ValueError, match="augment_shift: .* holds features"):
+        train_baseline(opts, tmp_path / "r")
+    assert not (tmp_path / "r" / "options.json").exists()

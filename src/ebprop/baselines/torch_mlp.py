@@ -43,6 +43,7 @@ from ebprop.runs import (
     patience_exhausted,
     summary_record,
 )
+from ebprop.runs.data import epoch_train_features
 
 __all__ = ["MLP", "READOUT", "build_model", "train_baseline"]
 
@@ -268,7 +269,7 @@ def train_baseline(
     if threads is not None:
         torch.set_num_threads(threads)
     # The features every run gets, loaded before anything is written: bad data fails cleanly.
-    data = load_features(options)
+    data = load_features(options, keep_train_images=options.augment_shift > 0)
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
     parts = ("train", "val", "test")
     X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
@@ -333,13 +334,19 @@ def train_baseline(
         torch.manual_seed(options.seed * 1_000_003 + epoch)
         for group in opt.param_groups:
             group["lr"] = options.learning_rate * options.lr_decay ** (epoch - 1)
+        # shifted training images (augment_shift), drawn as for EBP runs: same seed, same epoch
+        X_train = X["train"]
+        if options.augment_shift:
+            X_train = torch.from_numpy(
+                epoch_train_features(data, options.augment_shift, options.seed, epoch)
+            ).to(dtype)
         model.train()
         loss_sum, wrong = 0.0, 0
         for start in range(0, n, options.batch_size):
             idx = order[start : start + options.batch_size]
             if options.batch_norm and len(idx) < 2:
                 continue  # batch norm cannot train on a single sample
-            logits = model(X["train"][idx])
+            logits = model(X_train[idx])
             loss = _loss(logits, y["train"][idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

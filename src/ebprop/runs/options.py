@@ -172,6 +172,8 @@ class RunOptions(DataOptions):
     ``epochs`` may be raised when resuming; every other field must match the run's.
     ``patience``: stop after this many epochs without a better validation error.
     ``input_dropout``: keep probability of the inputs (None: no dropout).
+    ``augment_shift``: each epoch trains on the training images shifted anew by up to this many
+    pixels (:mod:`ebprop.datasets.augment`; 0 = off), for every method alike.
     ``extra``: free-form JSON labels (a sweep stores the run's group and name here).
     """
 
@@ -182,11 +184,13 @@ class RunOptions(DataOptions):
     batch_size: int = 10
     input_dropout: float | None = None
     patience: int | None = None
+    augment_shift: int = 0
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         super().validate()
         self.hidden = _hidden(self.hidden)
+        self.augment_shift = check_max_shift(self.augment_shift)
         self.epochs = positive_int("epochs", self.epochs)
         self.batch_size = positive_int("batch_size", self.batch_size)
         self.patience = positive_int("patience", self.patience, allow_none=True)
@@ -214,9 +218,8 @@ class TrainOptions(RunOptions):
     ``prior_variance``, ``reinforcement``; ``architecture`` (e.g. ``"16C5-MP2-32C5-MP2-128"``,
     docs/conv.md) names the hidden layers instead of ``hidden`` (giving both is an error); the
     conv layers' input shape comes from the dataset's images. ``select_by`` is the readout whose
-    validation error picks the best epoch (``model.npz``). ``augment_shift``: each epoch trains on
-    the training images shifted anew by up to this many pixels (:mod:`ebprop.datasets.augment`;
-    0 = off).
+    validation error picks the best epoch (``model.npz``). ``augment_shift`` is shared
+    (:class:`RunOptions`).
     """
 
     _what = "training options"
@@ -228,7 +231,6 @@ class TrainOptions(RunOptions):
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
-    augment_shift: int = 0
     jobs: int | None = None
 
     def validate(self) -> None:
@@ -241,7 +243,6 @@ class TrainOptions(RunOptions):
             )
         if self.refit_thresholds and self.weights != "binary":
             raise ValueError("refit_thresholds applies to binary weights only")
-        self.augment_shift = check_max_shift(self.augment_shift)
         if self.architecture is not None and self.hidden != _DEFAULT_HIDDEN:
             raise ValueError(
                 f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
