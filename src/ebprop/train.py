@@ -18,9 +18,11 @@ import numpy as np
 from . import kernels
 from .core import (
     PARAMETER_BOUND,
+    ConvNetwork,
     Network,
     Reinforcement,
     WeightFamily,
+    conv_step_inplace,
     diverged,
     step_inplace,
 )
@@ -173,8 +175,8 @@ def uses_fused_loop(net: Network, n_samples: int, n_jobs: int | None) -> bool:
     0 — never (the NumPy loop, the reference definition); k ≥ 1 — with k threads when numba is
     installed.
     """
-    if n_jobs == 0 or not kernels.available():
-        return False
+    if n_jobs == 0 or isinstance(net, ConvNetwork) or not kernels.available():
+        return False  # conv networks train in the NumPy core (no fused conv kernels)
     if n_jobs is None and n_samples * sum(h.size for h in net.H) < FUSED_MIN_WORK:
         return False
     from .kernels import supports  # imports numba
@@ -227,6 +229,7 @@ def run_minibatches_inplace(
     if callback_every < 1:
         raise ValueError(f"callback_every must be ≥ 1, got {callback_every}")
     labels = decode_outputs(Y)
+    step = conv_step_inplace if isinstance(net, ConvNetwork) else step_inplace
     n_errors = done = 0
     position = start
     n = order.shape[0]
@@ -235,7 +238,7 @@ def run_minibatches_inplace(
         rho = None
         if reinforcement is not None:
             rho = reinforcement.factors(len(net.H), epoch + position / n)
-        out = step_inplace(net, X[idx], Y[idx], nu, rho)
+        out = step(net, X[idx], Y[idx], nu, rho)
         n_errors += int(np.count_nonzero(decode_outputs(out) != labels[idx]))
         position += idx.shape[0]
         done += 1

@@ -25,6 +25,7 @@ from .app import pct
 __all__ = ["evaluate", "info", "open_model", "predict"]
 
 _PACKED_NOTE = "packed .ebpb: EBP-D (sign network) only, no EBP-P probabilities"
+_BINARYNET_NOTE = "BinaryNet: one readout, its sign network (no probabilities)"
 
 
 def open_model(path: Path):
@@ -90,6 +91,9 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
         raise click.UsageError(str(exc)) from None
     if warn:
         click.echo(warn, err=True)
+    if model.method == "binarynet":
+        _evaluate_sign_network(model, model_path, model_features(model, X), y, name, split, as_json)
+        return
     report = evaluation_report(model.estimator, model_features(model, X), y, bins)
     names = list(model.class_names)
     report |= {"model": str(model_path), "dataset": name, "split": split, "class_names": names}
@@ -105,6 +109,33 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
     )
     _per_class(names, report["per_class_error_p"], report["per_class_error_d"])
     _confusion(names, np.array(report["confusion_matrix_p"]), "EBP-P")
+
+
+def _evaluate_sign_network(model, model_path, X, y, name, split, as_json) -> None:
+    """Error of a BinaryNet model's one readout, its sign network (the EBP-D form it folds to)."""
+    est = model.estimator
+    pred = est.predict(X, readout="deterministic")
+    per = [float(np.mean(pred[y == c] != c)) if np.any(y == c) else None for c in est.classes_]
+    names = list(model.class_names)
+    report = {
+        "model": str(model_path),
+        "method": "binarynet",
+        "dataset": name,
+        "split": split,
+        "n_samples": int(len(y)),
+        "readout": "deterministic",
+        "error_d": error_rate(y, pred),
+        "class_names": names,
+        "per_class_error_d": per,
+        "confusion_matrix_d": confusion_matrix(y, pred, est.classes_).tolist(),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model_path}: {name} {split} split, {len(y)} samples ({_BINARYNET_NOTE})")
+    click.echo(f"  error  BinaryNet {pct(report['error_d'])}")
+    _per_class(names, None, per)
+    _confusion(names, np.array(report["confusion_matrix_d"]), "BinaryNet")
 
 
 def _per_class(names: list[str], err_p: list | None, err_d: list) -> None:
@@ -195,6 +226,14 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
         names, raw = read_inputs(list(inputs), tuple(pre.image_shape_), pre.max_value_, invert)
         X = model_features(model, raw)
         est = model.estimator
+        if model.method == "binarynet":  # one readout, the sign network: no probability
+            pred_d = est.predict(X, readout="deterministic")
+            rows = [
+                {"input": n, "class": None, "probability": None, "class_d": d.item(), "name_d": nd}
+                for n, d, nd in zip(names, pred_d, _name_of(model, pred_d), strict=True)
+            ]
+            _print_predictions(rows, names, as_json, "BinaryNet")
+            return
         proba = est.predict_proba(X)
         pred_p = est.classes_[proba.argmax(axis=1)]
         pred_d = est.predict(X, readout="deterministic")
@@ -217,13 +256,17 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
                 strict=True,
             )
         ]
+    _print_predictions(rows, names, as_json, "EBP-D")
+
+
+def _print_predictions(rows: list[dict], names: list[str], as_json: bool, readout: str) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(n) for n in names)
     for r in rows:
         if r["probability"] is None:
-            click.echo(f"{r['input']:<{width}}  EBP-D class {r['name_d']}")
+            click.echo(f"{r['input']:<{width}}  {readout} class {r['name_d']}")
         else:
             click.echo(
                 f"{r['input']:<{width}}  class {r['name']}  p={r['probability']:.3f}  "
@@ -265,6 +308,10 @@ def info(model_path: Path, as_json: bool) -> None:
                     "ebprop_version": meta.get("ebprop_version"),
                     "git_commit": meta.get("git_commit"),
                     "vector_bits": meta.get("vector_bits"),
+                    "method": model.method,
+                    "readouts": ["deterministic"]
+                    if model.method == "binarynet"
+                    else ["probabilistic", "deterministic"],
                     "weights": est.weights,
                     "dtype": str(np.dtype(est.dtype)),
                     "sizes": meta["architecture"]["sizes"],
@@ -290,6 +337,8 @@ def info(model_path: Path, as_json: bool) -> None:
         f"{' → '.join(map(str, sizes))}; {len(est.classes_)} classes"
     )
     click.echo(f"  classes: {_short(model.class_names)}")
+    if model.method == "binarynet":
+        click.echo(f"  {_BINARYNET_NOTE}: ±1 weights, batch norm and biases folded into thresholds")
     if pre and len(pre["image_shape"]) == 1:
         click.echo(f"  input: {pre['image_shape'][0]} features (scaling {pre['scaling']})")
     elif pre:
@@ -323,7 +372,9 @@ def info(model_path: Path, as_json: bool) -> None:
         f"{ratio:.1f}x smaller than as trained"
     )
     m = meta.get("metrics") or {}
-    if m.get("test_error_p") is not None:
+    if model.method == "binarynet" and m.get("test_error_d") is not None:
+        click.echo(f"  at epoch {m.get('epoch')}: test error BinaryNet {pct(m['test_error_d'])}")
+    elif m.get("test_error_p") is not None:
         click.echo(
             f"  at epoch {m.get('epoch')}: test error EBP-P {pct(m['test_error_p'])}, "
             f"EBP-D {pct(m['test_error_d'])}"

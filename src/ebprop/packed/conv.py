@@ -183,6 +183,32 @@ def weight_shapes(stages: list[Stage]) -> list[tuple[int, int]]:
     return [(s.n_out, pack.n_words(s.n_rows)) for s in stages if s.param >= 0]
 
 
+def check_arrays(stages: list[Stage], weights: list, thresholds: list, source: str) -> None:
+    """Refuse weight or threshold arrays that do not fit the stages (:class:`ModelFormatError`
+    naming ``source`` and the array)."""
+    shapes = weight_shapes(stages)
+    if len(weights) != len(shapes) or len(thresholds) != len(shapes) - 1:
+        raise ModelFormatError(
+            f"{source}: the layers need {len(shapes)} weight arrays and {len(shapes) - 1} "
+            "threshold arrays"
+        )
+    rows = [st.n_rows for st in stages if st.param >= 0]
+    for layer, (w, shape, n_in) in enumerate(zip(weights, shapes, rows, strict=True)):
+        if w.dtype != np.uint64 or w.shape != shape:
+            raise ModelFormatError(
+                f"{source}: weights_{layer} has shape {w.shape} ({w.dtype}), expected {shape} "
+                "uint64"
+            )
+        if not pack.padding_is_zero(w, n_in):
+            raise ModelFormatError(f"{source}: weights_{layer} has non-zero padding bits")
+    for layer, t in enumerate(thresholds):
+        if t.shape != (shapes[layer][0],) or t.dtype.kind != "i" or t.dtype.itemsize < 2:
+            raise ModelFormatError(
+                f"{source}: thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
+                f"({shapes[layer][0]},) int16/int32/int64"
+            )
+
+
 def threshold_ranges(stages: list[Stage], max_value: int) -> list[tuple[int, int]]:
     """[lo, hi] of the integer sum s of every hidden weighted layer (for clipping thresholds)."""
     out = []

@@ -405,6 +405,7 @@ def _finish(
         test_brier=metrics.brier_score(idx, proba),
         test_ece=metrics.expected_calibration_error(idx, proba, 15),
         n_weights=int(sum(c.size for c in est.coefs_)),
+        bytes_deployed=int(sum(r["bytes_deployed"] for r in metrics.model_memory(est))),
         n_biases=int(sum(b.size for b in est.intercepts_)),
         n_features=int(est.n_features_in_),
         n_train=int(data.y_train.shape[0]),

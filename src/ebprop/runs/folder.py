@@ -78,7 +78,7 @@ ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
     if f.name in ("test_fraction", "test_seed", "image_size", "resize")
-} | {"refit_thresholds": False, "augment_shift": 0}
+} | {"refit_thresholds": False, "augment_shift": 0, "fit_intercept": True}
 
 
 LOCK_NAME = ".ebprop.lock"

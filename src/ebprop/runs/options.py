@@ -171,6 +171,8 @@ class RunOptions(DataOptions):
     ``epochs`` may be raised when resuming; every other field must match the run's.
     ``patience``: stop after this many epochs without a better validation error.
     ``input_dropout``: keep probability of the inputs (None: no dropout).
+    ``augment_shift``: each epoch trains on the training images shifted anew by up to this many
+    pixels (:mod:`ebprop.datasets.augment`; 0 = off), for every method alike.
     ``extra``: free-form JSON labels (a sweep stores the run's group and name here).
     """
 
@@ -181,11 +183,13 @@ class RunOptions(DataOptions):
     batch_size: int = 10
     input_dropout: float | None = None
     patience: int | None = None
+    augment_shift: int = 0
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         super().validate()
         self.hidden = _hidden(self.hidden)
+        self.augment_shift = check_max_shift(self.augment_shift)
         self.epochs = positive_int("epochs", self.epochs)
         self.batch_size = positive_int("batch_size", self.batch_size)
         self.patience = positive_int("patience", self.patience, allow_none=True)
@@ -208,8 +212,7 @@ class TrainOptions(RunOptions):
     The EBP fields are :class:`ebprop.EBPClassifier`'s (validated by its
     :meth:`~ebprop.EBPClassifier.check_params`): ``weights``, ``init_variance``,
     ``prior_variance``, ``reinforcement``. ``select_by`` is the readout whose validation error
-    picks the best epoch (``model.npz``). ``augment_shift``: each epoch trains on the training
-    images shifted anew by up to this many pixels (:mod:`ebprop.datasets.augment`; 0 = off).
+    picks the best epoch (``model.npz``). ``augment_shift`` is shared (:class:`RunOptions`).
     """
 
     _what = "training options"
@@ -220,7 +223,6 @@ class TrainOptions(RunOptions):
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
-    augment_shift: int = 0
     jobs: int | None = None
 
     def validate(self) -> None:
@@ -233,7 +235,6 @@ class TrainOptions(RunOptions):
             )
         if self.refit_thresholds and self.weights != "binary":
             raise ValueError("refit_thresholds applies to binary weights only")
-        self.augment_shift = check_max_shift(self.augment_shift)
         EBPClassifier(**self.estimator_params()).check_params()
 
     def estimator_params(self) -> dict:

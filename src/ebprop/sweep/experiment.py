@@ -52,19 +52,25 @@ __all__ = [
 ]
 
 #: The training methods a grid can name.
-METHODS = ("ebp", "bp", "binaryconnect")
+METHODS = ("ebp", "bp", "binaryconnect", "binarynet")
 #: Readouts of each method, as they appear in the results table.
-READOUTS = {"ebp": ("EBP-P", "EBP-D"), "bp": ("BP",), "binaryconnect": ("BC",)}
+READOUTS = {
+    "ebp": ("EBP-P", "EBP-D"),
+    "bp": ("BP",),
+    "binaryconnect": ("BC",),
+    "binarynet": ("BNN",),
+}
 
 #: The keys of each method: the fields of its option class (derived, never spelled out).
 KEYS = {
     "ebp": option_keys(TrainOptions) | {"method"},
     "bp": option_keys(BaselineOptions),
     "binaryconnect": option_keys(BaselineOptions),
+    "binarynet": option_keys(BaselineOptions),
 }
 _ALL_KEYS = frozenset().union(*KEYS.values())
 #: The weight kind each baseline trains.
-BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary"}
+BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary", "binarynet": "binary"}
 # Keys that may be null: TOML has no null, so the string "none" stands for it.
 _NULLABLE = nullable_keys(TrainOptions) | nullable_keys(BaselineOptions)
 _TOP_LEVEL = frozenset({"name", "description", "out", "settings", "grid"})
