@@ -225,7 +225,7 @@ def test_sigkill_mid_run_then_resume_is_identical(tmp_path, full_run):
 
 
 def test_divergence_is_reported_and_the_last_good_checkpoint_kept(tmp_path, monkeypatch):
-    import ebprop.train as engine
+    import ebprop.trainer as engine
 
     real = engine.run_minibatches_inplace
 

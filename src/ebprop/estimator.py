@@ -20,19 +20,12 @@ from .core import (
     predict_deterministic,
     refit_deterministic_biases,
 )
-from .fitting import (
-    READOUTS,
-    EarlyStopping,
-    build_network,
-    check_input_scale,
-    check_parameters,
-    float64_network,
-    training_threads,
-    validation_split,
-)
-from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
+from .early_stopping import EarlyStopping, validation_split
+from .networks import build_network, float64_network
+from .params import READOUTS, check_input_scale, check_parameters
+from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
-__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
+__all__ = ["EBPClassifier"]
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
 
@@ -87,7 +80,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.train.uses_fused_loop`; docs/performance.md).
+        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md).
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
@@ -302,7 +295,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         return est
 
     def trainer(self) -> Trainer:
-        """A :class:`ebprop.train.Trainer` over :meth:`network`, at epoch ``n_iter_``.
+        """A :class:`ebprop.trainer.Trainer` over :meth:`network`, at epoch ``n_iter_``.
 
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
         copy back into ``n_iter_``.

@@ -68,7 +68,7 @@ from .fileio import (  # noqa: F401
     read_npz,
 )
 from .provenance import provenance
-from .train import n_outputs
+from .trainer import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",

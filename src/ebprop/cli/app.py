@@ -11,8 +11,7 @@ import warnings
 import click
 
 from .._version import __version__
-from ..exceptions import EBPropError
-from ..train import DivergenceWarning
+from ..exceptions import DivergenceWarning, EBPropError
 
 __all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "main", "pct"]
 

@@ -34,9 +34,8 @@ from .. import metrics, plots
 from .._version import __version__
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
-from ..fitting import training_threads
 from ..persist import load_model, save_model
-from ..train import Trainer
+from ..trainer import Trainer, training_threads
 from .data import Features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions

@@ -52,6 +52,7 @@ RUN_COLUMNS = (
     "readout",
     "weights",
     "network",
+    "recipe",
     "filters",
     "input_dropout",
     "seed",
@@ -65,6 +66,18 @@ RUN_COLUMNS = (
     "ebprop_version",
     "git_commit",
     "vector_bits",
+)
+# The options a recipe names (as ``ebprop train`` flags) when they differ from these values.
+_RECIPE = (
+    ("epochs", "--epochs", object()),  # always named
+    ("batch_size", "--batch-size", 10),
+    ("filters", "--filters", None),
+    ("input_dropout", "--input-dropout", None),
+    ("init_variance", "--init-variance", 1.0),
+    ("augment_shift", "--augment-shift", 0),
+    ("reinforcement", "--reinforcement", None),
+    ("select_by", "--select-by", "probabilistic"),
+    ("jobs", "--jobs", None),
 )
 _INT = {"seed", "best_epoch", "epochs_run", "n_weights", "bytes_deployed", "vector_bits"}
 _FLOAT = {"input_dropout", "val_error", "test_error", "seconds_per_epoch"}
@@ -131,6 +144,16 @@ def _chosen(summary: dict[str, Any], readout: str) -> dict[str, Any]:
             "best_epoch": summary.get("best_epoch")}  # fmt: skip
 
 
+def _recipe(opts: dict[str, Any]) -> str:
+    """The run's settings beyond network and seed, as ``ebprop train`` flags."""
+    parts = []
+    for key, flag, default in _RECIPE:
+        value = opts.get(key)
+        if key in opts and value != default:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per finished run and readout (keys :data:`RUN_COLUMNS`).
 
@@ -153,6 +176,7 @@ def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "readout": readout,
                     "weights": weights,
                     "network": network or "none",
+                    "recipe": _recipe(opts),
                     "filters": opts.get("filters") or "none",
                     "input_dropout": opts.get("input_dropout"),
                     "seed": int(opts["seed"]),
@@ -233,16 +257,17 @@ def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table the docs embed: one line per group and readout, statistics over its seeds.
 
     Test error at the validation-chosen epoch as mean ± std (ddof = 1) and per seed; mean
-    validation error, chosen epoch and seconds per epoch (training only); the deployed size;
+    validation error, chosen epoch and seconds per epoch (training only); the deployed size
+    (not for EBP-P, which is not exported);
     and the vector width and ebprop version that produced the runs.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["group"], r["readout"]), []).append(r)
     lines = [
-        "| network | weights | readout | seeds | test error % | per seed | val error % "
+        "| network | recipe | weights | readout | seeds | test error % | per seed | val error % "
         "| epoch | s/epoch | deployed | made by |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|---|",
+        "|---|---|---|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for (_, readout), members in groups.items():
         first = members[0]
@@ -257,13 +282,13 @@ def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
             {f"{m['ebprop_version'] or '?'}, {m['vector_bits'] or '?'}-bit" for m in members}
         )
         lines.append(
-            f"| {first['network']} | {first['weights']} | {readout} "
+            f"| {first['network']} | `{first['recipe']}` | {first['weights']} | {readout} "
             f"| {' '.join(str(m['seed']) for m in members)} | {test} "
             f"| {' / '.join(_pct(m['test_error']) for m in members)} "
             f"| {_pct(float(np.mean(vals))) if vals else '–'} "
             f"| {' / '.join(str(e) for e in epochs) or '–'} "
             f"| {f'{np.mean(secs):.3g}' if secs else '–'} "
-            f"| {_size(first['bytes_deployed'] if first['weights'] == 'binary' else None)} "
+            f"| {_size(None if readout == 'EBP-P' else first['bytes_deployed'])} "
             f"| {'; '.join(made)} |"
         )
     return "\n".join(lines) + "\n"

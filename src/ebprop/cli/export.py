@@ -1,4 +1,4 @@
-"""Click commands ``ebprop export`` and ``ebprop bench-inference`` (registered by the CLI)."""
+"""Deployment commands ``ebprop export`` and ``ebprop bench-inference`` (over ebprop.packed)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
 )
 def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
-    from .export_c import BOARD_FILES, write_c_model, write_c_project
-    from .fileformat import write_packed
-    from .runtime import pack_estimator
+    from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
+    from ..packed.fileformat import write_packed
+    from ..packed.runtime import pack_estimator
 
     if target != "host" and fmt != "c":
         raise click.UsageError(f"--target {target} needs --format c")
@@ -143,9 +143,9 @@ def bench_inference(
     model: str, dataset: str | None, data_dir: str | None, batches: tuple[int, ...], repeats: int
 ) -> None:
     """Images/s of the packed runtime vs the float32 EBP-D path, in one run, and file sizes."""
-    from .bench import benchmark_inference
-    from .fileformat import write_packed
-    from .runtime import pack_estimator
+    from ..packed.bench import benchmark_inference
+    from ..packed.fileformat import write_packed
+    from ..packed.runtime import pack_estimator
 
     loaded = _load(model)
     packed = pack_estimator(loaded.estimator, loaded.preprocessor)
@@ -169,3 +169,7 @@ def bench_inference(
             f"{r['path']:<22}{r['batch']:>8,}{r['images_per_s']:>14,.0f}"
             f"{r['images_per_s'] / ref[r['batch']]:>11.2f}x"
         )
+
+
+#: The commands this module adds to the ``ebprop`` group.
+DEPLOY_COMMANDS = (export, bench_inference)
