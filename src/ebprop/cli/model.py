@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..core.architecture import DenseSpec, layer_shapes, parse_architecture
 from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
@@ -275,6 +276,18 @@ def _print_predictions(rows: list[dict], names: list[str], as_json: bool, readou
 
 
 # ---------------------------------------------------------------------------- info
+def _conv_layers(architecture: dict) -> list[dict] | None:
+    """Each layer's token and output shape (h, w, c) for a conv model; None for an MLP."""
+    if "layers" not in architecture:
+        return None
+    specs = (*parse_architecture(architecture["layers"]), DenseSpec(architecture["sizes"][-1]))
+    shapes = layer_shapes(specs, tuple(architecture["input_shape"]))
+    return [
+        {"layer": spec.token(), "output_shape": list(shape)}
+        for spec, shape in zip(specs, shapes, strict=True)
+    ]
+
+
 def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -299,11 +312,14 @@ def info(model_path: Path, as_json: bool) -> None:
     rows = model_memory(est)
     total = {k: sum(r[k] for r in rows) for k in rows[0] if k not in ("layer", "shape")}
     pre = meta.get("preprocessor") or {}
+    conv = _conv_layers(meta["architecture"])
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "model": str(model_path),
+                    "architecture": meta["architecture"].get("layers"),
+                    "layer_shapes": conv,
                     "format_version": meta["format_version"],
                     "ebprop_version": meta.get("ebprop_version"),
                     "git_commit": meta.get("git_commit"),
@@ -350,6 +366,10 @@ def info(model_path: Path, as_json: bool) -> None:
         )
     if pre:
         click.echo(f"  trained on: {appearance_text(meta.get('input'))}")
+    if conv:
+        steps = [f"{r['layer']} {'x'.join(map(str, r['output_shape']))}" for r in conv]
+        shape = "x".join(map(str, meta["architecture"]["input_shape"]))
+        click.echo(f"  layers: {shape} → {' → '.join(steps)}")
     header = (
         f"  {'layer':<6}{'shape':>14}{'1-bit':>12}{'32-bit':>10}{'trained':>12}{'deployed':>12}"
     )

@@ -158,6 +158,14 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     f"[default: {' '.join(map(str, _D.hidden))}]",
 )
 @click.option(
+    "--architecture",
+    "--arch",
+    "architecture",
+    help="The hidden layers in the usual notation instead of --hidden, e.g. "
+    "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
+    "(docs/conv.md).",
+)
+@click.option(
     "--weights", type=click.Choice(["binary", "real"]), default=_D.weights, show_default=True
 )
 @click.option("--epochs", type=int, default=_D.epochs, show_default=True)
@@ -262,6 +270,8 @@ def train(ctx: click.Context, **kw) -> None:
         for name in _TRAIN_FIELDS
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
+    if {"hidden", "architecture"} <= given:
+        raise click.UsageError("give --hidden or --architecture (--arch), not both")
     if kw["from_run"] is not None:
         if kw["resume"] is not None:
             raise click.UsageError("--from starts a new run and --resume continues one; give one")
@@ -312,7 +322,7 @@ def train(ctx: click.Context, **kw) -> None:
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hidden = "-".join(str(h) for h in options.hidden) or "none"
+    hidden = options.architecture or "-".join(str(h) for h in options.hidden) or "none"
     quiet, as_json = kw["quiet"], kw["as_json"]
 
     def say(text: str) -> None:  # progress lines: stdout, or stderr when stdout is the JSON
