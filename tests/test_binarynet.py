@@ -343,3 +343,23 @@ def test_augment_shift_on_features_fails_cleanly_for_baselines(tmp_path):
     with pytest.raises(ValueError, match="augment_shift: .* holds features"):
         train_baseline(opts, tmp_path / "r")
     assert not (tmp_path / "r" / "options.json").exists()
+
+
+@pytest.mark.parametrize("name", ["deepmp_mnist", "deepmp_fashion", "deployable_vs_binarynet"])
+def test_published_protocol_experiments_parse_with_their_stated_settings(name):
+    from pathlib import Path
+
+    from ebprop.sweep import load_experiment
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / f"{name}.toml")
+    by_method = {}
+    for run in exp.runs:
+        by_method.setdefault(run.method, []).append(run.options)
+    assert {o["seed"] for opts in by_method.values() for o in opts} == {0, 1, 2}
+    assert all(o["batch_size"] == 10 for o in by_method["ebp"])
+    assert all(o["batch_size"] == 128 for o in by_method["binarynet"])
+    assert {o["batch_norm"] for o in by_method["binarynet"]} == {False, True}
+    assert [r.options["seed"] for r in exp.runs[: len(by_method)]] == [0] * len(by_method)
+    shift = 1 if name.startswith("deployable") else 0
+    assert {o["augment_shift"] for opts in by_method.values() for o in opts} == {shift}
+    assert {o["validation"] for opts in by_method.values() for o in opts} <= {None, 10000}

@@ -80,3 +80,16 @@ def test_cortex_qemu_cnn_equals_ebp_d(cnn, tmp_path, target):
     assert sizes["model"].text < weight_bytes + 4096
     assert 0 < r.stack_peak < 1024
     assert (r.ticks > 0).all()
+
+
+def test_bench_inference_runs_the_cnn(cnn, tmp_path):
+    ds, est, pre, _ = cnn
+    path = tmp_path / "cnn.npz"
+    save_model(path, est, pre, {})
+    res = CliRunner().invoke(
+        main, ["bench-inference", str(path), "--dataset", "digits", "--batch", "1", "--batch",
+               "50", "--repeats", "1"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "packed (numpy)" in res.output and "float32 (model only)" in res.output
+    assert "numba" not in res.output  # a CNN has NumPy kernels only

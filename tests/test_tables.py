@@ -70,16 +70,19 @@ def test_report_markdown_over_a_sweep_is_the_table_its_csv_gives(sweep, tmp_path
     from_csv = CliRunner().invoke(main, ["report", str(tmp_path / "t.csv"), "--format", "markdown"])
     assert md.exit_code == 0 and from_csv.exit_code == 0
     assert md.output == from_csv.output == docs_markdown(read_runs_csv(tmp_path / "t.csv"))
-    # the binary EBP-P line: mean ± std (ddof 1) of the two seeds' summaries, computed here
-    tests = [
-        json.loads((sweep / f"ebp-binary-h32-f_none-do1-s{s}" / "summary.json").read_text())[
-            "models"
-        ]["EBP-P"]["test_error"]
-        for s in (0, 1)
-    ]
-    want = f"{100 * np.mean(tests):.2f} ± {100 * np.std(tests, ddof=1):.2f}"
-    line = next(x for x in md.output.splitlines() if "| binary | EBP-P |" in x)
-    assert f"| 0 1 | {want} |" in line
+    # the binary line: each readout's mean ± std (ddof 1) over the seeds' summaries, here
+    line = next(x for x in md.output.splitlines() if "| 64-32-10, binary EBP |" in x)
+    cells = {}
+    for readout in ("EBP-D", "EBP-P"):
+        tests = [
+            json.loads((sweep / f"ebp-binary-h32-f_none-do1-s{s}" / "summary.json").read_text())[
+                "models"
+            ][readout]["test_error"]
+            for s in (0, 1)
+        ]
+        mean = f"{100 * np.mean(tests):.2f} ± {100 * np.std(tests, ddof=1):.2f}"
+        cells[readout] = f"{mean} | {100 * tests[0]:.2f} / {100 * tests[1]:.2f}"
+    assert f"| 0 1 | {cells['EBP-D']} | {cells['EBP-P']} |" in line
 
 
 def test_runs_csv_refuses_other_files(tmp_path):
@@ -118,8 +121,8 @@ def test_embed_tables_rewrites_each_marked_block(tmp_path):
     page = "intro\n<!-- table: t.csv -->\nstale\n<!-- end table -->\nafter\n"
     new = embed_tables(page, tmp_path)
     assert new.startswith("intro\n<!-- table: t.csv -->\n| network |")
-    assert "| 784-10 | `--epochs 4` | binary | EBP-D | 0 | 20.00 | 20.00 | 10.00 | 3 | 1.5 " in new
-    assert "| 1.0 KiB | 0.2.0, 512-bit |" in new
+    want = "| 784-10, binary EBP | `--epochs 4` | 0 | 20.00 | 20.00 | – | – | 10.00 | 3 | 1.5 "
+    assert want + "| 1.0 KiB | 0.2.0, 512-bit |" in new
     assert new.endswith("<!-- end table -->\nafter\n")
     assert embed_tables(new, tmp_path) == new
 

@@ -101,6 +101,15 @@ def _epoch_line(r: dict, epochs: int) -> str:
     )
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A folder option as a Path; an empty one is refused (it would mean the current folder)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("an empty path; name a folder (e.g. runs/first)", param=param)
+    return Path(value)
+
+
 def _default_out(dataset: str) -> Path:
     label = Path(dataset).stem if is_dataset_path(dataset) else dataset
     base = Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -220,18 +229,21 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
 @click.option("--patience", type=int, help="Stop after this many epochs without progress.")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Run directory. [default: runs/<dataset>-<timestamp>]",
 )
 @click.option(
     "--resume",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Continue the run in this directory from its checkpoint (--epochs may be raised).",
 )
 @click.option(
     "--from",
     "from_run",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Warm start: a new run (--out) that continues the finished run in this directory from "
     "its last checkpoint, with its options; only --epochs (more), --reinforcement (starting at "
     "or after the epoch it reached), --patience and --jobs may change.",

@@ -206,9 +206,31 @@ def train_run(
     Raises
     ------
     FileExistsError
-        If ``out_dir`` already holds a run and ``resume`` is False.
+        If ``out_dir`` already holds a run and ``resume`` is False, or is a non-empty folder
+        that holds no run.
+    RunFolderBusyError
+        If another process is training into ``out_dir`` (:meth:`RunFolder.claim`).
     """
     folder = RunFolder(out_dir)
+    with folder.claim():
+        return _train_claimed(
+            folder, options, resume, progress, on_epoch, stop_event, on_batch,
+            checkpoint_every, make_plots,
+        )  # fmt: skip
+
+
+def _train_claimed(
+    folder: RunFolder,
+    options: TrainOptions | None,
+    resume: bool,
+    progress: bool,
+    on_epoch: Callable[[dict], None] | None,
+    stop_event: threading.Event | None,
+    on_batch: BatchHook | None,
+    checkpoint_every: float | None,
+    make_plots: bool,
+) -> dict:
+    """:func:`train_run` in a folder whose lock this process holds."""
     out_dir = folder.path
     options, finished = folder.check_start(options, TrainOptions, resume)
     if finished is not None:

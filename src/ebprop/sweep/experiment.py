@@ -180,7 +180,7 @@ def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[st
     parts = [method, weights, hidden, f"f_{_fmt(opts.get('filters'))}"]
     parts.append(f"do{_fmt(keep if keep is not None else 1)}")
     if method != "ebp":
-        parts.append(opts.get("activation", "relu"))
+        parts.append("sign" if method == "binarynet" else opts.get("activation", "relu"))
         hd = opts.get("hidden_dropout")
         parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
     for key in axes:
