@@ -3,7 +3,7 @@
 Run as a script (never part of the test suite; needs gcc-arm-none-eabi, libnewlib-arm-none-eabi,
 qemu-system-arm)::
 
-    python benchmarks/bench_cortex.py runs/model.npz --data-dir /work/shared/data
+    python benchmarks/bench_cortex.py runs/model.npz --data-dir DATA_DIR
 
 For each target (cortex-m0plus on QEMU's microbit board, a Cortex-M0 with the same ARMv6-M
 instruction set; cortex-m4 on mps2-an386) it writes the project of ``ebprop export --format c

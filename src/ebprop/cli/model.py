@@ -201,7 +201,9 @@ def _evaluate_packed(net, model_path, split, dataset, data_dir, as_json) -> None
     type=click.Choice(["auto", "yes", "no"]),
     default="auto",
     show_default=True,
-    help="Invert images (auto: when the border is light, i.e. dark ink on white).",
+    help="Invert images. auto: to the polarity of the model's training images (dark ink on "
+    "light or light on dark, recorded in the model); models written before format 2: when the "
+    "border is light.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bool) -> None:
@@ -210,10 +212,19 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
     MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only: no probability).
     """
     model = open_model(model_path)
+    appearance = (
+        model.metadata.get("input") if isinstance(model, LoadedModel) else model.model.input
+    )
+    if appearance is None and invert == "auto" and any(p.suffix.lower() != ".npy" for p in inputs):
+        click.echo(
+            f"note: {model_path} does not record how its training images looked (written before "
+            "model format 2): --invert auto guesses from each image's border",
+            err=True,
+        )
     if not isinstance(model, LoadedModel):
         prep = model.model.preprocessing
         names, raw = read_inputs(
-            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert
+            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert, appearance
         )
         pred_d = model.predict(np.rint(raw).astype(np.uint8))
         rows = [
@@ -224,7 +235,9 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
         pre = model.preprocessor
         if pre is None:
             raise ValueError(f"{model_path}: the model has no preprocessor; cannot read inputs")
-        names, raw = read_inputs(list(inputs), tuple(pre.image_shape_), pre.max_value_, invert)
+        names, raw = read_inputs(
+            list(inputs), tuple(pre.image_shape_), pre.max_value_, invert, appearance
+        )
         X = model_features(model, raw)
         est = model.estimator
         if model.method == "binarynet":  # one readout, the sign network: no probability

@@ -72,7 +72,7 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
     )
 
 
-#: Options added after runs were stored (issues 10 and 15; augment_shift in session 4); a stored
+#: Options added after runs were stored (issues 10 and 15, then augment_shift); a stored
 #: run without them used these.
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
