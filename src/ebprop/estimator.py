@@ -20,21 +20,15 @@ from .core import (
     predict_deterministic,
     refit_deterministic_biases,
 )
-from .fitting import (
-    READOUTS,
-    EarlyStopping,
-    build_network,
-    check_input_scale,
-    check_parameters,
-    float64_network,
-    training_threads,
-    validation_split,
-)
-from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs
+from .early_stopping import EarlyStopping, validation_split
+from .networks import build_network, float64_network
+from .params import READOUTS, check_input_scale, check_parameters
+from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
-__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
+__all__ = ["EBPClassifier"]
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
+_CONV_CHUNK = 128  # the same for conv networks, whose im2col rows are positions × samples
 
 
 class EBPClassifier(ClassifierMixin, BaseEstimator):
@@ -87,7 +81,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.train.uses_fused_loop`; docs/performance.md).
+        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md).
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
@@ -302,7 +296,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         return est
 
     def trainer(self) -> Trainer:
-        """A :class:`ebprop.train.Trainer` over :meth:`network`, at epoch ``n_iter_``.
+        """A :class:`ebprop.trainer.Trainer` over :meth:`network`, at epoch ``n_iter_``.
 
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
         copy back into ``n_iter_``.
@@ -437,12 +431,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
-        for s in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = X[s : s + _PREDICT_CHUNK]
+        step = _CONV_CHUNK if isinstance(net, ConvNetwork) else _PREDICT_CHUNK
+        for s in range(0, X.shape[0], step):
+            chunk = X[s : s + step]
             if readout == "probabilistic":
-                out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
+                out[s : s + step] = output_z(net, chunk)
             else:
-                out[s : s + _PREDICT_CHUNK] = predict_deterministic(
+                out[s : s + step] = predict_deterministic(
                     net, chunk, W, getattr(self, "deterministic_intercepts_", None)
                 )
         return out

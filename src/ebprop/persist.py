@@ -68,10 +68,11 @@ from .fileio import (  # noqa: F401
     read_npz,
 )
 from .provenance import provenance
-from .train import n_outputs
+from .trainer import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
+    "METHODS",
     "OPTIONAL_FIELDS",
     "LoadedModel",
     "estimator_params",
@@ -101,9 +102,22 @@ _ESTIMATOR_PARAMS = (
 )
 
 
+#: Training methods a model file may record (optional header field ``method``, default "ebp");
+#: ``"binarynet"``: a BinaryNet folded into ±1 weights and EBP-D biases, whose one readout is
+#: that sign network (:mod:`ebprop.baselines.binarynet`).
+METHODS = ("ebp", "binarynet")
+
+
+def _check_method(value: Any) -> str:
+    if value not in METHODS:
+        raise ValueError(f"unknown training method {value!r}; this ebprop reads {METHODS}")
+    return value
+
+
 #: Optional header fields: name -> (default for files that lack it, check returning the value).
 OPTIONAL_FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "input": (None, check_appearance),
+    "method": ("ebp", _check_method),
 }
 #: Header fields that must be JSON objects when present (free-form inside).
 _OBJECT_FIELDS = ("training_options", "checksums", "metrics", "extra")
@@ -163,6 +177,11 @@ class LoadedModel:
     estimator: EBPClassifier
     preprocessor: Any | None
     metadata: dict = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        """The training method: ``"ebp"``, or ``"binarynet"`` (one readout, the sign network)."""
+        return self.metadata.get("method", "ebp")
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets.augment import check_max_shift
 from ..estimator import EBPClassifier
 
@@ -171,6 +172,8 @@ class RunOptions(DataOptions):
     ``epochs`` may be raised when resuming; every other field must match the run's.
     ``patience``: stop after this many epochs without a better validation error.
     ``input_dropout``: keep probability of the inputs (None: no dropout).
+    ``augment_shift``: each epoch trains on the training images shifted anew by up to this many
+    pixels (:mod:`ebprop.datasets.augment`; 0 = off), for every method alike.
     ``extra``: free-form JSON labels (a sweep stores the run's group and name here).
     """
 
@@ -181,11 +184,13 @@ class RunOptions(DataOptions):
     batch_size: int = 10
     input_dropout: float | None = None
     patience: int | None = None
+    augment_shift: int = 0
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         super().validate()
         self.hidden = _hidden(self.hidden)
+        self.augment_shift = check_max_shift(self.augment_shift)
         self.epochs = positive_int("epochs", self.epochs)
         self.batch_size = positive_int("batch_size", self.batch_size)
         self.patience = positive_int("patience", self.patience, allow_none=True)
@@ -195,6 +200,9 @@ class RunOptions(DataOptions):
         ):
             raise ValueError(f"input_dropout must be a keep probability in (0, 1], got {p!r}")
 
+
+#: ``RunOptions.hidden``'s default: with ``architecture`` given, ``hidden`` must keep it.
+_DEFAULT_HIDDEN = (100,)
 
 #: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
 #: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
@@ -207,20 +215,22 @@ class TrainOptions(RunOptions):
 
     The EBP fields are :class:`ebprop.EBPClassifier`'s (validated by its
     :meth:`~ebprop.EBPClassifier.check_params`): ``weights``, ``init_variance``,
-    ``prior_variance``, ``reinforcement``. ``select_by`` is the readout whose validation error
-    picks the best epoch (``model.npz``). ``augment_shift``: each epoch trains on the training
-    images shifted anew by up to this many pixels (:mod:`ebprop.datasets.augment`; 0 = off).
+    ``prior_variance``, ``reinforcement``; ``architecture`` (e.g. ``"16C5-MP2-32C5-MP2-128"``,
+    docs/conv.md) names the hidden layers instead of ``hidden`` (giving both is an error); the
+    conv layers' input shape comes from the dataset's images. ``select_by`` is the readout whose
+    validation error picks the best epoch (``model.npz``). ``augment_shift`` is shared
+    (:class:`RunOptions`).
     """
 
     _what = "training options"
 
+    architecture: str | None = None
     weights: str = "binary"
     init_variance: float = 1.0
     prior_variance: float = 1.0
     reinforcement: float | str | None = None
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
-    augment_shift: int = 0
     jobs: int | None = None
 
     def validate(self) -> None:
@@ -233,13 +243,27 @@ class TrainOptions(RunOptions):
             )
         if self.refit_thresholds and self.weights != "binary":
             raise ValueError("refit_thresholds applies to binary weights only")
-        self.augment_shift = check_max_shift(self.augment_shift)
+        if self.architecture is not None and self.hidden != _DEFAULT_HIDDEN:
+            raise ValueError(
+                f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
+                f"architecture {self.architecture!r})"
+            )
         EBPClassifier(**self.estimator_params()).check_params()
+        if self.refit_thresholds and is_convolutional(parse_architecture(self.architecture or "1")):
+            raise ValueError("refit_thresholds supports fully connected networks only")
 
     def estimator_params(self) -> dict:
-        """Constructor parameters of the :class:`EBPClassifier` this run trains."""
+        """Constructor parameters of the :class:`EBPClassifier` this run trains.
+
+        With ``architecture``, the estimator's ``input_shape`` is left to the caller (it comes
+        from the data: :attr:`ebprop.runs.data.Features.input_shape`).
+        """
+        if self.architecture is not None:
+            layers = {"architecture": self.architecture}
+        else:
+            layers = {"hidden_layer_sizes": list(self.hidden)}
         return {
-            "hidden_layer_sizes": list(self.hidden),
+            **layers,
             "weights": self.weights,
             "batch_size": self.batch_size,
             "max_iter": self.epochs,

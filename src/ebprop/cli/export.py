@@ -1,4 +1,4 @@
-"""Click commands ``ebprop export`` and ``ebprop bench-inference`` (registered by the CLI)."""
+"""Deployment commands ``ebprop export`` and ``ebprop bench-inference`` (over ebprop.packed)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def _kb(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
-def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
-    """Bytes of the weights stored as float32: 4 · Σ n_l · n_{l+1}."""
-    return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
+    """Refuse an output path that is the input model (``export m.npz -o m.npz``)."""
+    src = Path(model).resolve()
+    for out in outputs:
+        if out.resolve() == src or (out.exists() and src.exists() and out.samefile(src)):
+            raise FileExistsError(
+                f"-o {out}: that is the input model {model}; it would be overwritten. Give "
+                "another output path"
+            )
 
 
 @click.command("export")
@@ -45,9 +51,10 @@ def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
 )
 def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
-    from .export_c import write_c_model, write_c_project
-    from .fileformat import write_packed
-    from .runtime import pack_estimator
+    from ..packed.conv import layers_text, weight_count
+    from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
+    from ..packed.fileformat import write_packed
+    from ..packed.runtime import pack_estimator
 
     if target != "host" and fmt != "c":
         raise click.UsageError(f"--target {target} needs --format c")
@@ -63,14 +70,14 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
         class_names=loaded.class_names,
         input=loaded.metadata.get("input"),
     )
-    sizes = packed.sizes
-    f32 = float32_weight_bytes(sizes)
+    f32 = 4 * weight_count(packed)
     wbytes = sum(w.nbytes for w in packed.weights)
     if fmt == "packed":
         out = Path(output) if output else Path(model).with_suffix(".ebpb")
+        _refuse_overwriting(model, [out])
         size = write_packed(out, packed)
         click.echo(
-            f"wrote {out} ({_kb(size)}): layers {'-'.join(map(str, sizes))}, packed weights "
+            f"wrote {out} ({_kb(size)}): layers {layers_text(packed)}, packed weights "
             f"{_kb(wbytes)} vs {_kb(f32)} as float32 ({f32 / wbytes:.1f}x smaller; whole file "
             f"{f32 / size:.1f}x)"
         )
@@ -80,6 +87,8 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
             if output
             else Path(model).with_suffix("").with_name(Path(model).stem + "_c")
         )
+        written = ["model.h", "model.c"] + ([] if target == "host" else list(BOARD_FILES))
+        _refuse_overwriting(model, [folder] + [folder / name for name in written])
         if target == "host":
             h_path, c_path = write_c_model(packed, folder)
             click.echo(f"wrote {h_path} and {c_path}: int ebprop_predict(const uint8_t *pixels)")
@@ -129,19 +138,19 @@ def bench_inference(
     model: str, dataset: str | None, data_dir: str | None, batches: tuple[int, ...], repeats: int
 ) -> None:
     """Images/s of the packed runtime vs the float32 EBP-D path, in one run, and file sizes."""
-    from .bench import benchmark_inference
-    from .fileformat import write_packed
-    from .runtime import pack_estimator
+    from ..packed.bench import benchmark_inference
+    from ..packed.conv import layers_text, weight_count
+    from ..packed.fileformat import write_packed
+    from ..packed.runtime import pack_estimator
 
     loaded = _load(model)
     packed = pack_estimator(loaded.estimator, loaded.preprocessor)
     images, what = _bench_images(loaded, dataset, data_dir, max(batches), 0)
     with tempfile.TemporaryDirectory() as tmp:
         ebpb = write_packed(Path(tmp) / "model.ebpb", packed)
-    sizes = packed.sizes
-    f32 = float32_weight_bytes(sizes)
+    f32 = 4 * weight_count(packed)
     wbytes = sum(w.nbytes for w in packed.weights)
-    click.echo(f"network {'-'.join(map(str, sizes))}; {what}")
+    click.echo(f"network {layers_text(packed)}; {what}")
     click.echo(
         f"sizes: model .npz {_kb(Path(model).stat().st_size)}, weights as float32 {_kb(f32)}, "
         f"packed weights {_kb(wbytes)} ({f32 / wbytes:.1f}x smaller), .ebpb file {_kb(ebpb)} "
@@ -155,3 +164,7 @@ def bench_inference(
             f"{r['path']:<22}{r['batch']:>8,}{r['images_per_s']:>14,.0f}"
             f"{r['images_per_s'] / ref[r['batch']]:>11.2f}x"
         )
+
+
+#: The commands this module adds to the ``ebprop`` group.
+DEPLOY_COMMANDS = (export, bench_inference)

@@ -1,4 +1,4 @@
-"""The fused training loop: a drop-in for :func:`ebprop.train.run_minibatches_inplace`.
+"""The fused training loop: a drop-in for :func:`ebprop.trainer.run_minibatches_inplace`.
 
 Per minibatch t (its forward statistics already computed):
 
@@ -110,7 +110,7 @@ def _zeros(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
     # A minibatch buffer on a cache line, as the parameters are: the kernels load Δ's rows (the
     # backward product, the update) and the sparse update's scratch rows as whole vectors, and a
     # vector across two cache lines costs two loads (the backward product 1.2x slower,
-    # docs/performance.md, session 13).
+    # docs/performance.md, decision 9).
     a = aligned_empty(shape, dt)
     a[...] = 0
     return a
@@ -252,7 +252,7 @@ def run_minibatches_fused(
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place, with the fused kernels.
 
-    Same arguments, behaviour and return value as :func:`ebprop.train.run_minibatches_inplace`
+    Same arguments, behaviour and return value as :func:`ebprop.trainer.run_minibatches_inplace`
     (which is the definition), plus ``n_jobs``: threads that split each layer (1 = serial). BLAS
     is limited to one thread meanwhile (no oversubscription). Results equal the NumPy path to
     float round-off; for a given ``n_jobs`` they are bit-identical run to run, and a run stopped
