@@ -29,7 +29,7 @@ import numpy as np
 
 import ebprop.core.step as step_module
 from ebprop import EBPClassifier
-from ebprop.train import DivergenceWarning
+from ebprop.trainer import DivergenceWarning
 
 GRIDS = {
     "digits": dict(hidden=[(), (4,), (8,), (16,), (32,), (64,)], batch=[1, 10, 32, 100], seeds=10),

@@ -16,7 +16,7 @@ import ebprop.core.step as step_module
 from ebprop import EBPClassifier
 from ebprop.core import backward, forward, init_network, make_family, step_inplace, update_inplace
 from ebprop.core.overshoot import curvature, overshoot_gain
-from ebprop.train import DivergenceWarning, encode_targets
+from ebprop.trainer import DivergenceWarning, encode_targets
 
 DATA = Path(__file__).parent / "data"
 sys.path.insert(0, str(DATA))
