@@ -3,7 +3,7 @@
 Run as a script (never part of the test suite)::
 
     python benchmarks/bench_train.py --blas-threads 1            # the table of docs/performance.md
-    python benchmarks/bench_train.py --mnist-epoch /work/shared/data/mnist   # one real epoch
+    python benchmarks/bench_train.py --mnist-epoch DATA_DIR/mnist     # one real epoch
     python benchmarks/bench_train.py --blas-threads 1 --nets 784-200-10 784-800-800-10 \
         --batches 10 --dtypes float32 --jobs 1 2                 # issue 13: the fused kernels
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ def test_report_csv_holds_each_run_and_its_provenance(sweep, tmp_path):
         est = load_model(sweep / name / "model.npz").estimator
         assert r["bytes_deployed"] == sum(m["bytes_deployed"] for m in model_memory(est))
         assert r["network"] == "64-32-10"
+        assert r["recipe"] == "--epochs 2 --batch-size 8"
 
 
 def test_report_markdown_over_a_sweep_is_the_table_its_csv_gives(sweep, tmp_path):
@@ -68,23 +70,26 @@ def test_report_markdown_over_a_sweep_is_the_table_its_csv_gives(sweep, tmp_path
     from_csv = CliRunner().invoke(main, ["report", str(tmp_path / "t.csv"), "--format", "markdown"])
     assert md.exit_code == 0 and from_csv.exit_code == 0
     assert md.output == from_csv.output == docs_markdown(read_runs_csv(tmp_path / "t.csv"))
-    # the binary EBP-P line: mean ± std (ddof 1) of the two seeds' summaries, computed here
-    tests = [
-        json.loads((sweep / f"ebp-binary-h32-f_none-do1-s{s}" / "summary.json").read_text())[
-            "models"
-        ]["EBP-P"]["test_error"]
-        for s in (0, 1)
-    ]
-    want = f"{100 * np.mean(tests):.2f} ± {100 * np.std(tests, ddof=1):.2f}"
-    line = next(x for x in md.output.splitlines() if "| binary | EBP-P |" in x)
-    assert f"| 0 1 | {want} |" in line
+    # the binary line: each readout's mean ± std (ddof 1) over the seeds' summaries, here
+    line = next(x for x in md.output.splitlines() if "| 64-32-10, binary EBP |" in x)
+    cells = {}
+    for readout in ("EBP-D", "EBP-P"):
+        tests = [
+            json.loads((sweep / f"ebp-binary-h32-f_none-do1-s{s}" / "summary.json").read_text())[
+                "models"
+            ][readout]["test_error"]
+            for s in (0, 1)
+        ]
+        mean = f"{100 * np.mean(tests):.2f} ± {100 * np.std(tests, ddof=1):.2f}"
+        cells[readout] = f"{mean} | {100 * tests[0]:.2f} / {100 * tests[1]:.2f}"
+    assert f"| 0 1 | {cells['EBP-D']} | {cells['EBP-P']} |" in line
 
 
 def test_runs_csv_refuses_other_files(tmp_path):
     (tmp_path / "a.csv").write_text("group,seed\nx,1\n")
     with pytest.raises(DataError, match="not a runs table"):
         read_runs_csv(tmp_path / "a.csv")
-    row = ",".join(["g", "ebp", "EBP-P", "binary", "n", "none", "", "zero"] + [""] * 10)
+    row = ",".join(["g", "ebp", "EBP-P", "binary", "n", "", "none", "", "zero"] + [""] * 10)
     (tmp_path / "b.csv").write_text(",".join(RUN_COLUMNS) + "\n" + row + "\n")
     with pytest.raises(DataError, match=r"b.csv:2: seed = 'zero' is not a number"):
         read_runs_csv(tmp_path / "b.csv")
@@ -111,12 +116,13 @@ def test_sizes_fall_back_to_the_layer_rule_for_old_summaries():
 
 
 def test_embed_tables_rewrites_each_marked_block(tmp_path):
-    rows = "\n".join(["g,ebp,EBP-D,binary,784-10,none,,0,0.1,0.2,3,4,1.5,7840,1040,0.2.0,abc,512"])
+    rows = "g,ebp,EBP-D,binary,784-10,--epochs 4,none,,0,0.1,0.2,3,4,1.5,7840,1040,0.2.0,abc,512"
     (tmp_path / "t.csv").write_text(",".join(RUN_COLUMNS) + "\n" + rows + "\n")
     page = "intro\n<!-- table: t.csv -->\nstale\n<!-- end table -->\nafter\n"
     new = embed_tables(page, tmp_path)
     assert new.startswith("intro\n<!-- table: t.csv -->\n| network |")
-    assert "| 784-10 | binary | EBP-D | 0 | 20.00 | 20.00 | 10.00 | 3 | 1.5 | 1.0 KiB" in new
+    want = "| 784-10, binary EBP | `--epochs 4` | 0 | 20.00 | 20.00 | – | – | 10.00 | 3 | 1.5 "
+    assert want + "| 1.0 KiB | 0.2.0, 512-bit |" in new
     assert new.endswith("<!-- end table -->\nafter\n")
     assert embed_tables(new, tmp_path) == new
 
@@ -127,3 +133,11 @@ def test_docs_tables_equal_the_committed_csvs(page):
     assert embed_tables(text, ROOT) == text, (
         f"{page}: a generated table differs from its CSV; run python -m ebprop.sweep.tables {page}"
     )
+
+
+def test_results_page_embeds_its_tables_from_csvs_that_exist():
+    text = (ROOT / "docs/results.md").read_text(encoding="utf-8")
+    csvs = re.findall(r"<!-- table: ([^ ]+) -->", text)
+    assert "experiments/mnist_deployable.csv" in csvs
+    for name in csvs:
+        read_runs_csv(ROOT / name)  # exists and is a runs table

@@ -335,7 +335,8 @@ PARAMS: dict[str, Param] = {
     for p in (
         Param("hidden_layer_sizes", DEFAULT_HIDDEN, _widths, "Widths of the hidden layers.",
               option="hidden", to_json=_list_json),
-        Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'."),
+        Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'.",
+              option="architecture", annotation="str | None"),
         Param("input_shape", None, Nullable(_shape3), "How conv layers see a row of X.",
               to_json=_list_json),
         Param("weights", "binary", Choice("binary", "real"), "Binary (±1) or real weights.",

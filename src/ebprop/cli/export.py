@@ -24,6 +24,17 @@ def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
     return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
+def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
+    """Refuse an output path that is the input model (``export m.npz -o m.npz``)."""
+    src = Path(model).resolve()
+    for out in outputs:
+        if out.resolve() == src or (out.exists() and src.exists() and out.samefile(src)):
+            raise FileExistsError(
+                f"-o {out}: that is the input model {model}; it would be overwritten. Give "
+                "another output path"
+            )
+
+
 @click.command("export")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -45,7 +56,7 @@ def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
 )
 def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
-    from ..packed.export_c import write_c_model, write_c_project
+    from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
     from ..packed.fileformat import write_packed
     from ..packed.runtime import pack_estimator
 
@@ -68,6 +79,7 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
     wbytes = sum(w.nbytes for w in packed.weights)
     if fmt == "packed":
         out = Path(output) if output else Path(model).with_suffix(".ebpb")
+        _refuse_overwriting(model, [out])
         size = write_packed(out, packed)
         click.echo(
             f"wrote {out} ({_kb(size)}): layers {'-'.join(map(str, sizes))}, packed weights "
@@ -80,6 +92,8 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
             if output
             else Path(model).with_suffix("").with_name(Path(model).stem + "_c")
         )
+        written = ["model.h", "model.c"] + ([] if target == "host" else list(BOARD_FILES))
+        _refuse_overwriting(model, [folder] + [folder / name for name in written])
         if target == "host":
             h_path, c_path = write_c_model(packed, folder)
             click.echo(f"wrote {h_path} and {c_path}: int ebprop_predict(const uint8_t *pixels)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..core.architecture import DenseSpec, layer_shapes, parse_architecture
 from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
@@ -200,7 +201,9 @@ def _evaluate_packed(net, model_path, split, dataset, data_dir, as_json) -> None
     type=click.Choice(["auto", "yes", "no"]),
     default="auto",
     show_default=True,
-    help="Invert images (auto: when the border is light, i.e. dark ink on white).",
+    help="Invert images. auto: to the polarity of the model's training images (dark ink on "
+    "light or light on dark, recorded in the model); models written before format 2: when the "
+    "border is light.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bool) -> None:
@@ -209,10 +212,19 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
     MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only: no probability).
     """
     model = open_model(model_path)
+    appearance = (
+        model.metadata.get("input") if isinstance(model, LoadedModel) else model.model.input
+    )
+    if appearance is None and invert == "auto" and any(p.suffix.lower() != ".npy" for p in inputs):
+        click.echo(
+            f"note: {model_path} does not record how its training images looked (written before "
+            "model format 2): --invert auto guesses from each image's border",
+            err=True,
+        )
     if not isinstance(model, LoadedModel):
         prep = model.model.preprocessing
         names, raw = read_inputs(
-            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert
+            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert, appearance
         )
         pred_d = model.predict(np.rint(raw).astype(np.uint8))
         rows = [
@@ -223,7 +235,9 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
         pre = model.preprocessor
         if pre is None:
             raise ValueError(f"{model_path}: the model has no preprocessor; cannot read inputs")
-        names, raw = read_inputs(list(inputs), tuple(pre.image_shape_), pre.max_value_, invert)
+        names, raw = read_inputs(
+            list(inputs), tuple(pre.image_shape_), pre.max_value_, invert, appearance
+        )
         X = model_features(model, raw)
         est = model.estimator
         if model.method == "binarynet":  # one readout, the sign network: no probability
@@ -275,6 +289,18 @@ def _print_predictions(rows: list[dict], names: list[str], as_json: bool, readou
 
 
 # ---------------------------------------------------------------------------- info
+def _conv_layers(architecture: dict) -> list[dict] | None:
+    """Each layer's token and output shape (h, w, c) for a conv model; None for an MLP."""
+    if "layers" not in architecture:
+        return None
+    specs = (*parse_architecture(architecture["layers"]), DenseSpec(architecture["sizes"][-1]))
+    shapes = layer_shapes(specs, tuple(architecture["input_shape"]))
+    return [
+        {"layer": spec.token(), "output_shape": list(shape)}
+        for spec, shape in zip(specs, shapes, strict=True)
+    ]
+
+
 def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -299,11 +325,14 @@ def info(model_path: Path, as_json: bool) -> None:
     rows = model_memory(est)
     total = {k: sum(r[k] for r in rows) for k in rows[0] if k not in ("layer", "shape")}
     pre = meta.get("preprocessor") or {}
+    conv = _conv_layers(meta["architecture"])
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "model": str(model_path),
+                    "architecture": meta["architecture"].get("layers"),
+                    "layer_shapes": conv,
                     "format_version": meta["format_version"],
                     "ebprop_version": meta.get("ebprop_version"),
                     "git_commit": meta.get("git_commit"),
@@ -350,6 +379,10 @@ def info(model_path: Path, as_json: bool) -> None:
         )
     if pre:
         click.echo(f"  trained on: {appearance_text(meta.get('input'))}")
+    if conv:
+        steps = [f"{r['layer']} {'x'.join(map(str, r['output_shape']))}" for r in conv]
+        shape = "x".join(map(str, meta["architecture"]["input_shape"]))
+        click.echo(f"  layers: {shape} → {' → '.join(steps)}")
     header = (
         f"  {'layer':<6}{'shape':>14}{'1-bit':>12}{'32-bit':>10}{'trained':>12}{'deployed':>12}"
     )

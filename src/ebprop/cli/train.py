@@ -101,6 +101,15 @@ def _epoch_line(r: dict, epochs: int) -> str:
     )
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A folder option as a Path; an empty one is refused (it would mean the current folder)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("an empty path; name a folder (e.g. runs/first)", param=param)
+    return Path(value)
+
+
 def _default_out(dataset: str) -> Path:
     label = Path(dataset).stem if is_dataset_path(dataset) else dataset
     base = Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -147,6 +156,14 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     callback=_parse_hidden,
     help="Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer. "
     f"[default: {' '.join(map(str, _D.hidden))}]",
+)
+@click.option(
+    "--architecture",
+    "--arch",
+    "architecture",
+    help="The hidden layers in the usual notation instead of --hidden, e.g. "
+    "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
+    "(docs/conv.md).",
 )
 @click.option(
     "--weights", type=click.Choice(["binary", "real"]), default=_D.weights, show_default=True
@@ -212,18 +229,21 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
 @click.option("--patience", type=int, help="Stop after this many epochs without progress.")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Run directory. [default: runs/<dataset>-<timestamp>]",
 )
 @click.option(
     "--resume",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Continue the run in this directory from its checkpoint (--epochs may be raised).",
 )
 @click.option(
     "--from",
     "from_run",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Warm start: a new run (--out) that continues the finished run in this directory from "
     "its last checkpoint, with its options; only --epochs (more), --reinforcement (starting at "
     "or after the epoch it reached), --patience and --jobs may change.",
@@ -250,6 +270,8 @@ def train(ctx: click.Context, **kw) -> None:
         for name in _TRAIN_FIELDS
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
+    if {"hidden", "architecture"} <= given:
+        raise click.UsageError("give --hidden or --architecture (--arch), not both")
     if kw["from_run"] is not None:
         if kw["resume"] is not None:
             raise click.UsageError("--from starts a new run and --resume continues one; give one")
@@ -300,7 +322,7 @@ def train(ctx: click.Context, **kw) -> None:
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hidden = "-".join(str(h) for h in options.hidden) or "none"
+    hidden = options.architecture or "-".join(str(h) for h in options.hidden) or "none"
     quiet, as_json = kw["quiet"], kw["as_json"]
 
     def say(text: str) -> None:  # progress lines: stdout, or stderr when stdout is the JSON

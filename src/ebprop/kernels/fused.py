@@ -110,7 +110,7 @@ def _zeros(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
     # A minibatch buffer on a cache line, as the parameters are: the kernels load Δ's rows (the
     # backward product, the update) and the sparse update's scratch rows as whole vectors, and a
     # vector across two cache lines costs two loads (the backward product 1.2x slower,
-    # docs/performance.md, session 13).
+    # docs/performance.md, decision 9).
     a = aligned_empty(shape, dt)
     a[...] = 0
     return a

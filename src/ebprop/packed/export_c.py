@@ -290,7 +290,8 @@ BOARDS = {
     "cortex-m4": ("mps2-an386", "-mcpu=cortex-m4"),
     "cortex-m0plus": ("microbit", "-mcpu=cortex-m0plus"),
 }
-_BOARD_FILES = ("startup.c", "semihost.h", "harness.c", "cortex_m.ld", "Makefile")
+#: The files a Cortex-M project holds besides model.h and model.c.
+BOARD_FILES = ("startup.c", "semihost.h", "harness.c", "cortex_m.ld", "Makefile")
 
 
 def write_c_project(model: PackedModel, directory: str | os.PathLike, target: str) -> list[Path]:
@@ -308,7 +309,7 @@ def write_c_project(model: PackedModel, directory: str | os.PathLike, target: st
     machine, cpuflags = BOARDS[target]
     written = list(write_c_model(model, directory, target))
     templates = files("ebprop.packed") / "cortex_m"
-    for name in _BOARD_FILES:
+    for name in BOARD_FILES:
         text = (templates / name).read_text(encoding="utf-8")
         text = text.replace("@TARGET@", target).replace("@MACHINE@", machine)
         text = text.replace("@CPUFLAGS@", cpuflags)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets.augment import check_max_shift
 from ..params import Integer, Param, check_option, option_params
 
@@ -194,6 +195,9 @@ class RunOptions(DataOptions):
         self.patience = positive_int("patience", self.patience, allow_none=True)
 
 
+#: ``RunOptions.hidden``'s default: with ``architecture`` given, ``hidden`` must keep it.
+_DEFAULT_HIDDEN = (100,)
+
 #: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
 #: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
 REFIT_SAMPLES = 20000
@@ -215,13 +219,30 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
+    if self.architecture is not None:
+        if self.hidden != _DEFAULT_HIDDEN:
+            raise ValueError(
+                f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
+                f"architecture {self.architecture!r})"
+            )
+        try:
+            specs = parse_architecture(self.architecture)
+        except ValueError as exc:
+            raise ValueError(f"architecture: {exc}") from None
+        if self.refit_thresholds and is_convolutional(specs):
+            raise ValueError("refit_thresholds supports fully connected networks only")
 
 
 def _estimator_params(self: RunOptions) -> dict[str, Any]:
     """Constructor parameters of the :class:`~ebprop.EBPClassifier` this run trains (parsed
-    values: the reinforcement schedule itself, not its string)."""
+    values: the reinforcement schedule itself, not its string). With ``architecture``, the
+    estimator's ``input_shape`` is left to the caller (it comes from the data:
+    :attr:`ebprop.runs.data.Features.input_shape`)."""
     params = {p.name: getattr(self, option) for option, p in option_params().items()}
-    params["hidden_layer_sizes"] = list(self.hidden)
+    if self.architecture is None:
+        params["hidden_layer_sizes"] = list(self.hidden)
+    else:  # the hidden layers are the architecture's; input_shape comes from the data
+        del params["hidden_layer_sizes"]
     params["random_state"] = self.seed
     return params
 
@@ -247,7 +268,9 @@ TrainOptions = dataclasses.make_dataclass(
         "__doc__": """Everything that defines an EBP training run (saved as ``options.json``).
 
     The fields of :class:`RunOptions`, then one field per declared estimator parameter with a
-    run-option name (:data:`ebprop.params.PARAMS`: ``weights``, ``init_variance``,
+    run-option name (:data:`ebprop.params.PARAMS`: ``architecture`` (e.g.
+    ``"16C5-MP2-32C5-MP2-128"``, docs/conv.md; instead of ``hidden``, not with it; the conv
+    layers' input shape comes from the dataset's images), ``weights``, ``init_variance``,
     ``prior_variance``, ``reinforcement`` (held parsed, a :class:`~ebprop.core.Reinforcement`
     or None), ``jobs``, ...), then ``select_by``, the readout whose validation error picks the
     best epoch (``model.npz``), and ``refit_thresholds``.

@@ -81,6 +81,7 @@ def warm_start(source: str | Path, out_dir: str | Path, changes: dict[str, Any])
             f"first (ebprop train --resume {src.path})"
         )
     done = len(src.read_metrics())
+    dst.check_target()  # not a file, nor a foreign non-empty folder
     if dst.holds_run():
         raise FileExistsError(f"{dst.path} already holds a run; choose another --out")
     new = TrainOptions.from_dict(options.to_dict() | changes)  # validates the changed values

@@ -98,6 +98,7 @@ _NAMED = frozenset(
         "method",
         "weights",
         "hidden",
+        "architecture",
         "filters",
         "input_dropout",
         "activation",
@@ -172,12 +173,14 @@ def _fmt(value: Any) -> str:
 def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[str, str]:
     """(group, name) of a run: ``<method>-<weights>-h<hidden>-f_<filters>-do<keep>...-s<seed>``."""
     weights = opts.get("weights") or BASELINE_WEIGHTS[method]
-    hidden = "x".join(str(h) for h in opts["hidden"]) or "none"
+    hidden = "h" + ("x".join(str(h) for h in opts["hidden"]) or "none")
+    if opts.get("architecture"):  # conv architecture string (docs/conv.md)
+        hidden = "a" + _fmt(opts["architecture"])
     keep = opts.get("input_dropout")
-    parts = [method, weights, f"h{hidden}", f"f_{_fmt(opts.get('filters'))}"]
+    parts = [method, weights, hidden, f"f_{_fmt(opts.get('filters'))}"]
     parts.append(f"do{_fmt(keep if keep is not None else 1)}")
     if method != "ebp":
-        parts.append(opts.get("activation", "relu"))
+        parts.append("sign" if method == "binarynet" else opts.get("activation", "relu"))
         hd = opts.get("hidden_dropout")
         parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
     for key in axes:

@@ -52,6 +52,7 @@ RUN_COLUMNS = (
     "readout",
     "weights",
     "network",
+    "recipe",
     "filters",
     "input_dropout",
     "seed",
@@ -65,6 +66,18 @@ RUN_COLUMNS = (
     "ebprop_version",
     "git_commit",
     "vector_bits",
+)
+# The options a recipe names (as ``ebprop train`` flags) when they differ from these values.
+_RECIPE = (
+    ("epochs", "--epochs", object()),  # always named
+    ("batch_size", "--batch-size", 10),
+    ("filters", "--filters", None),
+    ("input_dropout", "--input-dropout", None),
+    ("init_variance", "--init-variance", 1.0),
+    ("augment_shift", "--augment-shift", 0),
+    ("reinforcement", "--reinforcement", None),
+    ("select_by", "--select-by", "probabilistic"),
+    ("jobs", "--jobs", None),
 )
 _INT = {"seed", "best_epoch", "epochs_run", "n_weights", "bytes_deployed", "vector_bits"}
 _FLOAT = {"input_dropout", "val_error", "test_error", "seconds_per_epoch"}
@@ -131,6 +144,16 @@ def _chosen(summary: dict[str, Any], readout: str) -> dict[str, Any]:
             "best_epoch": summary.get("best_epoch")}  # fmt: skip
 
 
+def _recipe(opts: dict[str, Any]) -> str:
+    """The run's settings beyond network and seed, as ``ebprop train`` flags."""
+    parts = []
+    for key, flag, default in _RECIPE:
+        value = opts.get(key)
+        if key in opts and value != default:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per finished run and readout (keys :data:`RUN_COLUMNS`).
 
@@ -153,6 +176,7 @@ def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "readout": readout,
                     "weights": weights,
                     "network": network or "none",
+                    "recipe": _recipe(opts),
                     "filters": opts.get("filters") or "none",
                     "input_dropout": opts.get("input_dropout"),
                     "seed": int(opts["seed"]),
@@ -229,41 +253,55 @@ def _size(n: int | None) -> str:
     return f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.2f} MiB"
 
 
-def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The table the docs embed: one line per group and readout, statistics over its seeds.
+def _stats(members: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """("mean ± std", "a / b / c") of the members' test errors in % (std with ddof = 1)."""
+    tests = [m["test_error"] for m in members if m["test_error"] is not None]
+    if not tests:
+        return "–", "–"
+    mean = _pct(float(np.mean(tests)))
+    if len(tests) >= 2:
+        mean += f" ± {_pct(float(np.std(tests, ddof=1)))}"
+    return mean, " / ".join(_pct(m["test_error"]) for m in members)
 
-    Test error at the validation-chosen epoch as mean ± std (ddof = 1) and per seed; mean
-    validation error, chosen epoch and seconds per epoch (training only); the deployed size;
-    and the vector width and ebprop version that produced the runs.
+
+def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The table the docs embed: one line per network and recipe, statistics over its seeds.
+
+    Columns: the deployed readout (EBP-D; a baseline's own readout) and EBP-P, each as the test
+    error at the epoch its own validation error chose, mean ± std (ddof = 1) and per seed; the
+    deployed readout's mean validation error and chosen epochs; seconds per training epoch; the
+    exported size; and the ebprop version and vector width that produced the runs.
     """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["group"], r["readout"]), []).append(r)
+        groups.setdefault(r["group"], []).append(r)
     lines = [
-        "| network | weights | readout | seeds | test error % | per seed | val error % "
-        "| epoch | s/epoch | deployed | made by |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|---|",
+        "| network | recipe | seeds | deployed test % | per seed | EBP-P test % | per seed "
+        "| deployed val % | epochs | s/epoch | size | made by |",
+        "|---|---|---|---:|---|---:|---|---:|---|---:|---:|---|",
     ]
-    for (_, readout), members in groups.items():
+    for members in groups.values():
         first = members[0]
-        tests = [m["test_error"] for m in members if m["test_error"] is not None]
-        test = _pct(float(np.mean(tests))) if tests else "–"
-        if len(tests) >= 2:
-            test += f" ± {_pct(float(np.std(tests, ddof=1)))}"
-        vals = [m["val_error"] for m in members if m["val_error"] is not None]
-        epochs = [m["best_epoch"] for m in members if m["best_epoch"] is not None]
-        secs = [m["seconds_per_epoch"] for m in members if m["seconds_per_epoch"] is not None]
+        deployed = [m for m in members if m["readout"] != "EBP-P"]
+        prob = [m for m in members if m["readout"] == "EBP-P"]
+        head = deployed or prob
+        d_mean, d_seeds = _stats(deployed)
+        p_mean, p_seeds = _stats(prob)
+        vals = [m["val_error"] for m in deployed if m["val_error"] is not None]
+        epochs = [m["best_epoch"] for m in deployed if m["best_epoch"] is not None]
+        secs = [m["seconds_per_epoch"] for m in head if m["seconds_per_epoch"] is not None]
         made = sorted(
             {f"{m['ebprop_version'] or '?'}, {m['vector_bits'] or '?'}-bit" for m in members}
         )
+        label = f"{first['weights']} EBP" if first["method"] == "ebp" else first["method"]
         lines.append(
-            f"| {first['network']} | {first['weights']} | {readout} "
-            f"| {' '.join(str(m['seed']) for m in members)} | {test} "
-            f"| {' / '.join(_pct(m['test_error']) for m in members)} "
+            f"| {first['network']}, {label} "
+            f"| `{first['recipe']}` | {' '.join(str(m['seed']) for m in head)} "
+            f"| {d_mean} | {d_seeds} | {p_mean} | {p_seeds} "
             f"| {_pct(float(np.mean(vals))) if vals else '–'} "
             f"| {' / '.join(str(e) for e in epochs) or '–'} "
             f"| {f'{np.mean(secs):.3g}' if secs else '–'} "
-            f"| {_size(first['bytes_deployed'] if first['weights'] == 'binary' else None)} "
+            f"| {_size(first['bytes_deployed'] if deployed else None)} "
             f"| {'; '.join(made)} |"
         )
     return "\n".join(lines) + "\n"
