@@ -402,3 +402,71 @@ def test_time_to_error_counts_training_seconds_until_the_first_hit(trained, tmp_
     (broken / "metrics.jsonl").write_text("{not json\n")
     bad = CliRunner().invoke(main, ["report", str(broken), "--time-to", "3"])
     assert bad.exit_code == 1 and "unreadable metrics" in bad.output
+
+
+def test_fold_on_28x28_pixels_predicts_as_torch_on_1000_images():
+    """A 784-64-32-10 BinaryNet with random weights, biases and batch-norm statistics (scales of
+    both signs) on 1,000 MNIST test images when EBPROP_DATA holds MNIST, else on 1,000 random
+    28x28 images: the packed network's classes equal torch's eval-mode network's (m = 255, so
+    the first layer's integer range is ±199,920)."""
+    try:
+        images = load_dataset("mnist").X_test[:1000]
+    except Exception:  # noqa: BLE001 - no MNIST here: random pixels exercise the same arithmetic
+        images = np.random.default_rng(2).integers(0, 256, (1000, 28, 28)).astype(np.uint8)
+    g = torch.Generator().manual_seed(5)
+    net = BinaryNet(784, 10, (64, 32), batch_norm=True, bias=True, pixels=("unit", 255))
+    pre = Preprocessor().fit(images[:1], 255)
+    feats = torch.from_numpy(pre.transform(images, np.float32))
+    with torch.no_grad():
+        for w in net.weights:
+            w.uniform_(-1, 1, generator=g)
+        for b in net.biases:
+            b.normal_(0, 0.3, generator=g)
+        for bn in net.norms:
+            bn.momentum = 1.0  # running statistics := this batch's
+        net.train()(feats)  # batch norm sees the images' own pre-activations
+        for bn in net.norms:
+            bn.weight.normal_(0, 1.0, generator=g)
+            bn.bias.normal_(0, 0.5, generator=g)
+    net.eval()
+    folded = net.fold()
+    assert all(f.any() and not f.all() for f in folded.flipped)
+    _, ref = _torch_reference(net, images.reshape(1000, -1), "unit", 255)
+    packed = PackedNetwork.from_estimator(folded_estimator(folded, np.arange(10), "float32"), pre)
+    assert len(np.unique(ref)) > 3
+    np.testing.assert_array_equal(packed.predict(images), ref)
+
+
+def test_binarynet_on_float_features_trains_and_writes_no_model_file(tmp_path):
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    np.savez(path, X_train=X, y_train=(X[:, 0] > 0).astype(int) + (X[:, 1] > 0))
+    opts = BaselineOptions(method="binarynet", dataset=str(path), hidden=(8,), epochs=2)
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["finished"] and summary["readouts"]["BNN"]["test_error"] is not None
+    assert not (tmp_path / "r" / "model.npz").exists()
+
+
+def test_two_classes_use_one_output_unit_and_export_exactly(tmp_path):
+    """Two classes: one output unit and the logistic loss; the exported network's classes
+    equal the torch test-time network's."""
+    ds = load_dataset("digits")
+    keep = ds.y_train < 2
+    path = tmp_path / "two.npz"
+    np.savez(path, X_train=ds.X_train[keep], y_train=ds.y_train[keep], max_value=16)
+    opts = BaselineOptions(
+        method="binarynet", dataset=str(path), hidden=(16,), epochs=10, batch_size=10
+    )
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["test_error"] < 0.2
+    loaded = load_model(tmp_path / "r" / "model.npz")
+    assert loaded.metadata["architecture"]["sizes"][-1] == 1
+    packed = PackedNetwork.from_estimator(loaded.estimator, loaded.preprocessor)
+    from ebprop.runs import load_features
+
+    data = load_features(opts)
+    pred = packed.predict(ds.X_train[keep])
+    feats = loaded.preprocessor.transform(ds.X_train[keep], np.float32)
+    np.testing.assert_array_equal(pred, loaded.estimator.predict(feats, readout="deterministic"))
+    assert set(np.unique(pred)) <= set(data.classes.tolist())
