@@ -87,5 +87,9 @@ def overshoot_gain(net: Network, x: np.ndarray, y: np.ndarray, stats: list[Layer
         else:
             K = np.repeat(1.0 + m2_sum, S.shape[1], axis=1)
     np.maximum(K, 1.0, out=K)  # round-off of the difference above
+    if net.family.name == "binary":
+        # K ≤ σ²c exactly for binary weights (so one sample alone has T ≤ 1); keep it so in
+        # round-off too: a single sample is never damped
+        np.minimum(K, S, out=K)
     T = (curvature(y * out.z) * K / S).sum(axis=0).max()
     return 1.0 if not T > 1.0 else float(1.0 / T)
