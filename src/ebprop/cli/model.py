@@ -348,6 +348,7 @@ def info(model_path: Path, as_json: bool) -> None:
                     "class_names": list(model.class_names),
                     "preprocessor": pre or None,
                     "input": meta.get("input"),
+                    "reinforcement": schedule_ran(meta),
                     "layers": rows,
                     "total": total,
                     "metrics": meta.get("metrics", {}),
@@ -366,6 +367,7 @@ def info(model_path: Path, as_json: bool) -> None:
         f"{' → '.join(map(str, sizes))}; {len(est.classes_)} classes"
     )
     click.echo(f"  classes: {_short(model.class_names)}")
+    click.echo(f"  reinforcement: {schedule_ran(meta)}")
     if model.method == "binarynet":
         click.echo(f"  {_BINARYNET_NOTE}: ±1 weights, batch norm and biases folded into thresholds")
     if pre and len(pre["image_shape"]) == 1:
@@ -456,3 +458,15 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
     click.echo(f"  input: {h}x{w} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
     click.echo(f"  trained on: {appearance_text(net.model.input)}")
     click.echo(f"  packed weights {_bytes(net.weight_nbytes)}, file {_bytes(info['file_bytes'])}")
+
+
+def schedule_ran(meta: dict) -> str:
+    """The reinforcement schedule training ran, as ``info`` shows it."""
+    if meta.get("reinforcement_schedule"):
+        return meta["reinforcement_schedule"]
+    given = (meta.get("estimator_params") or {}).get("reinforcement")
+    if given in (None, 1, 1.0, "none"):
+        return "none"
+    if given == "auto":  # written before 'auto' was resolved at start: the fixed schedule
+        return "auto (hidden=1.0001,start=20: the schedule 'auto' stood for then)"
+    return str(given)
