@@ -2,7 +2,8 @@
 
 :func:`check_parameters` is :meth:`ebprop.EBPClassifier.check_params`; :func:`conv_specs`
 checks ``architecture`` and ``input_shape``; :func:`check_input_scale` refuses inputs whose
-squares would overflow the forward pass.
+squares would overflow the forward pass; :func:`check_memory` refuses, before anything is
+allocated, a network whose estimated bytes (:func:`network_bytes`) exceed ``max_memory``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ import numpy as np
 from .core import parse_reinforcement
 from .core.architecture import LayerSpec, dense_sizes, parse_architecture
 
-__all__ = ["DEFAULT_HIDDEN", "READOUTS", "check_input_scale", "check_parameters", "conv_specs"]
+__all__ = [
+    "DEFAULT_HIDDEN",
+    "READOUTS",
+    "check_input_scale",
+    "check_memory",
+    "check_parameters",
+    "conv_specs",
+    "memory_budget",
+    "network_bytes",
+    "parse_memory",
+    "total_memory",
+]
 
 #: The two readouts: EBP-P and EBP-D.
 READOUTS = ("probabilistic", "deterministic")
@@ -72,6 +84,7 @@ def check_parameters(est) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a f
             f"n_jobs must be None or an integer >= 0 (0: the NumPy loop), got {jobs!r}"
         )
     est.float_dtype()
+    parse_memory(getattr(est, "max_memory", None))
     return sizes, schedule
 
 
@@ -125,3 +138,79 @@ def conv_specs(est) -> tuple[LayerSpec, ...] | None:
             f"(architecture={text!r}, hidden_layer_sizes={hidden!r})"
         )
     return specs
+
+
+# ---------------------------------------------------------------------------- memory budget
+#: Share of the machine's total memory a training may plan to use when ``max_memory`` is None.
+DEFAULT_MEMORY_SHARE = 0.8
+#: Arrays of each weight's size a training holds (H, the weight means and variances, the
+#: update and its scratch), and of each unit's size per minibatch sample (moments, Δ, caches).
+_PER_WEIGHT, _PER_UNIT = 6, 12
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def total_memory() -> int:
+    """The machine's total physical memory in bytes (not what is free: the same command passes
+    or fails the same way whatever else is running); 0 when unknown."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def parse_memory(value) -> int | None:
+    """``max_memory`` as bytes: None (the default budget), an integer number of bytes, or text
+    such as ``"8G"``, ``"512M"``, ``"12.5GiB"``; ValueError naming the option otherwise."""
+    if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        if value is not None and value < 1:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {value!r}")
+        return None if value is None else int(value)
+    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    try:
+        amount = float(text[: len(text) - len(unit)])
+    except ValueError:
+        amount = -1.0
+    if not np.isfinite(amount) or amount <= 0:
+        raise ValueError(
+            f"max_memory must be a size such as 8G, 512M or a number of bytes, got {value!r}"
+        )
+    return int(amount * _UNITS[unit])
+
+
+def memory_budget(max_memory) -> int:
+    """The byte budget ``max_memory`` gives (default: 80 % of the machine's total memory)."""
+    budget = parse_memory(max_memory)
+    if budget is None:
+        total = total_memory()
+        budget = int(DEFAULT_MEMORY_SHARE * total) if total else 2**62
+    return budget
+
+
+def network_bytes(sizes, batch_size: int, itemsize: int, n_samples: int = 0) -> int:
+    """Estimated bytes a dense EBP network of ``sizes`` (n_0..n_L) trains in: its weights'
+    arrays, one minibatch's activations, and ``n_samples`` rows of features (Python ints: no
+    overflow, however large the numbers)."""
+    sizes = [int(s) for s in sizes]
+    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    units = sum(sizes)
+    return itemsize * (
+        _PER_WEIGHT * weights + _PER_UNIT * int(batch_size) * units + int(n_samples) * sizes[0]
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB ({n:,} bytes)"
+
+
+def check_memory(need: int, max_memory, what: str) -> None:
+    """ValueError (one line, with the estimated bytes) when ``need`` exceeds the budget."""
+    budget = memory_budget(max_memory)
+    if need > budget:
+        source = "max_memory" if max_memory is not None else "max_memory (default: 80 % of RAM)"
+        raise ValueError(
+            f"{what} needs about {_gib(need)}, over {source} of {_gib(budget)}; use smaller "
+            "hidden layers, batch size or images, or raise --max-memory"
+        )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
+import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -99,6 +102,17 @@ def _epoch_line(r: dict, epochs: int) -> str:
         f"test P {pct(r['test_error_p'])} D {pct(r['test_error_d'])}  "
         f"{r['seconds']:.2f} s  {speed}"
     )
+
+
+#: Seconds a training may take to stop after SIGTERM/SIGINT before it is ended regardless (the
+#: checkpoint already written stays: every file is replaced atomically).
+STOP_GRACE_S = 20
+
+
+@functools.cache
+def _devnull():
+    """/dev/null, opened once and kept open: the watchdog writes its traceback there."""
+    return open(os.devnull, "w")  # noqa: SIM115
 
 
 def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
@@ -226,6 +240,16 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     help="Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
     "compiled loop, one thread, for large epochs when numba is installed]",
 )
+@click.option(
+    "--max-memory",
+    help="Largest memory the network may need, e.g. 8G or 512M; a larger one is refused with its "
+    "estimated bytes before anything is allocated. [default: 80% of the machine's total memory]",
+)
+@click.option(
+    "--background",
+    help="Colour transparent pixels of your image files are composited on: white, black, "
+    "#rrggbb or a grey level 0..255. [default: white]",
+)
 @click.option("--patience", type=int, help="Stop after this many epochs without progress.")
 @click.option(
     "--out",
@@ -319,6 +343,9 @@ def train(ctx: click.Context, **kw) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        # A minibatch (or an allocation) the handler cannot interrupt must not hold the process
+        # past STOP_GRACE_S: faulthandler's watchdog thread exits without needing the GIL.
+        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True, file=_devnull())
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -347,6 +374,7 @@ def train(ctx: click.Context, **kw) -> None:
             checkpoint_every=kw["checkpoint_every"],
         )
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for s, h in old.items():
             signal.signal(s, h)
     if not summary["finished"]:

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets.augment import check_max_shift
 from ..estimator import EBPClassifier
+from ..params import check_memory, network_bytes
 
 __all__ = [
     "DataOptions",
@@ -89,6 +92,8 @@ class DataOptions(_Options):
         (``resize="resize"``); None: the size of the first image.
     resize : {"refuse", "resize"}; what to do with an image of another size.
     filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
+    background : colour transparent pixels of image files are composited on: ``white``
+        (default), ``black``, ``#rrggbb`` or a grey level 0..255.
     seed : int >= 0; seeds the validation split and everything random in training.
     dtype : {"float32", "float64"}.
     """
@@ -107,6 +112,7 @@ class DataOptions(_Options):
     deskew: bool = False
     seed: int = 0
     dtype: str = "float32"
+    background: str = "white"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -163,6 +169,9 @@ class DataOptions(_Options):
         self.seed = int(self.seed)
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        from ..datasets.appearance import parse_background
+
+        parse_background(self.background)
 
 
 @dataclass
@@ -232,6 +241,7 @@ class TrainOptions(RunOptions):
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
     jobs: int | None = None
+    max_memory: int | str | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -249,6 +259,8 @@ class TrainOptions(RunOptions):
                 f"architecture {self.architecture!r})"
             )
         EBPClassifier(**self.estimator_params()).check_params()
+        if self.architecture is None:
+            check_memory(planned_bytes(self), self.max_memory, f"{planned_network(self)}")
         if self.refit_thresholds and is_convolutional(parse_architecture(self.architecture or "1")):
             raise ValueError("refit_thresholds supports fully connected networks only")
 
@@ -274,7 +286,39 @@ class TrainOptions(RunOptions):
             "random_state": self.seed,
             "dtype": self.dtype,
             "n_jobs": self.jobs,
+            "max_memory": self.max_memory,
         }
+
+
+#: (input width, samples, classes) of the built-in datasets, for the memory check before loading.
+_KNOWN_DATA = {
+    "digits": (64, 1797, 10),
+    "mnist": (784, 70000, 10),
+    "fashion-mnist": (784, 70000, 10),
+}
+
+
+def _planned_data(options: TrainOptions) -> tuple[int, int, int]:
+    """(input width, samples, classes) a run's data will have, as far as known before loading:
+    a built-in dataset's, or your own data's ``image_size`` (samples unknown: 0)."""
+    if options.dataset in _KNOWN_DATA:
+        return _KNOWN_DATA[options.dataset]
+    size = options.image_size
+    return (size[0] * size[1] if size else 1), 0, 2
+
+
+def planned_network(options: TrainOptions) -> str:
+    """The dense network a run will build, as text, e.g. ``784-100-10 network, batch 10``."""
+    n_in, _, n_cls = _planned_data(options)
+    sizes = [n_in, *options.hidden, 1 if n_cls == 2 else n_cls]
+    return f"a {'-'.join(map(str, sizes))} network with batch_size {options.batch_size}"
+
+
+def planned_bytes(options: TrainOptions) -> int:
+    """Estimated bytes of a dense run before its data is loaded (:func:`network_bytes`)."""
+    n_in, n, n_cls = _planned_data(options)
+    sizes = [n_in, *options.hidden, 1 if n_cls == 2 else n_cls]
+    return network_bytes(sizes, options.batch_size, np.dtype(options.dtype).itemsize, n)
 
 
 def option_keys(cls: type) -> frozenset[str]:
