@@ -28,6 +28,7 @@ from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 __all__ = ["EBPClassifier"]
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
+_CONV_CHUNK = 128  # the same for conv networks, whose im2col rows are positions × samples
 
 
 class EBPClassifier(ClassifierMixin, BaseEstimator):
@@ -439,12 +440,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
-        for s in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = X[s : s + _PREDICT_CHUNK]
+        step = _CONV_CHUNK if isinstance(net, ConvNetwork) else _PREDICT_CHUNK
+        for s in range(0, X.shape[0], step):
+            chunk = X[s : s + step]
             if readout == "probabilistic":
-                out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
+                out[s : s + step] = output_z(net, chunk)
             else:
-                out[s : s + _PREDICT_CHUNK] = predict_deterministic(
+                out[s : s + step] = predict_deterministic(
                     net, chunk, W, getattr(self, "deterministic_intercepts_", None)
                 )
         return out
