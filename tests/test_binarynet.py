@@ -435,3 +435,38 @@ def test_fold_on_28x28_pixels_predicts_as_torch_on_1000_images():
     packed = PackedNetwork.from_estimator(folded_estimator(folded, np.arange(10), "float32"), pre)
     assert len(np.unique(ref)) > 3
     np.testing.assert_array_equal(packed.predict(images), ref)
+
+
+def test_binarynet_on_float_features_trains_and_writes_no_model_file(tmp_path):
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    np.savez(path, X_train=X, y_train=(X[:, 0] > 0).astype(int) + (X[:, 1] > 0))
+    opts = BaselineOptions(method="binarynet", dataset=str(path), hidden=(8,), epochs=2)
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["finished"] and summary["readouts"]["BNN"]["test_error"] is not None
+    assert not (tmp_path / "r" / "model.npz").exists()
+
+
+def test_two_classes_use_one_output_unit_and_export_exactly(tmp_path):
+    """Two classes: one output unit and the logistic loss; the exported network's classes
+    equal the torch test-time network's."""
+    ds = load_dataset("digits")
+    keep = ds.y_train < 2
+    path = tmp_path / "two.npz"
+    np.savez(path, X_train=ds.X_train[keep], y_train=ds.y_train[keep], max_value=16)
+    opts = BaselineOptions(
+        method="binarynet", dataset=str(path), hidden=(16,), epochs=10, batch_size=10
+    )
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["test_error"] < 0.2
+    loaded = load_model(tmp_path / "r" / "model.npz")
+    assert loaded.metadata["architecture"]["sizes"][-1] == 1
+    packed = PackedNetwork.from_estimator(loaded.estimator, loaded.preprocessor)
+    from ebprop.runs import load_features
+
+    data = load_features(opts)
+    pred = packed.predict(ds.X_train[keep])
+    feats = loaded.preprocessor.transform(ds.X_train[keep], np.float32)
+    np.testing.assert_array_equal(pred, loaded.estimator.predict(feats, readout="deterministic"))
+    assert set(np.unique(pred)) <= set(data.classes.tolist())

@@ -228,7 +228,8 @@ def train_baseline(
     """Train a backpropagation, BinaryConnect or BinaryNet baseline into a run directory.
 
     The run directory gets ``options.json``, ``checkpoint.npz`` (after every epoch; no pickle),
-    for BinaryNet ``model.npz`` (the best epoch's sign network folded into an EBP-D model),
+    for BinaryNet on pixels ``model.npz`` (the best epoch's sign network folded into an EBP-D
+    model; none on float features, which have no integer first layer),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
     ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
     included, evaluation excluded) and ``eval_seconds``) and, once finished, ``summary.json``.
@@ -370,7 +371,9 @@ def train_baseline(
         history.append(record)
         folder.write_metrics(history)
         best = best_record(history, "val_error")
-        if options.method == "binarynet" and best is record:
+        # a BinaryNet on pixels folds into a model file; on float features nothing can be
+        # exported (the first layer has no integer threshold), so no model.npz
+        if options.method == "binarynet" and best is record and model.pixels is not None:
             from ebprop.baselines.binarynet import save_binarynet
 
             save_binarynet(folder.path / "model.npz", model, data, options, record)
