@@ -22,7 +22,7 @@ from .core import (
 )
 from .early_stopping import EarlyStopping, validation_split
 from .networks import build_network, float64_network
-from .params import READOUTS, check_input_scale, check_memory, check_parameters, network_bytes
+from .params import READOUTS, check_estimator_memory, check_input_scale, check_parameters
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
 __all__ = ["EBPClassifier"]
@@ -262,11 +262,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
-        if self.architecture is None:  # dense: every allocation is set by these numbers
-            sizes = [self.n_features_in_, *hidden, self.n_outputs_]
-            what = f"a {'-'.join(map(str, sizes))} network with batch_size {self.batch_size}"
-            need = network_bytes(sizes, self.batch_size, np.dtype(self.dtype).itemsize)
-            check_memory(need, self.max_memory, what)
+        check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
         net = build_network(self, rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net

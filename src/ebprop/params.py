@@ -18,6 +18,7 @@ from .core.architecture import LayerSpec, dense_sizes, parse_architecture
 __all__ = [
     "DEFAULT_HIDDEN",
     "READOUTS",
+    "check_estimator_memory",
     "check_input_scale",
     "check_memory",
     "check_parameters",
@@ -214,3 +215,12 @@ def check_memory(need: int, max_memory, what: str) -> None:
             f"{what} needs about {_gib(need)}, over {source} of {_gib(budget)}; use smaller "
             "hidden layers, batch size or images, or raise --max-memory"
         )
+
+
+def check_estimator_memory(est, sizes: list[int]) -> None:
+    """:func:`check_memory` for an estimator's dense network of ``sizes`` (n_0..n_L); conv
+    networks (``architecture``) are not estimated."""
+    if getattr(est, "architecture", None) is None:
+        what = f"a {'-'.join(map(str, sizes))} network with batch_size {est.batch_size}"
+        need = network_bytes(sizes, est.batch_size, np.dtype(est.dtype).itemsize)
+        check_memory(need, getattr(est, "max_memory", None), what)
