@@ -21,8 +21,9 @@ from .core import (
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
+from .memory import check_estimator_memory
 from .networks import build_network, float64_network
-from .params import READOUTS, check_estimator_memory, check_input_scale, check_parameters
+from .params import READOUTS, check_input_scale, check_parameters
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
 __all__ = ["EBPClassifier"]
