@@ -559,7 +559,7 @@ def _expected_bytes(sizes, batch, itemsize=4, n=0):
     ],
 )
 def test_sizes_past_the_memory_budget_are_refused_before_allocating(tmp_path, args, sizes, batch):
-    from ebprop.params import memory_budget
+    from ebprop.memory import memory_budget
 
     n = {64: 1797, 784: 70000}[sizes[0]]
     need = _expected_bytes(sizes, batch, n=n)

@@ -95,7 +95,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         :meth:`fit` continues from the fitted parameters (same classes and features) for
         ``max_iter`` more epochs instead of starting afresh.
     max_memory : int, str or None, default=None
-        Bytes (``"8G"``) a network may need (:func:`ebprop.params.check_memory`); None: 80 % RAM.
+        Bytes (``"8G"``) a network may need (:func:`ebprop.memory.check_memory`); None: 80 % RAM.
 
     Attributes
     ----------
