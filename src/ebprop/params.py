@@ -341,6 +341,11 @@ _REINFORCEMENT_HELP = (
     "(20 plain epochs, then 1.0001), or 'hidden=…,output=…,start=…,ramp=…,stop=…'. "
     "[default: off]"
 )
+_ARCHITECTURE_HELP = (
+    "The hidden layers in the usual notation instead of --hidden, e.g. "
+    "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
+    "(docs/conv.md)."
+)
 _JOBS_HELP = (
     "Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
     "compiled loop, one thread, for large epochs when numba is installed]"
@@ -352,7 +357,7 @@ PARAMS: dict[str, Param] = {
         Param("hidden_layer_sizes", DEFAULT_HIDDEN, _widths, "Widths of the hidden layers.",
               option="hidden", to_json=_list_json),
         Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'.",
-              option="architecture", annotation="str | None"),
+              option="architecture", annotation="str | None", help=_ARCHITECTURE_HELP),
         Param("input_shape", None, Nullable(_shape3), "How conv layers see a row of X.",
               to_json=_list_json),
         Param("weights", "binary", Choice("binary", "real"), "Binary (±1) or real weights.",

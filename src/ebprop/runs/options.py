@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.architecture import is_convolutional, parse_architecture
+from ..datasets import SCALINGS
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, network_bytes
 from ..params import Integer, Param, check_option, option_params
@@ -45,6 +46,12 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | No
 
 def _is_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A field with its ``--help`` text and, for a fixed set of values, its ``choices``: the
+    command line's options are generated from these (:mod:`ebprop.cli.train`)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 class _Options:
@@ -99,19 +106,39 @@ class DataOptions(_Options):
 
     _what = "data options"
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    validation: int | float | None = None
-    test_fraction: float = 0.2
-    test_seed: int = 0
-    image_size: tuple[int, int] | None = None
-    resize: str = "refuse"
-    filters: str | None = None
-    scaling: str = "unit"
-    deskew: bool = False
-    seed: int = 0
-    dtype: str = "float32"
-    background: str = "white"
+    dataset: str = _opt(
+        "digits",
+        "A dataset's name, or a path: a folder of images (one subfolder per class) or an .npz "
+        "(X_train, y_train[, X_test, y_test]).",
+    )
+    data_dir: str | None = _opt(None, "Folder holding the dataset.")
+    validation: int | float | None = _opt(
+        None, "Validation images held out of train: a count or a fraction; 0 for none."
+    )
+    test_fraction: float = _opt(
+        0.2, "Your own data without a test set: the fraction held out for testing."
+    )
+    test_seed: int = _opt(0, "Your own data without a test set: the seed of that split.")
+    image_size: tuple[int, int] | None = _opt(
+        None, "Your own images: the size HxW they must have (or are resized to, with --resize)."
+    )
+    resize: str = _opt(
+        "refuse",
+        "Resize images of another size to --image-size (Lanczos) instead of refusing them.",
+    )
+    filters: str | None = _opt(
+        None, "Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…"
+    )
+    scaling: str = _opt("unit", "How pixels become features.", choices=SCALINGS)
+    deskew: bool = _opt(False, "Deskew images by their moments first.")
+    seed: int = _opt(0, "Seeds the validation split and everything random in training.")
+    dtype: str = _opt("float32", "Floating type of the features and the network.",
+                      choices=("float32", "float64"))  # fmt: skip
+    background: str = _opt(
+        "white",
+        "Colour transparent pixels of your image files are composited on: white, black, "
+        "#rrggbb or a grey level 0..255.",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -186,12 +213,20 @@ class RunOptions(DataOptions):
 
     _what = "run options"
 
-    hidden: tuple[int, ...] = (100,)
-    epochs: int = 10
-    batch_size: int = 10
-    input_dropout: float | None = None
-    patience: int | None = None
-    augment_shift: int = 0
+    hidden: tuple[int, ...] = _opt(
+        (100,), "Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer."
+    )
+    epochs: int = _opt(10, "Epochs to train (may be raised when resuming).")
+    batch_size: int = _opt(10, "Minibatch size.")
+    input_dropout: float | None = _opt(
+        None, "Keep probability of analytic input dropout (the authors used 0.8)."
+    )
+    patience: int | None = _opt(None, "Stop after this many epochs without progress.")
+    augment_shift: int = _opt(
+        0,
+        "Images only: each epoch, shift every training image by a random offset of up to this "
+        "many pixels in each direction (validation and test images are never shifted); 0: off.",
+    )
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -259,7 +294,11 @@ def _estimator_params(self: RunOptions) -> dict[str, Any]:
 #: EBP's own fields: the declared parameters with a run-option name that :class:`RunOptions`
 #: does not already have (weights, init_variance, prior_variance, reinforcement, jobs, ...).
 _EBP_FIELDS = [
-    (option, p.annotation, field(default=p.default))
+    (
+        option,
+        p.annotation,
+        _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None)),
+    )
     for option, p in option_params().items()
     if option not in {f.name for f in dataclasses.fields(RunOptions)}
 ]
@@ -269,8 +308,25 @@ TrainOptions = dataclasses.make_dataclass(
     "TrainOptions",
     [
         *_EBP_FIELDS,
-        ("select_by", "str", field(default="probabilistic")),
-        ("refit_thresholds", "bool", field(default=False)),
+        (
+            "select_by",
+            "str",
+            _opt(
+                "probabilistic",
+                "Readout whose validation error picks the best epoch (model.npz).",
+                choices=SELECT_BY,
+            ),
+        ),
+        (
+            "refit_thresholds",
+            "bool",
+            _opt(
+                False,
+                "Binary weights: after each epoch refit EBP-D's hidden thresholds on training "
+                "images so each sign unit agrees best with its EBP-P counterpart (evaluated and "
+                "saved with them).",
+            ),
+        ),
     ],
     bases=(RunOptions,),
     namespace={
