@@ -43,6 +43,7 @@ import numpy as np
 
 from .core import Reinforcement, parse_reinforcement
 from .core.architecture import LayerSpec, dense_sizes, parse_architecture
+from .memory import parse_memory
 
 __all__ = [
     "DEFAULT_HIDDEN",
@@ -244,6 +245,21 @@ def _anything(value: Any) -> Any:
 _anything.describe = "any value"  # type: ignore[attr-defined]
 
 
+def _memory(value: Any) -> int | str | None:
+    try:
+        parse_memory(value)
+    except ValueError:
+        raise ValueError(_memory.describe) from None
+    return value
+
+
+_memory.describe = "a size such as 8G, 512M or a number of bytes, or None"  # type: ignore[attr-defined]
+_MEMORY_HELP = (
+    "Largest memory the network may need, e.g. 8G or 512M; a larger one is refused with its "
+    "estimated bytes before anything is allocated. [default: 80% of the machine's total memory]"
+)
+
+
 # ---------------------------------------------------------------------------- JSON forms
 def _schedule_json(value: Any) -> float | str | None:
     """A schedule as stored: None, a number (hidden ρ only, as written before) or its spec."""
@@ -375,11 +391,13 @@ PARAMS: dict[str, Param] = {
               "The fraction early stopping holds out."),
         Param("n_iter_no_change", 10, Integer(1), "Early stopping's patience, in epochs."),
         Param("warm_start", False, Boolean(), "fit continues from the fitted parameters."),
+        Param("max_memory", None, _memory, "Bytes a network may need (default 80 % of RAM).",
+              option="max_memory", help=_MEMORY_HELP, annotation="int | str | None"),
     )
 }  # fmt: skip
 
 #: Parameters model files do not store: the machine's own choice (threads), not the model's.
-NOT_SAVED = frozenset({"n_jobs"})
+NOT_SAVED = frozenset({"n_jobs", "max_memory"})
 
 
 def option_params() -> dict[str, Param]:
