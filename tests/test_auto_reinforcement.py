@@ -41,6 +41,7 @@ def test_auto_on_mnist_budgets():
 def test_auto_polarises_by_the_same_factor_whatever_the_budget(epochs, n, batch):
     sched = resolve_auto(AUTO_REINFORCEMENT, epochs, n, batch)
     assert sched.start == AUTO_PLAIN_FRACTION * epochs < epochs and not sched.auto
+    assert sched.from_auto and sched.to_spec().startswith("auto:hidden=")
     minibatches = math.ceil(n / batch) * (epochs - sched.start)
     # Σ log ρ over the reinforced minibatches, from the factors the trainer applies
     total = minibatches * math.log(sched.factors(2, sched.start + 1e-9)[0])
@@ -52,6 +53,16 @@ def test_auto_polarises_by_the_same_factor_whatever_the_budget(epochs, n, batch)
 def test_auto_caps_rho_on_a_tiny_budget():
     sched = resolve_auto(AUTO_REINFORCEMENT, 1, 10, 10)  # one minibatch in all
     assert sched.hidden == pytest.approx(1.05)
+
+
+def test_a_sweep_asking_auto_again_finds_its_run(tmp_path):
+    from ebprop.runs.folder import differing_options
+
+    resolved = resolve_auto(AUTO_REINFORCEMENT, 8, 50_000, 10).to_spec()
+    assert differing_options({"reinforcement": "auto"}, {"reinforcement": resolved}) == []
+    assert differing_options({"reinforcement": "auto"}, {"reinforcement": "1.0002"}) == [
+        "reinforcement"
+    ]
 
 
 def test_other_schedules_and_none_pass_through():
@@ -125,14 +136,16 @@ def test_run_stores_the_resolved_schedule_and_resume_keeps_it(tmp_path):
     train_run(TrainOptions(**SMALL), out, make_plots=False)
     stored = json.loads((out / "options.json").read_text())["reinforcement"]
     sched = parse_reinforcement(stored)
-    assert stored != "auto" and sched.start == 1.0 and sched.hidden > 1.0
+    assert stored.startswith("auto:hidden=") and sched.start == 1.0 and sched.hidden > 1.0
     model = load_model(out / "model.npz")
     assert model.metadata["reinforcement_schedule"] == sched.to_spec()
     info = CliRunner().invoke(main, ["info", str(out / "model.npz")])
     assert f"reinforcement: {sched.to_spec()}" in info.output
-    # resuming for more epochs keeps the schedule resolved for the first budget
-    longer = TrainOptions(**{**SMALL, "reinforcement": stored, "epochs": 4})
-    train_run(longer, out, resume=True, make_plots=False)
+    # resuming for more epochs keeps the schedule resolved for the first budget, whether asked
+    # with 'auto' again (as a sweep does) or with the stored schedule
+    for asked in ("auto", stored):
+        longer = TrainOptions(**{**SMALL, "reinforcement": asked, "epochs": 4})
+        train_run(longer, out, resume=True, make_plots=False)
     assert json.loads((out / "options.json").read_text())["reinforcement"] == stored
     assert load_model(out / "model.npz").metadata["reinforcement_schedule"] == sched.to_spec()
 

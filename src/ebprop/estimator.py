@@ -180,15 +180,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
         """Validate the constructor parameters, once, before anything is built.
 
-        Returns
-        -------
-        (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
-        reinforcement schedule (None for plain EBP).
-
-        Raises
-        ------
-        ValueError
-            Naming the parameter and the values it accepts.
+        Returns the widths (tuple of int) and the parsed reinforcement schedule (None: plain
+        EBP); raises ValueError naming the parameter and the values it accepts.
         """
         return check_parameters(self)
 
@@ -307,11 +300,9 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
         copy back into ``n_iter_``; its schedule is ``reinforcement_`` as ``fit`` resolved it.
         """
-        _, schedule = self.check_params()
-        if schedule is not None and getattr(self, "reinforcement_", None) is not None:
-            schedule = self.reinforcement_
-        else:
-            self.reinforcement_ = schedule
+        _, given = self.check_params()
+        # the schedule fit resolved ('auto' fitted to the budget), else the parameter's
+        schedule = self.reinforcement_ = given and (getattr(self, "reinforcement_", 0) or given)
         net = self.network()
         # Train on the arrays the network holds (the user's arrays, converted if need be).
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)

@@ -12,6 +12,7 @@ e^{0.3} ≈ 1.35 per 60,000-image epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "never_starts",
     "parse_reinforcement",
     "resolve_auto",
+    "same_request",
 ]
 
 
@@ -54,6 +56,9 @@ class Reinforcement:
     auto : bool
         True only for :data:`AUTO`, ``"auto"`` not yet fitted to a budget
         (:func:`resolve_auto`); written as ``"auto"``.
+    from_auto : bool
+        What :func:`resolve_auto` made of ``"auto"``; written ``"auto:hidden=…,start=…"``, so
+        that a run asked for with ``"auto"`` again (a sweep, a resume) is recognised as the same.
     """
 
     hidden: float = 1.0
@@ -62,6 +67,7 @@ class Reinforcement:
     ramp: float = 0.0
     stop: float = math.inf
     auto: bool = False
+    from_auto: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "output"):
@@ -111,6 +117,8 @@ class Reinforcement:
         """The string form accepted by :func:`parse_reinforcement` (``"auto"`` for :data:`AUTO`)."""
         if self.auto:
             return "auto"
+        if self.from_auto:
+            return "auto:" + dataclasses.replace(self, from_auto=False).to_spec()
         keys = _KEYS if math.isfinite(self.stop) else _KEYS[:-1]  # stop=inf is the default
         return ",".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
@@ -156,7 +164,7 @@ def resolve_auto(
     start = AUTO_PLAIN_FRACTION * epochs
     minibatches = math.ceil(n_samples / batch_size) * (epochs - start)
     rho = min(math.exp(AUTO_POLARISATION / max(minibatches, 1.0)), 1.0 + _AUTO_MAX_STEP)
-    return Reinforcement(hidden=float(f"{rho:.12g}"), start=start)
+    return Reinforcement(hidden=float(f"{rho:.12g}"), start=start, from_auto=True)
 
 
 def never_starts(schedule: Reinforcement | None, epochs: int) -> str | None:
@@ -189,6 +197,9 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
         return None
     if text == "auto":
         return AUTO
+    if text.startswith("auto:"):  # a resolved 'auto' (Reinforcement.from_auto)
+        sched = parse_reinforcement(text.removeprefix("auto:"))
+        return None if sched is None else dataclasses.replace(sched, from_auto=True)
     try:
         number = float(text)
     except ValueError:
@@ -210,3 +221,12 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
             raise ValueError(f"reinforcement {value!r}: {key}={raw!r} is not a number") from None
     sched = Reinforcement(**fields)
     return None if sched.is_plain else sched
+
+
+def same_request(given: object, stored: object) -> bool:
+    """Whether two stored schedule values ask for the same thing: equal, or ``"auto"`` and a
+    schedule ``"auto"`` was resolved to (``"auto:…"``, :attr:`Reinforcement.from_auto`)."""
+    if given == stored:
+        return True
+    pair = sorted(v for v in (given, stored) if isinstance(v, str))
+    return len(pair) == 2 and pair[0] == "auto" and pair[1].startswith("auto:")
