@@ -21,7 +21,10 @@ How to add a parameter
    ``option=`` (the run-option, sweep-key and ``--flag`` name; ``help=`` the ``--help`` text).
    The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
    and as ``ebprop train --flag`` without touching those modules.
-3. Use the parsed value where it does its work (core, kernels, or the trainer).
+3. Use the parsed value where it does its work. A parameter of the fully connected core
+   (``network=True``) arrives as a field of :class:`ebprop.core.Network` of the same name:
+   add the field there and read it where the forward pass, the update or the kernels
+   (:func:`ebprop.kernels.supports`) need it; nothing in between changes.
 4. If it is stored in model files and older files were trained with another behaviour than the
    new default gives, add ``since=(version, old_value)``: files written by an ebprop before
    ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run options stored
@@ -60,6 +63,7 @@ __all__ = [
     "check_parameters",
     "conv_specs",
     "loaded_params",
+    "network_options",
     "option_params",
     "saved_params",
 ]
@@ -284,6 +288,9 @@ class Param:
     to_json : the stored form of a parsed value.
     since : ``(version, old_value)``: model files written before ``version`` meant
         ``old_value`` when they lack the parameter.
+    network : the parsed value is handed to the core's fully connected
+        :class:`~ebprop.core.Network` as the keyword of the same name (what the forward pass,
+        the update and the kernels read), by :func:`network_options`.
     """
 
     name: str
@@ -295,6 +302,7 @@ class Param:
     annotation: str = "Any"
     to_json: Callable[[Any], Any] = _identity
     since: tuple[str, Any] | None = None
+    network: bool = False
 
     def validate(self, value: Any, name: str | None = None) -> Any:
         """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
@@ -381,6 +389,11 @@ PARAMS: dict[str, Param] = {
 NOT_SAVED = frozenset({"n_jobs"})
 
 
+def network_options(est: Any) -> dict[str, Any]:
+    """The parsed values of the parameters the core's :class:`~ebprop.core.Network` takes."""
+    return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
+
+
 def option_params() -> dict[str, Param]:
     """The declared parameters that are run options, by option name."""
     return {p.option: p for p in PARAMS.values() if p.option is not None}
@@ -407,6 +420,13 @@ def check_parameters(est: Any) -> tuple[tuple[int, ...], Reinforcement | None]:
     specs = conv_specs(est)
     if specs is not None and dense_sizes(specs) is not None:
         sizes = dense_sizes(specs)  # an all-dense architecture is an MLP
+    elif specs is not None:  # the conv core takes none of the dense core's network options
+        for name, p in PARAMS.items():
+            if p.network and values[name] != p.default:
+                raise ValueError(
+                    f"{name}={values[name]!r} supports fully connected networks only; "
+                    f"leave it at {p.default!r} with a convolutional architecture"
+                )
     schedule = values["reinforcement"]
     if schedule is not None and values["weights"] != "binary":
         raise ValueError(

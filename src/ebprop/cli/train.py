@@ -169,7 +169,10 @@ def _click_type(f: dataclasses.Field) -> Any:
 def field_option(f: dataclasses.Field) -> Callable:
     """The ``click.option`` of a :class:`~ebprop.runs.TrainOptions` field."""
     extra = _FIELD_EXTRAS.get(f.name, {})
-    decls = (*extra.get("decls", ("--" + f.name.replace("_", "-"),)), f.name)
+    flag = "--" + f.name.replace("_", "-")
+    if str(f.type) == "bool" and f.default is True:  # on by default: --x/--no-x
+        flag = f"{flag}/--no-{flag[2:]}"
+    decls = (*extra.get("decls", (flag,)), f.name)
     text = extra.get("help", f.metadata["help"])
     shown = _default_text(f.default)
     if shown is not None and "[default:" not in text:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -125,6 +126,7 @@ def init_network(
     rng: np.random.Generator,
     init_variance: float = 1.0,
     dtype: np.dtype | type = np.float32,
+    **options: Any,
 ) -> Network:
     """Draw H uniformly with variance ``init_variance / n_in`` per layer; biases 0.
 
@@ -132,6 +134,8 @@ def init_network(
     ----------
     sizes : sequence of int
         (n_0, n_1, …, n_L): inputs, hidden widths, outputs.
+    **options
+        Further :class:`Network` fields.
     """
     H, b = [], []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
@@ -145,4 +149,4 @@ def init_network(
         h[...] = rng.uniform(-half_width, half_width, size=(n_in, n_out))  # rounded as astype
         H.append(h)
         b.append(np.zeros(n_out, dtype=dtype))
-    return Network(family=family, H=H, b=b)
+    return Network(family=family, H=H, b=b, **options)
