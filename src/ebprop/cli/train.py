@@ -183,7 +183,7 @@ def field_option(f: dataclasses.Field) -> Callable:
         if "default" in extra:
             kwargs["default"] = extra["default"]
     elif str(f.type) == "bool":
-        kwargs["is_flag"] = True
+        kwargs["is_flag"], kwargs["default"] = True, f.default
     else:
         kwargs["type"] = extra.get("type", _click_type(f))
     return click.option(*decls, **kwargs)
