@@ -234,18 +234,12 @@ _shape3.describe = "(height, width, channels) >= 1"  # type: ignore[attr-defined
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(_text.describe)
+        raise ValueError("a string")
     return value
-
-
-_text.describe = "a string"  # type: ignore[attr-defined]
 
 
 def _anything(value: Any) -> Any:
     return value
-
-
-_anything.describe = "any value"  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------- JSON forms
@@ -367,6 +361,10 @@ PARAMS: dict[str, Param] = {
               annotation="float"),
         Param("prior_variance", 1.0, Real(0.0, None, "neither"),
               "Variance of real weights (fixed).", option="prior_variance", annotation="float"),
+        Param("fit_intercept", True, Boolean(), "Whether each layer has a bias b.",
+              option="fit_intercept", annotation="bool", network=True,
+              help="Give every layer a bias b (--no-fit-intercept: none, b = 0, as in DeepMP's "
+              "networks; trains in the NumPy loop)."),
         Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
               annotation="float | str | Reinforcement | None", to_json=_schedule_json),

@@ -58,6 +58,9 @@ class Network:
         Real biases.
     M, M2 : list of ndarray, each (n_in, n_out)
         Cached ⟨W⟩ and ⟨W⟩²; derived from ``H``.
+    fit_intercept : bool
+        False: the layers have no bias; ``b`` stays 0 (never read by the forward pass, never
+        updated) and c = n_in (:func:`ebprop.core.forward.layer_forward`).
     """
 
     family: WeightFamily
@@ -65,6 +68,7 @@ class Network:
     b: list[np.ndarray]
     M: list[np.ndarray] = field(default_factory=list)
     M2: list[np.ndarray] = field(default_factory=list)
+    fit_intercept: bool = field(default=True, kw_only=True)
     #: Bytes of H per row block of the update (256 KiB measured best on a 1 MiB L2 cache).
     block_bytes: int = field(default=256 * 1024, kw_only=True, repr=False, compare=False)
     # Scratch buffers of the update, one per layer, made on first use (not parameters).
