@@ -29,6 +29,7 @@ import numpy as np
 
 from ebprop.datasets import load_dataset
 from ebprop.packed import PackedNetwork, pack_estimator, qemu, read_packed
+from ebprop.packed.conv import layers_text
 from ebprop.packed.export_c import BOARDS, TARGETS, write_c_project
 
 VARIANTS = [(popcount, layer) for layer in ("SUMS", "PLANES") for popcount in ("SWAR", "TABLE")]
@@ -68,17 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     images = ds.X_test[: args.images].reshape(min(args.images, len(ds.X_test)), -1)
     net = PackedNetwork(model)
     ref = np.searchsorted(model.classes, net.predict(images))
-    arch = "-".join(map(str, model.sizes))
-    if model.layers is not None:  # a CNN: its layer list, as the architecture string has it
-        arch = (
-            "-".join(
-                f"{x['channels']}C{x['kernel']}s{x['stride']}p{x['pad']}"
-                if x["kind"] == "conv"
-                else (f"MP{x['size']}" if x["kind"] == "maxpool" else str(x["units"]))
-                for x in model.layers
-            )
-            + f"-{model.sizes[-1]}"
-        )
+    arch = layers_text(model)
     print(f"model {args.model}: layers {arch}; {len(images)} {args.dataset} test images")
     rows, ok = [], True
     with tempfile.TemporaryDirectory() as tmp:

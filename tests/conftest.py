@@ -38,3 +38,13 @@ def mnist_dir() -> Path | None:
 
 
 requires_mnist = pytest.mark.skipif(mnist_dir() is None, reason="EBPROP_DATA does not hold MNIST")
+
+
+@pytest.fixture
+def old_update(monkeypatch):
+    """Training without the overshoot control (γ = 1 always, the update before issue 32), so that
+    the divergence paths, the last resort behind it, can still be driven by ordinary settings.
+    Acts on the NumPy loop, which the small (digits) runs of the tests take."""
+    import ebprop.core.step
+
+    monkeypatch.setattr(ebprop.core.step, "overshoot_gain", lambda *args: 1.0)

@@ -363,3 +363,123 @@ def test_published_protocol_experiments_parse_with_their_stated_settings(name):
     shift = 1 if name.startswith("deployable") else 0
     assert {o["augment_shift"] for opts in by_method.values() for o in opts} == {shift}
     assert {o["validation"] for opts in by_method.values() for o in opts} <= {None, 10000}
+
+
+def test_time_to_error_counts_training_seconds_until_the_first_hit(trained, tmp_path):
+    from ebprop.sweep.timing import parse_targets, time_to_error
+
+    history = [
+        {"epoch": 1, "seconds": 2.0, "eval_seconds": 9.0, "val_error": 0.05},
+        {"epoch": 2, "seconds": 3.0, "eval_seconds": 9.0, "val_error": 0.029},
+        {"epoch": 3, "seconds": 4.0, "eval_seconds": 9.0, "val_error": 0.024},
+    ]
+    assert time_to_error(history, "val_error", 0.03) == (5.0, 2)
+    assert time_to_error(history, "val_error", 0.025) == (9.0, 3)
+    assert time_to_error(history, "val_error", 0.01) is None
+    cpu = [dict(r, cpu_seconds=r["seconds"] / 2) for r in history]
+    assert time_to_error(cpu, "val_error", 0.025, "cpu_seconds") == (4.5, 3)
+    assert time_to_error(history, "val_error", 0.025, "cpu_seconds") == (None, 3)
+    assert parse_targets("3.0, 2.5") == [3.0, 2.5]
+    with pytest.raises(ValueError, match="--time-to 'x'"):
+        parse_targets("x")
+    out, summary, _ = trained
+    res = CliRunner().invoke(main, ["report", str(out.parent), "--time-to", "50,0.01"])
+    assert res.exit_code == 0, res.output
+    header, row = res.output.splitlines()
+    assert header.endswith("t_50,cpu_50,epoch_50,t_0.01,cpu_0.01,epoch_0.01")
+    cells = row.split(",")
+    assert cells[1:4] == ["binarynet", "BNN", "1"] and cells[-3:] == ["", "", ""]
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in metrics if r["val_error"] <= 0.5)
+    expected = sum(r["seconds"] for r in metrics if r["epoch"] <= first["epoch"])
+    cpu = sum(r["cpu_seconds"] for r in metrics if r["epoch"] <= first["epoch"])
+    assert float(cells[-6]) == pytest.approx(expected, abs=0.06)
+    assert float(cells[-5]) == pytest.approx(cpu, abs=0.06) and int(cells[-4]) == first["epoch"]
+    bad = CliRunner().invoke(main, ["report", str(tmp_path), "--time-to", "3"])
+    assert bad.exit_code == 1 and "no run folder" in bad.output
+    bad = CliRunner().invoke(main, ["report", str(out), "--time-to", "120"])
+    assert bad.exit_code == 2 and "give error targets in percent" in bad.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "options.json").write_text((out / "options.json").read_text())
+    (broken / "metrics.jsonl").write_text("{not json\n")
+    bad = CliRunner().invoke(main, ["report", str(broken), "--time-to", "3"])
+    assert bad.exit_code == 1 and "unreadable metrics" in bad.output
+
+
+def test_fold_on_28x28_pixels_predicts_as_torch_on_1000_images():
+    """A 784-64-32-10 BinaryNet with random weights, biases and batch-norm statistics (scales of
+    both signs) on 1,000 MNIST test images when EBPROP_DATA holds MNIST, else on 1,000 random
+    28x28 images: the packed network's classes equal torch's eval-mode network's (m = 255, so
+    the first layer's integer range is ±199,920)."""
+    try:
+        images = load_dataset("mnist").X_test[:1000]
+    except Exception:  # noqa: BLE001 - no MNIST here: random pixels exercise the same arithmetic
+        images = np.random.default_rng(2).integers(0, 256, (1000, 28, 28)).astype(np.uint8)
+    g = torch.Generator().manual_seed(5)
+    net = BinaryNet(784, 10, (64, 32), batch_norm=True, bias=True, pixels=("unit", 255))
+    pre = Preprocessor().fit(images[:1], 255)
+    feats = torch.from_numpy(pre.transform(images, np.float32))
+    with torch.no_grad():
+        for w in net.weights:
+            w.uniform_(-1, 1, generator=g)
+        for b in net.biases:
+            b.normal_(0, 0.3, generator=g)
+        for bn in net.norms:
+            bn.momentum = 1.0  # running statistics := this batch's
+        net.train()(feats)  # batch norm sees the images' own pre-activations
+        for bn in net.norms:
+            bn.weight.normal_(0, 1.0, generator=g)
+            bn.bias.normal_(0, 0.5, generator=g)
+    net.eval()
+    folded = net.fold()
+    assert all(f.any() and not f.all() for f in folded.flipped)
+    _, ref = _torch_reference(net, images.reshape(1000, -1), "unit", 255)
+    packed = PackedNetwork.from_estimator(folded_estimator(folded, np.arange(10), "float32"), pre)
+    assert len(np.unique(ref)) > 3
+    np.testing.assert_array_equal(packed.predict(images), ref)
+
+
+def test_binarynet_on_float_features_trains_and_writes_no_model_file(tmp_path):
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    np.savez(path, X_train=X, y_train=(X[:, 0] > 0).astype(int) + (X[:, 1] > 0))
+    opts = BaselineOptions(method="binarynet", dataset=str(path), hidden=(8,), epochs=2)
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["finished"] and summary["readouts"]["BNN"]["test_error"] is not None
+    assert not (tmp_path / "r" / "model.npz").exists()
+
+
+def test_two_classes_use_one_output_unit_and_export_exactly(tmp_path):
+    """Two classes: one output unit and the logistic loss; the exported network's classes
+    equal the torch test-time network's."""
+    ds = load_dataset("digits")
+    keep = ds.y_train < 2
+    path = tmp_path / "two.npz"
+    np.savez(path, X_train=ds.X_train[keep], y_train=ds.y_train[keep], max_value=16)
+    opts = BaselineOptions(
+        method="binarynet", dataset=str(path), hidden=(16,), epochs=10, batch_size=10
+    )
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["test_error"] < 0.2
+    loaded = load_model(tmp_path / "r" / "model.npz")
+    assert loaded.metadata["architecture"]["sizes"][-1] == 1
+    packed = PackedNetwork.from_estimator(loaded.estimator, loaded.preprocessor)
+    from ebprop.runs import load_features
+
+    data = load_features(opts)
+    pred = packed.predict(ds.X_train[keep])
+    feats = loaded.preprocessor.transform(ds.X_train[keep], np.float32)
+    np.testing.assert_array_equal(pred, loaded.estimator.predict(feats, readout="deterministic"))
+    assert set(np.unique(pred)) <= set(data.classes.tolist())
+
+
+def test_ebp_and_baseline_epochs_record_their_training_cpu_seconds(trained, tmp_path):
+    from ebprop.runs import TrainOptions, train_run
+
+    train_run(TrainOptions(hidden=(8,), epochs=2), tmp_path / "e", make_plots=False)
+    out, _, _ = trained
+    for path in (tmp_path / "e" / "metrics.jsonl", out / "metrics.jsonl"):
+        for r in map(json.loads, path.read_text().splitlines()):
+            assert 0 < r["cpu_seconds"] and "eval_seconds" in r

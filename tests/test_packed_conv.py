@@ -17,7 +17,7 @@ import pytest
 
 from ebprop.exceptions import ModelFormatError
 from ebprop.packed import PackedModel, PackedNetwork, read_packed, write_packed
-from ebprop.packed.conv import plan
+from ebprop.packed.conv import layers_text, plan, weight_count
 from ebprop.packed.fileformat import decode_packed, encode_packed
 from ebprop.packed.runtime import pack_conv_network
 
@@ -102,6 +102,7 @@ def test_conv_runtime_equals_reference(name, layers, shape, n_out, tmp_path):
     classes = np.arange(max(n_out, 2))
     prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": list(shape)}
     model = pack_conv_network(layers, H, b, prep, classes, dtype="float64")
+    assert weight_count(model) == sum(h.size for h in H)
     net = PackedNetwork(model)
     images = rng.integers(0, 256, size=(37, *shape), dtype=np.uint8)
     images[0] = 0  # a black image: every first-layer sum is 0
@@ -308,3 +309,13 @@ def test_conv_array_errors():
     with pytest.raises(ModelFormatError, match=r"thresholds_0 has shape \(4,\) \(int8\)"):
         check_arrays(stages, w, [t[0].astype(np.int8), t[1]], "m")
     check_arrays(stages, w, t, "m")  # the packer's own arrays pass
+
+
+def test_layers_text_names_the_network():
+    layers = [conv(5, 3, 2, 1), conv(3, 2), mp(2), dense(9)]
+    H, b = random_network(layers, (11, 9), 4, np.random.default_rng(0))
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": [11, 9]}
+    model = pack_conv_network(layers, H, b, prep, np.arange(4))
+    assert layers_text(model) == "5C3s2p1-3C2-MP2-9-4"
+    model.layers = None  # as an MLP's file reads: its sizes
+    assert layers_text(model) == "-".join(map(str, model.sizes))

@@ -52,6 +52,9 @@ def test_cli_export_packed_and_c_equal_ebp_d(cnn, tmp_path):
     save_model(path, est, pre, {})
     res = CliRunner().invoke(main, ["export", str(path), "-o", str(tmp_path / "cnn.ebpb")])
     assert res.exit_code == 0, res.output
+    # 72 + 1,152 + 1,536 + 240 = 3,000 weights: 11.7 KiB as float32
+    assert f"layers {ARCH}-10, packed weights" in res.output
+    assert "vs 11.7 KiB as float32" in res.output
     model = read_packed(tmp_path / "cnn.ebpb")
     np.testing.assert_array_equal(PackedNetwork(model).predict(ds.X_test), reference)
     res = CliRunner().invoke(

@@ -21,6 +21,7 @@ from .core import (
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
+from .memory import check_estimator_memory
 from .networks import build_network, float64_network
 from .params import READOUTS, check_input_scale, check_parameters
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
@@ -28,6 +29,7 @@ from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 __all__ = ["EBPClassifier"]
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
+_CONV_CHUNK = 128  # the same for conv networks, whose im2col rows are positions × samples
 
 
 class EBPClassifier(ClassifierMixin, BaseEstimator):
@@ -92,6 +94,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         :meth:`fit` continues from the fitted parameters (same classes and features) for
         ``max_iter`` more epochs instead of starting afresh.
+    max_memory : int, str or None, default=None
+        Bytes (``"8G"``) a network may need (:func:`ebprop.memory.check_memory`); None: 80 % RAM.
 
     Attributes
     ----------
@@ -148,6 +152,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         warm_start: bool = False,
+        max_memory: int | str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.architecture = architecture
@@ -169,6 +174,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
     def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
@@ -244,7 +250,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self, with ``coefs_``, ``intercepts_``, ``classes_`` and ``n_iter_ = 0``.
         """
-        self.check_params()
+        hidden, _ = self.check_params()
         classes = np.unique(np.asarray(classes))
         if classes.shape[0] < 2:
             raise ValueError(
@@ -257,6 +263,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
+        check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
         net = build_network(self, rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net
@@ -430,12 +437,13 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
-        for s in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = X[s : s + _PREDICT_CHUNK]
+        step = _CONV_CHUNK if isinstance(net, ConvNetwork) else _PREDICT_CHUNK
+        for s in range(0, X.shape[0], step):
+            chunk = X[s : s + step]
             if readout == "probabilistic":
-                out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
+                out[s : s + step] = output_z(net, chunk)
             else:
-                out[s : s + _PREDICT_CHUNK] = predict_deterministic(
+                out[s : s + step] = predict_deterministic(
                     net, chunk, W, getattr(self, "deterministic_intercepts_", None)
                 )
         return out

@@ -67,6 +67,7 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
+from .params import loaded_params, saved_params
 from .provenance import provenance
 from .trainer import n_outputs
 
@@ -83,23 +84,6 @@ __all__ = [
 FORMAT_VERSION = 2
 _FORMAT = "ebprop.model"
 _HEADER = "header"
-_ESTIMATOR_PARAMS = (
-    "hidden_layer_sizes",
-    "architecture",
-    "input_shape",
-    "weights",
-    "batch_size",
-    "max_iter",
-    "readout",
-    "input_dropout",
-    "init_variance",
-    "prior_variance",
-    "reinforcement",
-    "shuffle",
-    "random_state",
-    "dtype",
-    "verbose",
-)
 
 
 #: Training methods a model file may record (optional header field ``method``, default "ebp");
@@ -124,17 +108,9 @@ _OBJECT_FIELDS = ("training_options", "checksums", "metrics", "extra")
 
 
 def estimator_params(est: EBPClassifier) -> dict:
-    """The estimator's constructor parameters as JSON-able values."""
-    params = {k: v for k, v in est.get_params().items() if k in _ESTIMATOR_PARAMS}
-    params["hidden_layer_sizes"] = [int(s) for s in np.atleast_1d(params["hidden_layer_sizes"])]
-    rs = params.get("random_state")
-    if not (rs is None or isinstance(rs, (int, np.integer))):
-        params["random_state"] = None  # a Generator/RandomState cannot be stored as JSON
-    elif rs is not None:
-        params["random_state"] = int(rs)
-    if params.get("input_shape") is not None:
-        params["input_shape"] = [int(d) for d in params["input_shape"]]
-    return params
+    """The estimator's constructor parameters as stored: ``get_params()`` but
+    :data:`ebprop.params.NOT_SAVED`, each in its JSON form (:mod:`ebprop.params`)."""
+    return saved_params(est.get_params())
 
 
 def _architecture(estimator: EBPClassifier, net) -> dict:
@@ -443,8 +419,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             f"{sizes[-1]}"
         )
     try:
+        version = header.get("ebprop_version")
         est = EBPClassifier.from_parameters(
-            header["estimator_params"],
+            loaded_params(
+                header["estimator_params"], version if isinstance(version, str) else None
+            ),
             [arrays[f"coef_{i}"] for i in range(n_layers)],
             [arrays[f"intercept_{i}"] for i in range(n_layers)],
             classes,

@@ -19,11 +19,6 @@ def _kb(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
-def float32_weight_bytes(sizes: tuple[int, ...]) -> int:
-    """Bytes of the weights stored as float32: 4 · Σ n_l · n_{l+1}."""
-    return 4 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-
-
 def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
     """Refuse an output path that is the input model (``export m.npz -o m.npz``)."""
     src = Path(model).resolve()
@@ -56,6 +51,7 @@ def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
 )
 def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
+    from ..packed.conv import layers_text, weight_count
     from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
     from ..packed.fileformat import write_packed
     from ..packed.runtime import pack_estimator
@@ -74,15 +70,14 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
         class_names=loaded.class_names,
         input=loaded.metadata.get("input"),
     )
-    sizes = packed.sizes
-    f32 = float32_weight_bytes(sizes)
+    f32 = 4 * weight_count(packed)
     wbytes = sum(w.nbytes for w in packed.weights)
     if fmt == "packed":
         out = Path(output) if output else Path(model).with_suffix(".ebpb")
         _refuse_overwriting(model, [out])
         size = write_packed(out, packed)
         click.echo(
-            f"wrote {out} ({_kb(size)}): layers {'-'.join(map(str, sizes))}, packed weights "
+            f"wrote {out} ({_kb(size)}): layers {layers_text(packed)}, packed weights "
             f"{_kb(wbytes)} vs {_kb(f32)} as float32 ({f32 / wbytes:.1f}x smaller; whole file "
             f"{f32 / size:.1f}x)"
         )
@@ -144,6 +139,7 @@ def bench_inference(
 ) -> None:
     """Images/s of the packed runtime vs the float32 EBP-D path, in one run, and file sizes."""
     from ..packed.bench import benchmark_inference
+    from ..packed.conv import layers_text, weight_count
     from ..packed.fileformat import write_packed
     from ..packed.runtime import pack_estimator
 
@@ -152,10 +148,9 @@ def bench_inference(
     images, what = _bench_images(loaded, dataset, data_dir, max(batches), 0)
     with tempfile.TemporaryDirectory() as tmp:
         ebpb = write_packed(Path(tmp) / "model.ebpb", packed)
-    sizes = packed.sizes
-    f32 = float32_weight_bytes(sizes)
+    f32 = 4 * weight_count(packed)
     wbytes = sum(w.nbytes for w in packed.weights)
-    click.echo(f"network {'-'.join(map(str, sizes))}; {what}")
+    click.echo(f"network {layers_text(packed)}; {what}")
     click.echo(
         f"sizes: model .npz {_kb(Path(model).stat().st_size)}, weights as float32 {_kb(f32)}, "
         f"packed weights {_kb(wbytes)} ({f32 / wbytes:.1f}x smaller), .ebpb file {_kb(ebpb)} "

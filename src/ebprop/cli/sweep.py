@@ -122,7 +122,17 @@ def sweep(
     help="files: write the three files into --out; csv: print one row per run and readout "
     "(the runs table committed under experiments/); markdown: print the table the docs embed.",
 )
-def report(sources: tuple[str, ...], out: str | None, title: str, fmt: str) -> None:
+@click.option(
+    "--time-to",
+    "time_to",
+    metavar="ERRORS",
+    help="Instead: print as CSV, for every run folder (finished or not), the training seconds "
+    "(evaluation excluded) until its deployable readout first reached each validation error, "
+    "in percent (e.g. 3.0,2.5).",
+)
+def report(
+    sources: tuple[str, ...], out: str | None, title: str, fmt: str, time_to: str | None
+) -> None:
     """One results table over the finished runs of sweep folders, run folders or runs tables.
 
     Every ``summary.json`` directly inside a SOURCE folder (or the folder's own) is read; runs that
@@ -132,6 +142,9 @@ def report(sources: tuple[str, ...], out: str | None, title: str, fmt: str) -> N
     from ..sweep import aggregate, read_summary, write_results
     from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
 
+    if time_to is not None:
+        _report_times(sources, time_to)
+        return
     if fmt == "files" and out is None:
         raise click.UsageError("--format files writes into a folder: give --out DIR")
     summaries, tables = [], []
@@ -160,3 +173,21 @@ def report(sources: tuple[str, ...], out: str | None, title: str, fmt: str) -> N
     click.echo(f"{len(summaries)} finished runs; results:")
     for kind in ("md", "csv", "png"):
         click.echo(f"  {files[kind]}")
+
+
+def _report_times(sources: tuple[str, ...], time_to: str) -> None:
+    from ..sweep.timing import parse_targets, time_rows, times_csv
+
+    try:
+        targets = parse_targets(time_to)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    dirs = []
+    for d in map(Path, sources):
+        if (d / "options.json").is_file():
+            dirs.append(d)
+        else:
+            dirs += sorted(p.parent for p in d.glob("*/metrics.jsonl"))
+    if not dirs:
+        raise EBPropError(f"{', '.join(sources)}: no run folder (no metrics.jsonl) found")
+    click.echo(times_csv(time_rows(dirs, targets), targets), nl=False)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import faulthandler
+import functools
 import json
+import os
 import re
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..datasets import DATASETS, SCALINGS, is_dataset_path, parse_image_size
+from ..datasets import DATASETS, is_dataset_path, parse_image_size
 from ..runs import (
     WARM_START_CHANGES,
     TrainOptions,
@@ -101,6 +107,17 @@ def _epoch_line(r: dict, epochs: int) -> str:
     )
 
 
+#: Seconds a training may take to stop after SIGTERM/SIGINT before it is ended regardless (the
+#: checkpoint already written stays: every file is replaced atomically).
+STOP_GRACE_S = 20
+
+
+@functools.cache
+def _devnull():
+    """/dev/null, opened once and kept open: the watchdog writes its traceback there."""
+    return open(os.devnull, "w")  # noqa: SIM115
+
+
 def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
     """A folder option as a Path; an empty one is refused (it would mean the current folder)."""
     if value is None:
@@ -122,111 +139,76 @@ def _default_out(dataset: str) -> Path:
 
 # The command's options that are training options: every field of TrainOptions but ``extra``.
 _TRAIN_FIELDS = sorted(option_keys(TrainOptions))
-_D = TrainOptions()  # the defaults shown in --help are the options' own
+
+#: CLI-only settings of some fields: how a value given as text is parsed, other flag names, a
+#: help text that names what only the command line knows. Everything else about an option (its
+#: name, type, help, default, choices) comes from the field (:mod:`ebprop.runs.options`).
+_FIELD_EXTRAS: dict[str, dict[str, Any]] = {
+    "dataset": {
+        "help": f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per "
+        "class) or an .npz (X_train, y_train[, X_test, y_test]).",
+    },
+    "data_dir": {"type": click.Path(file_okay=False)},
+    "hidden": {"callback": _parse_hidden},
+    "validation": {"callback": _parse_validation},
+    "image_size": {"callback": _parse_image_size},
+    "resize": {
+        "decls": ("--resize/--no-resize",),
+        "default": False,
+        "callback": lambda ctx, param, v: "resize" if v else None,
+    },
+    "architecture": {"decls": ("--architecture", "--arch")},
+}
+
+
+def _default_text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _click_type(f: dataclasses.Field) -> Any:
+    """The click type of a field: its choices, else the first type its annotation names."""
+    choices = f.metadata.get("choices")
+    if choices:
+        return click.Choice([str(c) for c in choices])
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if "str" in kinds:
+        return str
+    return {"int": int, "float": float}.get(kinds[0], str)
+
+
+def field_option(f: dataclasses.Field) -> Callable:
+    """The ``click.option`` of a :class:`~ebprop.runs.TrainOptions` field."""
+    extra = _FIELD_EXTRAS.get(f.name, {})
+    decls = (*extra.get("decls", ("--" + f.name.replace("_", "-"),)), f.name)
+    text = extra.get("help", f.metadata["help"])
+    shown = _default_text(f.default)
+    if shown is not None and "[default:" not in text:
+        text += f" [default: {shown}]"
+    kwargs: dict[str, Any] = {"help": text}
+    if "callback" in extra:
+        kwargs["callback"] = extra["callback"]
+        if "default" in extra:
+            kwargs["default"] = extra["default"]
+    elif str(f.type) == "bool":
+        kwargs["is_flag"] = True
+    else:
+        kwargs["type"] = extra.get("type", _click_type(f))
+    return click.option(*decls, **kwargs)
+
+
+def _train_options(command: Callable) -> Callable:
+    """Decorate ``command`` with one option per training-options field, in field order."""
+    for f in reversed([f for f in dataclasses.fields(TrainOptions) if f.name != "extra"]):
+        command = field_option(f)(command)
+    return command
 
 
 @click.command(cls=_TrainCommand)
-@click.option(
-    "--dataset",
-    default=_D.dataset,
-    show_default=True,
-    help=f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per class) or an "
-    ".npz (X_train, y_train[, X_test, y_test]).",
-)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset.")
-@click.option(
-    "--image-size",
-    callback=_parse_image_size,
-    help="Your own images: the size HxW they must have (or are resized to, with --resize).",
-)
-@click.option(
-    "--resize/--no-resize",
-    default=False,
-    callback=lambda ctx, param, v: "resize" if v else None,
-    help="Resize images of another size to --image-size (Lanczos) instead of refusing them.",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    help=f"Your own data without a test set: the fraction held out for testing. "
-    f"[default: {_D.test_fraction}]",
-)
-@click.option(
-    "--hidden",
-    callback=_parse_hidden,
-    help="Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer. "
-    f"[default: {' '.join(map(str, _D.hidden))}]",
-)
-@click.option(
-    "--architecture",
-    "--arch",
-    "architecture",
-    help="The hidden layers in the usual notation instead of --hidden, e.g. "
-    "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
-    "(docs/conv.md).",
-)
-@click.option(
-    "--weights", type=click.Choice(["binary", "real"]), default=_D.weights, show_default=True
-)
-@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
-@click.option(
-    "--input-dropout",
-    type=float,
-    help="Keep probability of analytic input dropout (the authors used 0.8).",
-)
-@click.option("--filters", help="Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…")
-@click.option(
-    "--scaling",
-    type=click.Choice(list(SCALINGS)),
-    default=_D.scaling,
-    show_default=True,
-)
-@click.option("--deskew", is_flag=True, help="Deskew images by their moments first.")
-@click.option("--seed", type=int, default=_D.seed, show_default=True)
-@click.option(
-    "--dtype", type=click.Choice(["float32", "float64"]), default=_D.dtype, show_default=True
-)
-@click.option("--init-variance", type=float, default=_D.init_variance, show_default=True)
-@click.option("--prior-variance", type=float, default=_D.prior_variance, show_default=True)
-@click.option(
-    "--reinforcement",
-    help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
-    "(20 plain epochs, then 1.0001), "
-    "or 'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]",
-)
-@click.option(
-    "--validation",
-    callback=_parse_validation,
-    help="Validation images held out of train: a count or a fraction; 0 for none.",
-)
-@click.option(
-    "--select-by",
-    type=click.Choice(["probabilistic", "deterministic"]),
-    default=_D.select_by,
-    show_default=True,
-    help="Readout whose validation error picks the best epoch (model.npz).",
-)
-@click.option(
-    "--refit-thresholds",
-    is_flag=True,
-    help="Binary weights: after each epoch refit EBP-D's hidden thresholds on training images "
-    "so each sign unit agrees best with its EBP-P counterpart (evaluated and saved with them).",
-)
-@click.option(
-    "--augment-shift",
-    type=int,
-    help="Images only: each epoch, shift every training image by a random offset of up to this "
-    "many pixels in each direction (validation and test images are never shifted). "
-    f"[default: {_D.augment_shift}, off]",
-)
-@click.option(
-    "--jobs",
-    type=int,
-    help="Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
-    "compiled loop, one thread, for large epochs when numba is installed]",
-)
-@click.option("--patience", type=int, help="Stop after this many epochs without progress.")
+@_train_options
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -319,6 +301,9 @@ def train(ctx: click.Context, **kw) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        # A minibatch (or an allocation) the handler cannot interrupt must not hold the process
+        # past STOP_GRACE_S: faulthandler's watchdog thread exits without needing the GIL.
+        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True, file=_devnull())
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -347,6 +332,7 @@ def train(ctx: click.Context, **kw) -> None:
             checkpoint_every=kw["checkpoint_every"],
         )
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for s, h in old.items():
             signal.signal(s, h)
     if not summary["finished"]:

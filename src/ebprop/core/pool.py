@@ -76,13 +76,22 @@ def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, si
     window = size * size
     _, oh, ow, _ = grad_out.shape
     grad = np.zeros(input_shape, dtype=grad_out.dtype)
-    # Π_{j≠i} q_j by products of the others (not Π/q_i, which fails where q_i = 0).
+    # Π_{j≠i} q_j = (q_0 ⋯ q_{i−1}) · (q_{i+1} ⋯ q_{k²−1}): prefix times suffix products, not
+    # Π/q_i (which fails where an input is surely +1, q_i = 0).
+    suffix = [grad_out]  # grad_out · q_{i+1} ⋯ q_{k²−1}, built from the end
+    for j in range(window - 1, 0, -1):
+        suffix.append(suffix[-1] * q[j])
+    suffix.reverse()
+    prefix = None  # q_0 ⋯ q_{i−1}
     for i, (dy, dx) in enumerate(_offsets(size)):
         out = grad[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
-        np.copyto(out, grad_out)
-        for j in range(window):
-            if j != i:
-                out *= q[j]
+        if prefix is None:
+            np.copyto(out, suffix[i])
+            prefix = q[0].copy()
+        else:
+            np.multiply(prefix, suffix[i], out=out)
+            if i + 1 < window:
+                prefix *= q[i]
     return grad
 
 

@@ -349,7 +349,7 @@ def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no 
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def _erfcx(u):  # pragma: no cover - compiled
+def erfcx(u):  # pragma: no cover - compiled
     # exp(u²) erfc(u) in float64: direct below 3, continued fraction above (no overflow).
     if u < 3.0:
         return math.exp(u * u) * math.erfc(u)
@@ -369,7 +369,7 @@ def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
                 delta[s, k] = 0.0
                 continue
             t = float(y[s, k] * z[s, k])
-            ratio = dt(_SQRT_2_OVER_PI / _erfcx(-t * _INV_SQRT_2))
+            ratio = dt(_SQRT_2_OVER_PI / erfcx(-t * _INV_SQRT_2))
             delta[s, k] = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
 
 

@@ -220,6 +220,31 @@ def threshold_ranges(stages: list[Stage], max_value: int) -> list[tuple[int, int
     return out
 
 
+def layers_text(model) -> str:
+    """The network of a packed model in the architecture notation, output layer included:
+    ``16C5-MP2-32C5-MP2-128-10`` for a CNN (stride and padding when not 1 and 0), the sizes
+    ``784-256-256-10`` for an MLP."""
+    if model.layers is None:
+        return "-".join(map(str, model.sizes))
+    tokens = []
+    for x in model.layers:
+        if x["kind"] == "conv":
+            stride = f"s{x['stride']}" if x["stride"] != 1 else ""
+            pad = f"p{x['pad']}" if x["pad"] else ""
+            tokens.append(f"{x['channels']}C{x['kernel']}{stride}{pad}")
+        else:
+            tokens.append(f"MP{x['size']}" if x["kind"] == "maxpool" else str(x["units"]))
+    return "-".join(tokens + [str(model.sizes[-1])])
+
+
+def weight_count(model) -> int:
+    """Number of (binary) weights of a packed model: Σ rows · columns of every weight matrix."""
+    if model.layers is None:
+        return sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:], strict=True))
+    stages = plan(model.layers, model.preprocessing["image_shape"], model.sizes[-1])
+    return sum(st.n_rows * st.n_out for st in stages if st.param >= 0)
+
+
 # ------------------------------------------------------------------------------------ geometry
 def windows(x: np.ndarray, stage: Stage) -> np.ndarray:
     """Zero-padded k×k windows at the conv's output positions: (B, Ho, Wo, k, k, C) view."""

@@ -227,17 +227,11 @@ def conv_model_c(
             "2^30 / max_value weights per unit)"
         )
     c = c_preamble(tgt, model.sizes, prep["scaling"])
-    tokens = []
-    for x in model.layers:
-        if x["kind"] == "conv":
-            tokens.append(f"{x['channels']}C{x['kernel']}s{x['stride']}p{x['pad']}")
-        else:
-            tokens.append(f"MP{x['size']}" if x["kind"] == "maxpool" else str(x["units"]))
     first = stages[0]
     hidden_convs = [s for s in stages if s.kind == "conv" and s.param > 0]
     c += [
-        f"/* Convolutional network {'-'.join(tokens)} on {'x'.join(map(str, prep['image_shape']))}"
-        " images. */",
+        f"/* Convolutional network {conv.layers_text(model)} on "
+        f"{'x'.join(map(str, prep['image_shape']))} images. */",
         "#if defined(EBPROP_FIRST_LAYER_PLANES)",
         '#error "EBPROP_FIRST_LAYER_PLANES: a convolutional model\'s first layer uses SUMS only"',
         "#endif",

@@ -41,6 +41,7 @@ from ..fileio import (
     write_json,
     write_jsonl,
 )
+from ..params import option_params
 from ..provenance import provenance
 from .options import DataOptions, RunOptions
 
@@ -57,28 +58,43 @@ __all__ = [
 
 #: Options that may change when a run is resumed: more epochs; another minibatch loop (the
 #: fused kernels and the NumPy loop agree to round-off, not bit for bit).
-RESUMABLE_CHANGES = frozenset({"epochs", "jobs"})
+RESUMABLE_CHANGES = frozenset({"epochs", "jobs", "max_memory"})
 
 
 def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
     """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside."""
     keys = set(mine) | set(stored)
 
+    declared = option_params()
+
     def value(d: dict[str, Any], k: str) -> Any:  # options added later: absent means default
-        return d[k] if k in d else ADDED_DEFAULTS.get(k)
+        v = d[k] if k in d else ADDED_DEFAULTS.get(k, getattr(declared.get(k), "default", None))
+        if k in declared:  # compare parsed values: "auto" and the schedule it stands for agree
+            try:
+                return declared[k].to_json(declared[k].check(v))
+            except ValueError:
+                return v
+        return v
 
     return sorted(
         k for k in keys if k not in RESUMABLE_CHANGES and value(mine, k) != value(stored, k)
     )
 
 
-#: Options added after runs were stored (issues 10 and 15, then augment_shift); a stored
-#: run without them used these.
+#: Options added after runs were stored (issues 10 and 15; then augment_shift); a stored
+#: run without them used these. A declared estimator parameter (:mod:`ebprop.params`) absent
+#: from a stored run means its declared default, without an entry here.
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
     if f.name in ("test_fraction", "test_seed", "image_size", "resize")
-} | {"refit_thresholds": False, "augment_shift": 0, "fit_intercept": True}
+} | {
+    "refit_thresholds": False,
+    "augment_shift": 0,
+    "fit_intercept": True,
+    "max_memory": None,
+    "background": "white",
+}
 
 
 LOCK_NAME = ".ebprop.lock"

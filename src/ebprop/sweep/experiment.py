@@ -282,7 +282,8 @@ def _expand_grid(
             raw = dict(zip(names, combo, strict=True))
             raw.setdefault("hidden", (100,))
             opts = _build_options(method, {"method": method, **raw}, _where(path, where))
-            group, name = run_name(method, opts, varying)
+            # names show the values as written ("auto"), the options hold them parsed
+            group, name = run_name(method, opts | {k: raw[k] for k in varying}, varying)
             opts["extra"] = {"group": group, "run": name}
             runs.append(RunSpec(name=name, method=method, options=opts))
     return runs
