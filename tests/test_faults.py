@@ -543,3 +543,70 @@ def test_auto_inverts_towards_the_recorded_polarity_only():
     bright[1:7, 1:7] = 255  # light on dark, as trained, but 0.56 of full scale, not 0.12
     with pytest.warns(UserWarning, match="bright.png: mean intensity 0.56 is far"):
         apply_appearance(bright, 255, "no", light_model, "bright.png")
+
+
+def _expected_bytes(sizes, batch, itemsize=4, n=0):
+    # independent of network_bytes: 6 weight-sized and 12 unit-sized arrays per sample
+    w = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+    return itemsize * (6 * w + 12 * batch * sum(sizes) + n * sizes[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "sizes", "batch"),
+    [
+        (["--hidden", "10000000"], [64, 10_000_000, 10], 10),
+        (["--hidden", "100", "--batch-size", "1000000000"], [64, 100, 10], 10**9),
+        (["--dataset", "mnist", "--hidden", "100000,100000"], [784, 100_000, 100_000, 10], 10),
+    ],
+)
+def test_sizes_past_the_memory_budget_are_refused_before_allocating(tmp_path, args, sizes, batch):
+    from ebprop.memory import memory_budget
+
+    n = {64: 1797, 784: 70000}[sizes[0]]
+    need = _expected_bytes(sizes, batch, n=n)
+    assert need > memory_budget(None)  # the default budget: 80 % of this machine's memory
+    r = _cli("train", *args, "--epochs", "1", "-q", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and f"({need:,} bytes)" in r.output and "max_memory" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_memory_option_in_train_sweep_and_the_estimator(tmp_path):
+    from ebprop import EBPClassifier
+
+    need = _expected_bytes([64, 100, 10], 10, n=1797)
+    r = _cli(*TINY[:1], "--hidden", "100", "--max-memory", str(need - 1), "--out", tmp_path / "a")
+    assert r.exit_code == 2 and f"{need:,} bytes" in r.output, r.output
+    assert _cli(*TINY, "--max-memory", "1G", "--out", tmp_path / "b").exit_code == 0
+    toml = tmp_path / "huge.toml"
+    toml.write_text('name = "huge"\n[settings]\nepochs = 1\n[[grid]]\nhidden = [[10000000]]\n')
+    r = _cli("sweep", toml, "--dry-run", "--out", tmp_path / "sw")
+    assert r.exit_code != 0 and "bytes" in r.output and "max_memory" in r.output, r.output
+    X = np.random.default_rng(0).random((30, 64))
+    y = np.arange(30) % 3
+    with pytest.raises(ValueError, match=r"64-10000000-3 network .* max_memory"):
+        EBPClassifier(hidden_layer_sizes=(10_000_000,)).fit(X, y)
+    with pytest.raises(ValueError, match=r"max_memory of 0.0 GiB \(1,000 bytes\)"):
+        EBPClassifier(hidden_layer_sizes=(50,), max_memory=1000).fit(X, y)
+    with pytest.raises(ValueError, match="max_memory must be a size"):
+        EBPClassifier(max_memory="lots").fit(X, y)
+
+
+def test_sigterm_stops_a_training_within_seconds(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ebprop", "train", "--hidden", "1000,1000", "--epochs", "50",
+           "--out", str(out), "-q"]  # fmt: skip
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "options.json").exists():
+            assert p.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        assert time.monotonic() - sent < 25  # STOP_GRACE_S (20 s) at the very worst
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode in (130, 1), p.stderr.read()

@@ -21,6 +21,7 @@ from .core import (
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
+from .memory import check_estimator_memory
 from .networks import build_network, float64_network
 from .params import READOUTS, check_input_scale, check_parameters
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
@@ -75,9 +76,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Whether each layer has a bias b (the paper's). Without one, b stays 0 and is never
         updated, and the bias's part of the forward pass goes with it: c = n_in inputs instead
         of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
-        ⟨v⟩M/√(Σ_j Var(W_j v_j)) (floored at the dtype's machine epsilon, where the +1 had kept
-        σ from 0). DeepMP's networks have no biases. Trains in the NumPy core (the fused kernels
-        implement layers with a bias); fully connected architectures only.
+        ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
+        bias-free networks. Trains in the NumPy core; fully connected architectures only.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, Generator, RandomState or None, default=None
@@ -100,6 +100,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         :meth:`fit` continues from the fitted parameters (same classes and features) for
         ``max_iter`` more epochs instead of starting afresh.
+    max_memory : int, str or None, default=None
+        Bytes (``"8G"``) a network may need (:func:`ebprop.memory.check_memory`); None: 80 % RAM.
 
     Attributes
     ----------
@@ -157,6 +159,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         warm_start: bool = False,
+        max_memory: int | str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.architecture = architecture
@@ -179,6 +182,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
     def check_params(self) -> tuple[tuple[int, ...], object]:
@@ -247,7 +251,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self, with ``coefs_``, ``intercepts_``, ``classes_`` and ``n_iter_ = 0``.
         """
-        self.check_params()
+        hidden, _ = self.check_params()
         classes = np.unique(np.asarray(classes))
         if classes.shape[0] < 2:
             raise ValueError(
@@ -260,6 +264,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
+        check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
         net = build_network(self, rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net

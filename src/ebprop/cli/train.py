@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
+import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -102,6 +105,17 @@ def _epoch_line(r: dict, epochs: int) -> str:
         f"test P {pct(r['test_error_p'])} D {pct(r['test_error_d'])}  "
         f"{r['seconds']:.2f} s  {speed}"
     )
+
+
+#: Seconds a training may take to stop after SIGTERM/SIGINT before it is ended regardless (the
+#: checkpoint already written stays: every file is replaced atomically).
+STOP_GRACE_S = 20
+
+
+@functools.cache
+def _devnull():
+    """/dev/null, opened once and kept open: the watchdog writes its traceback there."""
+    return open(os.devnull, "w")  # noqa: SIM115
 
 
 def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
@@ -290,6 +304,9 @@ def train(ctx: click.Context, **kw) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        # A minibatch (or an allocation) the handler cannot interrupt must not hold the process
+        # past STOP_GRACE_S: faulthandler's watchdog thread exits without needing the GIL.
+        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True, file=_devnull())
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -318,6 +335,7 @@ def train(ctx: click.Context, **kw) -> None:
             checkpoint_every=kw["checkpoint_every"],
         )
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for s, h in old.items():
             signal.signal(s, h)
     if not summary["finished"]:
