@@ -276,6 +276,9 @@ def _train_claimed(
             dynamic_ncols=True,
         )
         last_ckpt = time.perf_counter()
+        # CPU seconds of this epoch's training (the process's, all its threads): the one-core
+        # time on a shared machine; None for an epoch resumed mid-way (its first part is lost)
+        cpu0 = None if trainer.order is not None and trainer.position else time.process_time()
 
         def batch_done(pos: int, total: int, bar=bar, epoch=epoch) -> bool:
             nonlocal last_ckpt, seconds
@@ -309,6 +312,7 @@ def _train_claimed(
         finally:
             bar.close()
         seconds += time.perf_counter() - last_ckpt
+        cpu_seconds = None if cpu0 is None else time.process_time() - cpu0
         if not completed:  # stopped mid-epoch
             _save_checkpoint(folder, trainer, seconds, history, options, data)
             return {
@@ -332,6 +336,7 @@ def _train_claimed(
             "test_error_d": test["d"],
             "seconds": seconds,
             "samples_per_s": n / seconds if seconds > 0 else None,
+            "cpu_seconds": cpu_seconds,
             "eval_seconds": time.perf_counter() - t_eval,
         }
         history.append(record)
