@@ -256,8 +256,11 @@ def test_exported_binarynet_predicts_as_the_torch_test_time_network(exported):
 @requires_cc
 def test_c_export_of_binarynet_predicts_as_torch(exported, tmp_path):
     net, images, feats, torch_pred, model_path, ebpb = exported
-    c_pred = c_predict(PackedNetwork.load(ebpb).model, images, tmp_path / "c")
-    np.testing.assert_array_equal(c_pred, torch_pred)
+    model = PackedNetwork.load(ebpb).model
+    np.testing.assert_array_equal(c_predict(model, images, tmp_path / "c"), torch_pred)
+    # the Cortex-M code (32-bit words), built by the host compiler: the same arithmetic
+    cm = c_predict(model, images, tmp_path / "cm4", target="cortex-m4")
+    np.testing.assert_array_equal(cm, torch_pred)
 
 
 def test_cli_reports_the_one_readout_of_a_binarynet_model(trained, tmp_path):

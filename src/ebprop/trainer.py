@@ -348,9 +348,15 @@ class Trainer:
             return False
         epoch = self.epoch + 1
         if check_finite and not all(np.isfinite(a).all() for a in (*self.net.H, *self.net.b)):
+            real = getattr(self.net.family, "means_are_parameters", False)
+            advice = (
+                "a smaller --prior-variance or --init-variance, binary weights, or wider layers"
+                if real
+                else "a smaller --init-variance or --batch-size, or inputs scaled to [0, 1]"
+            )
             raise FloatingPointError(
-                f"training diverged in epoch {epoch}: parameters became NaN or infinite "
-                "(try binary weights, a smaller --prior-variance, or wider layers)"
+                f"training diverged in epoch {epoch}: the {'real' if real else 'binary'}-weight "
+                f"network's parameters became NaN or infinite (try {advice})"
             )
         # reinforced binary layers are meant to saturate (core.update.diverged)
         # (also after a schedule's stop: fields grown to the bound stay there)
