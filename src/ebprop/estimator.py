@@ -67,11 +67,16 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     reinforcement : float, str or None, default=None
         Binary weights only. After each minibatch the hidden layers' fields are scaled,
         H ← ρ H + ΔH, so that their posteriors polarise and EBP-D approaches EBP-P. A number is
-        ρ per minibatch for the hidden layers; ``"auto"`` a schedule that ``fit`` fits to
-        ``max_iter`` (:func:`ebprop.core.resolve_auto`; the one that ran is ``reinforcement_``);
-        ``"hidden=…,output=…,start=…,ramp=…,stop=…"`` a schedule. None (or 1) is plain EBP.
+        ρ per minibatch for the hidden layers; ``"auto"`` fitted to ``max_iter`` by ``fit``
+        (:func:`ebprop.core.resolve_auto`; the schedule run: attribute ``reinforcement_``).
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.
+    fit_intercept : bool, default=True
+        Whether each layer has a bias b (the paper's). Without one, b stays 0 and is never
+        updated, and the bias's part of the forward pass goes with it: c = n_in inputs instead
+        of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
+        ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
+        bias-free networks. Trains in the NumPy core; fully connected architectures only.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, Generator, RandomState or None, default=None
@@ -142,6 +147,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         input_dropout: float | None = None,
         init_variance: float = 1.0,
         prior_variance: float = 1.0,
+        fit_intercept: bool = True,
         reinforcement: float | str | None = None,
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -164,6 +170,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.input_dropout = input_dropout
         self.init_variance = init_variance
         self.prior_variance = prior_variance
+        self.fit_intercept = fit_intercept
         self.reinforcement = reinforcement
         self.shuffle = shuffle
         self.random_state = random_state
@@ -177,11 +184,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
-    def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
-        """Validate the constructor parameters, once, before anything is built.
+    def check_params(self) -> tuple[tuple[int, ...], object]:
+        """Validate the parameters through their declarations (:mod:`ebprop.params`).
 
-        Returns the widths (tuple of int) and the parsed reinforcement schedule (None: plain
-        EBP); raises ValueError naming the parameter and the values it accepts.
+        Returns ``(hidden_layer_sizes, reinforcement)``: the widths as a tuple of int and the
+        parsed schedule (None for plain EBP). ValueError names the parameter and what it takes.
         """
         return check_parameters(self)
 
@@ -300,9 +307,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
         copy back into ``n_iter_``; its schedule is ``reinforcement_`` as ``fit`` resolved it.
         """
-        _, given = self.check_params()
-        # the schedule fit resolved ('auto' fitted to the budget), else the parameter's
-        schedule = self.reinforcement_ = given and (getattr(self, "reinforcement_", 0) or given)
+        schedule = getattr(self, "reinforcement_", None) or self.check_params()[1]
         net = self.network()
         # Train on the arrays the network holds (the user's arrays, converted if need be).
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)
@@ -389,8 +394,6 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
             self.init_parameters(X.shape[1], classes)
-            schedule = self.check_params()[1]
-            self.reinforcement_ = start_schedule(schedule, self.max_iter, len(X), self.batch_size)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={np.unique(classes).tolist()} differs from the classes of the first "

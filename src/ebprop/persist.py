@@ -205,7 +205,8 @@ def save_model(
         at least ``dataset`` (and the split options used), ``ebprop evaluate`` finds the data.
     """
     metadata = dict(metadata or {})
-    ran = getattr(estimator, "reinforcement_", None)  # an unresolved 'auto' as what it ran
+    # the schedule training ran: fit's (with 'auto' resolved), else the parameter (a run's)
+    ran = getattr(estimator, "reinforcement_", None) or estimator.check_params()[1]
     ran = None if ran is None else dataclasses.replace(ran, auto=False).to_spec()
     metadata.setdefault("reinforcement_schedule", ran)
     names = metadata.pop("class_names", None)
