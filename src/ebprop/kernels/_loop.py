@@ -34,6 +34,9 @@ from __future__ import annotations
 import numba as nb
 
 from . import _fused as K
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 
 @nb.njit(nogil=True, cache=True)
@@ -160,3 +163,6 @@ def span(X, Y, order, position, batch, rho, c, net, slots, bufs, plan):  # pragm
             break
         c, nx = nx, c
     return position, errors, c
+
+
+leave_kernel_cache()
