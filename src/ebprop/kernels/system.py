@@ -28,7 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "STALE_DAYS", "cache_folder", "enter_kernel_cache", "find_numpy_cblas", "leave_kernel_cache",
-    "source_hash", "system_report", "unavailable_reason", "vector_name",
+    "prune_cache_folders", "source_hash", "system_report", "unavailable_reason", "vector_name",
 ]  # fmt: skip
 
 #: A kernel cache folder of other sources is deleted after this many days without use.
@@ -70,7 +70,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@functools.cache
 def source_hash(root: Path = _PACKAGE.parent) -> str:
     """SHA-256 (16 hex digits) of every kernel source under ``root`` (the ``ebprop`` package),
     names and contents, in a fixed order."""
@@ -106,7 +105,7 @@ def cache_folder() -> Path:
     return _state["folder"]
 
 
-def _prune(folder: Path) -> None:
+def prune_cache_folders(folder: Path) -> None:
     """Mark ``folder`` used now; delete sibling kernel caches unused for STALE_DAYS days."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -134,7 +133,7 @@ def enter_kernel_cache() -> None:
         _state["previous"] = numba.config.CACHE_DIR
         folder = cache_folder()
         if _state.get("pruned") != folder:
-            _prune(folder)
+            prune_cache_folders(folder)
             _state["pruned"] = folder
         numba.config.CACHE_DIR = str(folder)
     _state["depth"] += 1
@@ -187,7 +186,9 @@ def system_report() -> dict:
         "float32_lanes": None,
         "cpu_features": os.environ.get("NUMBA_CPU_FEATURES"),
         "cache_folder": None,
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
     }
     if importlib.util.find_spec("numba") is not None:
         from ._simd import VECTOR_BYTES
