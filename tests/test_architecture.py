@@ -21,7 +21,7 @@ LAYERS = [
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
     {"train", "fitting"},
     {"estimator"},
-    {"persist", "metrics", "__init__"},
+    {"provenance", "persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},
     {"runs"},
     {"baselines"},

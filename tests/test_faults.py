@@ -330,3 +330,84 @@ def test_a_vanished_recorded_folder_falls_back_to_ebprop_data(tmp_path, monkeypa
 def test_divergence_exits_3_with_debug_too(tmp_path):
     r = _cli("--debug", "train", "--hidden", "8", "--epochs", "1", "-q", "--out", tmp_path / "r")
     assert r.exit_code == 3, r.output
+
+
+# ---------------------------------------------------------------------------- issue 33
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def _ink_folder(root: Path, n: int = 20) -> Path:
+    """Three classes of dark-ink-on-white 8x8 PNGs (tests/fixtures/make_ink_folder.py)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for kind in ("bar", "dash", "ring"):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.full((8, 8), 255, np.uint8)
+            if kind == "bar":
+                a[1:7, 3:5] = 0
+            elif kind == "dash":
+                a[3:5, 1:7] = 0
+            else:
+                a[1:7, 1:7] = 0
+                a[2:6, 2:6] = 255
+            noise = rng.integers(0, 40, (8, 8))
+            a = np.clip(a.astype(int) + np.where(a == 0, noise, -noise), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / kind / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ink_run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("ink")
+    data = _ink_folder(base / "ink")
+    out = base / "run"
+    r = _cli("train", "--dataset", data, "--hidden", "16", "--epochs", "15", "--batch-size", "5",
+             "--out", out, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_version_1_files_still_load():
+    from ebprop.packed import PackedNetwork
+
+    old = load_model(FIXTURES / "v1_model.npz")
+    assert old.metadata["format_version"] == 1 and old.metadata["input"] is None
+    assert old.class_names == ("bar", "dash", "ring")
+    net = PackedNetwork.load(FIXTURES / "v1_model.ebpb")
+    assert net.model.names == ("0", "1", "2") and net.model.input is None
+    r = _cli("info", FIXTURES / "v1_model.npz")
+    assert r.exit_code == 0 and "not recorded" in r.output, r.output
+
+
+def test_v2_model_records_class_names_and_input_appearance(ink_run):
+    from ebprop.persist import FORMAT_VERSION
+
+    meta = load_model(ink_run / "model.npz").metadata
+    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["class_names"] == ["bar", "dash", "ring"]
+    app = meta["input"]
+    assert app["polarity"] == "dark_on_light" and app["image_shape"] == [8, 8]
+    assert app["max_value"] == 255 and app["background"] == [255, 255, 255]
+    assert 0.6 < app["mean_intensity"] < 0.85  # mostly white page: an independent estimate
+    r = _cli("info", ink_run)
+    assert "trained on: dark on light" in r.output, r.output
+
+
+def test_export_keeps_class_names_in_ebpb_c_and_cortex_m(ink_run, tmp_path):
+    from ebprop.packed import PackedNetwork
+
+    assert _cli("export", ink_run / "model.npz", "-o", tmp_path / "m.ebpb").exit_code == 0
+    net = PackedNetwork.load(tmp_path / "m.ebpb")
+    assert net.model.names == ("bar", "dash", "ring")
+    assert net.model.input["polarity"] == "dark_on_light"
+    r = _cli("info", tmp_path / "m.ebpb")
+    assert "3 classes: bar, dash, ring" in r.output, r.output
+    for target in ("host", "cortex-m4"):
+        out = tmp_path / target
+        r = _cli("export", ink_run / "model.npz", "--format", "c", "--target", target, "-o", out)
+        assert r.exit_code == 0, r.output
+        c = (out / "model.c").read_text()
+        assert 'ebprop_labels[EBPROP_N_CLASSES] = {"bar", "dash", "ring"}' in c
+        assert "#define EBPROP_INPUT_DARK_ON_LIGHT 1" in (out / "model.h").read_text()

@@ -169,7 +169,7 @@ def _bad_pre(h, a):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (_newer, "format version 2.*upgrade ebprop"),
+        (_newer, f"format version {FORMAT_VERSION + 1}.*upgrade ebprop"),
         (_missing, r"missing \['coef_1'\]"),
         (_extra, r"extra \['surprise'\]"),
         (_shape, "'coef_0' has shape"),

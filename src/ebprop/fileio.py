@@ -27,6 +27,8 @@ __all__ = [
     "atomic_write_text",
     "decode_header",
     "encode_header",
+    "json_depth",
+    "loads_header",
     "read_json",
     "read_npz",
     "read_jsonl",
@@ -84,14 +86,56 @@ def encode_header(header: dict) -> np.ndarray:
     return np.frombuffer(json.dumps(header, allow_nan=False).encode("utf-8"), dtype=np.uint8)
 
 
+#: Deepest nesting of arrays and objects a header may have (ebprop writes at most ~5 levels).
+MAX_HEADER_DEPTH = 32
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON ``text``, counted without recursion (brackets
+    inside strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_header(text: str, source: str) -> Any:
+    """``json.loads`` of a header of bounded nesting; :class:`ModelFormatError` names ``source``
+    for invalid JSON or nesting deeper than :data:`MAX_HEADER_DEPTH` (never a RecursionError)."""
+    if json_depth(text) > MAX_HEADER_DEPTH:
+        raise ModelFormatError(
+            f"{source}: header nests deeper than {MAX_HEADER_DEPTH} levels; not an ebprop header "
+            "(corrupt or crafted file)"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, huge integers
+        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
+
+
 def decode_header(array: np.ndarray, source: str = "<array>") -> dict:
     """Inverse of :func:`encode_header`; raises :class:`ModelFormatError` on bad content."""
     if array.dtype != np.uint8 or array.ndim != 1:
         raise ModelFormatError(f"{source}: header must be a 1-D uint8 array, got {array.dtype}")
     try:
-        header = json.loads(array.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
+        text = array.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{source}: header is not valid UTF-8 ({exc})") from exc
+    header = loads_header(text, source)
     if not isinstance(header, dict):
         raise ModelFormatError(f"{source}: header must be a JSON object")
     return header

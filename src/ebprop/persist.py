@@ -1,6 +1,6 @@
 """Model files: one ``.npz`` of plain arrays plus a JSON header. Atomic writes, never pickle.
 
-Layout of a model file (format version 1)::
+Layout of a model file (format version 2; version 1 files are still read)::
 
     header          uint8 (n,)            UTF-8 JSON, described below
     coef_<l>        float (n_in, n_out)   H of layer l (scikit-learn layout, as ``coefs_``)
@@ -9,15 +9,36 @@ Layout of a model file (format version 1)::
     classes         (n_classes,)          class labels (int, float or unicode; never object)
     pre_<name>      any                   the preprocessor's arrays (``Preprocessor.get_state``)
 
-The header holds ``format``, ``format_version``, ``ebprop_version``, ``architecture`` (sizes
+The header holds ``format``, ``format_version``, ``ebprop_version``, optionally ``git_commit``
+and ``vector_bits`` (where the file was written: :mod:`ebprop.provenance`; files written before
+they were recorded lack them), ``architecture`` (sizes
 n_0..n_L, weights kind, dtype), ``estimator_params``, ``preprocessor`` (its JSON state or
 null), ``classes`` (as a list), ``arrays`` (name → shape and dtype of every array above, checked
-on load), and free-form ``training_options``, ``checksums`` and ``metrics``.
+on load), and free-form ``training_options``, ``checksums`` and ``metrics`` (JSON objects).
+
+Version 2 adds (a version-1 file gets the values shown on load):
+
+* ``class_names`` — one unique name per class, always written (v1: the names stored, else
+  ``str(class)``);
+* ``input`` — how the training images looked (:mod:`ebprop.datasets.appearance`: polarity,
+  colour, alpha, background, size, mean intensity), or null for a model trained on features or
+  saved without it (v1: null; ``ebprop predict`` then keeps the old guessing, with a note).
+
+Adding an OPTIONAL header field (no version bump; files without it load with its default):
+put one entry ``name: (default, check)`` in :data:`OPTIONAL_FIELDS`, where ``check(value)``
+returns the value (possibly normalised) or raises ``ValueError``/``TypeError`` with a short
+reason. :func:`save_model` then writes ``metadata[name]`` (or the default) at the top level of
+the header instead of under ``extra``, and :func:`load_model` fills the default in when the file
+lacks it and refuses a bad value with a one-line :class:`ModelFormatError` naming the file and
+the field, so readers use ``loaded.metadata[name]`` without further checks. The same recipe,
+with :data:`ebprop.packed.fileformat.OPTIONAL_FIELDS`, adds a field to ``.ebpb`` files. Bump
+:data:`FORMAT_VERSION` only for a change that older readers would misread.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .datasets.appearance import check_appearance
 from .estimator import EBPClassifier
 from .exceptions import DataError, ModelFormatError
 
@@ -37,17 +59,19 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
+from .provenance import provenance
 from .train import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
+    "OPTIONAL_FIELDS",
     "LoadedModel",
     "estimator_params",
     "load_model",
     "save_model",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FORMAT = "ebprop.model"
 _HEADER = "header"
 _ESTIMATOR_PARAMS = (
@@ -65,6 +89,14 @@ _ESTIMATOR_PARAMS = (
     "dtype",
     "verbose",
 )
+
+
+#: Optional header fields: name -> (default for files that lack it, check returning the value).
+OPTIONAL_FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "input": (None, check_appearance),
+}
+#: Header fields that must be JSON objects when present (free-form inside).
+_OBJECT_FIELDS = ("training_options", "checksums", "metrics", "extra")
 
 
 def estimator_params(est: EBPClassifier) -> dict:
@@ -98,9 +130,9 @@ class LoadedModel:
     @property
     def class_names(self) -> tuple[str, ...]:
         """The name of each class, by class index; ``str(class)`` for models saved without."""
-        names = self.metadata.get("class_names")
+        names = self.metadata.get("class_names")  # checked by load_model
         classes = self.estimator.classes_
-        if names and len(names) == len(classes):
+        if isinstance(names, list) and len(names) == len(classes):
             return tuple(names)
         return tuple(str(c) for c in classes.tolist())
 
@@ -129,13 +161,12 @@ def save_model(
     """
     metadata = dict(metadata or {})
     names = metadata.pop("class_names", None)
-    if names is not None:
-        names = [str(n) for n in names]
-        if len(names) != len(getattr(estimator, "classes_", ())):
-            raise ValueError(
-                f"metadata['class_names'] has {len(names)} names for "
-                f"{len(getattr(estimator, 'classes_', ()))} classes"
-            )
+    optional = {}
+    for key, (default, check) in OPTIONAL_FIELDS.items():
+        try:
+            optional[key] = check(metadata.pop(key, default))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata[{key!r}]: {exc}") from exc
     if not hasattr(estimator, "coefs_"):
         raise ValueError("save_model needs a fitted estimator (call fit or partial_fit first)")
     net = estimator.network()
@@ -150,6 +181,10 @@ def save_model(
     if classes.dtype == object:
         classes = classes.astype(str)
     arrays["classes"] = classes
+    names = [str(c) for c in classes.tolist()] if names is None else [str(n) for n in names]
+    problem = _class_names_problem(names, len(classes))
+    if problem:
+        raise ValueError(f"metadata['class_names']: {problem}")
     pre_meta = None
     if preprocessor is not None:
         pre_meta, pre_arrays = preprocessor.get_state()
@@ -158,7 +193,7 @@ def save_model(
     header = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
-        "ebprop_version": __version__,
+        **provenance(),
         "architecture": {
             "sizes": [int(s) for s in net.sizes],
             "weights": estimator.weights,
@@ -169,6 +204,7 @@ def save_model(
         "preprocessor": pre_meta,
         "classes": classes.tolist(),
         "class_names": names,
+        **optional,
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
         "training_options": metadata.get("training_options", {}),
         "checksums": metadata.get("checksums", {}),
@@ -180,6 +216,18 @@ def save_model(
         },
     }
     atomic_savez(path, **arrays, **{_HEADER: encode_header(header)})
+
+
+def _class_names_problem(names: Any, n_classes: int) -> str | None:
+    """Why ``names`` cannot name ``n_classes`` classes, or None."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "must be a list of strings"
+    if len(names) != n_classes:
+        return f"{len(names)} names for {n_classes} classes"
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        return f"names must be unique, {dup} repeat"
+    return None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -198,6 +246,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _check_header(header: dict, src: str) -> None:
+    """Check every header field that is read, and fill in the defaults of a version-1 file and of
+    absent optional fields; one :class:`ModelFormatError` naming the file and the field."""
     if header.get("format") != _FORMAT:
         raise ModelFormatError(f"{src}: not an ebprop model (format={header.get('format')!r})")
     version = header.get("format_version")
@@ -209,9 +259,33 @@ def _check_header(header: dict, src: str) -> None:
             f"{header.get('ebprop_version', '?')}); this ebprop {__version__} reads up to "
             f"version {FORMAT_VERSION}: upgrade ebprop"
         )
-    for key in ("architecture", "estimator_params", "arrays", "classes"):
+    required = ("architecture", "estimator_params", "arrays", "classes")
+    if version >= 2:
+        required += ("class_names",)
+    for key in required:
         if key not in header:
             raise ModelFormatError(f"{src}: header lacks {key!r}")
+    for key in ("architecture", "estimator_params", "arrays"):
+        if not isinstance(header[key], dict):
+            raise ModelFormatError(f"{src}: header field {key!r} must be a JSON object")
+    for key in _OBJECT_FIELDS:
+        if header.get(key) is None:
+            header[key] = {}
+        elif not isinstance(header[key], dict):
+            raise ModelFormatError(
+                f"{src}: header field {key!r} must be a JSON object, got "
+                f"{type(header[key]).__name__}"
+            )
+    if header.get("preprocessor") is not None and not isinstance(header["preprocessor"], dict):
+        raise ModelFormatError(f"{src}: header field 'preprocessor' must be a JSON object or null")
+    n_iter = header.get("n_iter", 0)
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise ModelFormatError(f"{src}: header field 'n_iter' must be an integer >= 0")
+    for key, (default, check) in OPTIONAL_FIELDS.items():
+        try:
+            header[key] = check(header.get(key, default))
+        except (TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{src}: header field {key!r}: {exc}") from exc
 
 
 def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list[int]:
@@ -234,6 +308,8 @@ def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list
             f"{src}: arrays do not match header: missing {missing}, extra {extra}"
         )
     for name, spec in manifest.items():
+        if not isinstance(spec, dict):
+            raise ModelFormatError(f"{src}: header 'arrays.{name}' must be a JSON object")
         a = arrays[name]
         if list(a.shape) != list(spec.get("shape", [])) or a.dtype.str != spec.get("dtype"):
             raise ModelFormatError(
@@ -284,6 +360,25 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     sizes = _check_arrays(header, arrays, src)
     n_layers = len(sizes) - 1
     classes = arrays["classes"]
+    if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+        raise ModelFormatError(
+            f"{src}: the 'classes' array must list distinct labels, got {classes.tolist()!r}"
+        )
+    names = header.get("class_names")
+    if names is None and header["format_version"] == 1:
+        names = [str(c) for c in classes.tolist()]
+    problem = _class_names_problem(names, len(classes))
+    if problem:
+        raise ModelFormatError(f"{src}: header field 'class_names': {problem}")
+    header["class_names"] = names
+    listed = header["classes"]
+    if not isinstance(listed, list) or [str(c) for c in listed] != [
+        str(c) for c in classes.tolist()
+    ]:
+        raise ModelFormatError(
+            f"{src}: header field 'classes' {listed!r} differs from the 'classes' array "
+            f"{classes.tolist()!r}"
+        )
     n_out = n_outputs(classes.shape[0])
     if classes.shape[0] < 2 or sizes[-1] != n_out:
         raise ModelFormatError(
@@ -296,7 +391,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             [arrays[f"coef_{i}"] for i in range(n_layers)],
             [arrays[f"intercept_{i}"] for i in range(n_layers)],
             classes,
-            n_iter=int(header.get("n_iter", 0)),
+            n_iter=header.get("n_iter", 0),
         )
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{src}: inconsistent estimator state ({exc})") from exc

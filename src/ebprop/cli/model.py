@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
 from ..metrics import confusion_matrix, error_rate, evaluation_report, model_memory
@@ -45,7 +46,7 @@ def open_model(path: Path):
 def _names(model) -> tuple[str, ...]:
     if isinstance(model, LoadedModel):
         return model.class_names
-    return tuple(str(c) for c in model.classes_.tolist())
+    return model.model.names
 
 
 def _name_of(model, labels: np.ndarray) -> list[str]:
@@ -276,12 +277,15 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
                     "model": str(model_path),
                     "format_version": meta["format_version"],
                     "ebprop_version": meta.get("ebprop_version"),
+                    "git_commit": meta.get("git_commit"),
+                    "vector_bits": meta.get("vector_bits"),
                     "weights": est.weights,
                     "dtype": str(np.dtype(est.dtype)),
                     "sizes": meta["architecture"]["sizes"],
                     "classes": est.classes_.tolist(),
                     "class_names": list(model.class_names),
                     "preprocessor": pre or None,
+                    "input": meta.get("input"),
                     "layers": rows,
                     "total": total,
                     "metrics": meta.get("metrics", {}),
@@ -293,7 +297,7 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
     sizes = meta["architecture"]["sizes"]
     click.echo(
         f"{model_path}: ebprop model format {meta['format_version']} "
-        f"(written by ebprop {meta.get('ebprop_version')})"
+        f"(written by ebprop {meta.get('ebprop_version')}{_provenance_note(meta)})"
     )
     click.echo(
         f"  {est.weights} weights, trained as {np.dtype(est.dtype).name}; "
@@ -309,6 +313,8 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
             f"{pre['n_features']} features (scaling {pre['scaling']}, filters {filters}, "
             f"deskew {'on' if pre['deskew'] else 'off'})"
         )
+    if pre:
+        click.echo(f"  trained on: {appearance_text(meta.get('input'))}")
     header = (
         f"  {'layer':<6}{'shape':>14}{'1-bit':>12}{'32-bit':>10}{'trained':>12}{'deployed':>12}"
     )
@@ -338,6 +344,17 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
         )
 
 
+def _provenance_note(meta: dict) -> str:
+    """The header's commit and vector width as ", commit 1a2b3c4d5e6f, 512-bit vectors"
+    (empty for files written before they were recorded)."""
+    note = ""
+    if meta.get("git_commit"):
+        note += f", commit {str(meta['git_commit'])[:12]}"
+    if meta.get("vector_bits"):
+        note += f", {meta['vector_bits']}-bit vectors"
+    return note
+
+
 def _short(names, limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
@@ -352,7 +369,9 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
         "readout": "deterministic",
         "sizes": sizes,
         "classes": net.classes_.tolist(),
+        "class_names": list(_names(net)),
         "preprocessing": prep,
+        "input": net.model.input,
         "weight_bytes": int(net.weight_nbytes),
         "file_bytes": model_path.stat().st_size,
     }
@@ -365,6 +384,7 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
     )
     h, w = prep["image_shape"]
     click.echo(f"  input: {h}x{w} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
+    click.echo(f"  trained on: {appearance_text(net.model.input)}")
     click.echo(f"  packed weights {_bytes(net.weight_nbytes)}, file {_bytes(info['file_bytes'])}")
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from ..datasets import DATASETS, SCALINGS, is_dataset_path, parse_image_size
-from ..runs import TrainOptions, load_options, option_keys, train_run
+from ..runs import (
+    WARM_START_CHANGES,
+    TrainOptions,
+    load_options,
+    option_keys,
+    train_run,
+    warm_start,
+)
 from ..runs.folder import RESUMABLE_CHANGES
 from .app import pct
 
@@ -214,6 +221,14 @@ _D = TrainOptions()  # the defaults shown in --help are the options' own
     help="Continue the run in this directory from its checkpoint (--epochs may be raised).",
 )
 @click.option(
+    "--from",
+    "from_run",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Warm start: a new run (--out) that continues the finished run in this directory from "
+    "its last checkpoint, with its options; only --epochs (more), --reinforcement (starting at "
+    "or after the epoch it reached), --patience and --jobs may change.",
+)
+@click.option(
     "--checkpoint-every",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -235,7 +250,22 @@ def train(ctx: click.Context, **kw) -> None:
         for name in _TRAIN_FIELDS
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
-    if kw["resume"] is not None:
+    if kw["from_run"] is not None:
+        if kw["resume"] is not None:
+            raise click.UsageError("--from starts a new run and --resume continues one; give one")
+        if given - WARM_START_CHANGES:
+            flags = ", ".join(
+                "--" + g.replace("_", "-") for g in sorted(given - WARM_START_CHANGES)
+            )
+            allowed = ", ".join("--" + g for g in sorted(WARM_START_CHANGES))
+            raise click.UsageError(
+                f"--from keeps the run's options; only {allowed} may be given, not {flags}"
+            )
+        source = load_options(kw["from_run"])
+        out = kw["out"] or _default_out(source.dataset)
+        options = warm_start(kw["from_run"], out, {name: kw[name] for name in given})
+        kw["resume"] = out  # the new folder holds a run to continue
+    elif kw["resume"] is not None:
         if kw["out"] is not None:
             raise click.UsageError("--resume DIR continues DIR; do not also give --out")
         if given - RESUMABLE_CHANGES:
@@ -277,8 +307,11 @@ def train(ctx: click.Context, **kw) -> None:
         if not quiet:
             click.echo(text, err=as_json)
 
+    verb = "resuming" if kw["resume"] else "training"
+    if kw["from_run"] is not None:
+        verb = f"from {kw['from_run']} (epoch {options.extra['warm_start']['epoch']}), training"
     say(
-        f"{'resuming' if kw['resume'] else 'training'} {options.weights} net (hidden {hidden}) on "
+        f"{verb} {options.weights} net (hidden {hidden}) on "
         f"{options.dataset} for {options.epochs} epoch{'s' if options.epochs != 1 else ''} → {out}"
     )
     try:

@@ -3,7 +3,9 @@
 Read :mod:`.step` first: it composes :mod:`.forward`, :mod:`.backward` and :mod:`.update`.
 """
 
+from .architecture import format_architecture, layer_shapes, parse_architecture
 from .backward import backward, hidden_delta, output_delta
+from .convnet import ConvNetwork, conv_forward, conv_step_inplace, init_conv_network
 from .families import BinaryWeights, RealWeights, WeightFamily, dropout_nu, make_family
 from .forward import LayerStats, forward
 from .network import Network, init_network
@@ -26,6 +28,13 @@ __all__ = [
     "parse_reinforcement",
     "diverged",
     "BinaryWeights",
+    "ConvNetwork",
+    "conv_forward",
+    "conv_step_inplace",
+    "format_architecture",
+    "init_conv_network",
+    "layer_shapes",
+    "parse_architecture",
     "LayerStats",
     "Network",
     "RealWeights",

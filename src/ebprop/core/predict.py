@@ -10,23 +10,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from .architecture import ConvSpec, PoolSpec
+from .conv import im2col
+from .convnet import ConvNetwork, conv_forward
 from .forward import forward
 from .network import Network
 from .numerics import log_cdf
+from .pool import maxpool_deterministic
 
 
-def predict_probabilistic(net: Network, x: np.ndarray) -> np.ndarray:
+def predict_probabilistic(net: Network | ConvNetwork, x: np.ndarray) -> np.ndarray:
     """⟨v_L⟩, shape (batch, n_L), in (−1, 1)."""
+    if isinstance(net, ConvNetwork):
+        return conv_forward(net, x)[-1].v
     return forward(net, x)[-1].v
 
 
-def output_z(net: Network, x: np.ndarray) -> np.ndarray:
+def output_z(net: Network | ConvNetwork, x: np.ndarray) -> np.ndarray:
     """z_L = μ_L/σ_L, shape (batch, n_L): P(v_L,k = +1) = Φ(z_k)."""
+    if isinstance(net, ConvNetwork):
+        return conv_forward(net, x)[-1].stats.z
     return forward(net, x)[-1].z
 
 
 def predict_deterministic(
-    net: Network,
+    net: Network | ConvNetwork,
     x: np.ndarray,
     weights: list[np.ndarray] | None = None,
     biases: list[np.ndarray] | None = None,
@@ -40,12 +48,38 @@ def predict_deterministic(
         weights = [net.family.most_probable(h) for h in net.H]
     if biases is None:
         biases = net.b
+    if isinstance(net, ConvNetwork):
+        return _deterministic_conv(net, x, weights, biases)
     h = x
     for W, b in zip(weights[:-1], biases[:-1], strict=True):
         pre = h @ W
         pre += b
         h = np.where(pre >= 0, 1, -1).astype(x.dtype)  # sign with sign(0) = +1
     return h @ weights[-1] + biases[-1]
+
+
+def _deterministic_conv(
+    net: ConvNetwork, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]
+) -> np.ndarray:
+    """EBP-D of a conv network (CONV_SPEC.md): padded taps add 0, pools are an OR of ±1 bits."""
+    h = x.reshape((x.shape[0],) + tuple(net.input_shape))
+    index, last = 0, len(weights) - 1
+    for spec, shape in zip(net.specs, net.shapes, strict=True):
+        if isinstance(spec, PoolSpec):
+            h = maxpool_deterministic(h, spec.size)
+            continue
+        if isinstance(spec, ConvSpec):
+            pre = im2col(h, spec.kernel, spec.stride, spec.pad) @ weights[index]
+        else:
+            pre = h.reshape(h.shape[0], -1) @ weights[index]
+        pre += biases[index]
+        if index == last:
+            return pre
+        h = np.where(pre >= 0, 1, -1).astype(x.dtype)  # sign with sign(0) = +1
+        if isinstance(spec, ConvSpec):
+            h = h.reshape((x.shape[0],) + shape)
+        index += 1
+    raise ValueError("a conv network must end with a dense output layer")
 
 
 def class_log_probabilities(z: np.ndarray) -> np.ndarray:

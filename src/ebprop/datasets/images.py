@@ -39,13 +39,18 @@ _MODES_16 = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
 def read_image(
-    path: str | os.PathLike, *, max_pixels: int = MAX_IMAGE_PIXELS
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> tuple[np.ndarray, int]:
     """Decode an image file into greyscale at its full bit depth.
 
-    Colour images are converted to luma (ITU-R 601-2, Pillow's ``convert("L")``) and alpha is
-    dropped; 1-bit images become 0/255. 16-bit greyscale files (PNG, TIFF, PGM) keep all their
-    grey levels. Multi-frame files give their first frame.
+    Colour images are converted to luma (ITU-R 601-2, Pillow's ``convert("L")``); an image with
+    transparency is first composited on ``background`` (RGB, default white), so a drawing on a
+    transparent page reads as it is seen, not as black; 1-bit images become 0/255. 16-bit
+    greyscale files (PNG, TIFF, PGM) keep all their grey levels. Multi-frame files give their
+    first frame.
 
     Parameters
     ----------
@@ -98,6 +103,10 @@ def read_image(
                         f"{path}: floating-point image (mode F) has no fixed grey range; "
                         "save it as 8- or 16-bit"
                     )
+                elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+                    rgba = im.convert("RGBA")
+                    page = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+                    image = np.array(Image.alpha_composite(page, rgba).convert("L"))
                 else:
                     image = np.array(im if mode == "L" else im.convert("L"))
     except FileNotFoundError:
@@ -189,6 +198,7 @@ def prepare_image(
     max_value: float,
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> np.ndarray:
     """An image file as a model's raw input: decoded, resized to ``image_shape``, rescaled.
 
@@ -204,7 +214,7 @@ def prepare_image(
         not whole) float64 values ``level / depth · max_value``, so that no grey level is
         rounded away (a black-and-white file still gives exactly 0 and ``max_value``).
     """
-    image, depth = read_image(path, max_pixels=max_pixels)
+    image, depth = read_image(path, max_pixels=max_pixels, background=background)
     resized = resize_image(image, tuple(image_shape), depth)
     if float(max_value).is_integer() and max_value >= 2:
         return rescale(resized, depth, int(max_value))

@@ -9,6 +9,7 @@ does not import numba; :func:`available` says whether the kernels can run here, 
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from .system import unavailable_reason
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "available", "refresh_moments", "run_minibatches_fused", "supports", "unavailable_reason",
+    "vector_bits",
 ]  # fmt: skip
 
 
@@ -25,6 +27,16 @@ def available() -> bool:
     """True when the fused kernels can run here: numba is installed and NumPy's bundled OpenBLAS,
     which they call, was found (:func:`unavailable_reason` says which is missing)."""
     return unavailable_reason() is None
+
+
+def vector_bits() -> int | None:
+    """Bits per explicit vector the kernels compile for (512 where numba targets AVX-512F, else
+    256), or None when numba is not installed. Imports numba (once) when it is."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    from ._simd import VECTOR_BYTES
+
+    return 8 * VECTOR_BYTES
 
 
 def __getattr__(name: str):

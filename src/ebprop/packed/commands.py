@@ -56,7 +56,13 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
         "model_file": Path(model).name,
         "ebprop_metadata_format": loaded.metadata.get("format_version"),
     }
-    packed = pack_estimator(loaded.estimator, loaded.preprocessor, source=source)
+    packed = pack_estimator(
+        loaded.estimator,
+        loaded.preprocessor,
+        source=source,
+        class_names=loaded.class_names,
+        input=loaded.metadata.get("input"),
+    )
     sizes = packed.sizes
     f32 = float32_weight_bytes(sizes)
     wbytes = sum(w.nbytes for w in packed.weights)

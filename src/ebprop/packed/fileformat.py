@@ -1,10 +1,10 @@
 """The ``.ebpb`` file: a packed binary network, versioned, checksummed, little-endian.
 
-Layout (format version 1; all integers little-endian)::
+Layout (format version 2; version 1 files are still read; all integers little-endian)::
 
     offset  size  field
     0       8     magic  b"\\x89EBPB\\r\\n\\x1a"  (the high byte and CR/LF catch text-mode copies)
-    8       2     uint16 format version (1)
+    8       2     uint16 format version (2; 1 is still read)
     10      2     uint16 byte-order mark 0xFEFF (bytes FF FE; FE FF would mean a big-endian file)
     12      4     uint32 header length H (bytes of UTF-8 JSON, space-padded so the payload
                   starts on a 64-byte boundary)
@@ -22,15 +22,27 @@ The file is exactly 56 + H + P bytes. JSON header keys::
     preprocessing {"input": "uint8", "scaling": "unit"|"symmetric", "max_value": m,
                    "image_shape": [h, w]}
     classes       JSON list of the L-th layer's class labels (ints, floats or strings)
+    class_names   (v2) one unique name per class, by class index (v1: str(label))
+    input         (v2) how the training images looked, or null (ebprop.datasets.appearance)
     output_dtype  "float32"|"float64"  (the dtype of the output bias and of the argmax)
     arrays        [{"name", "dtype", "shape", "offset", "nbytes"}, ...]:
                   weights_<l>    uint64 (n_{l+1}, ceil(n_l / 64))  bit 1 ↔ +1, padding bits 0
                   thresholds_<l> int16/32/64 (n_{l+1},)  for l < L−1: unit fires iff dot ≥ T
                   output_bias    output_dtype (n_L,)
     source        free-form JSON (where the model came from)
+    layers        optional: the hidden layers of a convolutional model, in order, each
+                  {"kind": "conv", "channels", "kernel", "stride", "pad"}, {"kind": "maxpool",
+                  "size"} or {"kind": "dense", "units"} (see :mod:`ebprop.packed.conv`). Then
+                  image_shape may be [h, w, c]; sizes lists the flat input width of every
+                  weighted layer and the outputs; weights_<l> of a conv is (C_out,
+                  ceil(k*k*C_in / 64)), rows (ky, kx, c_in); thresholds_<l> (C_out,). Absent
+                  (and absent in version-1 files): a multilayer perceptron.
 
 Readers must refuse anything they do not fully understand: :func:`read_packed` raises
 :class:`~ebprop.exceptions.ModelFormatError` naming the file and the problem.
+
+An OPTIONAL header field (no version bump) is one entry ``name: (default, check)`` in
+:data:`ebprop.packed.header_fields.OPTIONAL_FIELDS`; it travels in ``PackedModel.fields``.
 """
 
 from __future__ import annotations
@@ -47,10 +59,14 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFormatError
+from ..fileio import loads_header
+from . import conv
+from .header_fields import OPTIONAL_FIELDS, check_known, check_names, read_fields
 from .pack import n_words, padding_is_zero
 
 MAGIC = b"\x89EBPB\r\n\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "ebprop.packed"
 _PREAMBLE = struct.Struct("<8sHHIQ32s")  # 56 bytes
 _BOM = 0xFEFF
@@ -64,6 +80,8 @@ MAX_PAYLOAD_BYTES = 1 << 30  # 1 GiB: 8·10^9 one-bit weights
 MAX_UNITS = 1 << 20  # per layer
 MAX_LAYERS = 64
 _OUTPUT_DTYPES = {"float32": "<f4", "float64": "<f8"}
+_REQUIRED = ("format", "byte_order", "word_bits", "sizes", "preprocessing", "classes",
+             "output_dtype", "arrays")  # fmt: skip
 
 
 @dataclass
@@ -80,6 +98,14 @@ class PackedModel:
     classes : ndarray (n_classes,)
     preprocessing : dict
     source : dict
+    class_names : tuple of str or None, one unique name per class (see :attr:`names`)
+    input : dict or None
+        How the training images looked (:mod:`ebprop.datasets.appearance`), when recorded.
+    fields : dict
+        The optional header fields of :data:`OPTIONAL_FIELDS`, by name.
+    layers : list of dict or None
+        The hidden layers of a convolutional model (:func:`ebprop.packed.conv.plan`); None for
+        a multilayer perceptron.
     """
 
     sizes: tuple[int, ...]
@@ -89,6 +115,15 @@ class PackedModel:
     classes: np.ndarray
     preprocessing: dict
     source: dict = field(default_factory=dict)
+    layers: list | None = None
+    class_names: tuple[str, ...] | None = None
+    input: dict | None = None
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name of each class, by class index (``str(label)`` when none are stored)."""
+        return tuple(self.class_names or (str(c) for c in self.classes.tolist()))
 
 
 def _align(n: int, to: int) -> int:
@@ -133,7 +168,13 @@ def encode_packed(model: PackedModel) -> bytes:
         "output_dtype": model.output_bias.dtype.name,
         "arrays": table,
         "source": model.source,
+        "class_names": list(model.names),
+        "input": model.input,
     }
+    for key, (default, check) in OPTIONAL_FIELDS.items():
+        header[key] = check(model.fields.get(key, default))
+    if model.layers is not None:
+        header["layers"] = model.layers
     text = json.dumps(header, allow_nan=False, sort_keys=True).encode("utf-8")
     text += b" " * (_align(_PREAMBLE.size + len(text), _ALIGN) - _PREAMBLE.size - len(text))
     digest = hashlib.sha256(text + payload).digest()
@@ -199,10 +240,10 @@ def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
         if bom == 0xFFFE:
             raise ModelFormatError(f"{source}: big-endian .ebpb files are not supported")
         raise ModelFormatError(f"{source}: bad byte-order mark {bom:#06x}")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFormatError(
-            f"{source}: format version {version} is not supported (this ebprop reads version "
-            f"{FORMAT_VERSION}); upgrade ebprop or re-export the model"
+            f"{source}: format version {version} is not supported (this ebprop reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade ebprop or re-export the model"
         )
     _check_lengths(h_len, p_len, source)
     expected = _PREAMBLE.size + h_len + p_len
@@ -215,10 +256,11 @@ def decode_packed(data: bytes, source: str = "<bytes>") -> PackedModel:
     if hashlib.sha256(body).digest() != digest:
         raise ModelFormatError(f"{source}: checksum mismatch; the file is corrupt")
     try:
-        header = json.loads(body[:h_len].decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, huge integers, deep nesting
-        raise ModelFormatError(f"{source}: header is not valid JSON ({exc})") from exc
-    model = _model_from_header(header, body[h_len:], source)
+        text = body[:h_len].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{source}: header is not valid UTF-8 ({exc})") from exc
+    header = loads_header(text, source)  # bounded nesting: never a RecursionError
+    model = _model_from_header(header, body[h_len:], source, version)
     validate_model(model, source)
     return model
 
@@ -228,32 +270,26 @@ def _require(cond: bool, source: str, message: str) -> None:
         raise ModelFormatError(f"{source}: {message}")
 
 
-def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
+def _model_from_header(header: Any, payload: bytes, source: str, version: int) -> PackedModel:
     _require(isinstance(header, dict), source, "header must be a JSON object")
-    for key in (
-        "format",
-        "byte_order",
-        "word_bits",
-        "sizes",
-        "preprocessing",
-        "classes",
-        "output_dtype",
-        "arrays",
-    ):
+    required = _REQUIRED + (("class_names",) if version >= 2 else ())
+    for key in required:
         _require(key in header, source, f"header lacks {key!r}")
+    check_known(header, required, version, source)
     _require(header["format"] == FORMAT_NAME, source, f"format is {header['format']!r}")
     _require(header["byte_order"] == "little", source, "byte_order must be 'little'")
     _require(header["word_bits"] == 64, source, "word_bits must be 64")
     sizes = header["sizes"]
     _require(
         isinstance(sizes, list)
-        and len(sizes) >= 3
+        and len(sizes) >= (2 if "layers" in header else 3)
         and len(sizes) <= MAX_LAYERS + 1
         and all(
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_UNITS for s in sizes
         ),
         source,
-        f"sizes must list 3 to {MAX_LAYERS + 1} integers in 1..{MAX_UNITS}, got {sizes!r}",
+        f"sizes must list 3 (2 with layers) to {MAX_LAYERS + 1} integers in 1..{MAX_UNITS}, "
+        f"got {sizes!r}",
     )
     out_dtype = header["output_dtype"]
     _require(out_dtype in _OUTPUT_DTYPES, source, f"output_dtype {out_dtype!r} not supported")
@@ -323,6 +359,8 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
         "class labels must be numbers or strings",
     )
     _require(len({type(c) for c in classes}) == 1, source, "class labels must share one type")
+    _require(len(set(classes)) == len(classes), source, f"class labels repeat: {classes!r}")
+    names, appearance, fields = read_fields(header, version, classes, source)
     return PackedModel(
         sizes=tuple(sizes),
         weights=[arrays[f"weights_{i}"].astype(np.uint64) for i in range(n_layers)],
@@ -334,6 +372,10 @@ def _model_from_header(header: Any, payload: bytes, source: str) -> PackedModel:
         classes=np.asarray(classes),
         preprocessing=header["preprocessing"],
         source=header.get("source", {}) if isinstance(header.get("source", {}), dict) else {},
+        class_names=names,
+        input=appearance,
+        fields=fields,
+        layers=header.get("layers"),
     )
 
 
@@ -342,6 +384,9 @@ def validate_model(model: PackedModel, source: str) -> None:
     :class:`ModelFormatError` naming the first problem."""
     sizes = model.sizes
     n_layers = len(sizes) - 1
+    if model.layers is not None:
+        _validate_conv(model, source)
+        return
     _require(n_layers >= 2, source, "a packed model needs at least one hidden layer")
     _require(
         len(model.weights) == n_layers and len(model.thresholds) == n_layers - 1,
@@ -366,6 +411,51 @@ def validate_model(model: PackedModel, source: str) -> None:
             f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
             f"({n_out},) int16/int32/int64",
         )
+    _check_output(model, source)
+    check_preprocessing(model.preprocessing, sizes[0], source)
+
+
+def _validate_conv(model: PackedModel, source: str) -> None:
+    """:func:`validate_model` for a convolutional model (``layers`` set)."""
+    check_preprocessing(model.preprocessing, model.sizes[0], source)
+    _require(
+        model.preprocessing["scaling"] == "unit",
+        source,
+        "a convolutional model needs scaling 'unit' (a zero-padded tap is a black pixel)",
+    )
+    stages = conv.plan(model.layers, model.preprocessing["image_shape"], model.sizes[-1], source)
+    expected = conv.sizes_of(stages)
+    _require(
+        tuple(model.sizes) == expected,
+        source,
+        f"sizes {list(model.sizes)} do not match the layers (expected {list(expected)})",
+    )
+    shapes = conv.weight_shapes(stages)
+    _require(
+        len(model.weights) == len(shapes) and len(model.thresholds) == len(shapes) - 1,
+        source,
+        f"the layers need {len(shapes)} weight arrays and {len(shapes) - 1} threshold arrays",
+    )
+    rows = [st.n_rows for st in stages if st.param >= 0]
+    for layer, (w, shape, n_in) in enumerate(zip(model.weights, shapes, rows, strict=True)):
+        _require(
+            w.dtype == np.uint64 and w.shape == shape,
+            source,
+            f"weights_{layer} has shape {w.shape} ({w.dtype}), expected {shape} uint64",
+        )
+        _require(padding_is_zero(w, n_in), source, f"weights_{layer} has non-zero padding bits")
+    for layer, t in enumerate(model.thresholds):
+        _require(
+            t.shape == (shapes[layer][0],) and t.dtype.newbyteorder("<").str in _THRESHOLD_DTYPES,
+            source,
+            f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
+            f"({shapes[layer][0]},) int16/int32/int64",
+        )
+    _check_output(model, source)
+
+
+def _check_output(model: PackedModel, source: str) -> None:
+    sizes = model.sizes
     b = model.output_bias
     _require(
         b.shape == (sizes[-1],) and b.dtype.name in _OUTPUT_DTYPES,
@@ -379,7 +469,7 @@ def validate_model(model: PackedModel, source: str) -> None:
         source,
         f"{sizes[-1]} output units do not fit {n_classes} classes",
     )
-    check_preprocessing(model.preprocessing, sizes[0], source)
+    check_names(model.names, n_classes, source)
 
 
 def check_preprocessing(pre: Any, n_in: int, source: str) -> None:
@@ -401,9 +491,10 @@ def check_preprocessing(pre: Any, n_in: int, source: str) -> None:
     shape = pre["image_shape"]
     _require(
         isinstance(shape, list)
-        and len(shape) == 2
-        and all(isinstance(s, int) and s > 0 for s in shape)
-        and shape[0] * shape[1] == n_in,
+        and len(shape) in (2, 3)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        and math.prod(shape) == n_in,
         source,
-        f"image_shape {shape!r} does not hold the {n_in} inputs",
+        f"image_shape {shape!r} does not hold the {n_in} inputs ([height, width] or "
+        "[height, width, channels])",
     )

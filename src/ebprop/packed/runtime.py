@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError, ModelFormatError
-from . import pack
+from . import conv, pack
 from .fileformat import PackedModel, read_packed, validate_model, write_packed
 
 BACKENDS = ("auto", "numba", "numpy")
@@ -77,7 +77,13 @@ def preprocessing_of(preprocessor: Any) -> dict:
     }
 
 
-def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None) -> PackedModel:
+def pack_estimator(
+    estimator: Any,
+    preprocessor: Any,
+    source: dict | None = None,
+    class_names: Any = None,
+    input: dict | None = None,  # noqa: A002 - the header field's name
+) -> PackedModel:
     """The packed EBP-D network of a fitted binary-weight EBPClassifier.
 
     Parameters
@@ -88,6 +94,10 @@ def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None
         Fitted; see :func:`preprocessing_of` for what is supported.
     source : dict, optional
         Free-form provenance stored in the file.
+    class_names : sequence of str, optional
+        One name per class (``LoadedModel.class_names``); default ``str(label)``.
+    input : dict, optional
+        How the training images looked (``LoadedModel.metadata["input"]``).
 
     Raises
     ------
@@ -133,6 +143,81 @@ def pack_estimator(estimator: Any, preprocessor: Any, source: dict | None = None
         classes=np.asarray(estimator.classes_),
         preprocessing=prep,
         source=dict(source or {}),
+        class_names=None if class_names is None else tuple(str(n) for n in class_names),
+        input=input,
+    )
+    validate_model(model, "<estimator>")
+    return model
+
+
+def pack_conv_network(
+    specs: Any,
+    H: list[np.ndarray],
+    b: list[np.ndarray],
+    preprocessing: dict,
+    classes: Any,
+    dtype: Any = "float32",
+    source: dict | None = None,
+) -> PackedModel:
+    """The packed EBP-D network of a binary CNN from its parameters (CONV_SPEC.md).
+
+    Parameters
+    ----------
+    specs : sequence of layer specs or dicts
+        The hidden layers (``ebprop.core.architecture`` specs or :func:`conv.layer_dicts`
+        dicts); the first a conv.
+    H, b : lists of ndarray
+        One per weighted layer, output layer last: H (k·k·C_in, C_out) rows (ky, kx, c_in) for
+        a conv, (n_in, n_out) for a dense layer; b (n_out,). Weights are sign(H), sign(0) = +1.
+    preprocessing : dict
+        As :func:`preprocessing_of` returns; ``scaling`` must be ``unit``; ``image_shape``
+        (H, W) or (H, W, C).
+    classes : array-like
+        Labels of the output units (two classes: one output unit).
+    dtype : float dtype of the output bias (the estimator's).
+
+    Raises
+    ------
+    ModelFormatError
+        When the parameters do not fit the layers or the scaling is not ``unit``.
+    """
+    layers = [dict(x) for x in specs] if specs and isinstance(specs[0], dict) else None
+    layers = layers if layers is not None else conv.layer_dicts(specs)
+    if preprocessing["scaling"] != "unit":
+        raise ModelFormatError(
+            f"cannot export a convolutional model with scaling={preprocessing['scaling']!r}: "
+            "a zero-padded tap is a black pixel only under unit scaling; retrain with "
+            "--scaling unit"
+        )
+    n_out = np.asarray(H[-1]).shape[1]
+    stages = conv.plan(layers, preprocessing["image_shape"], n_out, "<estimator>")
+    weighted = [st for st in stages if st.param >= 0]
+    if len(H) != len(weighted) or len(b) != len(weighted):
+        raise ModelFormatError(
+            f"the layers need {len(weighted)} weight matrices and biases, got {len(H)} and {len(b)}"
+        )
+    for st, h in zip(weighted, H, strict=True):
+        if np.shape(h) != (st.n_rows, st.n_out):
+            raise ModelFormatError(
+                f"layer {st.param} ({st.kind}) has weights of shape {np.shape(h)}, expected "
+                f"{(st.n_rows, st.n_out)}"
+            )
+    m = int(preprocessing["max_value"])
+    thresholds = []
+    for st, (lo, hi) in zip(weighted[:-1], conv.threshold_ranges(stages, m), strict=True):
+        scale = m if st.param == 0 else 1  # x = p/m on the first layer: s ≥ ceil(−m·b)
+        t = pack.pixel_thresholds(b[st.param], np.zeros(st.n_out), scale, "unit")
+        dt = pack.smallest_int_dtype(lo, hi + 1)
+        thresholds.append(pack.clip_thresholds(t, lo, hi).astype(dt))
+    model = PackedModel(
+        sizes=conv.sizes_of(stages),
+        weights=[pack.pack_bits(pack.sign_weights(h)) for h in H],
+        thresholds=thresholds,
+        output_bias=np.asarray(b[-1], dtype=np.dtype(dtype)).copy(),
+        classes=np.asarray(classes),
+        preprocessing={**preprocessing, "image_shape": list(preprocessing["image_shape"])},
+        source=dict(source or {}),
+        layers=layers,
     )
     validate_model(model, "<estimator>")
     return model
@@ -165,6 +250,12 @@ class PackedNetwork:
             if self._kernels is None and self.backend == "numba":
                 raise ImportError("backend='numba' needs numba; pip install numba")
         m = self.model
+        self._conv = None
+        if m.layers is not None:  # a CNN: the NumPy kernels of packed.conv
+            stages = conv.plan(m.layers, m.preprocessing["image_shape"], m.sizes[-1])
+            self._conv = conv.ConvForward(stages, m.weights, m.thresholds)
+            self._kernels = None
+            return
         # First layer as ±1 int8 in (n_in, n_out): contiguous over units for the pixel sums.
         w0 = pack.unpack_bits(m.weights[0], m.sizes[0]).T
         self._w0_t = np.ascontiguousarray(np.where(w0, 1, -1).astype(np.int8))
@@ -209,22 +300,28 @@ class PackedNetwork:
     def check_pixels(self, pixels: Any) -> np.ndarray:
         """Validate raw images → uint8 (n, n_0), C-contiguous.
 
-        Accepts (n, h, w) with the model's image shape, (n, h*w), or one image (h, w)/(h*w,).
+        Accepts (n, *image_shape), (n, n_0), or one image (image_shape or (n_0,)); image_shape
+        is (h, w) or, for a colour CNN, (h, w, c).
         """
         prep = self.model.preprocessing
-        h, w = prep["image_shape"]
+        shape = tuple(prep["image_shape"])
+        n_in = int(np.prod(shape))
+        text = "x".join(map(str, shape))
         x = np.asarray(pixels)
-        if x.ndim == 2 and x.shape == (h, w) and h != 1:
+        if x.shape == shape and shape[0] != 1:
             x = x[None]
         elif x.ndim == 1:
             x = x[None]
-        if x.ndim == 3:
-            if x.shape[1:] != (h, w):
-                raise DataError(f"images are {x.shape[1]}x{x.shape[2]}; this model takes {h}x{w}")
-            x = x.reshape(x.shape[0], h * w)
-        if x.ndim != 2 or x.shape[1] != h * w:
+        if x.ndim == len(shape) + 1 and x.ndim > 2:
+            if x.shape[1:] != shape:
+                raise DataError(
+                    f"images are {'x'.join(map(str, x.shape[1:]))}; this model takes {text}"
+                )
+            x = x.reshape(x.shape[0], n_in)
+        if x.ndim != 2 or x.shape[1] != n_in:
             raise DataError(
-                f"pixels must have shape (n, {h}, {w}) or (n, {h * w}), got {np.shape(pixels)}"
+                f"pixels must have shape (n, {', '.join(map(str, shape))}) or (n, {n_in}), "
+                f"got {np.shape(pixels)}"
             )
         if x.dtype != np.uint8:
             if not np.issubdtype(x.dtype, np.integer):
@@ -272,10 +369,15 @@ class PackedNetwork:
         Returns
         -------
         list of ndarray int32, one (n, n_{l+1}) per layer: s = Σ w p for the first layer,
-        n − 2·popcount(a XOR w) for the others.
+        n − 2·popcount(a XOR w) for the others. For a CNN, int64 (n, Ho, Wo, C_out) per conv
+        (s over the valid taps) and (n, n_out) per dense layer.
         """
         x = self.check_pixels(pixels)
         m = self.model
+        if self._conv is not None:
+            shape = tuple(m.preprocessing["image_shape"])
+            images = x.reshape(x.shape[0], *shape[:2], shape[2] if len(shape) == 3 else 1)
+            return self._conv.preactivations(images)
         dots = [pack.pixel_dot(x, m.weights[0])]
         for layer in range(1, len(m.weights)):
             a = pack.pack_bits(dots[-1] >= self._t[layer - 1])

@@ -7,6 +7,7 @@ protocol shared by every method, and the EBP run (:func:`train_run`).
 :mod:`.folder`             RunFolder: options, checkpoint, metrics, summary; resume,
                            best-epoch and patience rules
 :mod:`.ebp`                train_run: an EBP run over :class:`ebprop.train.Trainer`
+:mod:`.warm`               warm_start: a new run continuing a finished one
 ========================== =========================================================
 """
 
@@ -14,6 +15,7 @@ from .data import Features, load_features
 from .ebp import CHECKPOINT_VERSION, load_options, load_summary, train_run
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import DataOptions, RunOptions, TrainOptions, nullable_keys, option_keys
+from .warm import WARM_START_CHANGES, warm_start
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -31,4 +33,6 @@ __all__ = [
     "patience_exhausted",
     "summary_record",
     "train_run",
+    "warm_start",
+    "WARM_START_CHANGES",
 ]

@@ -28,6 +28,8 @@ class Features:
     checksums : the dataset files' checksums (a resume refuses changed data).
     preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
     train_images : the raw training images (n, h, w), kept only when the run augments them.
+    appearance : how the training images looked (:func:`ebprop.datasets.appearance.
+        describe_images`; the model header's ``input``), None for feature data.
     """
 
     X_train: np.ndarray
@@ -41,6 +43,7 @@ class Features:
     preprocessor: Any
     class_names: tuple[str, ...] = ()
     train_images: np.ndarray | None = None
+    appearance: dict | None = None
 
     def class_indices(self, part: str) -> np.ndarray:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
@@ -59,6 +62,7 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
         features, not images).
     """
     from ..datasets import Preprocessor, load_dataset
+    from ..datasets.appearance import describe_images
     from ..inputs import dataset_options
 
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
@@ -82,6 +86,11 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
         preprocessor=pre,
         class_names=tuple(ds.class_names),
         train_images=ds.X_train if keep_train_images else None,
+        appearance=(
+            describe_images(ds.X_train, ds.max_value)
+            if ds.X_train.ndim == 3 and ds.max_value is not None
+            else None
+        ),
     )
 
 

@@ -216,6 +216,7 @@ def train_run(
         "training_options": options.to_dict(),
         "checksums": data.checksums,
         "class_names": list(data.class_names),
+        "input": data.appearance,
     }
     key = "val_error_" + _SUFFIX[options.select_by]
 

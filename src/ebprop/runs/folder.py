@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
 from ..exceptions import DataError, ModelFormatError
 from ..fileio import (
     atomic_savez,
@@ -35,6 +34,7 @@ from ..fileio import (
     write_json,
     write_jsonl,
 )
+from ..provenance import provenance
 from .options import DataOptions, RunOptions
 
 __all__ = [
@@ -249,7 +249,8 @@ def summary_record(
 ) -> dict[str, Any]:
     """The summary of a run, one schema for every method.
 
-    Keys: ``finished``, ``method``, ``ebprop_version``, ``options``, ``best_epoch``,
+    Keys: ``finished``, ``method``, ``ebprop_version``, ``git_commit``, ``vector_bits``
+    (:func:`ebprop.provenance.provenance`), ``options``, ``best_epoch``,
     ``epochs_run``, ``stopped_early``, ``readouts`` ({readout: {"val_error", "test_error"}} at the
     best epoch), ``seconds_per_epoch_mean``, ``seconds_total``, then the method's ``extra`` keys.
     Non-finite numbers become None (strict JSON).
@@ -258,7 +259,7 @@ def summary_record(
     summary = {
         "finished": finished,
         "method": method,
-        "ebprop_version": __version__,
+        **provenance(),
         "options": options.to_dict(),
         "best_epoch": best and best["epoch"],
         "epochs_run": len(history),
