@@ -459,11 +459,14 @@ def test_empty_range_trains_nothing():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(("batch", "jobs"), [(0, 1), (5, 0)])
-def test_bad_batch_or_jobs_is_an_error(batch, jobs):
+@pytest.mark.parametrize(
+    ("batch", "jobs", "message"),
+    [(0, 1, "batch_size must be"), (5, 0, "n_jobs must be"), (5, "two", "n_jobs must be")],
+)
+def test_bad_batch_or_jobs_is_an_error(batch, jobs, message):
     net, _ = _pair("binary", np.float64)
     X, Y = _data(10, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="batch_size and n_jobs"):
+    with pytest.raises(ValueError, match=message):
         run_minibatches_fused(net, X, Y, np.arange(10), batch, n_jobs=jobs)
 
 
@@ -501,9 +504,11 @@ def test_n_jobs_must_be_a_non_negative_integer():
     from ebprop.runs import TrainOptions
 
     X, Y = _data(20, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="n_jobs must be None or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be None, 'auto' or an integer"):
         EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
-    with pytest.raises(ValueError, match="jobs must be None or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be None, 'auto' or an integer"):
+        EBPClassifier(n_jobs="all").fit(X, Y.argmax(axis=1))
+    with pytest.raises(ValueError, match="jobs must be None, 'auto' or an integer"):
         TrainOptions(jobs=-2)
     EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
 

@@ -140,11 +140,13 @@ def check_parameters(est) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a f
             f"got weights={est.weights!r}"
         )
     jobs = est.n_jobs
-    if jobs is not None and (
-        isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 0
+    if (
+        jobs is not None
+        and jobs != "auto"
+        and (isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 0)
     ):
         raise ValueError(
-            f"n_jobs must be None or an integer >= 0 (0: the NumPy loop), got {jobs!r}"
+            f"n_jobs must be None, 'auto' or an integer >= 0 (0: the NumPy loop), got {jobs!r}"
         )
     est.float_dtype()
     return sizes, schedule

@@ -13,13 +13,14 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 from .system import unavailable_reason
+from .threads import ThreadChooser, max_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import refresh_moments, run_minibatches_fused, supports
 
 __all__ = [
-    "available", "refresh_moments", "run_minibatches_fused", "supports", "unavailable_reason",
-    "vector_bits",
+    "ThreadChooser", "available", "max_threads", "refresh_moments", "run_minibatches_fused",
+    "supports", "unavailable_reason", "vector_bits",
 ]  # fmt: skip
 
 

@@ -33,7 +33,7 @@ from ..core.network import aligned_empty
 from . import _fused as K
 from . import _loop
 from ._blas import GEMM_ADDRESSES
-from .threads import ThreadChooser
+from .threads import ThreadChooser, max_threads
 
 __all__ = [
     "SPARSE_FRACTION", "ThreadChooser", "max_threads", "refresh_moments", "run_minibatches_fused",
@@ -258,12 +258,6 @@ def _factors(
                     raise ValueError(f"rho has {len(factors)} factors for {n_layers} layers")
                 rho[k] = factors
     return rho
-
-
-def max_threads() -> int:
-    """Threads ``n_jobs="auto"`` may use: 2, or 1 where only one CPU (or numba thread) is free."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(2, cpus or 1, nb.config.NUMBA_NUM_THREADS))
 
 
 def run_minibatches_fused(

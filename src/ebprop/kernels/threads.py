@@ -9,8 +9,9 @@ numba's ``workqueue`` layer, whose waiting threads sleep instead of spinning, an
 compiled call) from the seconds per minibatch it measures:
 
 1. **Measure** on the first minibatches: spans of one and of two threads alternate
-   (:data:`PROBE_PAIRS` pairs, after a warm-up span that may include compiling), and two threads
-   are kept only when they are at least :data:`MIN_GAIN` times faster (medians).
+   (:data:`PROBE_PAIRS` pairs, after a warm-up span that may include compiling; cut short when
+   two threads are :data:`ABANDON_SLOWDOWN` times slower), and two threads are kept only when
+   they are at least :data:`MIN_GAIN` times faster (medians).
 2. **Watch**: while two threads run, a span slower than the one-thread rate measured last counts
    as a stall (a thread kept the barrier waiting); :data:`STALLS_TO_FALL_BACK` stalls in a row
    fall back to one thread at once.
@@ -26,12 +27,13 @@ thread counts were chosen. This module imports neither numba nor NumPy.
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 
 __all__ = [
-    "MIN_GAIN", "PROBE_PAIRS", "RECHECK_MAX_SECONDS", "RECHECK_SECONDS", "SPAN_SECONDS",
-    "STALLS_TO_FALL_BACK", "ThreadChooser",
+    "ABANDON_SLOWDOWN", "MIN_GAIN", "PROBE_PAIRS", "RECHECK_MAX_SECONDS", "RECHECK_SECONDS",
+    "SPAN_SECONDS", "STALLS_TO_FALL_BACK", "ThreadChooser", "max_threads",
 ]  # fmt: skip
 
 #: Two threads are used only when they are this many times faster than one (the second core is
@@ -39,6 +41,9 @@ __all__ = [
 MIN_GAIN = 1.1
 #: Pairs of spans (one thread, two threads) measured at the start.
 PROBE_PAIRS = 3
+#: A two-thread probe this many times slower than every one-thread probe ends the measuring (the
+#: answer is clear, and each such span costs the run time).
+ABANDON_SLOWDOWN = 1.5
 #: A span lasts about this long (seconds): long enough to time, short enough to react.
 SPAN_SECONDS = 0.02
 #: Two-thread spans in a row slower than one thread that make the chooser fall back at once.
@@ -106,6 +111,9 @@ class ThreadChooser:
         if self._plan and self._plan[0] == threads:
             self._plan.pop(0)
             self._samples[threads].append(per_batch)
+            one = self._samples[1]
+            if threads == 2 and one and per_batch > ABANDON_SLOWDOWN * max(one):
+                self._plan = []  # far slower: no need to measure it again
             if not self._plan:
                 self._decide("measured" if not self.log else "rechecked")
             return
@@ -133,3 +141,12 @@ class ThreadChooser:
             self._interval = RECHECK_SECONDS
         self._threads, self._stalls = threads, 0
         self.log.append((event, one, two, threads))
+
+
+def max_threads() -> int:
+    """Threads ``n_jobs="auto"`` may use: 2, or 1 where this process may run on one CPU only or
+    ``NUMBA_NUM_THREADS`` is 1. Imports numba (its configuration)."""
+    import numba
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cpus or 1, numba.config.NUMBA_NUM_THREADS))

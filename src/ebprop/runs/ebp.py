@@ -36,7 +36,7 @@ from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..fitting import training_threads
 from ..persist import load_model, save_model
-from ..train import Trainer
+from ..train import Trainer, describe_engine
 from .data import Features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
@@ -154,6 +154,7 @@ def train_run(
     on_batch: BatchHook | None = None,
     checkpoint_every: float | None = 30.0,
     make_plots: bool = True,
+    on_start: Callable[[str], None] | None = None,
 ) -> dict:
     """Train (or resume) a run in ``out_dir`` and return its summary.
 
@@ -181,6 +182,10 @@ def train_run(
         ``CALLBACK_EVERY`` minibatches.
     make_plots : bool
         Draw the PNG figures when the run finishes (about a second; sweeps may skip them).
+    on_start : callable, optional
+        Called once the data is loaded, before training, with the engine that will train
+        (:func:`ebprop.train.describe_engine`: the compiled loop with its vector width and
+        threads, or the NumPy loop and why).
 
     Returns
     -------
@@ -211,6 +216,8 @@ def train_run(
 
     Y = est.coding.targets(data.y_train, trainer.net.dtype)
     n = data.y_train.shape[0]
+    if on_start is not None:
+        on_start(describe_engine(trainer.net, n, trainer.n_jobs))
     stop = stop_event or threading.Event()
     model_meta = {
         "training_options": options.to_dict(),

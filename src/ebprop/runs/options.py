@@ -221,7 +221,7 @@ class TrainOptions(RunOptions):
     select_by: str = "probabilistic"
     refit_thresholds: bool = False
     augment_shift: int = 0
-    jobs: int | None = None
+    jobs: int | str | None = None
 
     def validate(self) -> None:
         super().validate()
