@@ -109,7 +109,7 @@ def stall(monkeypatch):
     return set_stall
 
 
-@pytest.mark.skipif(max_threads() < 2, reason="needs two CPUs and NUMBA_NUM_THREADS ≥ 2")
+@pytest.mark.skipif(max_threads() < 2, reason="needs two CPUs (and NUMBA_NUM_THREADS ≥ 2)")
 def test_a_stalled_second_thread_makes_auto_fall_back_to_one(stall):
     X, Y = _data(400)
     order = np.arange(400)
@@ -125,7 +125,7 @@ def test_a_stalled_second_thread_makes_auto_fall_back_to_one(stall):
     assert chooser.threads == 1 and chooser.log[-1][0] == "stalled"
 
 
-@pytest.mark.skipif(max_threads() < 2, reason="needs two CPUs and NUMBA_NUM_THREADS ≥ 2")
+@pytest.mark.skipif(max_threads() < 2, reason="needs two CPUs (and NUMBA_NUM_THREADS ≥ 2)")
 def test_auto_gives_the_bits_of_two_threads_whatever_it_chose(stall):
     X, Y = _data(300)
     order = np.random.default_rng(2).permutation(300)
@@ -147,3 +147,46 @@ def test_auto_gives_the_bits_of_two_threads_whatever_it_chose(stall):
 def test_auto_on_a_single_cpu_runs_one_thread(monkeypatch):
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert max_threads() == 1
+
+
+# --- where "auto" is the default, and where it is not ---
+
+_DIGITS = ["train", "--hidden", "8", "--epochs", "1", "--quiet"]
+
+
+def _train(args):
+    from click.testing import CliRunner
+
+    from ebprop.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _jobs(out):
+    import json
+
+    return json.loads((out / "options.json").read_text())["jobs"]
+
+
+def test_a_new_cli_run_defaults_to_auto_and_takes_a_count(tmp_path):
+    assert _train([*_DIGITS, "--out", tmp_path / "a"]).exit_code == 0
+    assert _jobs(tmp_path / "a") == "auto"
+    assert _train([*_DIGITS, "--out", tmp_path / "b", "--jobs", "1"]).exit_code == 0
+    assert _jobs(tmp_path / "b") == 1
+    bad = _train([*_DIGITS, "--out", tmp_path / "c", "--jobs", "two"])
+    assert bad.exit_code == 2 and "'two' is neither a whole number nor auto" in bad.output
+
+
+def test_sweep_runs_and_the_estimator_keep_one_thread_by_default():
+    from ebprop import EBPClassifier
+    from ebprop.runs import TrainOptions
+
+    # a sweep builds TrainOptions from its experiment file: jobs None is one thread
+    assert TrainOptions().jobs is None and TrainOptions().estimator_params()["n_jobs"] is None
+    assert EBPClassifier().n_jobs is None
+    est = EBPClassifier(hidden_layer_sizes=(300,), n_jobs="auto")
+    est.init_parameters(784, [0, 1], np.random.default_rng(0))
+    trainer = est.trainer()
+    chooser = trainer._threads(60000)  # an MNIST-sized epoch: the compiled loop, a chooser
+    assert isinstance(chooser, ThreadChooser) and trainer._threads(60000) is chooser
+    assert trainer._threads(100) == "auto"  # too small for the compiled loop: the NumPy loop

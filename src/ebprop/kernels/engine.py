@@ -320,6 +320,8 @@ def run_minibatches_fused(
             # call (the forward kernel squares M in registers): it is formed once, on the way out.
             _moments(net, tanh=True, square=False, n_jobs=1 if chooser else n_jobs)
             c, position, n_errors, done = 0, start, 0, 0
+            if chooser is not None:
+                engine.threads(1)  # the first minibatch's forward pass; then span by span
             engine.prime(X, order, position, c)
             while True:
                 size = per_call - done % per_call

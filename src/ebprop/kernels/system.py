@@ -35,9 +35,10 @@ __all__ = [
 STALE_DAYS = 7
 _PREFIX = "ebprop-kernels-"
 _PACKAGE = Path(__file__).resolve().parent
-#: Sources whose code or constants the compiled kernels contain: the kernel modules and the
-#: core constants they read (``PARAMETER_BOUND``).
-_SOURCES = ("kernels/*.py", "core/update.py")
+#: Sources whose code or constants the compiled kernels contain: the compiled kernel modules
+#: (``kernels/_*.py``; the public modules beside them are plain Python, and editing them must
+#: not cost a recompile) and the core constants they read (``PARAMETER_BOUND``).
+_SOURCES = ("kernels/_*.py", "core/update.py")
 
 
 def find_numpy_cblas() -> tuple[str, int, int] | None:
