@@ -420,7 +420,7 @@ from ebprop.kernels import run_minibatches_fused
 def blas_threads():
     return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
-net = init_network((40, 30, 3), make_family("binary"), np.random.default_rng(0), np.float32)
+net = init_network((40, 30, 3), make_family("binary"), np.random.default_rng(0), dtype=np.float32)
 rng = np.random.default_rng(1)
 X = rng.random((40, 40), dtype=np.float32)
 Y = -np.ones((40, 3), np.float32)
