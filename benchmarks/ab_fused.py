@@ -2,8 +2,8 @@
 
 Run as a script (never part of the test suite)::
 
-    git worktree add /tmp/ebprop-old <commit>
-    python benchmarks/ab_fused.py --old-src /tmp/ebprop-old/src
+    git worktree add ../ebprop-old <commit>
+    python benchmarks/ab_fused.py --old-src ../ebprop-old/src
 
 Separate processes on a shared machine cannot be compared (docs/performance.md), so the older
 package is copied under another name (``ebprop_old``) and imported beside this one. Both train

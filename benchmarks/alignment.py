@@ -22,7 +22,7 @@ import numpy as np
 from ebprop.core import Network, init_network, make_family
 from ebprop.core.network import ALIGNMENT
 from ebprop.kernels import run_minibatches_fused
-from ebprop.train import encode_targets
+from ebprop.trainer import encode_targets
 
 
 def placed(a: np.ndarray, offset: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 Run as a script (never part of the test suite; needs gcc-arm-none-eabi, libnewlib-arm-none-eabi,
 qemu-system-arm)::
 
-    python benchmarks/bench_cortex.py runs/model.npz --data-dir /work/shared/data
+    python benchmarks/bench_cortex.py runs/model.npz --data-dir DATA_DIR
 
 For each target (cortex-m0plus on QEMU's microbit board, a Cortex-M0 with the same ARMv6-M
 instruction set; cortex-m4 on mps2-an386) it writes the project of ``ebprop export --format c
@@ -29,6 +29,7 @@ import numpy as np
 
 from ebprop.datasets import load_dataset
 from ebprop.packed import PackedNetwork, pack_estimator, qemu, read_packed
+from ebprop.packed.conv import layers_text
 from ebprop.packed.export_c import BOARDS, TARGETS, write_c_project
 
 VARIANTS = [(popcount, layer) for layer in ("SUMS", "PLANES") for popcount in ("SWAR", "TABLE")]
@@ -68,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     images = ds.X_test[: args.images].reshape(min(args.images, len(ds.X_test)), -1)
     net = PackedNetwork(model)
     ref = np.searchsorted(model.classes, net.predict(images))
-    print(
-        f"model {args.model}: layers {'-'.join(map(str, model.sizes))}; "
-        f"{len(images)} {args.dataset} test images"
-    )
+    arch = layers_text(model)
+    print(f"model {args.model}: layers {arch}; {len(images)} {args.dataset} test images")
     rows, ok = [], True
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
@@ -83,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.variant_images} images"
             )
             for popcount, layer in VARIANTS:
+                if model.layers is not None and layer == "PLANES":
+                    continue  # a CNN's first layer has SUMS only
                 qemu.build(folder, flags(popcount, layer))
                 r = qemu.run(folder, images[: args.variant_images])
                 same = np.array_equal(r.classes, ref[: args.variant_images])

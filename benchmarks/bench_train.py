@@ -3,7 +3,7 @@
 Run as a script (never part of the test suite)::
 
     python benchmarks/bench_train.py --blas-threads 1            # the table of docs/performance.md
-    python benchmarks/bench_train.py --mnist-epoch /work/shared/data/mnist   # one real epoch
+    python benchmarks/bench_train.py --mnist-epoch DATA_DIR/mnist     # one real epoch
     python benchmarks/bench_train.py --blas-threads 1 --nets 784-200-10 784-800-800-10 \
         --batches 10 --dtypes float32 --jobs 1 2                 # issue 13: the fused kernels
 
@@ -50,8 +50,8 @@ from baseline_ebp import baseline_step  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402
 from ebprop.kernels import run_minibatches_fused  # noqa: E402
-from ebprop.train import encode_targets  # noqa: E402
-from ebprop.train import run_minibatches_inplace as _train_loop  # noqa: E402
+from ebprop.trainer import encode_targets  # noqa: E402
+from ebprop.trainer import run_minibatches_inplace as _train_loop  # noqa: E402
 
 # The NumPy reference loop (train.py's own loop; n_jobs=0 once train.py can pick the kernels).
 run_minibatches_inplace = (

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_info
 from ebprop import EBPClassifier
 from ebprop.datasets import Preprocessor, load_dataset
 
-ds = load_dataset("mnist", os.environ.get("EBPROP_DATA", "/work/shared/data/mnist"))
+ds = load_dataset("mnist", os.environ.get("EBPROP_DATA"))  # None: the data cache
 pre = Preprocessor().fit(ds.X_train, ds.max_value)
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
 X, y = pre.transform(ds.X_train[:n]), ds.y_train[:n]

@@ -4,7 +4,7 @@ Run as a script (never part of the test suite)::
 
     python benchmarks/block_size.py --sizes 32 64 128 256 --repeats 25
 
-Each layer pass works on row blocks holding ``ebprop.kernels.engine.BLOCK_BYTES`` of H (256 KiB).
+Each layer pass works on row blocks holding ``ebprop.kernels.fused.BLOCK_BYTES`` of H (256 KiB).
 This sets that constant before each call (the engine reads it when it sizes its buffers) and
 trains the same initial network on the same random rows of MNIST's shape
 (``bench_train.random_data``), one thread, float32, batch 10, all sizes interleaved call by call;
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import random_data  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402
-from ebprop.kernels import engine  # noqa: E402
+from ebprop.kernels import fused as engine  # noqa: E402
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from ebprop import EBPClassifier
-from ebprop.train import DivergenceWarning
+from ebprop.exceptions import DivergenceWarning
 
 HIDDEN = [(), (8,), (16,), (32,), (100,)]
 BATCHES = [1, 2, 5, 10, 16, 32, 100]

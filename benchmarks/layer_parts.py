@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from ebprop.core.network import aligned_empty
 from ebprop.kernels import _fused as K
-from ebprop.kernels import engine
+from ebprop.kernels import fused as engine
 from ebprop.kernels._blas import GEMM_ADDRESSES, gemm
 from ebprop.kernels._micro import accumulate
 from ebprop.kernels._update import update_clip

@@ -16,7 +16,7 @@ kernels' own scaling from the memory traffic of the whole loop. For each number 
 reports the best of ``--repeats`` passes over ``--samples`` random samples. The numba kernels
 are compiled (or loaded from numba's cache) before anything is timed.
 
-This is a profiling tool: it reaches into ``ebprop.kernels.engine``'s internal ``_Engine`` and
+This is a profiling tool: it reaches into ``ebprop.kernels.fused``'s internal ``_Engine`` and
 ``ebprop.kernels._loop`` on purpose, to time the phases that the public function runs back to
 back.
 """
@@ -36,8 +36,8 @@ from threadpoolctl import threadpool_limits
 
 from ebprop.core import init_network, make_family
 from ebprop.kernels import _loop
-from ebprop.kernels import engine as fused_engine
-from ebprop.train import encode_targets
+from ebprop.kernels import fused as fused_engine
+from ebprop.trainer import encode_targets
 
 
 def primed_engine(net, X, batch: int, n_jobs: int, n_slots: int):

@@ -74,3 +74,13 @@ def pytest_runtest_makereport(item, call):
         return
     report.outcome = "failed"
     report.longrepr = f"EBPROP_CI=1 and this test would skip, so it fails: {reason}"
+
+
+@pytest.fixture
+def old_update(monkeypatch):
+    """Training without the overshoot control (γ = 1 always, the update before issue 32), so that
+    the divergence paths, the last resort behind it, can still be driven by ordinary settings.
+    Acts on the NumPy loop, which the small (digits) runs of the tests take."""
+    import ebprop.core.step
+
+    monkeypatch.setattr(ebprop.core.step, "overshoot_gain", lambda *args: 1.0)

@@ -19,7 +19,7 @@ LAYERS = [
     {"_version", "exceptions"},
     {"fileio", "core"},
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"train", "fitting"},
+    {"params", "trainer", "early_stopping", "networks"},
     {"estimator"},
     {"provenance", "persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},
@@ -98,6 +98,16 @@ def test_core_imports_only_numpy_and_scipy():
                 or target.startswith("ebprop.core")
             )
             assert ok, f"{module} imports {target}"
+
+
+def test_only_the_cli_imports_click():
+    bad = [
+        module
+        for module in MODULES
+        if _unit(module) not in ("cli", "__main__")
+        and any(target.split(".")[0] == "click" for target, _ in _imports(module))
+    ]
+    assert not bad, "click imported outside ebprop.cli: " + ", ".join(sorted(bad))
 
 
 def test_data_layer_imports_nothing_from_the_layers_above():

@@ -202,3 +202,39 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert header["epoch"] < 50
     r = _ok(["train", "--resume", out, "--epochs", str(header["epoch"] + 1), "--quiet"])
     assert "done: best epoch" in r
+
+
+def test_every_training_option_field_has_a_train_option_with_help():
+    import dataclasses
+
+    from ebprop.cli.train import train as train_command
+    from ebprop.runs import TrainOptions
+
+    by_name = {p.name: p for p in train_command.params}
+    for f in dataclasses.fields(TrainOptions):
+        if f.name == "extra":
+            continue
+        assert f.name in by_name, f"TrainOptions.{f.name} has no ebprop train option"
+        option = by_name[f.name]
+        assert "--" + f.name.replace("_", "-") in option.opts + option.secondary_opts
+        assert option.help and len(option.help) > 10, f.name
+    help_text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    # today's help texts, from the fields and the declarations
+    assert (
+        "--init-variance FLOAT Variance of the initial H, times n_in. [default: 1.0]" in help_text
+    )
+    assert "'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]" in help_text
+    assert "--weights [binary|real]" in help_text and "--architecture, --arch TEXT" in help_text
+
+
+def test_a_generated_option_reaches_the_run(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main,
+        ["train", "--hidden", "16", "--batch-size", "1", "--epochs", "1", "--init-variance",
+         "2.5", "--test-seed", "3", "--reinforcement", "1.0001", "--out", str(out), "--quiet"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    stored = json.loads((out / "options.json").read_text())
+    assert stored["init_variance"] == 2.5 and stored["test_seed"] == 3
+    assert stored["reinforcement"] == 1.0001 and stored["hidden"] == [16]

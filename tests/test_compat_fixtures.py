@@ -56,7 +56,7 @@ def test_old_models_keep_their_parameters():
         got = load_model(COMPAT / f"{stem}.npz").estimator.get_params()
         for key, value in kw.items():
             if key != "n_jobs":  # not stored by the old format: loads as the default
-                assert got[key] == (list(value) if isinstance(value, tuple) else value), key
+                assert (tuple(got[key]) if isinstance(value, tuple) else got[key]) == value, key
 
 
 def test_an_old_interrupted_run_resumes_identically(tmp_path, expected):

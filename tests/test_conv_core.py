@@ -299,3 +299,20 @@ def test_bad_networks_are_refused():
         ConvNetwork(BinaryWeights(), net.specs, (6, 6, 1), net.H[:2], net.b[:2])
     with pytest.raises(ValueError, match="rho has 2 factors for 3 layers"):
         conv_step_inplace(net, np.zeros((1, 36)), -np.ones((1, 3)), rho=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_maxpool_backward_matches_a_loop_over_the_windows(size):
+    rng = np.random.default_rng(9)
+    v = rng.uniform(-1, 1, size=(2, 7, 7, 3))
+    g = rng.normal(size=(2, 7 // size, 7 // size, 3))
+    _, q = maxpool_forward(v, size)
+    got = maxpool_backward(g, q, v.shape, size)
+    expected = np.zeros_like(v)
+    for oy in range(7 // size):
+        for ox in range(7 // size):
+            window = [(oy * size + dy, ox * size + dx) for dy in range(size) for dx in range(size)]
+            for a in window:
+                others = [(1 - v[:, y, x, :]) / 2 for (y, x) in window if (y, x) != a]
+                expected[:, a[0], a[1], :] = g[:, oy, ox, :] * np.prod(others, axis=0)
+    np.testing.assert_allclose(got, expected, atol=1e-15)

@@ -209,9 +209,10 @@ def test_input_dropout_changes_training_but_not_the_api(digits_split):
 
 
 @pytest.mark.parametrize("weights", ["binary", "real"])
-def test_divergent_big_batches_stay_finite_and_warn(digits_split, weights):
-    # The summed update overshoots when σ²c < batch size; at batch 1000 on digits it diverges.
-    # The parameter bound keeps every number finite and the user is told.
+def test_divergent_big_batches_stay_finite_and_warn(digits_split, weights, old_update):
+    # The summed update overshoots when σ²c < batch size; at batch 1000 on digits it diverges
+    # without the overshoot control (old_update). The parameter bound, the last resort behind
+    # it, keeps every number finite and the user is told.
     Xtr, Xte, ytr, _ = digits_split
     clf = EBPClassifier(
         hidden_layer_sizes=(200,), weights=weights, batch_size=1000, max_iter=5, random_state=0

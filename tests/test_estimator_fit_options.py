@@ -94,7 +94,7 @@ def test_bad_parameters(digits, params, message):
 def test_training_uses_one_blas_thread_unless_the_environment_says(monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from ebprop.fitting import training_threads
+    from ebprop.trainer import training_threads
 
     def blas_threads():
         return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ebprop.core import Reinforcement, init_network, make_family
-from ebprop.train import encode_targets
-from ebprop.train import run_minibatches_inplace as _train_loop
+from ebprop.trainer import encode_targets
+from ebprop.trainer import run_minibatches_inplace as _train_loop
 
 pytest.importorskip("numba")
 from ebprop.kernels import available, refresh_moments, run_minibatches_fused  # noqa: E402
@@ -401,7 +401,7 @@ def test_row_tiles_give_the_layer_pass_and_the_same_bits_on_any_thread(sparse, w
 
 
 def test_backward_splits_a_layer_only_when_its_product_is_large_enough():
-    from ebprop.kernels import engine  # the engine's plan (private on purpose)
+    from ebprop.kernels import fused as engine  # the engine's plan (private on purpose)
 
     # Δ_l = Δ_{l+1}M_{l+1}ᵀ: 800 units through an 800 × 800 layer split over two threads; through
     # the 800 × 10 output layer (8,000 weights), or 200 × 10, they do not: the work is a few µs.
@@ -533,12 +533,12 @@ def test_n_jobs_must_be_a_non_negative_integer():
 
 @pytest.mark.skipif(not _WIRED, reason="train.py does not pick the fused kernels yet")
 def test_default_picks_the_kernels_only_for_large_epochs(monkeypatch):
-    import ebprop.train
-    from ebprop.train import uses_fused_loop
+    import ebprop.trainer
+    from ebprop.trainer import uses_fused_loop
 
     net = _pair("binary", np.float32)[0]
     n_weights = sum(h.size for h in net.H)
-    small = int(ebprop.train.FUSED_MIN_WORK // n_weights) - 1
+    small = int(ebprop.trainer.FUSED_MIN_WORK // n_weights) - 1
     assert not uses_fused_loop(net, small, None)  # compile time would not pay off
     assert uses_fused_loop(net, small + 2, None)
     assert uses_fused_loop(net, 10, 1) and not uses_fused_loop(net, 10**9, 0)
@@ -549,7 +549,7 @@ def test_default_picks_the_kernels_only_for_large_epochs(monkeypatch):
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_minibatch_buffers_start_on_cache_lines_and_at_zero(n_jobs):
     from ebprop.core.network import ALIGNMENT
-    from ebprop.kernels import engine  # the engine's buffers (private on purpose)
+    from ebprop.kernels import fused as engine  # the engine's buffers (private on purpose)
 
     net = init_network((784, 800, 800, 10), make_family("binary"), np.random.default_rng(0))
     e = engine._Engine(net, 10, 0.0, n_jobs)

@@ -144,8 +144,11 @@ def test_predict_inverts_light_pages(folder_run, tmp_path):
     Image.fromarray(page).save(tmp_path / "page.png")
     row = json.loads(_ok(["predict", out, tmp_path / "page.png", "--json"]))[0]
     assert row["name"] == "two"
-    no = json.loads(_ok(["predict", out, tmp_path / "page.png", "--invert", "no", "--json"]))[0]
+    kept = _invoke(["predict", out, tmp_path / "page.png", "--invert", "no", "--json"])
+    no = json.loads(kept.stdout)[0]
     assert no["probability"] != row["probability"]
+    # the model recorded light-on-dark training images: the kept page is flagged
+    assert "page.png: looks dark on light" in kept.stderr
 
 
 def test_feature_models(tmp_path):

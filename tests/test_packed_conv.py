@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import zlib
 
 import numpy as np
 import pytest
 
 from ebprop.exceptions import ModelFormatError
-from ebprop.packed import PackedNetwork, read_packed, write_packed
-from ebprop.packed.conv import plan
+from ebprop.packed import PackedModel, PackedNetwork, read_packed, write_packed
+from ebprop.packed.conv import layers_text, plan, weight_count
 from ebprop.packed.fileformat import decode_packed, encode_packed
 from ebprop.packed.runtime import pack_conv_network
 
@@ -96,11 +97,12 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "layers", "shape", "n_out"), CASES, ids=[c[0] for c in CASES])
 def test_conv_runtime_equals_reference(name, layers, shape, n_out, tmp_path):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     H, b = random_network(layers, shape, n_out, rng)
     classes = np.arange(max(n_out, 2))
     prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": list(shape)}
     model = pack_conv_network(layers, H, b, prep, classes, dtype="float64")
+    assert weight_count(model) == sum(h.size for h in H)
     net = PackedNetwork(model)
     images = rng.integers(0, 256, size=(37, *shape), dtype=np.uint8)
     images[0] = 0  # a black image: every first-layer sum is 0
@@ -232,8 +234,88 @@ def test_conv_headers_are_validated(conv_bytes, mutate, message):
         decode_packed(_reseal(conv_bytes, mutate), "m.ebpb")
 
 
+def test_conv_layers_need_format_version_2(conv_bytes):
+    def as_v1(h):
+        del h["class_names"]
+
+    data = bytearray(_reseal(conv_bytes, as_v1))
+    data[8:10] = struct.pack("<H", 1)
+    with pytest.raises(ModelFormatError, match="version-1 file cannot hold a convolutional"):
+        decode_packed(bytes(data))
+
+
 def test_conv_file_round_trip_and_mlp_files_have_no_layers(conv_bytes):
     model = decode_packed(conv_bytes)
     assert [x["kind"] for x in model.layers] == ["conv", "maxpool", "dense"]
     assert model.sizes == (36, 36, 5, 3)
     assert encode_packed(model) == conv_bytes
+    mlp = PackedModel(
+        sizes=(4, 3, 3),
+        weights=[np.zeros((3, 1), np.uint64), np.zeros((3, 1), np.uint64)],
+        thresholds=[np.zeros(3, np.int16)],
+        output_bias=np.zeros(3, np.float32),
+        classes=np.arange(3),
+        preprocessing={"input": "uint8", "scaling": "unit", "max_value": 9, "image_shape": [2, 2]},
+    )
+    data = encode_packed(mlp)
+    assert b'"layers"' not in data and decode_packed(data).layers is None
+
+
+# ----------------------------------------------------------------- against the core's EBP-D
+@pytest.mark.parametrize(("name", "layers", "shape", "n_out"), CASES, ids=[c[0] for c in CASES])
+def test_conv_runtime_equals_core_predict_deterministic(name, layers, shape, n_out):
+    from ebprop.core.architecture import DenseSpec, parse_architecture
+    from ebprop.core.convnet import ConvNetwork
+    from ebprop.core.families import make_family
+    from ebprop.core.predict import predict_deterministic
+
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
+    H, b = random_network(layers, shape, n_out, rng)
+    tokens = [
+        f"{x['channels']}C{x['kernel']}s{x['stride']}p{x['pad']}"
+        if x["kind"] == "conv"
+        else f"MP{x['size']}"
+        if x["kind"] == "maxpool"
+        else str(x["units"])
+        for x in layers
+    ]
+    specs = parse_architecture("-".join(tokens))
+    full_shape = tuple(shape) + (1,) * (3 - len(shape))
+    net = ConvNetwork(make_family("binary"), specs + (DenseSpec(n_out),), full_shape, H, b)
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 200, "image_shape": list(shape)}
+    model = pack_conv_network(specs, H, b, prep, np.arange(max(n_out, 2)), dtype="float64")
+    images = rng.integers(0, 201, size=(29, *shape), dtype=np.uint8)
+    features = images.reshape(len(images), -1).astype(np.float64) / 200
+    expected = predict_deterministic(net, features)
+    out = PackedNetwork(model).decision_function(images)
+    np.testing.assert_array_equal(out, expected[:, 0] if n_out == 1 else expected)
+
+
+def test_conv_array_errors():
+    from ebprop.packed.conv import check_arrays
+
+    layers = [conv(4, 3, 1, 1), mp(2), dense(5)]
+    H, b = random_network(layers, (6, 6), 3, np.random.default_rng(3))
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": [6, 6]}
+    model = pack_conv_network(layers, H, b, prep, [0, 1, 2])
+    stages = plan(layers, [6, 6], 3)
+    w, t = model.weights, model.thresholds
+    with pytest.raises(ModelFormatError, match="m: the layers need 3 weight arrays and 2"):
+        check_arrays(stages, w[:2], t, "m")
+    with pytest.raises(
+        ModelFormatError, match=r"weights_1 has shape \(5, 2\) \(uint64\), expected"
+    ):
+        check_arrays(stages, [w[0], np.zeros((5, 2), np.uint64), w[2]], t, "m")
+    with pytest.raises(ModelFormatError, match=r"thresholds_0 has shape \(4,\) \(int8\)"):
+        check_arrays(stages, w, [t[0].astype(np.int8), t[1]], "m")
+    check_arrays(stages, w, t, "m")  # the packer's own arrays pass
+
+
+def test_layers_text_names_the_network():
+    layers = [conv(5, 3, 2, 1), conv(3, 2), mp(2), dense(9)]
+    H, b = random_network(layers, (11, 9), 4, np.random.default_rng(0))
+    prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": [11, 9]}
+    model = pack_conv_network(layers, H, b, prep, np.arange(4))
+    assert layers_text(model) == "5C3s2p1-3C2-MP2-9-4"
+    model.layers = None  # as an MLP's file reads: its sizes
+    assert layers_text(model) == "-".join(map(str, model.sizes))

@@ -23,7 +23,7 @@ from ebprop.core import (
     step_inplace,
     update_inplace,
 )
-from ebprop.train import DivergenceWarning
+from ebprop.exceptions import DivergenceWarning
 
 
 def _net(seed: int = 0, weights: str = "binary"):

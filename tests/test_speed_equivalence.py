@@ -14,7 +14,7 @@ import pytest
 
 from ebprop.core import Network, init_network, make_family, step_inplace
 from ebprop.core.families import BinaryWeights, RealWeights
-from ebprop.train import encode_targets, run_minibatches_inplace
+from ebprop.trainer import encode_targets, run_minibatches_inplace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from baseline_ebp import baseline_step  # noqa: E402

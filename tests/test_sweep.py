@@ -434,13 +434,15 @@ def test_a_folder_with_other_settings_is_never_reported_done(tmp_path, no_run_pl
 
 def test_sweep_keys_are_the_option_fields():
     from ebprop.baselines import BaselineOptions
+    from ebprop.core import AUTO_REINFORCEMENT as AUTO
     from ebprop.runs import TrainOptions, option_keys
     from ebprop.sweep.experiment import KEYS
 
     assert KEYS["ebp"] == option_keys(TrainOptions) | {"method"}
     assert KEYS["bp"] == option_keys(BaselineOptions)
     exp = parse_experiment("[[grid]]\nreinforcement = ['none', 'auto']\nepochs = 1\n")
-    assert [r.options["reinforcement"] for r in exp.runs] == [None, "auto"]
+    # the options hold the parsed schedule (stored as its spec), the names the value as written
+    assert [r.options["reinforcement"] for r in exp.runs] == [None, AUTO.to_spec()]
     assert [r.name.split("-")[-2] for r in exp.runs] == ["rfnone", "rfauto"]
 
 

@@ -79,7 +79,7 @@ def test_rechecks_grow_further_apart_while_the_answer_holds():
 
 numba = pytest.importorskip("numba")
 from ebprop.core import init_network, make_family  # noqa: E402
-from ebprop.kernels import engine, max_threads, run_minibatches_fused  # noqa: E402
+from ebprop.kernels import fused, max_threads, run_minibatches_fused  # noqa: E402
 
 SIZES = (120, 260, 200, 3)  # layers 1–2 have enough weights to be split over two threads
 
@@ -104,7 +104,7 @@ def _same(a, b):
 @pytest.fixture
 def stall(monkeypatch):
     def set_stall(seconds):
-        monkeypatch.setattr(engine, "STALL_SECONDS", seconds)
+        monkeypatch.setattr(fused, "STALL_SECONDS", seconds)
 
     return set_stall
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ebprop.cli import main
+from ebprop.core import Reinforcement, parse_reinforcement
 from ebprop.persist import load_model
 from ebprop.runs import TrainOptions, load_options, train_run, warm_start
 
@@ -80,7 +81,7 @@ def test_a_begun_schedule_cannot_be_replaced(tmp_path):
     with pytest.raises(ValueError, match="must not have begun"):
         warm_start(src, tmp_path / "x", {"epochs": 3, "reinforcement": "hidden=1.01,start=2"})
     opts = warm_start(src, tmp_path / "same", {"epochs": 3})  # keeping it is fine
-    assert opts.reinforcement == "hidden=1.01,start=1"
+    assert opts.reinforcement == Reinforcement(hidden=1.01, start=1)  # held parsed
 
 
 def test_warm_start_needs_a_finished_run_and_a_new_folder(base, tmp_path):
@@ -100,7 +101,7 @@ def test_cli_from(base, tmp_path):
     args = ["train", "--from", str(base), "--epochs", "3", "--reinforcement", LATE, "-q"]
     res = runner.invoke(main, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert load_options(out).reinforcement == LATE
+    assert load_options(out).reinforcement == parse_reinforcement(LATE)
     assert len(_records(out)) == 3 and (out / "summary.json").is_file()
     bad = runner.invoke(
         main, ["train", "--from", str(base), "--seed", "1", "--out", str(tmp_path / "b")]

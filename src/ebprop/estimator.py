@@ -12,32 +12,27 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .core import (
+    ConvNetwork,
     Network,
     class_log_probabilities,
     dropout_nu,
-    init_network,
-    make_family,
     output_z,
     predict_deterministic,
     refit_deterministic_biases,
 )
-from .fitting import (
-    READOUTS,
-    EarlyStopping,
-    check_input_scale,
-    check_parameters,
-    training_threads,
-    validation_split,
-)
-from .train import DIVERGED_MESSAGE, LabelCoding, Trainer, n_outputs, network_from_arrays
+from .early_stopping import EarlyStopping, validation_split
+from .networks import build_network, float64_network
+from .params import READOUTS, check_input_scale, check_parameters
+from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
-__all__ = ["DIVERGED_MESSAGE", "EBPClassifier"]
+__all__ = ["EBPClassifier"]
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
+_CONV_CHUNK = 128  # the same for conv networks, whose im2col rows are positions × samples
 
 
 class EBPClassifier(ClassifierMixin, BaseEstimator):
-    """Fully connected classifier with binary (±1) or real weights, trained by EBP.
+    """Fully connected or convolutional classifier with binary (±1) or real weights, by EBP.
 
     Expectation Backpropagation (Soudry, Hubara & Meir, 2014) keeps a factorised posterior over
     the weights and updates it online, in closed form, from a probabilistic forward pass and a
@@ -47,6 +42,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : sequence of int, default=(200,)
         Widths of the hidden layers; ``()`` gives a single-layer network.
+    architecture : str or None, default=None
+        The hidden layers in the usual notation instead, e.g. ``"16C5-MP2-32C5-MP2-128"``
+        (docs/conv.md): ``<n>C<k>[s<stride>][p<pad>]`` conv, ``MP<k>`` max-pool, ``<n>`` dense.
+        Leave ``hidden_layer_sizes`` at its default when giving it.
+    input_shape : (height, width, channels) or None, default=None
+        How conv layers see a row of X (flattened in (y, x, c) order); None: a square grey image.
     weights : {"binary", "real"}, default="binary"
         Binary weights: P(W = +1) = (1 + tanh H)/2. Real weights: Gaussian with mean H and fixed
         variance ``prior_variance``.
@@ -80,8 +81,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.train.uses_fused_loop`; docs/performance.md). ``"auto"``: as None, on one
-        or two threads, whichever measures faster as it runs (:mod:`ebprop.kernels.threads`);
+        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md). ``"auto"``: as None, on
+        one or two threads, whichever measures faster as it runs (:mod:`ebprop.kernels.threads`);
         its results are those of ``n_jobs=2`` whichever it picks.
     verbose : int, default=0
         Print one line per epoch when positive.
@@ -131,6 +132,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         hidden_layer_sizes: Sequence[int] = (200,),
+        architecture: str | None = None,
+        input_shape: tuple[int, int, int] | None = None,
         weights: str = "binary",
         batch_size: int = 10,
         max_iter: int = 20,
@@ -150,6 +153,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.input_shape = input_shape
         self.weights = weights
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -206,8 +211,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "classes_")
         return LabelCoding(np.asarray(self.classes_))
 
-    def network(self) -> Network:
-        """The :class:`ebprop.core.Network` this estimator trains, over ``coefs_``/``intercepts_``.
+    def network(self) -> Network | ConvNetwork:
+        """The core network trained, over ``coefs_``/``intercepts_`` (conv: a ``ConvNetwork``).
 
         The arrays are shared, so training the network updates the estimator. Built once and
         reused while ``coefs_``/``intercepts_`` are the same arrays; rebuilt (and checked for
@@ -222,14 +227,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
         ):
             return net
-        self._net = network_from_arrays(
-            self.coefs_,
-            self.intercepts_,
-            make_family(self.weights, self.prior_variance),
-            self.float_dtype(),
-            self.n_features_in_,
-            self.n_outputs_,
-        )
+        self._net = build_network(self)
         return self._net
 
     def init_parameters(
@@ -249,7 +247,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self, with ``coefs_``, ``intercepts_``, ``classes_`` and ``n_iter_ = 0``.
         """
-        sizes, _ = self.check_params()
+        self.check_params()
         classes = np.unique(np.asarray(classes))
         if classes.shape[0] < 2:
             raise ValueError(
@@ -262,13 +260,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
-        net = init_network(
-            (n_features, *sizes, self.n_outputs_),
-            make_family(self.weights, self.prior_variance),
-            rng,
-            self.init_variance,
-            self.float_dtype(),
-        )
+        net = build_network(self, rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net
         self.n_iter_ = 0
@@ -284,17 +276,19 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         intercepts: list[np.ndarray],
         classes,
         n_iter: int = 0,
+        n_features: int | None = None,
     ) -> EBPClassifier:
         """A fitted estimator holding the given parameters (arrays are shared, not copied).
 
         It predicts and continues training with :meth:`partial_fit`. ValueError when the
-        parameters or the arrays' shapes, dtype or finiteness do not fit.
+        parameters or the arrays' shapes, dtype or finiteness do not fit. ``n_features``: the
+        input width (default: the first layer's rows, which a conv layer does not have).
         """
         est = cls(**params)
         est.check_params()
         est.classes_ = np.asarray(classes)
         est.n_outputs_ = n_outputs(est.classes_.shape[0])
-        est.n_features_in_ = int(coefs[0].shape[0])
+        est.n_features_in_ = int(coefs[0].shape[0] if n_features is None else n_features)
         est.coefs_ = list(coefs)
         est.intercepts_ = list(intercepts)
         est.n_iter_ = int(n_iter)
@@ -304,7 +298,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         return est
 
     def trainer(self) -> Trainer:
-        """A :class:`ebprop.train.Trainer` over :meth:`network`, at epoch ``n_iter_``.
+        """A :class:`ebprop.trainer.Trainer` over :meth:`network`, at epoch ``n_iter_``.
 
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
         copy back into ``n_iter_``.
@@ -434,21 +428,18 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X, reset=False)
         net = self.network()
         if readout == "probabilistic":
-            net = Network(
-                family=net.family,
-                H=[h.astype(np.float64) for h in net.H],
-                b=[b.astype(np.float64) for b in net.b],
-            )
+            net = float64_network(net)
             X = X.astype(np.float64, copy=False)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
         if readout == "deterministic":
             W = [net.family.most_probable(h) for h in net.H]
-        for s in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = X[s : s + _PREDICT_CHUNK]
+        step = _CONV_CHUNK if isinstance(net, ConvNetwork) else _PREDICT_CHUNK
+        for s in range(0, X.shape[0], step):
+            chunk = X[s : s + step]
             if readout == "probabilistic":
-                out[s : s + _PREDICT_CHUNK] = output_z(net, chunk)
+                out[s : s + step] = output_z(net, chunk)
             else:
-                out[s : s + _PREDICT_CHUNK] = predict_deterministic(
+                out[s : s + step] = predict_deterministic(
                     net, chunk, W, getattr(self, "deterministic_intercepts_", None)
                 )
         return out
@@ -463,6 +454,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "coefs_")
         X = self._check_X(X, reset=False)
+        if isinstance(self.network(), ConvNetwork):
+            raise ValueError("refit_deterministic supports fully connected networks only")
         self.deterministic_intercepts_ = refit_deterministic_biases(self.network(), X)
         return self
 

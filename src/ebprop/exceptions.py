@@ -25,3 +25,12 @@ class DataNotFoundError(EBPropError, FileNotFoundError):
 
 class ModelFormatError(EBPropError, ValueError):
     """A model or export file is corrupt, truncated, or of an unsupported format version."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A training epoch drove parameters to the bound: the summed minibatch update diverged.
+
+    Its own category, so that callers can turn it into an error
+    (``warnings.simplefilter("error", DivergenceWarning)``) or, as the CLI does, into an exit
+    status.
+    """

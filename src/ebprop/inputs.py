@@ -7,6 +7,7 @@ that Python users can call too. Pillow is imported only to read image files.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from .fileio import read_npy
 
 __all__ = [
     "dataset_options",
+    "apply_appearance",
     "invert_light",
     "model_data_dir",
     "model_features",
@@ -165,14 +167,41 @@ def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def apply_appearance(
+    raw: np.ndarray, max_value: float, invert: str, appearance: dict | None, name: str
+) -> np.ndarray:
+    """Image ``raw`` (h, w) given the polarity the model expects, with a warning when it still
+    looks unlike the training images.
+
+    With ``appearance`` (the model's recorded ``input``): ``invert`` "no" keeps the image,
+    "yes" inverts it, and "auto" inverts it only when its border gives the other polarity than
+    the training images' (so a model trained on dark ink on white never sees its own kind of
+    image inverted). Then an :class:`~ebprop.datasets.appearance.InputAppearanceWarning` when
+    its polarity or mean intensity is far from the training images'. Without (models written
+    before format 2): :func:`invert_light`, the old guess from the border.
+    """
+    from .datasets.appearance import InputAppearanceWarning, appearance_warning, image_polarity
+
+    if appearance is None:
+        return invert_light(raw, max_value, invert)
+    flip = invert == "yes" or (
+        invert == "auto" and image_polarity(raw, max_value) != appearance["polarity"]
+    )
+    out = max_value - raw if flip else raw
+    message = appearance_warning(out * (appearance["max_value"] / max_value), appearance, name)
+    if message:
+        warnings.warn(message, InputAppearanceWarning, stacklevel=2)
+    return out
+
+
 def read_raw_inputs(
     model: Any, paths: list[Path], invert: str = "auto"
 ) -> tuple[list[str], np.ndarray]:
     """Names and raw images (n, h, w) of image files and ``.npy`` arrays, shaped for ``model``.
 
     Image files are decoded by :func:`ebprop.datasets.prepare_image` (greyscale at full bit
-    depth, resized to the model's image size, rescaled to its ``max_value``), then
-    :func:`invert_light`.
+    depth, transparency on the recorded background, resized to the model's image size,
+    rescaled to its ``max_value``), then given the model's polarity (:func:`apply_appearance`).
 
     Raises
     ------
@@ -186,20 +215,26 @@ def read_raw_inputs(
     pre = model.preprocessor
     if pre is None:
         raise ValueError("the model has no preprocessor; cannot read images")
-    return read_inputs(paths, tuple(pre.image_shape_), pre.max_value_, invert)
+    appearance = model.metadata.get("input")
+    return read_inputs(paths, tuple(pre.image_shape_), pre.max_value_, invert, appearance)
 
 
 def read_inputs(
-    paths: list[Path], shape: tuple[int, ...], max_value: float | None, invert: str = "auto"
+    paths: list[Path],
+    shape: tuple[int, ...],
+    max_value: float | None,
+    invert: str = "auto",
+    appearance: dict | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Names and raw inputs of image files and ``.npy`` arrays for a model of input ``shape``.
 
     ``shape`` is ``(h, w)`` with pixels in ``0..max_value`` for an image model, ``(d,)`` with
-    ``max_value`` None for a feature model (then only ``.npy`` rows are accepted). See
-    :func:`read_raw_inputs`.
+    ``max_value`` None for a feature model (then only ``.npy`` rows are accepted). ``appearance``
+    is the model's recorded ``input`` (None for older models). See :func:`read_raw_inputs`.
     """
     from .datasets import prepare_image
 
+    background = tuple(appearance["background"]) if appearance else (255, 255, 255)
     names, raws = [], []
     for path in map(Path, paths):
         if not path.is_file():
@@ -214,7 +249,8 @@ def read_inputs(
                     f"{path}: the model was trained on features, not images; give its inputs "
                     "as an .npy of rows (n, n_features)"
                 )
-            raw = prepare_image(path, shape, max_value).astype(np.float64)
+            raw = prepare_image(path, shape, max_value, background=background)
             names.append(str(path))
-            raws.append(invert_light(raw, max_value, invert)[None])
+            raw = apply_appearance(raw.astype(np.float64), max_value, invert, appearance, str(path))
+            raws.append(raw[None])
     return names, np.concatenate(raws).astype(np.float64)

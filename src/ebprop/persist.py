@@ -33,6 +33,11 @@ lacks it and refuses a bad value with a one-line :class:`ModelFormatError` namin
 the field, so readers use ``loaded.metadata[name]`` without further checks. The same recipe,
 with :data:`ebprop.packed.fileformat.OPTIONAL_FIELDS`, adds a field to ``.ebpb`` files. Bump
 :data:`FORMAT_VERSION` only for a change that older readers would misread.
+
+Conv models (optional fields, absent from MLP files): ``architecture`` also holds ``layers``, the
+hidden layers' canonical architecture string (e.g. ``"16C5-MP2-32C5-MP2-128"``), and
+``input_shape`` (height, width, channels); ``sizes`` is then n_0 (the input features) followed by
+each parameterised layer's output width, and ``coef_<l>`` is (k·k·C_in, C_out) for a conv layer.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .core import ConvNetwork
+from .core.architecture import DenseSpec, format_architecture, parse_architecture
+from .core.convnet import parameter_shapes
 from .datasets.appearance import check_appearance
 from .estimator import EBPClassifier
 from .exceptions import DataError, ModelFormatError
@@ -59,11 +67,13 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
+from .params import loaded_params, saved_params
 from .provenance import provenance
-from .train import n_outputs
+from .trainer import n_outputs
 
 __all__ = [
     "FORMAT_VERSION",
+    "METHODS",
     "OPTIONAL_FIELDS",
     "LoadedModel",
     "estimator_params",
@@ -74,41 +84,58 @@ __all__ = [
 FORMAT_VERSION = 2
 _FORMAT = "ebprop.model"
 _HEADER = "header"
-_ESTIMATOR_PARAMS = (
-    "hidden_layer_sizes",
-    "weights",
-    "batch_size",
-    "max_iter",
-    "readout",
-    "input_dropout",
-    "init_variance",
-    "prior_variance",
-    "reinforcement",
-    "shuffle",
-    "random_state",
-    "dtype",
-    "verbose",
-)
+
+
+#: Training methods a model file may record (optional header field ``method``, default "ebp");
+#: ``"binarynet"``: a BinaryNet folded into ±1 weights and EBP-D biases, whose one readout is
+#: that sign network (:mod:`ebprop.baselines.binarynet`).
+METHODS = ("ebp", "binarynet")
+
+
+def _check_method(value: Any) -> str:
+    if value not in METHODS:
+        raise ValueError(f"unknown training method {value!r}; this ebprop reads {METHODS}")
+    return value
 
 
 #: Optional header fields: name -> (default for files that lack it, check returning the value).
 OPTIONAL_FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "input": (None, check_appearance),
+    "method": ("ebp", _check_method),
 }
 #: Header fields that must be JSON objects when present (free-form inside).
 _OBJECT_FIELDS = ("training_options", "checksums", "metrics", "extra")
 
 
 def estimator_params(est: EBPClassifier) -> dict:
-    """The estimator's constructor parameters as JSON-able values."""
-    params = {k: v for k, v in est.get_params().items() if k in _ESTIMATOR_PARAMS}
-    params["hidden_layer_sizes"] = [int(s) for s in np.atleast_1d(params["hidden_layer_sizes"])]
-    rs = params.get("random_state")
-    if not (rs is None or isinstance(rs, (int, np.integer))):
-        params["random_state"] = None  # a Generator/RandomState cannot be stored as JSON
-    elif rs is not None:
-        params["random_state"] = int(rs)
-    return params
+    """The estimator's constructor parameters as stored: ``get_params()`` but
+    :data:`ebprop.params.NOT_SAVED`, each in its JSON form (:mod:`ebprop.params`)."""
+    return saved_params(est.get_params())
+
+
+def _architecture(estimator: EBPClassifier, net) -> dict:
+    """The header's ``architecture``: sizes, weights, dtype (and for conv: layers, input_shape)."""
+    out = {"weights": estimator.weights, "dtype": str(net.dtype)}
+    if not isinstance(net, ConvNetwork):
+        return {"sizes": [int(s) for s in net.sizes], **out}
+    return {
+        "sizes": [int(estimator.n_features_in_)] + [int(h.shape[1]) for h in net.H],
+        **out,
+        "layers": format_architecture(net.specs[:-1]),
+        "input_shape": [int(d) for d in net.input_shape],
+    }
+
+
+def _layer_shapes(architecture: dict, src: str) -> list[tuple[int, int]]:
+    """(n_in, n_out) of every coef_<l> the header's ``architecture`` implies."""
+    sizes = architecture["sizes"]
+    if "layers" not in architecture:
+        return list(zip(sizes[:-1], sizes[1:], strict=True))
+    try:
+        specs = (*parse_architecture(architecture["layers"]), DenseSpec(int(sizes[-1])))
+        return parameter_shapes(specs, tuple(architecture["input_shape"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{src}: header 'architecture' malformed ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------- save / load
@@ -126,6 +153,11 @@ class LoadedModel:
     estimator: EBPClassifier
     preprocessor: Any | None
     metadata: dict = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        """The training method: ``"ebp"``, or ``"binarynet"`` (one readout, the sign network)."""
+        return self.metadata.get("method", "ebp")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -194,11 +226,7 @@ def save_model(
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
         **provenance(),
-        "architecture": {
-            "sizes": [int(s) for s in net.sizes],
-            "weights": estimator.weights,
-            "dtype": str(net.dtype),
-        },
+        "architecture": _architecture(estimator, net),
         "estimator_params": estimator_params(estimator),
         "n_iter": int(getattr(estimator, "n_iter_", 0)),
         "preprocessor": pre_meta,
@@ -293,7 +321,12 @@ def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list
     sizes = header["architecture"].get("sizes")
     if not isinstance(manifest, dict) or not isinstance(sizes, list) or len(sizes) < 2:
         raise ModelFormatError(f"{src}: header 'arrays'/'architecture.sizes' malformed")
-    n_layers = len(sizes) - 1
+    shapes = _layer_shapes(header["architecture"], src)
+    n_layers = len(shapes)
+    if n_layers != len(sizes) - 1:
+        raise ModelFormatError(
+            f"{src}: header 'architecture' has {n_layers} layers and sizes {sizes}"
+        )
     expected = {f"coef_{i}" for i in range(n_layers)} | {f"intercept_{i}" for i in range(n_layers)}
     expected |= {"classes"}
     if not expected <= set(manifest):
@@ -327,14 +360,14 @@ def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list
                 f"{src}: array {name!r} has shape {arrays[name].shape}; layer {i} needs "
                 f"{(sizes[i + 1],)}"
             )
-    for i in range(n_layers):
-        if arrays[f"coef_{i}"].shape != (sizes[i], sizes[i + 1]) or arrays[
-            f"intercept_{i}"
-        ].shape != (sizes[i + 1],):
+    for i, shape in enumerate(shapes):
+        if arrays[f"coef_{i}"].shape != tuple(shape) or arrays[f"intercept_{i}"].shape != (
+            shape[1],
+        ):
             raise ModelFormatError(
                 f"{src}: layer {i} arrays have shapes {arrays[f'coef_{i}'].shape} and "
                 f"{arrays[f'intercept_{i}'].shape}; architecture {sizes} needs "
-                f"{(sizes[i], sizes[i + 1])} and {(sizes[i + 1],)}"
+                f"{tuple(shape)} and {(shape[1],)}"
             )
     return sizes
 
@@ -386,12 +419,16 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             f"{sizes[-1]}"
         )
     try:
+        version = header.get("ebprop_version")
         est = EBPClassifier.from_parameters(
-            header["estimator_params"],
+            loaded_params(
+                header["estimator_params"], version if isinstance(version, str) else None
+            ),
             [arrays[f"coef_{i}"] for i in range(n_layers)],
             [arrays[f"intercept_{i}"] for i in range(n_layers)],
             classes,
             n_iter=header.get("n_iter", 0),
+            n_features=int(sizes[0]),
         )
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{src}: inconsistent estimator state ({exc})") from exc

@@ -3,9 +3,13 @@
 - ``bp``: fully connected nets with real weights, ReLU or tanh, softmax cross-entropy, Adam,
   optional dropout and batch normalisation;
 - ``binaryconnect``: BinaryConnect (Courbariaux et al. 2015), deterministic sign weights with a
-  straight-through gradient to real shadow weights clipped to [-1, 1].
+  straight-through gradient to real shadow weights clipped to [-1, 1];
+- ``binarynet``: BinaryNet (Hubara et al. 2016), sign weights and sign activations, hard-tanh
+  straight-through gradient, optional batch normalisation; its run saves ``model.npz``, the sign
+  network folded into an EBP-D model that ``ebprop export`` deploys as bits
+  (:mod:`ebprop.baselines.binarynet`).
 
-Both use the same data, split, preprocessing and early-stopping rule as EBP runs and write the
+All use the same data, split, preprocessing and early-stopping rule as EBP runs and write the
 same run-directory format. torch is imported only when a baseline is trained or built.
 
 >>> from ebprop.baselines import BaselineOptions, train_baseline
@@ -49,8 +53,8 @@ def require_torch() -> Any:
         importlib.import_module("torch")
     except ImportError as exc:
         raise MissingDependencyError(
-            "the bp and binaryconnect baselines need PyTorch: pip install 'ebprop[baselines]' "
-            "(torch==2.13.0)"
+            "the bp, binaryconnect and binarynet baselines need PyTorch: "
+            "pip install 'ebprop[baselines]' (torch==2.13.0)"
         ) from exc
     return importlib.import_module("ebprop.baselines.torch_mlp")
 

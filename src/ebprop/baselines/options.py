@@ -1,4 +1,4 @@
-"""Settings of a baseline run (backpropagation or BinaryConnect). No torch needed here.
+"""Settings of a baseline run (backpropagation, BinaryConnect, BinaryNet). No torch needed here.
 
 The data, architecture and schedule fields are those of every run
 (:class:`ebprop.runs.RunOptions`, validated there); this class adds the baselines' own.
@@ -20,6 +20,7 @@ __all__ = ["ACTIVATIONS", "BASELINE_METHODS", "BaselineOptions"]
 BASELINE_METHODS: dict[str, str] = {
     "bp": "backpropagation, real weights, softmax cross-entropy, Adam",
     "binaryconnect": "BinaryConnect: sign(w) weights, straight-through gradient, clipped shadow w",
+    "binarynet": "BinaryNet: sign weights and sign activations, hard-tanh straight-through",
 }
 ACTIVATIONS = ("relu", "tanh")
 
@@ -38,15 +39,16 @@ class BaselineOptions(RunOptions):
 
     Parameters
     ----------
-    method : {"bp", "binaryconnect"}
-        Plain backpropagation with real weights, or BinaryConnect (deterministic sign weights).
+    method : {"bp", "binaryconnect", "binarynet"}
+        Plain backpropagation with real weights, BinaryConnect (deterministic sign weights), or
+        BinaryNet (sign weights and sign activations; deployed as its folded sign network).
     dataset, data_dir, validation, filters, scaling, deskew, seed, dtype
         As for EBP runs (:class:`ebprop.runs.DataOptions`); ``seed`` also seeds the initial
         weights, the shuffling and the dropout masks.
     hidden, epochs, batch_size, patience, input_dropout, extra
         As for EBP runs (:class:`ebprop.runs.RunOptions`); a keep probability of 1 is None.
     activation : {"relu", "tanh"}
-        Hidden activation.
+        Hidden activation (BinaryNet: always sign; this is ignored).
     learning_rate, lr_decay
         Adam's step size, multiplied by ``lr_decay`` after every epoch.
     hidden_dropout : float or None
@@ -54,7 +56,9 @@ class BaselineOptions(RunOptions):
     batch_norm : bool or None
         Batch normalisation after each hidden linear layer (and, for BinaryConnect, after the
         output layer too, as in Courbariaux et al. 2015). None: the method's default (False for
-        bp, True for binaryconnect).
+        bp, True for binaryconnect and binarynet).
+    fit_intercept : bool
+        Biases in every linear layer (False: none; batch normalisation still shifts).
     """
 
     _what = "baseline option(s)"
@@ -66,6 +70,7 @@ class BaselineOptions(RunOptions):
     lr_decay: float = 1.0
     hidden_dropout: float | None = None
     batch_norm: bool | None = None
+    fit_intercept: bool = True
 
     def validate(self) -> None:
         if self.method not in BASELINE_METHODS:
@@ -86,6 +91,8 @@ class BaselineOptions(RunOptions):
         self.input_dropout = _keep_probability("input_dropout", self.input_dropout)
         self.hidden_dropout = _keep_probability("hidden_dropout", self.hidden_dropout)
         if self.batch_norm is None:
-            self.batch_norm = self.method == "binaryconnect"
+            self.batch_norm = self.method in ("binaryconnect", "binarynet")
+        if not isinstance(self.fit_intercept, bool):
+            raise ValueError(f"fit_intercept must be true or false, got {self.fit_intercept!r}")
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be true, false or None, got {self.batch_norm!r}")

@@ -1,4 +1,4 @@
-"""Backpropagation and BinaryConnect multilayer perceptrons in PyTorch, and their training runs.
+"""Backpropagation, BinaryConnect and BinaryNet multilayer perceptrons in PyTorch, and their runs.
 
 This module imports torch at the top; :mod:`ebprop.baselines` imports it only when a baseline
 is built, so that ``import ebprop`` never needs torch.
@@ -15,6 +15,9 @@ BinaryConnect (Courbariaux, Bengio & David 2015, deterministic variant):
 Departures from the paper, on purpose: softmax cross-entropy instead of the squared hinge loss
 (so that every method shares one loss), no per-layer learning-rate scaling by the Glorot range, and
 a constant learning rate unless ``lr_decay`` is set.
+
+BinaryNet (sign weights *and* activations) is :mod:`ebprop.baselines.binarynet`; it trains in the
+same loop, is scored by its test-time sign network and saves ``model.npz`` in EBP's format.
 """
 
 from __future__ import annotations
@@ -40,8 +43,12 @@ from ebprop.runs import (
     patience_exhausted,
     summary_record,
 )
+from ebprop.runs.data import epoch_train_features
 
-__all__ = ["MLP", "train_baseline"]
+__all__ = ["MLP", "READOUT", "build_model", "train_baseline"]
+
+#: The readout label of each baseline method in summaries and tables.
+READOUT = {"bp": "BP", "binaryconnect": "BC", "binarynet": "BNN"}
 
 _CHECKPOINT_VERSION = 1
 
@@ -79,7 +86,8 @@ class MLP(nn.Module):
         linear = _BinaryLinear if self.binary else nn.Linear
         widths = [n_in, *options.hidden, n_out]
         self.linears = nn.ModuleList(
-            linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+            linear(a, b, bias=options.fit_intercept)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
         n_norm = len(widths) - 1 if self.binary else len(widths) - 2
         self.norms = nn.ModuleList(
@@ -91,7 +99,8 @@ class MLP(nn.Module):
         if self.binary:
             for lin in self.linears:  # Glorot-uniform shadow weights, well inside [-1, 1]
                 nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (n, n_out) from features (n, n_in)."""
@@ -130,20 +139,53 @@ class MLP(nn.Module):
 
     def n_biases(self) -> int:
         """Biases of the linear layers."""
-        return sum(lin.bias.numel() for lin in self.linears)
+        return sum(lin.bias.numel() for lin in self.linears if lin.bias is not None)
+
+    def predict_indices(self, X: torch.Tensor) -> np.ndarray:
+        """Class indices (n,) of the network in eval mode (argmax of the logits)."""
+        self.eval()
+        with torch.no_grad():
+            return self(X).argmax(dim=1).numpy()
 
 
-def _error(model: MLP, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float | None:
-    """Fraction misclassified by the network in eval mode; None for an empty set."""
+def build_model(n_in: int, n_classes: int, options: BaselineOptions, preprocessor: Any) -> Any:
+    """The torch network of a baseline run: :class:`MLP` or a BinaryNet."""
+    if options.method != "binarynet":
+        return MLP(n_in, n_classes, options)
+    from ebprop.baselines.binarynet import BinaryNet, pixel_input
+
+    return BinaryNet(
+        n_in,
+        1 if n_classes == 2 else n_classes,  # one output unit for two classes, as EBP
+        options.hidden,
+        batch_norm=options.batch_norm,
+        bias=options.fit_intercept,
+        pixels=pixel_input(preprocessor),
+        input_keep=options.input_dropout,
+        hidden_keep=options.hidden_dropout,
+        dtype=options.dtype,
+    )
+
+
+def _error(model: Any, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float | None:
+    """Fraction misclassified by the deployed network (BinaryNet: the sign network); None for an
+    empty set."""
     if len(y) == 0:
         return None
     model.eval()
+    predict = model.sign_predict if hasattr(model, "sign_predict") else model.predict_indices
     wrong = 0
-    with torch.no_grad():
-        for start in range(0, len(y), chunk):
-            pred = model(X[start : start + chunk]).argmax(dim=1)
-            wrong += int((pred != y[start : start + chunk]).sum())
+    for start in range(0, len(y), chunk):
+        pred = predict(X[start : start + chunk])
+        wrong += int((pred != y[start : start + chunk].numpy()).sum())
     return wrong / len(y)
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy, or the logistic loss for one output unit (two classes)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype))
+    return F.cross_entropy(logits, y)
 
 
 def _save_checkpoint(folder: RunFolder, model: MLP, opt: torch.optim.Adam, state: dict) -> None:
@@ -183,11 +225,14 @@ def train_baseline(
     stop_event: threading.Event | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train a backpropagation or BinaryConnect baseline into a run directory.
+    """Train a backpropagation, BinaryConnect or BinaryNet baseline into a run directory.
 
     The run directory gets ``options.json``, ``checkpoint.npz`` (after every epoch; no pickle),
+    for BinaryNet on pixels ``model.npz`` (the best epoch's sign network folded into an EBP-D
+    model; none on float features, which have no integer first layer),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
-    ``val_error``, ``test_error``, ``seconds``) and, once finished, ``summary.json``.
+    ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
+    included, evaluation excluded) and ``eval_seconds``) and, once finished, ``summary.json``.
 
     Parameters
     ----------
@@ -212,7 +257,8 @@ def train_baseline(
     -------
     dict
         The summary (also ``summary.json``): ``best_epoch``, ``val_error``, ``test_error``,
-        ``readouts`` ({"BP" or "BC": {"val_error", "test_error"}}), ``seconds_per_epoch``,
+        ``readouts`` ({"BP", "BC" or "BNN": {"val_error", "test_error"}}; BinaryNet's errors are
+        its test-time sign network's), ``seconds_per_epoch``,
         ``n_weights``, ``epochs_run``, ``stopped_early``; or, when stopped by ``stop_event``,
         the same keys for the epochs so far with ``finished`` False.
     """
@@ -225,13 +271,14 @@ def train_baseline(
     if threads is not None:
         torch.set_num_threads(threads)
     # The features every run gets, loaded before anything is written: bad data fails cleanly.
-    data = load_features(options)
+    data = load_features(options, keep_train_images=options.augment_shift > 0)
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
     parts = ("train", "val", "test")
     X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
     y = {p: torch.from_numpy(data.class_indices(p)) for p in parts}
     torch.manual_seed(options.seed)
-    model = MLP(X["train"].shape[1], len(data.classes), options).to(dtype)
+    model = build_model(X["train"].shape[1], len(data.classes), options, data.preprocessor)
+    model = model.to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
 
     history: list[dict] = []
@@ -243,7 +290,7 @@ def train_baseline(
         history = [r for r in folder.read_metrics() if r["epoch"] <= start_epoch]
     folder.begin(options)
     folder.write_metrics(history)
-    readout = "BC" if options.method == "binaryconnect" else "BP"
+    readout = READOUT[options.method]
 
     def summary(finished: bool, stopped_early: bool) -> dict[str, Any]:
         best = best_record(history, "val_error")
@@ -289,31 +336,47 @@ def train_baseline(
         torch.manual_seed(options.seed * 1_000_003 + epoch)
         for group in opt.param_groups:
             group["lr"] = options.learning_rate * options.lr_decay ** (epoch - 1)
+        # shifted training images (augment_shift), drawn as for EBP runs: same seed, same epoch
+        X_train = X["train"]
+        if options.augment_shift:
+            X_train = torch.from_numpy(
+                epoch_train_features(data, options.augment_shift, options.seed, epoch)
+            ).to(dtype)
         model.train()
         loss_sum, wrong = 0.0, 0
         for start in range(0, n, options.batch_size):
             idx = order[start : start + options.batch_size]
             if options.batch_norm and len(idx) < 2:
                 continue  # batch norm cannot train on a single sample
-            logits = model(X["train"][idx])
-            loss = F.cross_entropy(logits, y["train"][idx])
+            logits = model(X_train[idx])
+            loss = _loss(logits, y["train"][idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             model.clip_inplace()
             loss_sum += float(loss.detach()) * len(idx)
-            wrong += int((logits.argmax(dim=1) != y["train"][idx]).sum())
+            pred = logits.argmax(dim=1) if logits.shape[1] > 1 else (logits[:, 0] >= 0).long()
+            wrong += int((pred != y["train"][idx]).sum())
+        seconds = time.perf_counter() - t0  # training only, as EBP runs count it
+        t_eval = time.perf_counter()
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / n,
             "train_error": wrong / n,  # on the fly, with dropout, as the weights moved
             "val_error": _error(model, X["val"], y["val"]),
             "test_error": _error(model, X["test"], y["test"]),
-            "seconds": time.perf_counter() - t0,
+            "seconds": seconds,
         }
+        record["eval_seconds"] = time.perf_counter() - t_eval
         history.append(record)
         folder.write_metrics(history)
         best = best_record(history, "val_error")
+        # a BinaryNet on pixels folds into a model file; on float features nothing can be
+        # exported (the first layer has no integer threshold), so no model.npz
+        if options.method == "binarynet" and best is record and model.pixels is not None:
+            from ebprop.baselines.binarynet import save_binarynet
+
+            save_binarynet(folder.path / "model.npz", model, data, options, record)
         _save_checkpoint(folder, model, opt, {"epoch": epoch, "best_epoch": best["epoch"]})
         bar.update(1)
         bar.set_postfix(val=record["val_error"], test=record["test_error"])

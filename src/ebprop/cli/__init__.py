@@ -7,14 +7,14 @@ nothing imports this package.
 :mod:`.train`              ``ebprop train``
 :mod:`.model`              ``ebprop evaluate``, ``predict``, ``info``
 :mod:`.sweep`              ``ebprop sweep``, ``report``
-:mod:`.deploy`             ``ebprop export``, ``bench-inference`` (from :mod:`ebprop.packed`)
+:mod:`.export`             ``ebprop export``, ``bench-inference`` (from :mod:`ebprop.packed`)
 ========================== ==========================================================
 
 Other commands plug in with ``main.add_command(cmd)``.
 """
 
 from .app import main
-from .deploy import DEPLOY_COMMANDS
+from .export import DEPLOY_COMMANDS
 from .model import evaluate, info, predict
 from .sweep import report, sweep
 from .train import train

@@ -3,14 +3,15 @@ the exit status of a diverged run, number format."""
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
 
 import click
 
 from .._version import __version__
-from ..exceptions import EBPropError
-from ..train import DivergenceWarning
+from ..exceptions import DivergenceWarning, EBPropError
 
 __all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "main", "pct"]
 
@@ -56,6 +57,10 @@ class _Main(click.Group):
                 python_format = warnings.showwarning
                 warnings.showwarning = show
                 result = super().invoke(ctx)
+        except BrokenPipeError:
+            # the reader closed stdout (`ebprop info m.npz | head -1`): its choice, not an error
+            _silence_stdout()
+            ctx.exit(0)
         except _EXPECTED_ERRORS as exc:
             if debug:
                 raise
@@ -79,6 +84,15 @@ class _Main(click.Group):
             )
             ctx.exit(EXIT_DIVERGED)
         return result
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..core.architecture import DenseSpec, layer_shapes, parse_architecture
 from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
@@ -25,6 +26,7 @@ from .app import pct
 __all__ = ["evaluate", "info", "open_model", "predict"]
 
 _PACKED_NOTE = "packed .ebpb: EBP-D (sign network) only, no EBP-P probabilities"
+_BINARYNET_NOTE = "BinaryNet: one readout, its sign network (no probabilities)"
 
 
 def open_model(path: Path):
@@ -90,6 +92,9 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
         raise click.UsageError(str(exc)) from None
     if warn:
         click.echo(warn, err=True)
+    if model.method == "binarynet":
+        _evaluate_sign_network(model, model_path, model_features(model, X), y, name, split, as_json)
+        return
     report = evaluation_report(model.estimator, model_features(model, X), y, bins)
     names = list(model.class_names)
     report |= {"model": str(model_path), "dataset": name, "split": split, "class_names": names}
@@ -105,6 +110,33 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
     )
     _per_class(names, report["per_class_error_p"], report["per_class_error_d"])
     _confusion(names, np.array(report["confusion_matrix_p"]), "EBP-P")
+
+
+def _evaluate_sign_network(model, model_path, X, y, name, split, as_json) -> None:
+    """Error of a BinaryNet model's one readout, its sign network (the EBP-D form it folds to)."""
+    est = model.estimator
+    pred = est.predict(X, readout="deterministic")
+    per = [float(np.mean(pred[y == c] != c)) if np.any(y == c) else None for c in est.classes_]
+    names = list(model.class_names)
+    report = {
+        "model": str(model_path),
+        "method": "binarynet",
+        "dataset": name,
+        "split": split,
+        "n_samples": int(len(y)),
+        "readout": "deterministic",
+        "error_d": error_rate(y, pred),
+        "class_names": names,
+        "per_class_error_d": per,
+        "confusion_matrix_d": confusion_matrix(y, pred, est.classes_).tolist(),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model_path}: {name} {split} split, {len(y)} samples ({_BINARYNET_NOTE})")
+    click.echo(f"  error  BinaryNet {pct(report['error_d'])}")
+    _per_class(names, None, per)
+    _confusion(names, np.array(report["confusion_matrix_d"]), "BinaryNet")
 
 
 def _per_class(names: list[str], err_p: list | None, err_d: list) -> None:
@@ -169,7 +201,9 @@ def _evaluate_packed(net, model_path, split, dataset, data_dir, as_json) -> None
     type=click.Choice(["auto", "yes", "no"]),
     default="auto",
     show_default=True,
-    help="Invert images (auto: when the border is light, i.e. dark ink on white).",
+    help="Invert images. auto: to the polarity of the model's training images (dark ink on "
+    "light or light on dark, recorded in the model); models written before format 2: when the "
+    "border is light.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bool) -> None:
@@ -178,10 +212,19 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
     MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only: no probability).
     """
     model = open_model(model_path)
+    appearance = (
+        model.metadata.get("input") if isinstance(model, LoadedModel) else model.model.input
+    )
+    if appearance is None and invert == "auto" and any(p.suffix.lower() != ".npy" for p in inputs):
+        click.echo(
+            f"note: {model_path} does not record how its training images looked (written before "
+            "model format 2): --invert auto guesses from each image's border",
+            err=True,
+        )
     if not isinstance(model, LoadedModel):
         prep = model.model.preprocessing
         names, raw = read_inputs(
-            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert
+            list(inputs), tuple(prep["image_shape"]), prep["max_value"], invert, appearance
         )
         pred_d = model.predict(np.rint(raw).astype(np.uint8))
         rows = [
@@ -192,9 +235,19 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
         pre = model.preprocessor
         if pre is None:
             raise ValueError(f"{model_path}: the model has no preprocessor; cannot read inputs")
-        names, raw = read_inputs(list(inputs), tuple(pre.image_shape_), pre.max_value_, invert)
+        names, raw = read_inputs(
+            list(inputs), tuple(pre.image_shape_), pre.max_value_, invert, appearance
+        )
         X = model_features(model, raw)
         est = model.estimator
+        if model.method == "binarynet":  # one readout, the sign network: no probability
+            pred_d = est.predict(X, readout="deterministic")
+            rows = [
+                {"input": n, "class": None, "probability": None, "class_d": d.item(), "name_d": nd}
+                for n, d, nd in zip(names, pred_d, _name_of(model, pred_d), strict=True)
+            ]
+            _print_predictions(rows, names, as_json, "BinaryNet")
+            return
         proba = est.predict_proba(X)
         pred_p = est.classes_[proba.argmax(axis=1)]
         pred_d = est.predict(X, readout="deterministic")
@@ -217,13 +270,17 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
                 strict=True,
             )
         ]
+    _print_predictions(rows, names, as_json, "EBP-D")
+
+
+def _print_predictions(rows: list[dict], names: list[str], as_json: bool, readout: str) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(n) for n in names)
     for r in rows:
         if r["probability"] is None:
-            click.echo(f"{r['input']:<{width}}  EBP-D class {r['name_d']}")
+            click.echo(f"{r['input']:<{width}}  {readout} class {r['name_d']}")
         else:
             click.echo(
                 f"{r['input']:<{width}}  class {r['name']}  p={r['probability']:.3f}  "
@@ -232,6 +289,18 @@ def predict(model_path: Path, inputs: tuple[Path, ...], invert: str, as_json: bo
 
 
 # ---------------------------------------------------------------------------- info
+def _conv_layers(architecture: dict) -> list[dict] | None:
+    """Each layer's token and output shape (h, w, c) for a conv model; None for an MLP."""
+    if "layers" not in architecture:
+        return None
+    specs = (*parse_architecture(architecture["layers"]), DenseSpec(architecture["sizes"][-1]))
+    shapes = layer_shapes(specs, tuple(architecture["input_shape"]))
+    return [
+        {"layer": spec.token(), "output_shape": list(shape)}
+        for spec, shape in zip(specs, shapes, strict=True)
+    ]
+
+
 def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -270,15 +339,22 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
     rows = model_memory(est)
     total = {k: sum(r[k] for r in rows) for k in rows[0] if k not in ("layer", "shape")}
     pre = meta.get("preprocessor") or {}
+    conv = _conv_layers(meta["architecture"])
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "model": str(model_path),
+                    "architecture": meta["architecture"].get("layers"),
+                    "layer_shapes": conv,
                     "format_version": meta["format_version"],
                     "ebprop_version": meta.get("ebprop_version"),
                     "git_commit": meta.get("git_commit"),
                     "vector_bits": meta.get("vector_bits"),
+                    "method": model.method,
+                    "readouts": ["deterministic"]
+                    if model.method == "binarynet"
+                    else ["probabilistic", "deterministic"],
                     "weights": est.weights,
                     "dtype": str(np.dtype(est.dtype)),
                     "sizes": meta["architecture"]["sizes"],
@@ -304,6 +380,8 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
         f"{' → '.join(map(str, sizes))}; {len(est.classes_)} classes"
     )
     click.echo(f"  classes: {_short(model.class_names)}")
+    if model.method == "binarynet":
+        click.echo(f"  {_BINARYNET_NOTE}: ±1 weights, batch norm and biases folded into thresholds")
     if pre and len(pre["image_shape"]) == 1:
         click.echo(f"  input: {pre['image_shape'][0]} features (scaling {pre['scaling']})")
     elif pre:
@@ -315,6 +393,10 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
         )
     if pre:
         click.echo(f"  trained on: {appearance_text(meta.get('input'))}")
+    if conv:
+        steps = [f"{r['layer']} {'x'.join(map(str, r['output_shape']))}" for r in conv]
+        shape = "x".join(map(str, meta["architecture"]["input_shape"]))
+        click.echo(f"  layers: {shape} → {' → '.join(steps)}")
     header = (
         f"  {'layer':<6}{'shape':>14}{'1-bit':>12}{'32-bit':>10}{'trained':>12}{'deployed':>12}"
     )
@@ -337,7 +419,9 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
         f"{ratio:.1f}x smaller than as trained"
     )
     m = meta.get("metrics") or {}
-    if m.get("test_error_p") is not None:
+    if model.method == "binarynet" and m.get("test_error_d") is not None:
+        click.echo(f"  at epoch {m.get('epoch')}: test error BinaryNet {pct(m['test_error_d'])}")
+    elif m.get("test_error_p") is not None:
         click.echo(
             f"  at epoch {m.get('epoch')}: test error EBP-P {pct(m['test_error_p'])}, "
             f"EBP-D {pct(m['test_error_d'])}"

@@ -107,32 +107,87 @@ def sweep(
 
 
 @click.command()
-@click.argument(
-    "sweep_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False)
-)
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
-    "--out", "-o", type=click.Path(file_okay=False), required=True,
-    help="Folder for results.csv, results.md and results.png.",
+    "--out", "-o", type=click.Path(file_okay=False),
+    help="Folder for results.csv, results.md and results.png (--format files).",
 )  # fmt: skip
 @click.option("--title", default="results", show_default=True, help="Heading of results.md.")
-def report(sweep_dirs: tuple[str, ...], out: str, title: str) -> None:
-    """One results table over the finished runs of several sweep folders (or run folders).
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["files", "csv", "markdown"]),
+    default="files",
+    show_default=True,
+    help="files: write the three files into --out; csv: print one row per run and readout "
+    "(the runs table committed under experiments/); markdown: print the table the docs embed.",
+)
+@click.option(
+    "--time-to",
+    "time_to",
+    metavar="ERRORS",
+    help="Instead: print as CSV, for every run folder (finished or not), the training seconds "
+    "(evaluation excluded) until its deployable readout first reached each validation error, "
+    "in percent (e.g. 3.0,2.5).",
+)
+def report(
+    sources: tuple[str, ...], out: str | None, title: str, fmt: str, time_to: str | None
+) -> None:
+    """One results table over the finished runs of sweep folders, run folders or runs tables.
 
-    Every ``summary.json`` directly inside a SWEEP_DIR (or the folder's own) is read; runs that
-    differ only in their seed are grouped, exactly as ``ebprop sweep`` does.
+    Every ``summary.json`` directly inside a SOURCE folder (or the folder's own) is read; runs that
+    differ only in their seed are grouped, exactly as ``ebprop sweep`` does. A SOURCE that is a
+    ``.csv`` runs table (``--format csv`` output) is read as it is (``--format markdown`` only).
     """
     from ..sweep import aggregate, read_summary, write_results
+    from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
 
-    summaries = []
-    for d in map(Path, sweep_dirs):
+    if time_to is not None:
+        _report_times(sources, time_to)
+        return
+    if fmt == "files" and out is None:
+        raise click.UsageError("--format files writes into a folder: give --out DIR")
+    summaries, tables = [], []
+    for d in map(Path, sources):
+        if d.is_file():
+            if d.suffix != ".csv" or fmt != "markdown":
+                raise click.UsageError(
+                    f"{d}: a file SOURCE must be a runs table (.csv), read with --format markdown"
+                )
+            tables += read_runs_csv(d)
+            continue
         paths = [d / "summary.json"] if (d / "summary.json").is_file() else []
         paths += sorted(d.glob("*/summary.json"))
         if not paths:
             raise EBPropError(f"{d}: no finished run (no summary.json) in this folder")
         summaries += [read_summary(p) for p in paths]
+    if fmt == "csv":
+        click.echo(runs_csv(run_rows(summaries)), nl=False)
+        return
+    if fmt == "markdown":
+        click.echo(docs_markdown(tables + run_rows(summaries)), nl=False)
+        return
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_results(aggregate(summaries), out_dir, title)
     click.echo(f"{len(summaries)} finished runs; results:")
     for kind in ("md", "csv", "png"):
         click.echo(f"  {files[kind]}")
+
+
+def _report_times(sources: tuple[str, ...], time_to: str) -> None:
+    from ..sweep.timing import parse_targets, time_rows, times_csv
+
+    try:
+        targets = parse_targets(time_to)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    dirs = []
+    for d in map(Path, sources):
+        if (d / "options.json").is_file():
+            dirs.append(d)
+        else:
+            dirs += sorted(p.parent for p in d.glob("*/metrics.jsonl"))
+    if not dirs:
+        raise EBPropError(f"{', '.join(sources)}: no run folder (no metrics.jsonl) found")
+    click.echo(times_csv(time_rows(dirs, targets), targets), nl=False)

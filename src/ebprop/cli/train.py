@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..datasets import DATASETS, SCALINGS, is_dataset_path, parse_image_size
+from ..datasets import DATASETS, is_dataset_path, parse_image_size
 from ..runs import (
     WARM_START_CHANGES,
     TrainOptions,
@@ -48,6 +51,15 @@ class _TrainCommand(click.Command):
             out.append(tok)
             i += 1
         return super().parse_args(ctx, out)
+
+
+def _jobs_value(ctx, param, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number nor auto") from None
 
 
 def _parse_hidden(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -101,6 +113,15 @@ def _epoch_line(r: dict, epochs: int) -> str:
     )
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A folder option as a Path; an empty one is refused (it would mean the current folder)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("an empty path; name a folder (e.g. runs/first)", param=param)
+    return Path(value)
+
+
 def _default_out(dataset: str) -> Path:
     label = Path(dataset).stem if is_dataset_path(dataset) else dataset
     base = Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,127 +134,94 @@ def _default_out(dataset: str) -> Path:
 
 # The command's options that are training options: every field of TrainOptions but ``extra``.
 _TRAIN_FIELDS = sorted(option_keys(TrainOptions))
-_D = TrainOptions()  # the defaults shown in --help are the options' own
+
+#: CLI-only settings of some fields: how a value given as text is parsed, other flag names, a
+#: help text that names what only the command line knows. Everything else about an option (its
+#: name, type, help, default, choices) comes from the field (:mod:`ebprop.runs.options`).
+_FIELD_EXTRAS: dict[str, dict[str, Any]] = {
+    "jobs": {"callback": _jobs_value},
+    "dataset": {
+        "help": f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per "
+        "class) or an .npz (X_train, y_train[, X_test, y_test]).",
+    },
+    "data_dir": {"type": click.Path(file_okay=False)},
+    "hidden": {"callback": _parse_hidden},
+    "validation": {"callback": _parse_validation},
+    "image_size": {"callback": _parse_image_size},
+    "resize": {
+        "decls": ("--resize/--no-resize",),
+        "default": False,
+        "callback": lambda ctx, param, v: "resize" if v else None,
+    },
+    "architecture": {"decls": ("--architecture", "--arch")},
+}
 
 
-def _jobs_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a whole number nor auto") from None
+def _default_text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _click_type(f: dataclasses.Field) -> Any:
+    """The click type of a field: its choices, else the first type its annotation names."""
+    choices = f.metadata.get("choices")
+    if choices:
+        return click.Choice([str(c) for c in choices])
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if "str" in kinds:
+        return str
+    return {"int": int, "float": float}.get(kinds[0], str)
+
+
+def field_option(f: dataclasses.Field) -> Callable:
+    """The ``click.option`` of a :class:`~ebprop.runs.TrainOptions` field."""
+    extra = _FIELD_EXTRAS.get(f.name, {})
+    decls = (*extra.get("decls", ("--" + f.name.replace("_", "-"),)), f.name)
+    text = extra.get("help", f.metadata["help"])
+    shown = _default_text(f.default)
+    if shown is not None and "[default:" not in text:
+        text += f" [default: {shown}]"
+    kwargs: dict[str, Any] = {"help": text}
+    if "callback" in extra:
+        kwargs["callback"] = extra["callback"]
+        if "default" in extra:
+            kwargs["default"] = extra["default"]
+    elif str(f.type) == "bool":
+        kwargs["is_flag"] = True
+    else:
+        kwargs["type"] = extra.get("type", _click_type(f))
+    return click.option(*decls, **kwargs)
+
+
+def _train_options(command: Callable) -> Callable:
+    """Decorate ``command`` with one option per training-options field, in field order."""
+    for f in reversed([f for f in dataclasses.fields(TrainOptions) if f.name != "extra"]):
+        command = field_option(f)(command)
+    return command
 
 
 @click.command(cls=_TrainCommand)
-@click.option(
-    "--dataset",
-    default=_D.dataset,
-    show_default=True,
-    help=f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per class) or an "
-    ".npz (X_train, y_train[, X_test, y_test]).",
-)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset.")
-@click.option(
-    "--image-size",
-    callback=_parse_image_size,
-    help="Your own images: the size HxW they must have (or are resized to, with --resize).",
-)
-@click.option(
-    "--resize/--no-resize",
-    default=False,
-    callback=lambda ctx, param, v: "resize" if v else None,
-    help="Resize images of another size to --image-size (Lanczos) instead of refusing them.",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    help=f"Your own data without a test set: the fraction held out for testing. "
-    f"[default: {_D.test_fraction}]",
-)
-@click.option(
-    "--hidden",
-    callback=_parse_hidden,
-    help="Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer. "
-    f"[default: {' '.join(map(str, _D.hidden))}]",
-)
-@click.option(
-    "--weights", type=click.Choice(["binary", "real"]), default=_D.weights, show_default=True
-)
-@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
-@click.option(
-    "--input-dropout",
-    type=float,
-    help="Keep probability of analytic input dropout (the authors used 0.8).",
-)
-@click.option("--filters", help="Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…")
-@click.option(
-    "--scaling",
-    type=click.Choice(list(SCALINGS)),
-    default=_D.scaling,
-    show_default=True,
-)
-@click.option("--deskew", is_flag=True, help="Deskew images by their moments first.")
-@click.option("--seed", type=int, default=_D.seed, show_default=True)
-@click.option(
-    "--dtype", type=click.Choice(["float32", "float64"]), default=_D.dtype, show_default=True
-)
-@click.option("--init-variance", type=float, default=_D.init_variance, show_default=True)
-@click.option("--prior-variance", type=float, default=_D.prior_variance, show_default=True)
-@click.option(
-    "--reinforcement",
-    help="Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
-    "(20 plain epochs, then 1.0001), "
-    "or 'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]",
-)
-@click.option(
-    "--validation",
-    callback=_parse_validation,
-    help="Validation images held out of train: a count or a fraction; 0 for none.",
-)
-@click.option(
-    "--select-by",
-    type=click.Choice(["probabilistic", "deterministic"]),
-    default=_D.select_by,
-    show_default=True,
-    help="Readout whose validation error picks the best epoch (model.npz).",
-)
-@click.option(
-    "--refit-thresholds",
-    is_flag=True,
-    help="Binary weights: after each epoch refit EBP-D's hidden thresholds on training images "
-    "so each sign unit agrees best with its EBP-P counterpart (evaluated and saved with them).",
-)
-@click.option(
-    "--augment-shift",
-    type=int,
-    help="Images only: each epoch, shift every training image by a random offset of up to this "
-    "many pixels in each direction (validation and test images are never shifted). "
-    f"[default: {_D.augment_shift}, off]",
-)
-@click.option(
-    "--jobs",
-    callback=_jobs_value,
-    help="Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
-    "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
-    "[default: auto for a new run; the compiled loop runs large epochs where numba is installed]",
-)
-@click.option("--patience", type=int, help="Stop after this many epochs without progress.")
+@_train_options
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Run directory. [default: runs/<dataset>-<timestamp>]",
 )
 @click.option(
     "--resume",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Continue the run in this directory from its checkpoint (--epochs may be raised).",
 )
 @click.option(
     "--from",
     "from_run",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Warm start: a new run (--out) that continues the finished run in this directory from "
     "its last checkpoint, with its options; only --epochs (more), --reinforcement (starting at "
     "or after the epoch it reached), --patience and --jobs may change.",
@@ -260,6 +248,8 @@ def train(ctx: click.Context, **kw) -> None:
         for name in _TRAIN_FIELDS
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
+    if {"hidden", "architecture"} <= given:
+        raise click.UsageError("give --hidden or --architecture (--arch), not both")
     if kw["from_run"] is not None:
         if kw["resume"] is not None:
             raise click.UsageError("--from starts a new run and --resume continues one; give one")
@@ -311,7 +301,7 @@ def train(ctx: click.Context, **kw) -> None:
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hidden = "-".join(str(h) for h in options.hidden) or "none"
+    hidden = options.architecture or "-".join(str(h) for h in options.hidden) or "none"
     quiet, as_json = kw["quiet"], kw["as_json"]
 
     def say(text: str) -> None:  # progress lines: stdout, or stderr when stdout is the JSON

@@ -9,6 +9,7 @@ from .convnet import ConvNetwork, conv_forward, conv_step_inplace, init_conv_net
 from .families import BinaryWeights, RealWeights, WeightFamily, dropout_nu, make_family
 from .forward import LayerStats, forward
 from .network import Network, init_network
+from .overshoot import overshoot_gain
 from .predict import (
     class_log_probabilities,
     output_z,
@@ -48,6 +49,7 @@ __all__ = [
     "make_family",
     "output_delta",
     "output_z",
+    "overshoot_gain",
     "predict_deterministic",
     "predict_probabilistic",
     "refit_deterministic_biases",

@@ -35,9 +35,17 @@ def hidden_delta(upstream: np.ndarray, M_next: np.ndarray, stats: LayerStats) ->
     return delta
 
 
-def backward(net: Network, stats: list[LayerStats], y: np.ndarray) -> list[np.ndarray]:
-    """All Δ_l, output last, each (batch, n_l), using the pre-update means ``net.M``."""
+def backward(
+    net: Network, stats: list[LayerStats], y: np.ndarray, gain: float = 1.0
+) -> list[np.ndarray]:
+    """All Δ_l, output last, each (batch, n_l), using the pre-update means ``net.M``.
+
+    ``gain`` γ scales Δ_L before the recursion, hence every Δ_l (the overshoot control,
+    :mod:`.overshoot`); γ = 1 multiplies nothing.
+    """
     deltas = [output_delta(y, stats[-1])]
+    if gain != 1.0:
+        deltas[0] *= deltas[0].dtype.type(gain)
     for layer in range(len(stats) - 2, -1, -1):
         deltas.append(hidden_delta(deltas[-1], net.M[layer + 1], stats[layer]))
     deltas.reverse()

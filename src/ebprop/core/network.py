@@ -26,7 +26,7 @@ from .families import WeightFamily
 #: kernels' vector loads (32 bytes, or 64 with AVX-512) then never straddle a cache line; a whole
 #: fused layer pass with 32-byte vectors ran 6–14 % faster on arrays that start on a 32-byte
 #: boundary than on ones 16 bytes past it (an array from NumPy's allocator may start at either;
-#: docs/performance.md, session 10).
+#: docs/performance.md, decision 9).
 ALIGNMENT = 64
 
 

@@ -25,6 +25,10 @@ def _windows(v: np.ndarray, size: int) -> np.ndarray:
     return six.transpose(0, 1, 3, 5, 2, 4).reshape(n, oh, ow, channels, size * size)
 
 
+def _offsets(size: int) -> list[tuple[int, int]]:
+    return [(dy, dx) for dy in range(size) for dx in range(size)]
+
+
 def maxpool_forward(v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """⟨v_out⟩ of a k×k max-pool over ±1 units of means ``v``.
 
@@ -36,13 +40,24 @@ def maxpool_forward(v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     v_out : ndarray (batch, H//k, W//k, C)
-    q : ndarray (batch, H//k, W//k, C, k·k), the windows' q_i = (1 − ⟨v_i⟩)/2 (for the backward).
+    q : ndarray (k·k, batch, H//k, W//k, C), each window position's q_i = (1 − ⟨v_i⟩)/2, for
+        the backward pass.
     """
+    n, height, width, channels = v.shape
+    oh, ow = height // size, width // size
+    # One strided slice per window position (dy, dx): no transposed copy of the windows.
+    q = np.empty((size * size, n, oh, ow, channels), dtype=v.dtype)
     half = v.dtype.type(0.5)
-    q = _windows(v, size)
-    q = (1 - q) * half
-    v_out = 1 - 2 * np.prod(q, axis=-1)
-    return v_out, q
+    for i, (dy, dx) in enumerate(_offsets(size)):
+        part = v[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
+        np.subtract(1, part, out=q[i])
+        q[i] *= half
+    prod = q[0].copy()
+    for i in range(1, size * size):
+        prod *= q[i]
+    prod *= -2
+    prod += 1
+    return prod, q
 
 
 def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, size: int):
@@ -59,20 +74,24 @@ def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, si
     ndarray ``input_shape``: grad_out · Π_{j≠i} q_j at each window input, 0 where dropped.
     """
     window = size * size
-    # Π_{j≠i} q_j by products of the others (not Π/q_i, which fails where q_i = 0).
-    others = np.empty_like(q)
-    for i in range(window):
-        rest = [j for j in range(window) if j != i]
-        prod = q[..., rest[0]].copy() if rest else np.ones_like(q[..., 0])
-        for j in rest[1:]:
-            prod *= q[..., j]
-        others[..., i] = prod
-    others *= grad_out[..., None]
-    n, height, width, channels = input_shape
-    oh, ow = height // size, width // size
+    _, oh, ow, _ = grad_out.shape
     grad = np.zeros(input_shape, dtype=grad_out.dtype)
-    six = others.reshape(n, oh, ow, channels, size, size).transpose(0, 1, 4, 2, 5, 3)
-    grad[:, : oh * size, : ow * size, :] = six.reshape(n, oh * size, ow * size, channels)
+    # Π_{j≠i} q_j = (q_0 ⋯ q_{i−1}) · (q_{i+1} ⋯ q_{k²−1}): prefix times suffix products, not
+    # Π/q_i (which fails where an input is surely +1, q_i = 0).
+    suffix = [grad_out]  # grad_out · q_{i+1} ⋯ q_{k²−1}, built from the end
+    for j in range(window - 1, 0, -1):
+        suffix.append(suffix[-1] * q[j])
+    suffix.reverse()
+    prefix = None  # q_0 ⋯ q_{i−1}
+    for i, (dy, dx) in enumerate(_offsets(size)):
+        out = grad[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
+        if prefix is None:
+            np.copyto(out, suffix[i])
+            prefix = q[0].copy()
+        else:
+            np.multiply(prefix, suffix[i], out=out)
+            if i + 1 < window:
+                prefix *= q[i]
     return grad
 
 

@@ -1,4 +1,7 @@
-"""One EBP minibatch step: forward → backward → update. Start reading here."""
+"""One EBP minibatch step: forward → backward (damped where the sum would overshoot) → update.
+
+Start reading here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import numpy as np
 from .backward import backward
 from .forward import forward
 from .network import Network
+from .overshoot import overshoot_gain
 from .update import update_inplace
 
 
@@ -39,6 +43,7 @@ def step_inplace(
         The EBP-P output ⟨v_L⟩ *before* the update (for the online training error).
     """
     stats = forward(net, x, nu)
-    deltas = backward(net, stats, y)
+    # γ = 1 unless the summed update could overshoot (σ²c below the batch size): :mod:`.overshoot`
+    deltas = backward(net, stats, y, overshoot_gain(net, x, y, stats))
     update_inplace(net, x, stats, deltas, rho)
     return stats[-1].v

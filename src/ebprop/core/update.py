@@ -21,9 +21,10 @@ from .network import Network
 
 #: |H| and |b| are kept within this bound. Not part of the paper: the summed minibatch update
 #: overshoots when σ²c < batch size (e.g. saturated small nets at batch ≥ 16) and then grows
-#: geometrically until it overflows. The bound keeps every number finite without touching normal
-#: training (tanh saturates in float64 by |H| = 20; MNIST runs stay far below 1e4), and
-#: :func:`diverged` lets callers tell the user.
+#: geometrically until it overflows; :mod:`.overshoot` now damps such minibatches, and this bound
+#: is the last resort behind it. It keeps every number finite without touching normal training
+#: (tanh saturates in float64 by |H| = 20; MNIST runs stay far below 1e4), and :func:`diverged`
+#: lets callers tell the user.
 PARAMETER_BOUND = 1e4
 
 

@@ -27,16 +27,24 @@ import numpy as np
 
 __all__ = [
     "BACKGROUNDS",
+    "InputAppearanceWarning",
     "POLARITIES",
     "appearance_text",
     "appearance_warning",
     "check_appearance",
     "describe_images",
     "image_border_mean",
+    "image_polarity",
     "parse_background",
 ]
 
 POLARITIES = ("light_on_dark", "dark_on_light")
+
+
+class InputAppearanceWarning(UserWarning):
+    """An input image looks unlike the model's training images (polarity, mean intensity)."""
+
+
 #: Named background colours for compositing transparent pixels (the option ``background``).
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _KEYS = {
@@ -92,6 +100,13 @@ def image_border_mean(images: np.ndarray) -> np.ndarray:
         total += images[:, 1:-1, 0].sum(1) + images[:, 1:-1, -1].sum(1)
         count += 2 * (h - 2)
     return total / count
+
+
+def image_polarity(raw: np.ndarray, max_value: float) -> str:
+    """``"dark_on_light"`` when the border of image ``raw`` (h, w) averages above half of
+    ``max_value``, else ``"light_on_dark"``."""
+    border = float(image_border_mean(np.asarray(raw)[None])[0])
+    return "dark_on_light" if border > max_value / 2 else "light_on_dark"
 
 
 def describe_images(
@@ -159,18 +174,17 @@ def appearance_warning(raw: np.ndarray, appearance: dict, name: str) -> str | No
     training images: another polarity, or a mean intensity more than 4 standard deviations
     (at least 0.25 of full scale) away. None when it looks like them."""
     scale = float(appearance["max_value"])
-    border = float(image_border_mean(np.asarray(raw)[None])[0]) / scale
-    polarity = "dark_on_light" if border > 0.5 else "light_on_dark"
+    polarity = image_polarity(raw, scale)
     if polarity != appearance["polarity"]:
         return (
-            f"warning: {name}: looks {polarity.replace('_', ' ')}, but the model was trained on "
+            f"{name}: looks {polarity.replace('_', ' ')}, but the model was trained on "
             f"{appearance['polarity'].replace('_', ' ')} images; check the image, or --invert"
         )
     mean = float(np.mean(raw)) / scale
     limit = max(4 * appearance["mean_intensity_std"], 0.25)
     if abs(mean - appearance["mean_intensity"]) > limit:
         return (
-            f"warning: {name}: mean intensity {mean:.2f} is far from the training images' "
+            f"{name}: mean intensity {mean:.2f} is far from the training images' "
             f"{appearance['mean_intensity']:.2f} (of full scale); predictions may be unreliable"
         )
     return None

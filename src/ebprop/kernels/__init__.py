@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the training step: optional, the NumPy core stays the definition.
 
-:func:`run_minibatches_fused` is a drop-in for :func:`ebprop.train.run_minibatches_inplace`
+:func:`run_minibatches_fused` is a drop-in for :func:`ebprop.trainer.run_minibatches_inplace`
 (plus ``n_jobs``) that runs one fused pass over each layer per minibatch; see
 docs/performance.md for what it does and the measurements that justify it. Importing this package
 does not import numba; :func:`available` says whether the kernels can run here, and
@@ -16,7 +16,7 @@ from .system import unavailable_reason
 from .threads import ThreadChooser, max_threads
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import refresh_moments, run_minibatches_fused, supports
+    from .fused import refresh_moments, run_minibatches_fused, supports
 
 __all__ = [
     "ThreadChooser", "available", "max_threads", "refresh_moments", "run_minibatches_fused",
@@ -42,7 +42,7 @@ def vector_bits() -> int | None:
 
 def __getattr__(name: str):
     if name in ("run_minibatches_fused", "supports", "refresh_moments"):
-        from . import engine  # imports numba; compiles lazily on first call
+        from . import fused  # imports numba; compiles lazily on first call
 
-        return getattr(engine, name)
+        return getattr(fused, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -70,7 +70,7 @@ def gemm(a, b, c, beta, trans_a, trans_b, addresses):  # pragma: no cover - comp
     ``trans_a`` lets the update take its inputs ⟨v⟩ (B, n_in) as they are, ⟨v⟩ᵀ½Δ, with no
     transposed copy: OpenBLAS gave the same bits as on the copy, 2–13 % faster on the update's
     row blocks alone (784 × 200, 800 × 800, 784 × 500, float32, three runs; docs/performance.md,
-    session 12). ``addresses`` is :data:`GEMM_ADDRESSES` (single, double precision).
+    decision 4). ``addresses`` is :data:`GEMM_ADDRESSES` (single, double precision).
     """
     m, n = c.shape[0], c.shape[1]
     k = a.shape[0] if trans_a else a.shape[1]

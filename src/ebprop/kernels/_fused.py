@@ -20,7 +20,7 @@ For binary weights the update is a BLAS call on the block that forms ρH + ⟨v�
 then one compiled loop clips H and writes M = tanh H. For real weights (M is H), where the CPU has
 AVX-512, a register-tiled kernel forms the increment and clips each row while it is in L1, with no
 second pass over H (``_update.update_clip``; 1.08–1.17× BLAS and the clip, while with tanh in its
-tiles the binary update ran at 0.76–1.10×, docs/performance.md, session 12). The forward sums are
+tiles the binary update ran at 0.76–1.10×, docs/performance.md, decision 5). The forward sums are
 the register-blocked kernels of :mod:`._micro`, which beat BLAS on these skinny products. The
 clip-and-tanh loop is written in explicit vectors of the CPU's width for float32
 (``_vecmath.vtanh32``) and left to LLVM's vectoriser for float64 (``_vecmath.tanh64``). Threads
@@ -62,7 +62,7 @@ def _refresh_row(h_row, s_row, m_row, r, bound, affine, binary):  # pragma: no c
     width (:func:`._vecmath.vtanh32`); LLVM's vectoriser keeps the plain loop to 256 bits on
     AVX-512 server cores. On an Emerald Rapids core this one clipped an 800 × 800 binary layer
     and formed its M in 225 µs against the loop's 272 (a 256 KiB block: 21 against 29 µs;
-    real weights, the clip alone: the same speed, bound by L2), docs/performance.md, session 11.
+    real weights, the clip alone: the same speed, bound by L2), docs/performance.md, decision 2.
     The same bits as the plain loop, which float64 keeps."""
     raise NotImplementedError("only callable from numba-compiled code")
 
@@ -317,9 +317,9 @@ def layer_pass_parallel(  # pragma: no cover - compiled
 ):  # fmt: skip
     """:func:`layer_tile` over the row tiles, one thread per tile (numba's ``prange``).
 
-    Row tiles rather than column tiles (sessions 3–8): each thread then updates full-width
-    blocks, as one thread does, and the whole pass scaled better on two cores
-    (docs/performance.md, session 9); the price is one (B, n_out) sum per extra tile.
+    Row tiles rather than column tiles: each thread then updates full-width blocks, as one
+    thread does, and the whole pass scaled better on two cores (docs/performance.md,
+    decision 8); the price is one (B, n_out) sum per extra tile.
     """
     n_tiles = S.shape[0]
     for t in nb.prange(n_tiles):
@@ -352,7 +352,7 @@ def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no 
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def _erfcx(u):  # pragma: no cover - compiled
+def erfcx(u):  # pragma: no cover - compiled
     # exp(u²) erfc(u) in float64: direct below 3, continued fraction above (no overflow).
     if u < 3.0:
         return math.exp(u * u) * math.erfc(u)
@@ -372,7 +372,7 @@ def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
                 delta[s, k] = 0.0
                 continue
             t = float(y[s, k] * z[s, k])
-            ratio = dt(_SQRT_2_OVER_PI / _erfcx(-t * _INV_SQRT_2))
+            ratio = dt(_SQRT_2_OVER_PI / erfcx(-t * _INV_SQRT_2))
             delta[s, k] = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numba as nb
 
 from . import _fused as K
+from . import _overshoot
 from .system import enter_kernel_cache, leave_kernel_cache
 
 enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
@@ -117,6 +118,13 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     K.load_targets(Y, idx, y)
     errors = K.count_errors(V[c * L + last], y, n_valid)
     K.output_delta(y, Z[c * L + last], SC[c * L + last], n_valid, delta[last])
+    # the overshoot control (core.overshoot): γ < 1 only where the summed update could overshoot
+    U = slots[0][c] if last == 0 else V[c * L + last - 1]
+    g = _overshoot.gain(
+        y, Z[c * L + last], SC[c * L + last], U, M[last], n_valid, plan[4], last > 0
+    )
+    if g < 1.0:
+        _overshoot.scale_rows(delta[last], n_valid, g)
     for layer in range(last - 1, -1, -1):
         i = c * L + layer
         args = (delta[layer + 1], M[layer + 1], Z[i], SC[i], delta[layer], back_tiles[layer])

@@ -2,7 +2,7 @@
 
 LLVM's auto-vectoriser gives up on the register-blocked loops of the fused layer pass: numba
 cannot mark its array arguments ``noalias``, and with more than a few arrays in a loop LLVM drops
-the run-time alias checks and emits scalar code (docs/performance.md, "Tried and rejected").
+the run-time alias checks and emits scalar code (docs/performance.md, decision 2).
 These intrinsics let a kernel say what it means instead: a value of type :class:`VecType` is an LLVM
 vector held in a register, loaded from and stored to a 1-D C-contiguous array at a flat element
 index.
@@ -12,7 +12,7 @@ CPU with AVX-512F, else 32 (``<8 x float>``, ``<4 x double>``). LLVM's loop vect
 256 bits on Intel's AVX-512 server cores (its "prefer-256-bit" tuning), and numba gives no way to
 change that per function, so the explicit vectors are the only 512-bit code. On an Emerald Rapids
 core the forward sums of an 800 × 800 layer ran 1.25× faster with 64-byte vectors
-(``benchmarks/layer_parts.py``, docs/performance.md, session 11). The width follows the CPU that
+(``benchmarks/layer_parts.py``, docs/performance.md, decision 2). The width follows the CPU that
 numba targets (``NUMBA_CPU_FEATURES`` if set, else the host's), which numba's on-disk cache keys
 its kernels on too, so a cached kernel never has another width.
 

@@ -8,7 +8,7 @@ stays in registers while the B samples stream by, and each row is finished (ρH 
 increment added, the clip) while it is in L1: no second pass. On an Emerald Rapids core (AVX-512)
 the same bits as OpenBLAS's gemm with beta = ρ = 1, 1.08–1.17× its speed with the clip; binary
 weights, whose finish needs tanh, ran at 0.76–1.10× in such tiles and keep BLAS
-(docs/performance.md, session 12).
+(docs/performance.md, decision 5).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _ROWS = 6  # rows per tile: 6 × 2 accumulators + 2 loads + 1 broadcast ≤ 16 r
 #: Whether real weights' update runs in :func:`update_clip`'s tiles rather than BLAS and a clip
 #: pass: measured faster with AVX-512 only. Compiled for AVX2 on the same (AVX-512) core it ran the
 #: whole loop at 0.82-0.84x; there OpenBLAS kept its 512-bit kernels, so a true AVX2 machine is
-#: untested and keeps BLAS (docs/performance.md, session 12).
+#: untested and keeps BLAS (docs/performance.md, decision 5).
 UPDATE_IN_TILES = VECTOR_BYTES >= 64
 
 
@@ -106,7 +106,7 @@ def update_clip(U, D, H, rows, sparse, i0, i1, rho):  # pragma: no cover - compi
     D (B, n) = ½Δ, H (n_in, n), C-contiguous. Each increment is Σ_s in order from zero, one
     fused multiply-add at a time, then added to ρH rounded: on an Emerald Rapids core the same
     bits as OpenBLAS's gemm (beta = ρ = 1) followed by the clip, and 1.08–1.17× its speed
-    (784 × 200, 784 × 500, 800 × 800 float32, docs/performance.md, session 12). Binary weights
+    (784 × 200, 784 × 500, 800 × 800 float32, docs/performance.md, decision 5). Binary weights
     keep BLAS and the clip-and-tanh pass: with tanh in this kernel's tiles they ran at
     0.76–1.10×. Tiles of 6 rows × 2 vectors, rows outer: whole rows are finished while in L1.
     The fused pass calls it only where :data:`UPDATE_IN_TILES`.

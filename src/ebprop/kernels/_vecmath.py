@@ -11,7 +11,8 @@ float32 (the default dtype), one rational function each:
     erf x  = x · P(x²) / Q(x²),  |x| ≤ 3.92 (beyond, erf rounds to ±1), P of degree 6, Q of 4
 
 erf: float32 only (float64 keeps ``math.erf``). ``math.erf`` is a scalar libm call, 7 % of a
-784-200-10 minibatch (perf, session 8): one per unit and sample in every layer's forward pass.
+784-200-10 minibatch (docs/performance.md, decision 6): one per unit and sample in every layer's
+forward pass.
 
 float64 (a rational of that accuracy would need many more terms):
 
@@ -112,11 +113,12 @@ def _exp_neg32(y):  # pragma: no cover - compiled
 
 
 # tanh a ≈ a·P(a²)/Q(a²) on [0, 9]: one division and 9 multiply-adds, against the exp-and-Taylor
-# form's ~25 operations and a division (session 5: 0.22–0.28 ms against 0.62–0.81 ms per 800 × 800
-# float32 loop, docs/performance.md). Coefficients from benchmarks/fit_rational32.py (float64 fit to
-# the least max relative error, 0.12 units of 2⁻²⁴); evaluated in float32 the largest error over
-# every float32 is 5.94 ulp (same script, --check). Float32 rounding in the two Horner chains sets
-# that, not the fit: degrees (4, 4), (5, 4), (6, 4), (7, 3) were 5.2–5.7 ulp on a grid too.
+# form's ~25 operations and a division (0.22–0.28 ms against 0.62–0.81 ms per 800 × 800 float32
+# loop, docs/performance.md, decision 6). Coefficients from benchmarks/fit_rational32.py (float64
+# fit to the least max relative error, 0.12 units of 2⁻²⁴); evaluated in float32 the largest
+# error over every float32 is 5.94 ulp (same script, --check). Float32 rounding in the two Horner
+# chains sets that, not the fit: degrees (4, 4), (5, 4), (6, 4), (7, 3) were 5.2–5.7 ulp on a
+# grid too.
 _P32 = tuple(_F(c) for c in (
     1.0, 0.13085782527923584, 0.00310589955188334, 1.1173634447914083e-05,
     -2.029772971923194e-08, 5.3097561070192256e-11, -8.56284783205298e-14,

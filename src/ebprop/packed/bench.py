@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..core import BinaryWeights, Network, predict_deterministic
+from ..core import BinaryWeights, ConvNetwork, Network, predict_deterministic
 from .runtime import PackedNetwork
 
 
@@ -71,7 +71,12 @@ def benchmark_inference(
     H = [np.asarray(h, dtype=dtype) for h in estimator.coefs_]
     biases = getattr(estimator, "deterministic_intercepts_", None) or estimator.intercepts_
     b = [np.asarray(x, dtype=dtype).reshape(-1) for x in biases]
-    net32 = Network(family=BinaryWeights(), H=H, b=b)
+    net = estimator.network()
+    if isinstance(net, ConvNetwork):  # a CNN: the same layers in float32; NumPy kernels only
+        net32 = ConvNetwork(BinaryWeights(), net.specs, net.input_shape, H, b)
+        backends = ("numpy",)
+    else:
+        net32 = Network(family=BinaryWeights(), H=H, b=b)
     W = [net32.family.most_probable(h) for h in H]
 
     def float_path(x: np.ndarray) -> np.ndarray:

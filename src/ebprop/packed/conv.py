@@ -183,6 +183,32 @@ def weight_shapes(stages: list[Stage]) -> list[tuple[int, int]]:
     return [(s.n_out, pack.n_words(s.n_rows)) for s in stages if s.param >= 0]
 
 
+def check_arrays(stages: list[Stage], weights: list, thresholds: list, source: str) -> None:
+    """Refuse weight or threshold arrays that do not fit the stages (:class:`ModelFormatError`
+    naming ``source`` and the array)."""
+    shapes = weight_shapes(stages)
+    if len(weights) != len(shapes) or len(thresholds) != len(shapes) - 1:
+        raise ModelFormatError(
+            f"{source}: the layers need {len(shapes)} weight arrays and {len(shapes) - 1} "
+            "threshold arrays"
+        )
+    rows = [st.n_rows for st in stages if st.param >= 0]
+    for layer, (w, shape, n_in) in enumerate(zip(weights, shapes, rows, strict=True)):
+        if w.dtype != np.uint64 or w.shape != shape:
+            raise ModelFormatError(
+                f"{source}: weights_{layer} has shape {w.shape} ({w.dtype}), expected {shape} "
+                "uint64"
+            )
+        if not pack.padding_is_zero(w, n_in):
+            raise ModelFormatError(f"{source}: weights_{layer} has non-zero padding bits")
+    for layer, t in enumerate(thresholds):
+        if t.shape != (shapes[layer][0],) or t.dtype.kind != "i" or t.dtype.itemsize < 2:
+            raise ModelFormatError(
+                f"{source}: thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
+                f"({shapes[layer][0]},) int16/int32/int64"
+            )
+
+
 def threshold_ranges(stages: list[Stage], max_value: int) -> list[tuple[int, int]]:
     """[lo, hi] of the integer sum s of every hidden weighted layer (for clipping thresholds)."""
     out = []
@@ -192,6 +218,31 @@ def threshold_ranges(stages: list[Stage], max_value: int) -> list[tuple[int, int
         bound = s.n_rows * (max_value if s.param == 0 else 1)
         out.append((-bound, bound))
     return out
+
+
+def layers_text(model) -> str:
+    """The network of a packed model in the architecture notation, output layer included:
+    ``16C5-MP2-32C5-MP2-128-10`` for a CNN (stride and padding when not 1 and 0), the sizes
+    ``784-256-256-10`` for an MLP."""
+    if model.layers is None:
+        return "-".join(map(str, model.sizes))
+    tokens = []
+    for x in model.layers:
+        if x["kind"] == "conv":
+            stride = f"s{x['stride']}" if x["stride"] != 1 else ""
+            pad = f"p{x['pad']}" if x["pad"] else ""
+            tokens.append(f"{x['channels']}C{x['kernel']}{stride}{pad}")
+        else:
+            tokens.append(f"MP{x['size']}" if x["kind"] == "maxpool" else str(x["units"]))
+    return "-".join(tokens + [str(model.sizes[-1])])
+
+
+def weight_count(model) -> int:
+    """Number of (binary) weights of a packed model: Σ rows · columns of every weight matrix."""
+    if model.layers is None:
+        return sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:], strict=True))
+    stages = plan(model.layers, model.preprocessing["image_shape"], model.sizes[-1])
+    return sum(st.n_rows * st.n_out for st in stages if st.param >= 0)
 
 
 # ------------------------------------------------------------------------------------ geometry

@@ -276,6 +276,11 @@ def _model_from_header(header: Any, payload: bytes, source: str, version: int) -
     for key in required:
         _require(key in header, source, f"header lacks {key!r}")
     check_known(header, required, version, source)
+    _require(
+        version >= 2 or "layers" not in header,
+        source,
+        "a version-1 file cannot hold a convolutional model ('layers'); re-export it",
+    )
     _require(header["format"] == FORMAT_NAME, source, f"format is {header['format']!r}")
     _require(header["byte_order"] == "little", source, "byte_order must be 'little'")
     _require(header["word_bits"] == 64, source, "word_bits must be 64")
@@ -430,27 +435,7 @@ def _validate_conv(model: PackedModel, source: str) -> None:
         source,
         f"sizes {list(model.sizes)} do not match the layers (expected {list(expected)})",
     )
-    shapes = conv.weight_shapes(stages)
-    _require(
-        len(model.weights) == len(shapes) and len(model.thresholds) == len(shapes) - 1,
-        source,
-        f"the layers need {len(shapes)} weight arrays and {len(shapes) - 1} threshold arrays",
-    )
-    rows = [st.n_rows for st in stages if st.param >= 0]
-    for layer, (w, shape, n_in) in enumerate(zip(model.weights, shapes, rows, strict=True)):
-        _require(
-            w.dtype == np.uint64 and w.shape == shape,
-            source,
-            f"weights_{layer} has shape {w.shape} ({w.dtype}), expected {shape} uint64",
-        )
-        _require(padding_is_zero(w, n_in), source, f"weights_{layer} has non-zero padding bits")
-    for layer, t in enumerate(model.thresholds):
-        _require(
-            t.shape == (shapes[layer][0],) and t.dtype.newbyteorder("<").str in _THRESHOLD_DTYPES,
-            source,
-            f"thresholds_{layer} has shape {t.shape} ({t.dtype}), expected "
-            f"({shapes[layer][0]},) int16/int32/int64",
-        )
+    conv.check_arrays(stages, model.weights, model.thresholds, source)
     _check_output(model, source)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import ConvNetwork
 from ..exceptions import DataError, ModelFormatError
 from . import conv, pack
 from .fileformat import PackedModel, read_packed, validate_model, write_packed
@@ -114,6 +115,20 @@ def pack_estimator(
     # EBP-D's biases: the refitted thresholds when the model has them (refit_deterministic).
     H = list(estimator.coefs_)
     b = list(getattr(estimator, "deterministic_intercepts_", None) or estimator.intercepts_)
+    dtype = np.dtype(getattr(estimator, "dtype", "float32"))
+    net = estimator.network() if getattr(estimator, "architecture", None) else None
+    if isinstance(net, ConvNetwork):
+        prep = preprocessing_of(preprocessor)
+        shape = tuple(int(s) for s in net.input_shape)
+        if int(np.prod(prep["image_shape"])) != int(np.prod(shape)):
+            raise ModelFormatError(
+                f"the preprocessor's images are {prep['image_shape']} but the network takes "
+                f"{list(shape)}; refit the preprocessor on the training images"
+            )
+        prep["image_shape"] = list(shape if shape[2] > 1 else shape[:2])
+        return pack_conv_network(
+            net.specs[:-1], H, b, prep, estimator.classes_, dtype, source, class_names, input
+        )
     if len(H) < 2:
         raise ModelFormatError(
             "a packed model needs at least one hidden layer (a single linear layer on pixels "
@@ -134,7 +149,6 @@ def pack_estimator(
             t, lo, hi = pack.hidden_thresholds(b[layer]), -n_in, n_in
         dt = pack.smallest_int_dtype(lo, hi + 1)
         thresholds.append(pack.clip_thresholds(t, lo, hi).astype(dt))
-    dtype = np.dtype(getattr(estimator, "dtype", "float32"))
     model = PackedModel(
         sizes=sizes,
         weights=[pack.pack_bits(x) for x in bits],
@@ -158,6 +172,8 @@ def pack_conv_network(
     classes: Any,
     dtype: Any = "float32",
     source: dict | None = None,
+    class_names: Any = None,
+    input: dict | None = None,  # noqa: A002 - the header field's name
 ) -> PackedModel:
     """The packed EBP-D network of a binary CNN from its parameters (CONV_SPEC.md).
 
@@ -175,6 +191,8 @@ def pack_conv_network(
     classes : array-like
         Labels of the output units (two classes: one output unit).
     dtype : float dtype of the output bias (the estimator's).
+    source, class_names, input
+        As for :func:`pack_estimator`.
 
     Raises
     ------
@@ -218,6 +236,8 @@ def pack_conv_network(
         preprocessing={**preprocessing, "image_shape": list(preprocessing["image_shape"])},
         source=dict(source or {}),
         layers=layers,
+        class_names=None if class_names is None else tuple(str(n) for n in class_names),
+        input=input,
     )
     validate_model(model, "<estimator>")
     return model

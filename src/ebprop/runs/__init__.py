@@ -6,7 +6,7 @@ protocol shared by every method, and the EBP run (:func:`train_run`).
 :mod:`.data`               load_features: options → train/validation/test features
 :mod:`.folder`             RunFolder: options, checkpoint, metrics, summary; resume,
                            best-epoch and patience rules
-:mod:`.ebp`                train_run: an EBP run over :class:`ebprop.train.Trainer`
+:mod:`.ebp`                train_run: an EBP run over :class:`ebprop.trainer.Trainer`
 :mod:`.warm`               warm_start: a new run continuing a finished one
 ========================== =========================================================
 """

@@ -45,6 +45,18 @@ class Features:
     train_images: np.ndarray | None = None
     appearance: dict | None = None
 
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(height, width, channels) of a feature row when it is a whole image, else None.
+
+        None for datasets of features and when filters change the features (conv layers then
+        have no image to slide over).
+        """
+        shape = getattr(self.preprocessor, "image_shape_", None)
+        if shape is None or len(shape) != 2 or self.X_train.shape[1] != shape[0] * shape[1]:
+            return None
+        return (int(shape[0]), int(shape[1]), 1)
+
     def class_indices(self, part: str) -> np.ndarray:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
         y = getattr(self, f"y_{part}")

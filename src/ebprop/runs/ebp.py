@@ -32,11 +32,11 @@ from tqdm.auto import tqdm
 
 from .. import metrics, plots
 from .._version import __version__
+from ..core.architecture import is_convolutional, parse_architecture
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
-from ..fitting import training_threads
 from ..persist import load_model, save_model
-from ..train import Trainer, describe_engine
+from ..trainer import Trainer, describe_engine, training_threads
 from .data import Features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
@@ -65,6 +65,21 @@ def load_summary(run_dir: str | Path) -> dict | None:
 
 
 # ---------------------------------------------------------------------------- checkpoints
+def _input_shape(options: TrainOptions, data: Features) -> dict:
+    """``{"input_shape": (h, w, c)}`` for an architecture with conv layers, else ``{}``."""
+    if options.architecture is None or not is_convolutional(
+        parse_architecture(options.architecture)
+    ):
+        return {}
+    if data.input_shape is None:
+        raise ValueError(
+            f"architecture {options.architecture!r}: conv layers need images, but "
+            f"{options.dataset} gives {data.X_train.shape[1]} features per sample (a dataset of "
+            "features, or --filters, which change them): leave --filters out or use --hidden"
+        )
+    return {"input_shape": data.input_shape}
+
+
 def _save_checkpoint(
     folder: RunFolder,
     trainer: Trainer,
@@ -184,7 +199,7 @@ def train_run(
         Draw the PNG figures when the run finishes (about a second; sweeps may skip them).
     on_start : callable, optional
         Called once the data is loaded, before training, with the engine that will train
-        (:func:`ebprop.train.describe_engine`: the compiled loop with its vector width and
+        (:func:`ebprop.trainer.describe_engine`: the compiled loop with its vector width and
         threads, or the NumPy loop and why).
 
     Returns
@@ -196,9 +211,32 @@ def train_run(
     Raises
     ------
     FileExistsError
-        If ``out_dir`` already holds a run and ``resume`` is False.
+        If ``out_dir`` already holds a run and ``resume`` is False, or is a non-empty folder
+        that holds no run.
+    RunFolderBusyError
+        If another process is training into ``out_dir`` (:meth:`RunFolder.claim`).
     """
     folder = RunFolder(out_dir)
+    with folder.claim():
+        return _train_claimed(
+            folder, options, resume, progress, on_epoch, stop_event, on_batch,
+            checkpoint_every, make_plots, on_start,
+        )  # fmt: skip
+
+
+def _train_claimed(
+    folder: RunFolder,
+    options: TrainOptions | None,
+    resume: bool,
+    progress: bool,
+    on_epoch: Callable[[dict], None] | None,
+    stop_event: threading.Event | None,
+    on_batch: BatchHook | None,
+    checkpoint_every: float | None,
+    make_plots: bool,
+    on_start: Callable[[str], None] | None = None,
+) -> dict:
+    """:func:`train_run` in a folder whose lock this process holds."""
     out_dir = folder.path
     options, finished = folder.check_start(options, TrainOptions, resume)
     if finished is not None:
@@ -206,7 +244,7 @@ def train_run(
     # Everything that can fail on a bad option or missing data happens before the first write.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
     rng = np.random.default_rng(options.seed)
-    est = EBPClassifier(**options.estimator_params())
+    est = EBPClassifier(**options.estimator_params(), **_input_shape(options, data))
     est.init_parameters(data.X_train.shape[1], data.classes, rng)
     trainer = est.trainer()
     seconds, history = 0.0, []
@@ -390,6 +428,7 @@ def _finish(
         test_brier=metrics.brier_score(idx, proba),
         test_ece=metrics.expected_calibration_error(idx, proba, 15),
         n_weights=int(sum(c.size for c in est.coefs_)),
+        bytes_deployed=int(sum(r["bytes_deployed"] for r in metrics.model_memory(est))),
         n_biases=int(sum(b.size for b in est.intercepts_)),
         n_features=int(est.n_features_in_),
         n_train=int(data.y_train.shape[0]),

@@ -6,7 +6,12 @@ checkpoint.npz the method's state: plain arrays plus a JSON header (never pickle
 metrics.jsonl  one JSON record per finished epoch
 summary.json   written last, only when the run has finished (a sweep's "done" marker); one
                schema for every method (:func:`summary_record`)
+.ebprop.lock   the advisory lock (``fcntl.flock``) a training holds; it names its PID
 ============== ===============================================================================
+
+A run folder is claimed (:meth:`RunFolder.claim`) before anything is written: ``--out ""``, a
+file, and a non-empty folder that holds no run are refused, and a second process into a folder
+in use gets :class:`RunFolderBusyError`. The lock dies with its process, even by ``kill -9``.
 
 The rules written once here: when a folder may be started or resumed (only ``epochs`` may differ
 from the stored options), which epoch is best (lowest validation error, the earliest on ties; the
@@ -15,15 +20,17 @@ last without a validation split), and when patience runs out. Every file is writ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import DataError, ModelFormatError
+from ..exceptions import DataError, EBPropError, ModelFormatError
 from ..fileio import (
     atomic_savez,
     decode_header,
@@ -34,11 +41,14 @@ from ..fileio import (
     write_json,
     write_jsonl,
 )
+from ..params import option_params
 from ..provenance import provenance
 from .options import DataOptions, RunOptions
 
 __all__ = [
+    "LOCK_NAME",
     "RunFolder",
+    "RunFolderBusyError",
     "best_record",
     "differing_options",
     "patience_exhausted",
@@ -55,27 +65,45 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
     """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside."""
     keys = set(mine) | set(stored)
 
+    declared = option_params()
+
     def value(d: dict[str, Any], k: str) -> Any:  # options added later: absent means default
-        return d[k] if k in d else ADDED_DEFAULTS.get(k)
+        v = d[k] if k in d else ADDED_DEFAULTS.get(k, getattr(declared.get(k), "default", None))
+        if k in declared:  # compare parsed values: "auto" and the schedule it stands for agree
+            try:
+                return declared[k].to_json(declared[k].check(v))
+            except ValueError:
+                return v
+        return v
 
     return sorted(
         k for k in keys if k not in RESUMABLE_CHANGES and value(mine, k) != value(stored, k)
     )
 
 
-#: Options added after runs were stored (issues 10 and 15; augment_shift in session 4); a stored
-#: run without them used these.
+#: Options added after runs were stored (issues 10 and 15; then augment_shift); a stored
+#: run without them used these. A declared estimator parameter (:mod:`ebprop.params`) absent
+#: from a stored run means its declared default, without an entry here.
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
     if f.name in ("test_fraction", "test_seed", "image_size", "resize")
-} | {"refit_thresholds": False, "augment_shift": 0}
+} | {"refit_thresholds": False, "augment_shift": 0, "fit_intercept": True}
+
+
+LOCK_NAME = ".ebprop.lock"
+
+
+class RunFolderBusyError(EBPropError, OSError):
+    """Another process holds the run folder's lock (it is training into it)."""
 
 
 class RunFolder:
     """A run directory: its files and the checks before starting, resuming or skipping it."""
 
     def __init__(self, path: str | Path) -> None:
+        if str(path) == "":
+            raise ValueError("--out is empty; name a folder for the run (e.g. --out runs/first)")
         self.path = Path(path)
         self.options_path = self.path / "options.json"
         self.checkpoint_path = self.path / "checkpoint.npz"
@@ -85,6 +113,67 @@ class RunFolder:
     def holds_run(self) -> bool:
         """True once a run was started here (options or a checkpoint exist)."""
         return self.options_path.exists() or self.checkpoint_path.exists()
+
+    def check_target(self) -> None:
+        """Refuse a path that is a file, or a non-empty folder holding no run; writes nothing.
+
+        Raises
+        ------
+        FileExistsError
+            Naming the path, what is there and the fix.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise FileExistsError(f"{self.path}: is a file, not a run folder; choose another --out")
+        if not self.path.is_dir() or self.holds_run():
+            return
+        entries = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME)
+        if entries:
+            shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+            raise FileExistsError(
+                f"{self.path}: not empty ({shown}) and not an ebprop run (no options.json); "
+                "its files are left alone: choose an empty or new --out"
+            )
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the folder's advisory lock while the block runs (:meth:`check_target` first).
+
+        The folder is created if missing, and removed again when the block leaves nothing in
+        it. The lock is ``fcntl.flock`` on ``.ebprop.lock``, which records the holder's PID; the
+        operating system releases it when the process ends, even by ``kill -9``.
+
+        Raises
+        ------
+        RunFolderBusyError
+            When another process holds the lock: one line naming the folder and its PID.
+        """
+        import fcntl  # POSIX only; imported here so that reading runs works anywhere
+
+        self.check_target()
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                raise RunFolderBusyError(
+                    f"{self.path}: in use by PID {pid} (another ebprop is training into it); "
+                    "wait for it to end, or choose another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            try:
+                yield
+            finally:
+                if created and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                    lock.unlink(missing_ok=True)  # nothing was written: leave no trace
+                    with contextlib.suppress(OSError):
+                        self.path.rmdir()
+        finally:
+            os.close(fd)  # releases the lock
 
     def read_options(self, cls: type[RunOptions]) -> RunOptions:
         """The stored options, through ``cls`` (so they are validated and normalised)."""
@@ -156,6 +245,7 @@ class RunFolder:
         if not resume:
             if options is None:
                 raise ValueError("options are required unless resuming")
+            self.check_target()
             if self.holds_run():
                 raise FileExistsError(
                     f"{self.path} already holds a run; resume it (ebprop train --resume "

@@ -10,6 +10,7 @@ left is :meth:`TrainOptions.estimator_params`, to scikit-learn's parameter names
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import numbers
 import os
@@ -17,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.architecture import is_convolutional, parse_architecture
+from ..datasets import SCALINGS
 from ..datasets.augment import check_max_shift
-from ..estimator import EBPClassifier
+from ..params import Integer, Param, check_option, option_params
 
 __all__ = [
     "DataOptions",
@@ -28,7 +31,6 @@ __all__ = [
     "option_keys",
 ]
 
-_DTYPES = ("float32", "float64")
 SELECT_BY = ("probabilistic", "deterministic")
 
 
@@ -36,29 +38,36 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | No
     """``value`` as an int >= 1 (None passes when ``allow_none``); ValueError names ``name``."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
-    return int(value)
+    return (
+        Integer(1)(value) if _is_int(value) else Param(name, None, Integer(1), "").validate(value)
+    )
 
 
-def _hidden(value: Any) -> tuple[int, ...]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        return tuple(positive_int("each hidden layer width", h) for h in value)
-    except TypeError:
-        raise ValueError(f"hidden must be a sequence of widths, got {value!r}") from None
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A field with its ``--help`` text and, for a fixed set of values, its ``choices``: the
+    command line's options are generated from these (:mod:`ebprop.cli.train`)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 class _Options:
     """to_dict/from_dict shared by the option classes (flat JSON, ``hidden`` as a list)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (``hidden`` and ``image_size`` as lists)."""
-        d = dataclasses.asdict(self)
-        for key in ("hidden", "image_size"):
-            if d.get(key) is not None:
-                d[key] = list(d[key])
+        """JSON-able dict (``hidden`` and ``image_size`` as lists, declared parameters in their
+        stored form: a reinforcement schedule as a number or its spec)."""
+        declared = option_params()
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in d.items():
+            if key in declared:
+                d[key] = declared[key].to_json(value)
+            elif key == "image_size" and value is not None:
+                d[key] = list(value)
+            elif key == "extra":
+                d[key] = copy.deepcopy(value)
         return d
 
     @classmethod
@@ -94,18 +103,34 @@ class DataOptions(_Options):
 
     _what = "data options"
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    validation: int | float | None = None
-    test_fraction: float = 0.2
-    test_seed: int = 0
-    image_size: tuple[int, int] | None = None
-    resize: str = "refuse"
-    filters: str | None = None
-    scaling: str = "unit"
-    deskew: bool = False
-    seed: int = 0
-    dtype: str = "float32"
+    dataset: str = _opt(
+        "digits",
+        "A dataset's name, or a path: a folder of images (one subfolder per class) or an .npz "
+        "(X_train, y_train[, X_test, y_test]).",
+    )
+    data_dir: str | None = _opt(None, "Folder holding the dataset.")
+    validation: int | float | None = _opt(
+        None, "Validation images held out of train: a count or a fraction; 0 for none."
+    )
+    test_fraction: float = _opt(
+        0.2, "Your own data without a test set: the fraction held out for testing."
+    )
+    test_seed: int = _opt(0, "Your own data without a test set: the seed of that split.")
+    image_size: tuple[int, int] | None = _opt(
+        None, "Your own images: the size HxW they must have (or are resized to, with --resize)."
+    )
+    resize: str = _opt(
+        "refuse",
+        "Resize images of another size to --image-size (Lanczos) instead of refusing them.",
+    )
+    filters: str | None = _opt(
+        None, "Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…"
+    )
+    scaling: str = _opt("unit", "How pixels become features.", choices=SCALINGS)
+    deskew: bool = _opt(False, "Deskew images by their moments first.")
+    seed: int = _opt(0, "Seeds the validation split and everything random in training.")
+    dtype: str = _opt("float32", "Floating type of the features and the network.",
+                      choices=("float32", "float64"))  # fmt: skip
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,8 +185,7 @@ class DataOptions(_Options):
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         self.seed = int(self.seed)
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        self.dtype = check_option("dtype", self.dtype)
 
 
 @dataclass
@@ -171,86 +195,144 @@ class RunOptions(DataOptions):
     ``epochs`` may be raised when resuming; every other field must match the run's.
     ``patience``: stop after this many epochs without a better validation error.
     ``input_dropout``: keep probability of the inputs (None: no dropout).
+    ``augment_shift``: each epoch trains on the training images shifted anew by up to this many
+    pixels (:mod:`ebprop.datasets.augment`; 0 = off), for every method alike.
     ``extra``: free-form JSON labels (a sweep stores the run's group and name here).
     """
 
     _what = "run options"
 
-    hidden: tuple[int, ...] = (100,)
-    epochs: int = 10
-    batch_size: int = 10
-    input_dropout: float | None = None
-    patience: int | None = None
+    hidden: tuple[int, ...] = _opt(
+        (100,), "Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer."
+    )
+    epochs: int = _opt(10, "Epochs to train (may be raised when resuming).")
+    batch_size: int = _opt(10, "Minibatch size.")
+    input_dropout: float | None = _opt(
+        None, "Keep probability of analytic input dropout (the authors used 0.8)."
+    )
+    patience: int | None = _opt(None, "Stop after this many epochs without progress.")
+    augment_shift: int = _opt(
+        0,
+        "Images only: each epoch, shift every training image by a random offset of up to this "
+        "many pixels in each direction (validation and test images are never shifted); 0: off.",
+    )
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         super().validate()
-        self.hidden = _hidden(self.hidden)
-        self.epochs = positive_int("epochs", self.epochs)
-        self.batch_size = positive_int("batch_size", self.batch_size)
+        for name in ("hidden", "epochs", "batch_size", "input_dropout"):
+            setattr(self, name, check_option(name, getattr(self, name)))
+        self.augment_shift = check_max_shift(self.augment_shift)
         self.patience = positive_int("patience", self.patience, allow_none=True)
-        p = self.input_dropout
-        if p is not None and (
-            isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 < p <= 1.0
-        ):
-            raise ValueError(f"input_dropout must be a keep probability in (0, 1], got {p!r}")
 
+
+#: ``RunOptions.hidden``'s default: with ``architecture`` given, ``hidden`` must keep it.
+_DEFAULT_HIDDEN = (100,)
 
 #: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
 #: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
 REFIT_SAMPLES = 20000
 
 
-@dataclass
-class TrainOptions(RunOptions):
-    """Everything that defines an EBP training run (saved as the run's ``options.json``).
-
-    The EBP fields are :class:`ebprop.EBPClassifier`'s (validated by its
-    :meth:`~ebprop.EBPClassifier.check_params`): ``weights``, ``init_variance``,
-    ``prior_variance``, ``reinforcement``. ``select_by`` is the readout whose validation error
-    picks the best epoch (``model.npz``). ``augment_shift``: each epoch trains on the training
-    images shifted anew by up to this many pixels (:mod:`ebprop.datasets.augment`; 0 = off).
-    """
-
-    _what = "training options"
-
-    weights: str = "binary"
-    init_variance: float = 1.0
-    prior_variance: float = 1.0
-    reinforcement: float | str | None = None
-    select_by: str = "probabilistic"
-    refit_thresholds: bool = False
-    augment_shift: int = 0
-    jobs: int | str | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.select_by not in SELECT_BY:
-            raise ValueError(f"select_by must be one of {SELECT_BY}, got {self.select_by!r}")
-        if not isinstance(self.refit_thresholds, bool):
+def _validate_train(self: RunOptions) -> None:
+    """Check every field (ValueError naming the field); EBP's through their declarations."""
+    RunOptions.validate(self)
+    for name, param in option_params().items():
+        setattr(self, name, param.validate(getattr(self, name), name))
+    if self.select_by not in SELECT_BY:
+        raise ValueError(f"select_by must be one of {SELECT_BY}, got {self.select_by!r}")
+    if not isinstance(self.refit_thresholds, bool):
+        raise ValueError(f"refit_thresholds must be true or false, got {self.refit_thresholds!r}")
+    if self.refit_thresholds and self.weights != "binary":
+        raise ValueError("refit_thresholds applies to binary weights only")
+    if self.reinforcement is not None and self.weights != "binary":
+        raise ValueError(
+            "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
+            f"got weights={self.weights!r}"
+        )
+    if self.architecture is not None:
+        if self.hidden != _DEFAULT_HIDDEN:
             raise ValueError(
-                f"refit_thresholds must be true or false, got {self.refit_thresholds!r}"
+                f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
+                f"architecture {self.architecture!r})"
             )
-        if self.refit_thresholds and self.weights != "binary":
-            raise ValueError("refit_thresholds applies to binary weights only")
-        self.augment_shift = check_max_shift(self.augment_shift)
-        EBPClassifier(**self.estimator_params()).check_params()
+        try:
+            specs = parse_architecture(self.architecture)
+        except ValueError as exc:
+            raise ValueError(f"architecture: {exc}") from None
+        if self.refit_thresholds and is_convolutional(specs):
+            raise ValueError("refit_thresholds supports fully connected networks only")
 
-    def estimator_params(self) -> dict:
-        """Constructor parameters of the :class:`EBPClassifier` this run trains."""
-        return {
-            "hidden_layer_sizes": list(self.hidden),
-            "weights": self.weights,
-            "batch_size": self.batch_size,
-            "max_iter": self.epochs,
-            "input_dropout": self.input_dropout,
-            "init_variance": self.init_variance,
-            "prior_variance": self.prior_variance,
-            "reinforcement": self.reinforcement,
-            "random_state": self.seed,
-            "dtype": self.dtype,
-            "n_jobs": self.jobs,
-        }
+
+def _estimator_params(self: RunOptions) -> dict[str, Any]:
+    """Constructor parameters of the :class:`~ebprop.EBPClassifier` this run trains (parsed
+    values: the reinforcement schedule itself, not its string). With ``architecture``, the
+    estimator's ``input_shape`` is left to the caller (it comes from the data:
+    :attr:`ebprop.runs.data.Features.input_shape`)."""
+    params = {p.name: getattr(self, option) for option, p in option_params().items()}
+    if self.architecture is None:
+        params["hidden_layer_sizes"] = list(self.hidden)
+    else:  # the hidden layers are the architecture's; input_shape comes from the data
+        del params["hidden_layer_sizes"]
+    params["random_state"] = self.seed
+    return params
+
+
+#: EBP's own fields: the declared parameters with a run-option name that :class:`RunOptions`
+#: does not already have (weights, init_variance, prior_variance, reinforcement, jobs, ...).
+_EBP_FIELDS = [
+    (
+        option,
+        p.annotation,
+        _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None)),
+    )
+    for option, p in option_params().items()
+    if option not in {f.name for f in dataclasses.fields(RunOptions)}
+]
+
+#: Everything that defines an EBP training run (saved as the run's ``options.json``).
+TrainOptions = dataclasses.make_dataclass(
+    "TrainOptions",
+    [
+        *_EBP_FIELDS,
+        (
+            "select_by",
+            "str",
+            _opt(
+                "probabilistic",
+                "Readout whose validation error picks the best epoch (model.npz).",
+                choices=SELECT_BY,
+            ),
+        ),
+        (
+            "refit_thresholds",
+            "bool",
+            _opt(
+                False,
+                "Binary weights: after each epoch refit EBP-D's hidden thresholds on training "
+                "images so each sign unit agrees best with its EBP-P counterpart (evaluated and "
+                "saved with them).",
+            ),
+        ),
+    ],
+    bases=(RunOptions,),
+    namespace={
+        "__doc__": """Everything that defines an EBP training run (saved as ``options.json``).
+
+    The fields of :class:`RunOptions`, then one field per declared estimator parameter with a
+    run-option name (:data:`ebprop.params.PARAMS`: ``architecture`` (e.g.
+    ``"16C5-MP2-32C5-MP2-128"``, docs/conv.md; instead of ``hidden``, not with it; the conv
+    layers' input shape comes from the dataset's images), ``weights``, ``init_variance``,
+    ``prior_variance``, ``reinforcement`` (held parsed, a :class:`~ebprop.core.Reinforcement`
+    or None), ``jobs``, ...), then ``select_by``, the readout whose validation error picks the
+    best epoch (``model.npz``), and ``refit_thresholds``.
+    """,
+        "_what": "training options",
+        "validate": _validate_train,
+        "estimator_params": _estimator_params,
+        "__module__": __name__,
+    },
+)
 
 
 def option_keys(cls: type) -> frozenset[str]:

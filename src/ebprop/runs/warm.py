@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..core.reinforce import parse_reinforcement
+from ..core.reinforce import Reinforcement
 from .folder import RunFolder
 from .options import TrainOptions
 
@@ -34,9 +34,8 @@ _CARRIED = (
 )
 
 
-def _begun(value: Any, epochs: int) -> bool:
-    """True when the schedule ``value`` multiplied anything in the first ``epochs`` epochs."""
-    sched = parse_reinforcement(value)
+def _begun(sched: Reinforcement | None, epochs: int) -> bool:
+    """True when the (parsed) schedule multiplied anything in the first ``epochs`` epochs."""
     return sched is not None and sched.start < epochs
 
 
@@ -82,6 +81,7 @@ def warm_start(source: str | Path, out_dir: str | Path, changes: dict[str, Any])
             f"first (ebprop train --resume {src.path})"
         )
     done = len(src.read_metrics())
+    dst.check_target()  # not a file, nor a foreign non-empty folder
     if dst.holds_run():
         raise FileExistsError(f"{dst.path} already holds a run; choose another --out")
     new = TrainOptions.from_dict(options.to_dict() | changes)  # validates the changed values
@@ -93,9 +93,10 @@ def warm_start(source: str | Path, out_dir: str | Path, changes: dict[str, Any])
         _begun(options.reinforcement, done) or _begun(new.reinforcement, done)
     ):
         raise ValueError(
-            f"reinforcement {new.reinforcement!r} would change epochs {src.path} has already run "
+            f"reinforcement {new.to_dict()['reinforcement']!r} would change epochs {src.path} has "
+            "already run "
             f"({done}): a new schedule must start at or after epoch {done}, and the run's own "
-            f"({options.reinforcement!r}) must not have begun"
+            f"({options.to_dict()['reinforcement']!r}) must not have begun"
         )
     new.extra = {**new.extra, "warm_start": {"run": str(src.path.resolve()), "epoch": done}}
     dst.path.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import EBPropError
+from ..exceptions import DivergenceWarning, EBPropError
 from ..fileio import atomic_write_text, write_json
 from ..runs.folder import RunFolder
-from ..train import DivergenceWarning
 from .experiment import Experiment, RunSpec
 from .results import aggregate, write_results
 

@@ -52,19 +52,25 @@ __all__ = [
 ]
 
 #: The training methods a grid can name.
-METHODS = ("ebp", "bp", "binaryconnect")
+METHODS = ("ebp", "bp", "binaryconnect", "binarynet")
 #: Readouts of each method, as they appear in the results table.
-READOUTS = {"ebp": ("EBP-P", "EBP-D"), "bp": ("BP",), "binaryconnect": ("BC",)}
+READOUTS = {
+    "ebp": ("EBP-P", "EBP-D"),
+    "bp": ("BP",),
+    "binaryconnect": ("BC",),
+    "binarynet": ("BNN",),
+}
 
 #: The keys of each method: the fields of its option class (derived, never spelled out).
 KEYS = {
     "ebp": option_keys(TrainOptions) | {"method"},
     "bp": option_keys(BaselineOptions),
     "binaryconnect": option_keys(BaselineOptions),
+    "binarynet": option_keys(BaselineOptions),
 }
 _ALL_KEYS = frozenset().union(*KEYS.values())
 #: The weight kind each baseline trains.
-BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary"}
+BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary", "binarynet": "binary"}
 # Keys that may be null: TOML has no null, so the string "none" stands for it.
 _NULLABLE = nullable_keys(TrainOptions) | nullable_keys(BaselineOptions)
 _TOP_LEVEL = frozenset({"name", "description", "out", "settings", "grid"})
@@ -92,6 +98,7 @@ _NAMED = frozenset(
         "method",
         "weights",
         "hidden",
+        "architecture",
         "filters",
         "input_dropout",
         "activation",
@@ -166,12 +173,14 @@ def _fmt(value: Any) -> str:
 def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[str, str]:
     """(group, name) of a run: ``<method>-<weights>-h<hidden>-f_<filters>-do<keep>...-s<seed>``."""
     weights = opts.get("weights") or BASELINE_WEIGHTS[method]
-    hidden = "x".join(str(h) for h in opts["hidden"]) or "none"
+    hidden = "h" + ("x".join(str(h) for h in opts["hidden"]) or "none")
+    if opts.get("architecture"):  # conv architecture string (docs/conv.md)
+        hidden = "a" + _fmt(opts["architecture"])
     keep = opts.get("input_dropout")
-    parts = [method, weights, f"h{hidden}", f"f_{_fmt(opts.get('filters'))}"]
+    parts = [method, weights, hidden, f"f_{_fmt(opts.get('filters'))}"]
     parts.append(f"do{_fmt(keep if keep is not None else 1)}")
     if method != "ebp":
-        parts.append(opts.get("activation", "relu"))
+        parts.append("sign" if method == "binarynet" else opts.get("activation", "relu"))
         hd = opts.get("hidden_dropout")
         parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
     for key in axes:
@@ -273,7 +282,8 @@ def _expand_grid(
             raw = dict(zip(names, combo, strict=True))
             raw.setdefault("hidden", (100,))
             opts = _build_options(method, {"method": method, **raw}, _where(path, where))
-            group, name = run_name(method, opts, varying)
+            # names show the values as written ("auto"), the options hold them parsed
+            group, name = run_name(method, opts | {k: raw[k] for k in varying}, varying)
             opts["extra"] = {"group": group, "run": name}
             runs.append(RunSpec(name=name, method=method, options=opts))
     return runs

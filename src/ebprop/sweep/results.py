@@ -143,7 +143,9 @@ def aggregate(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "method": method,
                     "readout": readout,
                     "weights": weights,
-                    "hidden": "x".join(str(h) for h in opts["hidden"]) or "none",
+                    "hidden": opts.get("architecture")
+                    or "x".join(str(h) for h in opts["hidden"])
+                    or "none",
                     "filters": opts.get("filters") or "none",
                     "input_dropout": opts.get("input_dropout"),
                     "n": len(members),

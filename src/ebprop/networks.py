@@ -1,0 +1,129 @@
+"""The network an :class:`~ebprop.EBPClassifier`'s parameters describe: dense or conv.
+
+:func:`build_network` draws a fresh network or wraps the fitted ``coefs_``/``intercepts_``
+(checked); :func:`float64_network` is the copy EBP-P predicts with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .core import (
+    ConvNetwork,
+    Network,
+    WeightFamily,
+    init_conv_network,
+    init_network,
+    make_family,
+)
+from .core.architecture import DenseSpec, LayerSpec, is_convolutional, layer_shapes
+from .core.convnet import parameter_shapes
+from .params import check_parameters, conv_specs
+from .trainer import network_from_arrays
+
+__all__ = [
+    "build_network",
+    "conv_layers",
+    "conv_network_from_arrays",
+    "float64_network",
+    "resolve_input_shape",
+]
+
+
+def conv_layers(est) -> tuple[LayerSpec, ...] | None:
+    """The hidden layer specs when ``est.architecture`` has conv/pool layers, else None."""
+    specs = conv_specs(est)
+    return specs if specs is not None and is_convolutional(specs) else None
+
+
+def resolve_input_shape(input_shape, n_features: int) -> tuple[int, int, int]:
+    """The (height, width, channels) of the inputs: ``input_shape``, or a square grey image.
+
+    ValueError when ``input_shape`` does not multiply to ``n_features``, or when it is None and
+    ``n_features`` is not a perfect square.
+    """
+    if input_shape is None:
+        side = int(round(np.sqrt(n_features)))
+        if side * side != n_features:
+            raise ValueError(
+                f"input_shape: X has {n_features} features, not a square grey image; give "
+                "input_shape=(height, width, channels)"
+            )
+        return (side, side, 1)
+    shape = tuple(int(d) for d in input_shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"input_shape {shape} has {int(np.prod(shape))} values, X has {n_features} features"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def conv_network_from_arrays(
+    coefs: Sequence[np.ndarray],
+    intercepts: Sequence[np.ndarray],
+    family: WeightFamily,
+    dtype: np.dtype,
+    specs: Sequence[LayerSpec],
+    input_shape: tuple[int, int, int],
+    n_outputs: int,
+) -> ConvNetwork:
+    """A :class:`ConvNetwork` over given parameters, checked (layer count, shapes, finiteness).
+
+    ``specs`` are the hidden layers; the output layer of ``n_outputs`` units is added. Arrays of
+    ``dtype`` and C-contiguous are shared. ValueError names the layer and the expected shapes.
+    """
+    specs = (*specs, DenseSpec(n_outputs))
+    layer_shapes(specs, input_shape)  # ValueError naming a token that does not fit
+    expected = parameter_shapes(specs, input_shape)
+    if len(coefs) != len(expected) or len(intercepts) != len(expected):
+        raise ValueError(
+            f"coefs_/intercepts_ have {len(coefs)}/{len(intercepts)} layers; the architecture "
+            f"has {len(expected)}"
+        )
+    H, b = [], []
+    for layer, (c, i, shape) in enumerate(zip(coefs, intercepts, expected, strict=True)):
+        c = np.asarray(c, dtype=dtype, order="C")
+        i = np.asarray(i, dtype=dtype).reshape(-1)
+        if c.shape != shape or i.shape != (shape[1],):
+            raise ValueError(
+                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
+                f"expected {shape} and {(shape[1],)}"
+            )
+        if not (np.isfinite(c).all() and np.isfinite(i).all()):
+            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
+        H.append(c)
+        b.append(i)
+    return ConvNetwork(family=family, specs=specs, input_shape=tuple(input_shape), H=H, b=b)
+
+
+def build_network(est, rng: np.random.Generator | None = None) -> Network | ConvNetwork:
+    """The network of an :class:`~ebprop.EBPClassifier`: over its ``coefs_``/``intercepts_``
+    (checked), or freshly initialised from ``rng`` (needs ``n_features_in_``, ``n_outputs_``).
+    """
+    sizes, _ = check_parameters(est)
+    specs, family = conv_layers(est), make_family(est.weights, est.prior_variance)
+    dtype = est.float_dtype()
+    shape = None if specs is None else resolve_input_shape(est.input_shape, est.n_features_in_)
+    if rng is None and specs is not None:
+        return conv_network_from_arrays(
+            est.coefs_, est.intercepts_, family, dtype, specs, shape, est.n_outputs_
+        )
+    if rng is None:
+        return network_from_arrays(
+            est.coefs_, est.intercepts_, family, dtype, est.n_features_in_, est.n_outputs_
+        )
+    if specs is not None:
+        specs = (*specs, DenseSpec(est.n_outputs_))
+        return init_conv_network(specs, shape, family, rng, est.init_variance, dtype)
+    sizes = (est.n_features_in_, *sizes, est.n_outputs_)
+    return init_network(sizes, family, rng, est.init_variance, dtype)
+
+
+def float64_network(net: Network | ConvNetwork) -> Network | ConvNetwork:
+    """A float64 copy of ``net`` (for EBP-P predictions that do not depend on the batch)."""
+    H, b = [h.astype(np.float64) for h in net.H], [c.astype(np.float64) for c in net.b]
+    if isinstance(net, ConvNetwork):
+        return ConvNetwork(net.family, net.specs, net.input_shape, H, b)
+    return Network(family=net.family, H=H, b=b)

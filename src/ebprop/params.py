@@ -1,0 +1,495 @@
+"""Every estimator parameter declared once: type, range, choices, parser, doc, option name.
+
+:data:`PARAMS` maps each :class:`~ebprop.EBPClassifier` constructor parameter to a
+:class:`Param`. The estimator (:func:`check_parameters`), the run options
+(:class:`ebprop.runs.TrainOptions`, whose EBP fields are generated from here), the command line
+(``ebprop train``'s options come from those fields) and the sweep files all validate through it,
+so one bad value gets one message, ``"<name> must be <what it accepts>, got <value>"``, whoever
+passed it. A parameter is parsed once: :meth:`Param.check` returns the parsed value (a
+``reinforcement`` string becomes a :class:`~ebprop.core.Reinforcement`), and what holds the
+parsed value passes that on. Model files store ``get_params()`` through :meth:`Param.to_json`,
+all but :data:`NOT_SAVED`.
+
+How to add a parameter
+----------------------
+1. Add it to :class:`~ebprop.EBPClassifier`: the ``__init__`` argument, ``self.x = x`` and a
+   numpy-style entry in the class docstring.
+2. Add one :class:`Param` to :data:`PARAMS` below: its default (the same as ``__init__``'s), a
+   constraint (:class:`Integer`, :class:`Real`, :class:`Choice`, :class:`Boolean`,
+   :class:`Nullable` of one, or your own callable returning the parsed value and raising
+   ``ValueError(describe)``), a one-line ``doc`` and, when a run should be able to set it,
+   ``option=`` (the run-option, sweep-key and ``--flag`` name; ``help=`` the ``--help`` text).
+   The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
+   and as ``ebprop train --flag`` without touching those modules.
+3. Use the parsed value where it does its work (core, kernels, or the trainer).
+4. If it is stored in model files and older files were trained with another behaviour than the
+   new default gives, add ``since=(version, old_value)``: files written by an ebprop before
+   ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run options stored
+   before the parameter existed compare and resume with the same value.
+
+Cross-parameter rules (reinforcement needs binary weights; ``architecture`` or
+``hidden_layer_sizes``) are in :func:`check_parameters`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .core import Reinforcement, parse_reinforcement
+from .core.architecture import LayerSpec, dense_sizes, parse_architecture
+
+__all__ = [
+    "DEFAULT_HIDDEN",
+    "NOT_SAVED",
+    "PARAMS",
+    "READOUTS",
+    "Boolean",
+    "Choice",
+    "Integer",
+    "Nullable",
+    "Param",
+    "Real",
+    "check_input_scale",
+    "check_option",
+    "check_parameters",
+    "conv_specs",
+    "loaded_params",
+    "option_params",
+    "saved_params",
+]
+
+#: The two readouts: EBP-P and EBP-D.
+READOUTS = ("probabilistic", "deterministic")
+
+
+# ---------------------------------------------------------------------------- constraints
+class Integer:
+    """An int (not a bool) in ``[low, high]`` (None: unbounded); returns it as ``int``."""
+
+    def __init__(self, low: int | None = None, high: int | None = None) -> None:
+        self.low, self.high = low, high
+        if low == 1 and high is None:
+            self.describe = "a positive integer (>= 1)"
+        elif high is None:
+            self.describe = "an integer" + ("" if low is None else f" >= {low}")
+        else:
+            self.describe = f"an integer in [{low}, {high}]"
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+            raise ValueError(self.describe)
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ValueError(self.describe)
+        return int(value)
+
+
+class Real:
+    """A finite real number in an interval; ``closed`` in {"both", "left", "right", "neither"}.
+
+    ``what`` replaces the generated description (e.g. "a keep probability in (0, 1]").
+    """
+
+    def __init__(
+        self,
+        low: float | None = None,
+        high: float | None = None,
+        closed: str = "both",
+        what: str | None = None,
+    ) -> None:
+        self.low, self.high, self.closed = low, high, closed
+        lb = "[" if closed in ("both", "left") else "("
+        rb = "]" if closed in ("both", "right") else ")"
+        if what is not None:
+            self.describe = what
+        elif low == 0 and high is None and closed in ("neither", "right"):
+            self.describe = "a positive finite number"
+        else:
+            lo = "-inf" if low is None else f"{low:g}"
+            hi = "inf" if high is None else f"{high:g}"
+            self.describe = f"a finite number in {lb}{lo}, {hi}{rb}"
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+            raise ValueError(self.describe)
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(self.describe)
+        left_ok = self.low is None or (
+            v >= self.low if self.closed in ("both", "left") else v > self.low
+        )
+        right_ok = self.high is None or (
+            v <= self.high if self.closed in ("both", "right") else v < self.high
+        )
+        if not (left_ok and right_ok):
+            raise ValueError(self.describe)
+        return v
+
+
+class Choice:
+    """One of the given values (compared with ``==``)."""
+
+    def __init__(self, *choices: Any) -> None:
+        self.choices = choices
+        names = [repr(c) for c in choices]
+        self.describe = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str | bool | numbers.Number) and value in self.choices:
+            return value
+        raise ValueError(self.describe)
+
+
+class Boolean:
+    """True or False (a NumPy bool too); returns a Python bool."""
+
+    describe = "True or False"
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(self.describe)
+        return bool(value)
+
+
+class Nullable:
+    """None, or what ``inner`` accepts."""
+
+    def __init__(self, inner: Callable[[Any], Any]) -> None:
+        self.inner = inner
+        self.describe = f"{getattr(inner, 'describe', 'a valid value')} or None"
+
+    def __call__(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.inner(value)
+        except ValueError:
+            raise ValueError(self.describe) from None
+
+
+class Either:
+    """What the first of ``kinds`` accepts, else the next, …"""
+
+    def __init__(self, *kinds: Callable[[Any], Any]) -> None:
+        self.kinds = kinds
+        self.describe = " or ".join(getattr(k, "describe", "a valid value") for k in kinds)
+
+    def __call__(self, value: Any) -> Any:
+        for kind in self.kinds:
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        raise ValueError(self.describe)
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ValueError(_widths.describe)
+    out = tuple(value)
+    if not all(
+        isinstance(w, numbers.Integral) and not isinstance(w, bool | np.bool_) and w >= 1
+        for w in out
+    ):
+        raise ValueError(_widths.describe)
+    return tuple(int(w) for w in out)
+
+
+_widths.describe = "hidden layer widths, each a positive integer (>= 1)"  # type: ignore[attr-defined]
+
+
+def _schedule(value: Any) -> Reinforcement | None:
+    try:
+        return parse_reinforcement(value)
+    except ValueError as exc:  # the parser's own words say what is wrong
+        raise ValueError(str(exc).removeprefix("reinforcement ")) from None
+
+
+_schedule.describe = "a number, 'auto' or 'key=value,…'"  # type: ignore[attr-defined]
+
+
+def _float_dtype(value: Any) -> str:
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(_float_dtype.describe)
+    return value if isinstance(value, str) else dt.name
+
+
+_float_dtype.describe = "'float32' or 'float64'"  # type: ignore[attr-defined]
+
+
+def _shape3(value: Any) -> tuple[int, int, int]:
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ValueError(_shape3.describe)
+    shape = tuple(value)
+    if len(shape) != 3 or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
+        raise ValueError(_shape3.describe)
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
+
+
+_shape3.describe = "(height, width, channels) >= 1"  # type: ignore[attr-defined]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(_text.describe)
+    return value
+
+
+_text.describe = "a string"  # type: ignore[attr-defined]
+
+
+def _anything(value: Any) -> Any:
+    return value
+
+
+_anything.describe = "any value"  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------- JSON forms
+def _schedule_json(value: Any) -> float | str | None:
+    """A schedule as stored: None, a number (hidden ρ only, as written before) or its spec."""
+    if value is None or not isinstance(value, Reinforcement):
+        return value
+    if (value.output, value.start, value.ramp, value.stop) == (1.0, 0.0, 0.0, math.inf):
+        return value.hidden
+    return value.to_spec()
+
+
+def _random_state_json(value: Any) -> int | None:
+    # a Generator/RandomState cannot be stored as JSON
+    return int(value) if isinstance(value, numbers.Integral) else None
+
+
+def _list_json(value: Any) -> list | None:
+    return None if value is None else [int(v) for v in np.atleast_1d(value)]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# ---------------------------------------------------------------------------- declarations
+@dataclass(frozen=True)
+class Param:
+    """One estimator parameter.
+
+    Attributes
+    ----------
+    name : the constructor argument.
+    default : its default (as in ``__init__``).
+    check : constraint; returns the parsed value, raises ``ValueError(describe)``.
+    doc : one line: what it is.
+    option : its name as a run option, sweep key and ``--flag`` (None: not a run option).
+    help : ``--help`` text of the flag (default: ``doc``).
+    annotation : the run-option field's type, as text.
+    to_json : the stored form of a parsed value.
+    since : ``(version, old_value)``: model files written before ``version`` meant
+        ``old_value`` when they lack the parameter.
+    """
+
+    name: str
+    default: Any
+    check: Callable[[Any], Any]
+    doc: str
+    option: str | None = None
+    help: str | None = None
+    annotation: str = "Any"
+    to_json: Callable[[Any], Any] = _identity
+    since: tuple[str, Any] | None = None
+
+    def validate(self, value: Any, name: str | None = None) -> Any:
+        """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
+        try:
+            return self.check(value)
+        except ValueError as exc:
+            raise ValueError(f"{name or self.name} must be {exc}, got {value!r}") from None
+
+    def default_for(self, version: str | None) -> Any:
+        """The value a model file written by ebprop ``version`` meant when it lacks this one."""
+        if self.since is not None and version is not None and _older(version, self.since[0]):
+            return self.since[1]
+        return self.default
+
+
+def _older(version: str, than: str) -> bool:
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split("+")[0].split(".")[:3] if p.isdigit())
+
+    return key(version) < key(than)
+
+
+#: ``hidden_layer_sizes``'s default: with ``architecture`` given it must stay at this value.
+DEFAULT_HIDDEN = (200,)
+
+_REINFORCEMENT_HELP = (
+    "Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
+    "(20 plain epochs, then 1.0001), or 'hidden=…,output=…,start=…,ramp=…,stop=…'. "
+    "[default: off]"
+)
+_ARCHITECTURE_HELP = (
+    "The hidden layers in the usual notation instead of --hidden, e.g. "
+    "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
+    "(docs/conv.md)."
+)
+_JOBS_HELP = (
+    "Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
+    "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
+    "[default: auto for a new run; the compiled loop runs large epochs where numba is installed]"
+)
+
+PARAMS: dict[str, Param] = {
+    p.name: p
+    for p in (
+        Param("hidden_layer_sizes", DEFAULT_HIDDEN, _widths, "Widths of the hidden layers.",
+              option="hidden", to_json=_list_json),
+        Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'.",
+              option="architecture", annotation="str | None", help=_ARCHITECTURE_HELP),
+        Param("input_shape", None, Nullable(_shape3), "How conv layers see a row of X.",
+              to_json=_list_json),
+        Param("weights", "binary", Choice("binary", "real"), "Binary (±1) or real weights.",
+              option="weights", annotation="str"),
+        Param("batch_size", 10, Integer(1), "Minibatch size (the update is summed).",
+              option="batch_size"),
+        Param("max_iter", 20, Integer(1), "Epochs.", option="epochs"),
+        Param("readout", "probabilistic", Choice(*READOUTS), "EBP-P or EBP-D predictions."),
+        Param("input_dropout", None,
+              Nullable(Real(0.0, 1.0, "right", what="a keep probability in (0, 1]")),
+              "Keep probability of analytic input dropout (the authors used 0.8).",
+              option="input_dropout"),
+        Param("init_variance", 1.0, Real(0.0, None, "neither"),
+              "Variance of the initial H, times n_in.", option="init_variance",
+              annotation="float"),
+        Param("prior_variance", 1.0, Real(0.0, None, "neither"),
+              "Variance of real weights (fixed).", option="prior_variance", annotation="float"),
+        Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
+              option="reinforcement", help=_REINFORCEMENT_HELP,
+              annotation="float | str | Reinforcement | None", to_json=_schedule_json),
+        Param("shuffle", True, Boolean(), "Shuffle the samples every epoch."),
+        Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
+              to_json=_random_state_json),
+        Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype"),
+        Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
+              "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
+              option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
+        Param("verbose", 0, _anything, "Print one line per epoch when positive."),
+        Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
+        Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),
+              "The fraction early stopping holds out."),
+        Param("n_iter_no_change", 10, Integer(1), "Early stopping's patience, in epochs."),
+        Param("warm_start", False, Boolean(), "fit continues from the fitted parameters."),
+    )
+}  # fmt: skip
+
+#: Parameters model files do not store: the machine's own choice (threads), not the model's.
+NOT_SAVED = frozenset({"n_jobs"})
+
+
+def option_params() -> dict[str, Param]:
+    """The declared parameters that are run options, by option name."""
+    return {p.option: p for p in PARAMS.values() if p.option is not None}
+
+
+def check_option(option: str, value: Any) -> Any:
+    """``value`` of run option ``option`` checked and parsed by its declaration."""
+    return option_params()[option].validate(value, option)
+
+
+# ---------------------------------------------------------------------------- the estimator
+def check_parameters(est: Any) -> tuple[tuple[int, ...], Reinforcement | None]:
+    """Validate an :class:`~ebprop.EBPClassifier`'s constructor parameters (its ``check_params``).
+
+    Each parameter through its :class:`Param`, then the rules between parameters.
+
+    Returns
+    -------
+    (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
+    reinforcement schedule (None for plain EBP).
+    """
+    values = {name: p.validate(getattr(est, name)) for name, p in PARAMS.items()}
+    sizes = values["hidden_layer_sizes"]
+    specs = conv_specs(est)
+    if specs is not None and dense_sizes(specs) is not None:
+        sizes = dense_sizes(specs)  # an all-dense architecture is an MLP
+    schedule = values["reinforcement"]
+    if schedule is not None and values["weights"] != "binary":
+        raise ValueError(
+            "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
+            f"got weights={est.weights!r}"
+        )
+    return sizes, schedule
+
+
+def check_input_scale(X: np.ndarray, dtype: np.dtype) -> None:
+    """ValueError when ``X`` is so large that EBP's forward pass in ``dtype`` would overflow.
+
+    The first layer sums x² over the features; beyond √(max / (4 n_features)) that sum (or
+    Σx² − x²·M²) overflows to inf and the update turns the parameters into NaN.
+    """
+    bound = float(np.sqrt(np.finfo(dtype).max / (4.0 * max(1, X.shape[1]))))
+    largest = float(np.abs(X).max()) if X.size else 0.0
+    if largest > bound:
+        raise ValueError(
+            f"X has values up to {largest:.3g}; EBP's forward pass in {np.dtype(dtype)} needs "
+            f"|x| <= {bound:.3g} for {X.shape[1]} features: scale the features first "
+            "(e.g. ebprop.datasets.Preprocessor or sklearn's StandardScaler)"
+        )
+
+
+def conv_specs(est: Any) -> tuple[LayerSpec, ...] | None:
+    """The hidden layers of ``est.architecture`` (None when not given); checks ``input_shape``.
+
+    ValueError (one line, naming the parameter) for a malformed string, for ``architecture``
+    given together with a non-default ``hidden_layer_sizes``, or a malformed ``input_shape``.
+    """
+    PARAMS["input_shape"].validate(getattr(est, "input_shape", None))
+    text = getattr(est, "architecture", None)
+    if text is None:
+        return None
+    try:
+        specs = parse_architecture(text)
+    except ValueError as exc:
+        raise ValueError(f"architecture: {exc}") from None
+    hidden = est.hidden_layer_sizes
+    hidden = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
+    if hidden != DEFAULT_HIDDEN:
+        raise ValueError(
+            "give hidden_layer_sizes or architecture, not both "
+            f"(architecture={text!r}, hidden_layer_sizes={hidden!r})"
+        )
+    return specs
+
+
+def saved_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``get_params()`` as a model file stores it: all but :data:`NOT_SAVED`, as JSON."""
+    return {
+        k: PARAMS[k].to_json(v) if k in PARAMS else v
+        for k, v in params.items()
+        if k not in NOT_SAVED
+    }
+
+
+def loaded_params(stored: Mapping[str, Any], version: str | None) -> dict[str, Any]:
+    """The constructor parameters of a stored model, parsed once: what it stored (checked by
+    each declaration; ValueError names the parameter), and for each declared parameter it
+    lacks, the default in force when ebprop ``version`` wrote it. Unknown names pass through
+    (the estimator refuses them)."""
+    out = {k: PARAMS[k].validate(v) if k in PARAMS else v for k, v in stored.items()}
+    for name, p in PARAMS.items():
+        if name not in out and name not in NOT_SAVED:
+            out[name] = p.default_for(version)
+    return out

@@ -1,0 +1,412 @@
+"""The one training engine: label coding, epochs and minibatches over
+:func:`ebprop.core.step_inplace`, and the checkpointable :class:`Trainer`. No I/O, no printing.
+
+Both :class:`ebprop.EBPClassifier` (``fit``/``partial_fit``) and the run loop of
+:mod:`ebprop.runs` drive a :class:`Trainer`. It walks a sample order in minibatches, reports
+progress through a callback, and can stop and start at any minibatch boundary, so that a run can
+be checkpointed mid-epoch and resumed exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels
+from .core import (
+    PARAMETER_BOUND,
+    ConvNetwork,
+    Network,
+    Reinforcement,
+    WeightFamily,
+    conv_step_inplace,
+    diverged,
+    step_inplace,
+)
+from .exceptions import DivergenceWarning
+
+__all__ = [
+    "DIVERGED_MESSAGE",
+    "DivergenceWarning",
+    "LabelCoding",
+    "Trainer",
+    "decode_outputs",
+    "encode_targets",
+    "epoch_order",
+    "n_outputs",
+    "run_minibatches_inplace",
+    "training_threads",
+]
+
+#: ``on_batch(position, n_errors_so_far)`` is called after each minibatch; return True to stop.
+BatchCallback = Callable[[int, int], "bool | None"]
+
+DIVERGED_MESSAGE = (
+    "epoch {epoch}: EBP's summed minibatch update diverged (parameters reached the bound "
+    f"±{PARAMETER_BOUND:g}); predictions are unreliable. Use a smaller batch size than {{bs}} "
+    "or wider layers (the update overshoots when a unit's variance σ²c is below the batch size)."
+)
+
+
+#: Environment variables that, when set, leave the BLAS thread count to the user.
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """One BLAS thread while training, unless the user set a thread count in the environment.
+
+    EBP's products are small (a minibatch of 10 rows times one layer), so BLAS threads cost
+    more in synchronisation than they gain, and spin against other processes on a shared
+    machine: one thread trained 6–270x faster than OpenBLAS's default on the 2-core development
+    machine under load (docs/performance.md). Prediction keeps the default.
+    """
+    if any(os.environ.get(v) for v in THREAD_ENV):
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+# ---------------------------------------------------------------------------- label coding
+def n_outputs(n_classes: int) -> int:
+    """Output units for ``n_classes`` classes: one unit (its sign) for two, else one per class."""
+    return 1 if n_classes == 2 else n_classes
+
+
+def encode_targets(indices: np.ndarray, n_outputs: int, dtype: np.dtype | type) -> np.ndarray:
+    """±1 targets, shape (n, n_outputs), from class indices (n,).
+
+    One output unit (two classes): +1 for class index 1, −1 for index 0. Otherwise one-hot as ±1.
+    """
+    if n_outputs == 1:
+        return (2.0 * indices - 1.0).astype(dtype)[:, None]
+    Y = np.full((indices.shape[0], n_outputs), -1.0, dtype=dtype)
+    Y[np.arange(indices.shape[0]), indices] = 1.0
+    return Y
+
+
+def decode_outputs(outputs: np.ndarray) -> np.ndarray:
+    """Class indices (n,) from output units (n, n_L): argmax, or the sign for one unit."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0).astype(np.intp)
+    return outputs.argmax(axis=1)
+
+
+@dataclass(frozen=True)
+class LabelCoding:
+    """Classes → class indices → ±1 targets of the output units, and back.
+
+    Attributes
+    ----------
+    classes : (n_classes,) sorted class labels.
+    """
+
+    classes: np.ndarray
+
+    @property
+    def n_outputs(self) -> int:
+        """Output units of the network (see :func:`n_outputs`)."""
+        return n_outputs(self.classes.shape[0])
+
+    def indices(self, y: np.ndarray) -> np.ndarray:
+        """Class indices (n,) of labels ``y`` (n,); ValueError names labels not in ``classes``."""
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes, y)
+        idx = np.clip(idx, 0, self.classes.shape[0] - 1)
+        unseen = self.classes[idx] != y
+        if unseen.any():
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes.tolist()}: "
+                f"{np.unique(y[unseen]).tolist()}"
+            )
+        return idx
+
+    def targets(self, y: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+        """±1 targets (n, n_outputs) of labels ``y`` (n,)."""
+        return encode_targets(self.indices(y), self.n_outputs, dtype)
+
+    def labels(self, outputs: np.ndarray) -> np.ndarray:
+        """Class labels (n,) from output units (n, n_outputs)."""
+        return self.classes[decode_outputs(outputs)]
+
+
+# ---------------------------------------------------------------------------- minibatches
+def epoch_order(n_samples: int, rng: np.random.Generator, shuffle: bool = True) -> np.ndarray:
+    """The sample order of one epoch: a fresh permutation, or 0..n−1 when not shuffling."""
+    return rng.permutation(n_samples) if shuffle else np.arange(n_samples)
+
+
+def network_from_arrays(
+    coefs: Sequence[np.ndarray],
+    intercepts: Sequence[np.ndarray],
+    family: WeightFamily,
+    dtype: np.dtype,
+    n_features: int,
+    n_outputs: int,
+) -> Network:
+    """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
+
+    Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
+    ValueError names the layer and the expected shapes.
+    """
+    sizes = [n_features] + [c.shape[1] for c in coefs]
+    if len(coefs) != len(intercepts):
+        raise ValueError("coefs_ and intercepts_ must have the same number of layers")
+    H, b = [], []
+    for layer, (c, i) in enumerate(zip(coefs, intercepts, strict=True)):
+        c = np.asarray(c, dtype=dtype, order="C")
+        i = np.asarray(i, dtype=dtype).reshape(-1)
+        if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
+            raise ValueError(
+                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
+                f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
+            )
+        if not (np.isfinite(c).all() and np.isfinite(i).all()):
+            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
+        H.append(c)
+        b.append(i)
+    if sizes[-1] != n_outputs:
+        raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
+    return Network(family=family, H=H, b=b)
+
+
+#: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.
+#: That loop runs an MNIST 784-500-500-10 epoch (3.2e10) 2.4–3.1× faster than the NumPy loop but
+#: pays a one-off compile (29–37 s, then cached on disk; ~1 s to load per process), which a small
+#: job never earns back: the bundled digits (1,437 × 7,400 = 1e7) train an epoch in 0.05 s.
+FUSED_MIN_WORK = 1e9
+
+
+def uses_fused_loop(net: Network, n_samples: int, n_jobs: int | str | None) -> bool:
+    """Whether :func:`run_minibatches_inplace` runs the fused kernels for this call.
+
+    ``n_jobs``: None or ``"auto"`` — when the kernels can run here (:func:`kernels.available`)
+    and the epoch is large (:data:`FUSED_MIN_WORK`); 0 — never (the NumPy loop, the reference
+    definition); k ≥ 1 — with k threads when the kernels can run here.
+    """
+    return engine_reason(net, n_samples, n_jobs) is None
+
+
+def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str | None:
+    """None when the fused kernels run (:func:`uses_fused_loop`), else why the NumPy loop does."""
+    if n_jobs == 0:
+        return "n_jobs=0 asks for it"
+    if isinstance(net, ConvNetwork):
+        return "conv networks train in the NumPy core (no fused conv kernels)"
+    reason = kernels.unavailable_reason()
+    if reason is not None:
+        return reason
+    if n_jobs in (None, "auto") and n_samples * sum(h.size for h in net.H) < FUSED_MIN_WORK:
+        return (
+            f"an epoch of {n_samples} samples is too small to earn back the compiled loop's "
+            "one-off compile"
+        )
+    from .kernels import supports  # imports numba
+
+    if not supports(net):
+        return "the compiled loop supports binary and real weights in float32 and float64 only"
+    return None
+
+
+def describe_engine(net: Network, n_samples: int, n_jobs: int | str | None) -> str:
+    """One line naming the loop that trains ``net``: the compiled loop with its vector width and
+    threads, or the NumPy loop and why (``ebprop train``'s first line)."""
+    reason = engine_reason(net, n_samples, n_jobs)
+    if reason is not None:
+        return f"engine: the NumPy loop ({reason})"
+    from .kernels import max_threads, vector_bits
+
+    if n_jobs == "auto":
+        most = max_threads()
+        threads = (
+            "1 or 2 threads, measured as it runs (--jobs auto)" if most > 1
+            else "1 thread (one CPU free)"
+        )  # fmt: skip
+    else:
+        threads = f"{n_jobs or 1} thread{'s' if (n_jobs or 1) > 1 else ''}"
+    return f"engine: the compiled loop, {vector_bits()}-bit vectors, {threads}"
+
+
+def run_minibatches_inplace(
+    net: Network,
+    X: np.ndarray,
+    Y: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    nu: float = 0.0,
+    start: int = 0,
+    on_batch: BatchCallback | None = None,
+    reinforcement: Reinforcement | None = None,
+    epoch: int = 0,
+    n_jobs: int | str | None = None,
+    callback_every: int = 1,
+) -> tuple[int, int]:
+    """Train ``net`` on ``X[order[start:]]`` in minibatches, in place.
+
+    Parameters
+    ----------
+    X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
+    order : (n,) sample indices for this epoch; start : position in ``order`` to resume from.
+    on_batch : called after every ``callback_every``-th minibatch of the call and after its last
+        one, with (position, errors so far); return True to stop there.
+    reinforcement : schedule of the factors ρ_l (None: plain EBP); ``epoch`` (finished epochs
+        before this one) and the position in ``order`` give its progress.
+    n_jobs : None, 0, a thread count or ``"auto"`` (or a :class:`ebprop.kernels.ThreadChooser`
+        that keeps its measurements between calls): which loop runs (:func:`uses_fused_loop`)
+        and on how many threads; ``"auto"`` picks one or two as it runs. The fused
+        kernels (:mod:`ebprop.kernels`) agree with this NumPy loop to float round-off
+        (tests/test_kernels.py); each is bit-identical to itself on resume.
+    callback_every : minibatches between ``on_batch`` calls (1: after each). Larger values save
+        the fused loop a return to Python per minibatch (progress bars, checkpoints by time).
+
+    Returns
+    -------
+    (position, n_errors) : where training stopped (``len(order)`` when the epoch is complete) and
+    the online EBP-P training errors (prediction before each update) since ``start``.
+    """
+    chooser = n_jobs if not isinstance(n_jobs, int | str | None) else None
+    if uses_fused_loop(net, order.shape[0], "auto" if chooser else n_jobs):  # the whole epoch's
+        from .kernels import run_minibatches_fused
+
+        return run_minibatches_fused(
+            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch,
+            chooser or n_jobs or 1,
+            callback_every,
+        )  # fmt: skip
+    if callback_every < 1:
+        raise ValueError(f"callback_every must be ≥ 1, got {callback_every}")
+    labels = decode_outputs(Y)
+    step = conv_step_inplace if isinstance(net, ConvNetwork) else step_inplace
+    n_errors = done = 0
+    position = start
+    n = order.shape[0]
+    while position < n:
+        idx = order[position : position + batch_size]
+        rho = None
+        if reinforcement is not None:
+            rho = reinforcement.factors(len(net.H), epoch + position / n)
+        out = step(net, X[idx], Y[idx], nu, rho)
+        n_errors += int(np.count_nonzero(decode_outputs(out) != labels[idx]))
+        position += idx.shape[0]
+        done += 1
+        due = done % callback_every == 0 or position >= n
+        if on_batch is not None and due and on_batch(position, n_errors):
+            break
+    return position, n_errors
+
+
+# ---------------------------------------------------------------------------- the trainer
+@dataclass
+class Trainer:
+    """The checkpointable state of EBP training and the epoch loop over it.
+
+    Attributes
+    ----------
+    net : Network, trained in place.
+    rng : numpy.random.Generator
+        Draws each epoch's sample order (the only randomness after initialisation).
+    batch_size : int; nu : float, input-dropout variance factor ν; shuffle : bool.
+    reinforcement : Reinforcement or None.
+    epoch : int, finished epochs.
+    position : int, samples of the current epoch already trained on.
+    n_errors : int, online EBP-P errors in the current epoch so far.
+    order : (n,) int array or None, the current epoch's sample order (None between epochs).
+    n_jobs : int, "auto" or None, which minibatch loop runs (see :func:`uses_fused_loop`).
+    """
+
+    net: Network
+    rng: np.random.Generator
+    batch_size: int
+    nu: float = 0.0
+    reinforcement: Reinforcement | None = None
+    shuffle: bool = True
+    epoch: int = 0
+    position: int = 0
+    n_errors: int = 0
+    order: np.ndarray | None = None
+    n_jobs: int | str | None = None
+    _chooser: object = field(default=None, repr=False, compare=False)
+
+    def _threads(self, n_samples: int) -> object:
+        # "auto": one ThreadChooser for the whole run, so it measures once and then re-checks
+        if self.n_jobs != "auto" or not uses_fused_loop(self.net, n_samples, "auto"):
+            return self.n_jobs
+        if self._chooser is None:
+            from .kernels import ThreadChooser, max_threads
+
+            self._chooser = ThreadChooser(max_threads())
+        return self._chooser
+
+    def train_epoch(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        on_batch: BatchCallback | None = None,
+        check_finite: bool = False,
+        callback_every: int = 1,
+    ) -> bool:
+        """Train on the rest of the current epoch (a new one when between epochs).
+
+        Parameters
+        ----------
+        X : (n, n_0) inputs in ``net.dtype``; Y : (n, n_L) ±1 targets.
+        on_batch : ``on_batch(position, n_errors)`` with this epoch's totals; True stops.
+        check_finite : raise FloatingPointError when the epoch leaves NaN/Inf parameters.
+        callback_every : minibatches between ``on_batch`` calls (:func:`run_minibatches_inplace`).
+
+        Returns
+        -------
+        bool
+            True when the epoch was completed (``epoch`` advanced), False when ``on_batch``
+            stopped it (``position`` and ``n_errors`` say where).
+
+        Warns
+        -----
+        DivergenceWarning
+            (a RuntimeWarning) when a completed epoch drove parameters to the bound.
+        """
+        n = X.shape[0]
+        if self.order is None:
+            self.order = epoch_order(n, self.rng, self.shuffle)
+            self.position = self.n_errors = 0
+        base = self.n_errors
+        hook = None
+        if on_batch is not None:
+
+            def hook(pos: int, errs: int) -> bool | None:
+                return on_batch(pos, base + errs)
+
+        self.position, errs = run_minibatches_inplace(
+            self.net, X, Y, self.order, self.batch_size, self.nu, start=self.position,
+            on_batch=hook, reinforcement=self.reinforcement, epoch=self.epoch,
+            n_jobs=self._threads(n), callback_every=callback_every,
+        )  # fmt: skip
+        self.n_errors = base + errs
+        if self.position < n:
+            return False
+        epoch = self.epoch + 1
+        if check_finite and not all(np.isfinite(a).all() for a in (*self.net.H, *self.net.b)):
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch}: parameters became NaN or infinite "
+                "(try binary weights, a smaller --prior-variance, or wider layers)"
+            )
+        # reinforced binary layers are meant to saturate (core.update.diverged)
+        # (also after a schedule's stop: fields grown to the bound stay there)
+        sched = self.reinforcement
+        rho = sched.peak_factors(len(self.net.H), epoch) if sched else None
+        if diverged(self.net, rho):
+            warnings.warn(
+                DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),
+                DivergenceWarning,
+                stacklevel=3,
+            )
+        self.epoch, self.order = epoch, None
+        return True

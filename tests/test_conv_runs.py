@@ -1,0 +1,96 @@
+"""Conv architectures in runs and on the command line: options, resume, info, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ebprop.cli import main
+from ebprop.fileio import read_npz
+from ebprop.runs import TrainOptions, train_run
+
+CONV = {"dataset": "digits", "architecture": "6C3p1-MP2-32", "epochs": 2, "seed": 1}
+
+
+def _params(path):
+    arrays = read_npz(path, what="model")
+    return {k: v for k, v in arrays.items() if k.startswith(("coef_", "intercept_"))}
+
+
+def test_stop_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    full = tmp_path / "full"
+    train_run(TrainOptions(**CONV), full, make_plots=False)
+    out = tmp_path / "run"
+
+    def stop_in_epoch_2(epoch, position, n_errors):
+        return epoch == 2 and position >= 300
+
+    part = train_run(TrainOptions(**CONV), out, on_batch=stop_in_epoch_2, checkpoint_every=None)
+    assert part["finished"] is False and part["position"] == 300
+    train_run(None, out, resume=True, make_plots=False)
+    for name in ("last.npz", "model.npz"):
+        a, b = _params(out / name), _params(full / name)
+        assert a.keys() == b.keys() and len(a) == 6
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_options_carry_the_architecture_and_refuse_both():
+    opts = TrainOptions(**CONV)
+    assert opts.estimator_params()["architecture"] == "6C3p1-MP2-32"
+    assert "hidden_layer_sizes" not in opts.estimator_params()
+    assert TrainOptions.from_dict(opts.to_dict()).architecture == "6C3p1-MP2-32"
+    with pytest.raises(ValueError, match="give hidden or architecture, not both"):
+        TrainOptions(**CONV, hidden=(50,))
+    with pytest.raises(ValueError, match="architecture: architecture token '6Q3'"):
+        TrainOptions(**(CONV | {"architecture": "6Q3-32"}))
+    with pytest.raises(ValueError, match="refit_thresholds supports fully connected"):
+        TrainOptions(**CONV, refit_thresholds=True)
+
+
+def test_conv_layers_need_images(tmp_path):
+    with pytest.raises(ValueError, match="conv layers need images") as info:
+        train_run(TrainOptions(**CONV, filters="sobel"), tmp_path / "r")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "r" / "options.json").exists()
+
+
+def test_cli_arch_alias_info_and_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "r"
+    res = runner.invoke(
+        main, ["train", "--arch", "4C3s2-16", "--epochs", "1", "--out", str(out), "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "options.json").read_text())["architecture"] == "4C3s2-16"
+    res = runner.invoke(main, ["info", str(out / "model.npz")])
+    assert res.exit_code == 0, res.output
+    assert "layers: 8x8x1 → 4C3s2 3x3x4 → 16 1x1x16 → 10 1x1x10" in res.output
+    res = runner.invoke(main, ["info", "--json", str(out / "model.npz")])
+    layers = json.loads(res.output)["layer_shapes"]
+    assert layers[0] == {"layer": "4C3s2", "output_shape": [3, 3, 4]}
+    both = runner.invoke(main, ["train", "--hidden", "50", "--architecture", "4C3-16"])
+    assert both.exit_code == 2
+    assert "give --hidden or --architecture (--arch), not both" in both.output
+    bad = runner.invoke(main, ["train", "--arch", "4C3-MX2", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "'MX2'" in bad.output
+
+
+def test_architecture_is_a_sweep_key_and_names_the_runs():
+    from ebprop.sweep.experiment import parse_experiment
+
+    text = """
+[settings]
+dataset = "digits"
+epochs = 1
+architecture = ["4C3s2-16", "6C3p1-MP2-32"]
+seed = 0
+"""
+    runs = parse_experiment(text).runs
+    assert [r.name for r in runs] == [
+        "ebp-binary-a4C3s2-16-f_none-do1-s0",
+        "ebp-binary-a6C3p1-MP2-32-f_none-do1-s0",
+    ]
+    assert runs[1].options["architecture"] == "6C3p1-MP2-32"
