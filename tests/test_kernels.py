@@ -522,11 +522,11 @@ def test_n_jobs_must_be_a_non_negative_integer():
     from ebprop.runs import TrainOptions
 
     X, Y = _data(20, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="n_jobs must be None, 'auto' or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 0 or 'auto' or None"):
         EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
-    with pytest.raises(ValueError, match="n_jobs must be None, 'auto' or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 0 or 'auto' or None"):
         EBPClassifier(n_jobs="all").fit(X, Y.argmax(axis=1))
-    with pytest.raises(ValueError, match="jobs must be None, 'auto' or an integer"):
+    with pytest.raises(ValueError, match="jobs must be an integer >= 0 or 'auto' or None"):
         TrainOptions(jobs=-2)
     EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
 

@@ -139,7 +139,7 @@ class Choice:
     def __init__(self, *choices: Any) -> None:
         self.choices = choices
         names = [repr(c) for c in choices]
-        self.describe = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
+        self.describe = " or ".join(names) if len(names) <= 2 else "one of " + ", ".join(names)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str | bool | numbers.Number) and value in self.choices:
