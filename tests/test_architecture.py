@@ -17,9 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
 #: Layers from the bottom up; a module may import from its own layer or below, never above.
 LAYERS = [
     {"_version", "exceptions"},
-    {"fileio", "core"},
+    {"fileio", "core", "memory"},
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"params", "trainer", "early_stopping", "networks"},
+    {"params", "trainer", "early_stopping", "networks", "constraints"},
     {"estimator"},
     {"provenance", "persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},

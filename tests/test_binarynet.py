@@ -256,8 +256,11 @@ def test_exported_binarynet_predicts_as_the_torch_test_time_network(exported):
 @requires_cc
 def test_c_export_of_binarynet_predicts_as_torch(exported, tmp_path):
     net, images, feats, torch_pred, model_path, ebpb = exported
-    c_pred = c_predict(PackedNetwork.load(ebpb).model, images, tmp_path / "c")
-    np.testing.assert_array_equal(c_pred, torch_pred)
+    model = PackedNetwork.load(ebpb).model
+    np.testing.assert_array_equal(c_predict(model, images, tmp_path / "c"), torch_pred)
+    # the Cortex-M code (32-bit words), built by the host compiler: the same arithmetic
+    cm = c_predict(model, images, tmp_path / "cm4", target="cortex-m4")
+    np.testing.assert_array_equal(cm, torch_pred)
 
 
 def test_cli_reports_the_one_readout_of_a_binarynet_model(trained, tmp_path):
@@ -376,6 +379,9 @@ def test_time_to_error_counts_training_seconds_until_the_first_hit(trained, tmp_
     assert time_to_error(history, "val_error", 0.03) == (5.0, 2)
     assert time_to_error(history, "val_error", 0.025) == (9.0, 3)
     assert time_to_error(history, "val_error", 0.01) is None
+    cpu = [dict(r, cpu_seconds=r["seconds"] / 2) for r in history]
+    assert time_to_error(cpu, "val_error", 0.025, "cpu_seconds") == (4.5, 3)
+    assert time_to_error(history, "val_error", 0.025, "cpu_seconds") == (None, 3)
     assert parse_targets("3.0, 2.5") == [3.0, 2.5]
     with pytest.raises(ValueError, match="--time-to 'x'"):
         parse_targets("x")
@@ -383,15 +389,15 @@ def test_time_to_error_counts_training_seconds_until_the_first_hit(trained, tmp_
     res = CliRunner().invoke(main, ["report", str(out.parent), "--time-to", "50,0.01"])
     assert res.exit_code == 0, res.output
     header, row = res.output.splitlines()
-    assert header.endswith("t_50,epoch_50,t_0.01,epoch_0.01")
+    assert header.endswith("t_50,cpu_50,epoch_50,t_0.01,cpu_0.01,epoch_0.01")
     cells = row.split(",")
-    assert cells[1:4] == ["binarynet", "BNN", "1"] and cells[-2:] == ["", ""]
+    assert cells[1:4] == ["binarynet", "BNN", "1"] and cells[-3:] == ["", "", ""]
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     first = next(r for r in metrics if r["val_error"] <= 0.5)
     expected = sum(r["seconds"] for r in metrics if r["epoch"] <= first["epoch"])
-    assert (
-        float(cells[-4]) == pytest.approx(expected, abs=0.06) and int(cells[-3]) == first["epoch"]
-    )
+    cpu = sum(r["cpu_seconds"] for r in metrics if r["epoch"] <= first["epoch"])
+    assert float(cells[-6]) == pytest.approx(expected, abs=0.06)
+    assert float(cells[-5]) == pytest.approx(cpu, abs=0.06) and int(cells[-4]) == first["epoch"]
     bad = CliRunner().invoke(main, ["report", str(tmp_path), "--time-to", "3"])
     assert bad.exit_code == 1 and "no run folder" in bad.output
     bad = CliRunner().invoke(main, ["report", str(out), "--time-to", "120"])
@@ -470,3 +476,13 @@ def test_two_classes_use_one_output_unit_and_export_exactly(tmp_path):
     feats = loaded.preprocessor.transform(ds.X_train[keep], np.float32)
     np.testing.assert_array_equal(pred, loaded.estimator.predict(feats, readout="deterministic"))
     assert set(np.unique(pred)) <= set(data.classes.tolist())
+
+
+def test_ebp_and_baseline_epochs_record_their_training_cpu_seconds(trained, tmp_path):
+    from ebprop.runs import TrainOptions, train_run
+
+    train_run(TrainOptions(hidden=(8,), epochs=2), tmp_path / "e", make_plots=False)
+    out, _, _ = trained
+    for path in (tmp_path / "e" / "metrics.jsonl", out / "metrics.jsonl"):
+        for r in map(json.loads, path.read_text().splitlines()):
+            assert 0 < r["cpu_seconds"] and "eval_seconds" in r

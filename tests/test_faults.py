@@ -543,3 +543,156 @@ def test_auto_inverts_towards_the_recorded_polarity_only():
     bright[1:7, 1:7] = 255  # light on dark, as trained, but 0.56 of full scale, not 0.12
     with pytest.warns(UserWarning, match="bright.png: mean intensity 0.56 is far"):
         apply_appearance(bright, 255, "no", light_model, "bright.png")
+
+
+def _expected_bytes(sizes, batch, itemsize=4, n=0):
+    # independent of network_bytes: 6 weight-sized and 12 unit-sized arrays per sample
+    w = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+    return itemsize * (6 * w + 12 * batch * sum(sizes) + n * sizes[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "sizes", "batch"),
+    [
+        (["--hidden", "10000000"], [64, 10_000_000, 10], 10),
+        (["--hidden", "100", "--batch-size", "1000000000"], [64, 100, 10], 10**9),
+        (["--dataset", "mnist", "--hidden", "100000,100000"], [784, 100_000, 100_000, 10], 10),
+    ],
+)
+def test_sizes_past_the_memory_budget_are_refused_before_allocating(tmp_path, args, sizes, batch):
+    from ebprop.memory import memory_budget
+
+    n = {64: 1797, 784: 70000}[sizes[0]]
+    need = _expected_bytes(sizes, batch, n=n)
+    assert need > memory_budget(None)  # the default budget: 80 % of this machine's memory
+    r = _cli("train", *args, "--epochs", "1", "-q", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and f"({need:,} bytes)" in r.output and "max_memory" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_memory_option_in_train_sweep_and_the_estimator(tmp_path):
+    from ebprop import EBPClassifier
+
+    need = _expected_bytes([64, 100, 10], 10, n=1797)
+    r = _cli(*TINY[:1], "--hidden", "100", "--max-memory", str(need - 1), "--out", tmp_path / "a")
+    assert r.exit_code == 2 and f"{need:,} bytes" in r.output, r.output
+    assert _cli(*TINY, "--max-memory", "1G", "--out", tmp_path / "b").exit_code == 0
+    toml = tmp_path / "huge.toml"
+    toml.write_text('name = "huge"\n[settings]\nepochs = 1\n[[grid]]\nhidden = [[10000000]]\n')
+    r = _cli("sweep", toml, "--dry-run", "--out", tmp_path / "sw")
+    assert r.exit_code != 0 and "bytes" in r.output and "max_memory" in r.output, r.output
+    X = np.random.default_rng(0).random((30, 64))
+    y = np.arange(30) % 3
+    with pytest.raises(ValueError, match=r"64-10000000-3 network .* max_memory"):
+        EBPClassifier(hidden_layer_sizes=(10_000_000,)).fit(X, y)
+    with pytest.raises(ValueError, match=r"max_memory of 0.0 GiB \(1,000 bytes\)"):
+        EBPClassifier(hidden_layer_sizes=(50,), max_memory=1000).fit(X, y)
+    with pytest.raises(ValueError, match="max_memory must be a size"):
+        EBPClassifier(max_memory="lots").fit(X, y)
+
+
+def test_sigterm_stops_a_training_within_seconds(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ebprop", "train", "--hidden", "1000,1000", "--epochs", "50",
+           "--out", str(out), "-q"]  # fmt: skip
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "options.json").exists():
+            assert p.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        assert time.monotonic() - sent < 25  # STOP_GRACE_S (20 s) at the very worst
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode in (130, 1), p.stderr.read()
+
+
+@pytest.mark.parametrize(
+    ("scale", "max_value"), [(1e39, None), (1e-46, 1e-46)], ids=["beyond_float32", "tiny_max"]
+)
+def test_features_beyond_float32_are_refused_before_writing(tmp_path, scale, max_value):
+    rng = np.random.default_rng(0)
+    if max_value is None:
+        X = rng.normal(size=(200, 5))
+        X[:, 0] *= scale
+        np.savez(tmp_path / "d.npz", X_train=X, y_train=(X[:, 1] > 0).astype(int))
+    else:
+        X = rng.random((200, 8, 8)) * scale
+        np.savez(
+            tmp_path / "d.npz", X_train=X, y_train=rng.integers(0, 2, 200), max_value=max_value
+        )
+    r = _cli("train", "--dataset", tmp_path / "d.npz", "--hidden", "8", "--epochs", "1", "-q",
+             "--out", tmp_path / "run")  # fmt: skip
+    line = _assert_one_line_error(r, str(tmp_path / "d.npz"), "NaN or infinite in float32")
+    assert "binary weights" not in line and "checkpoint" not in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_a_nan_epoch_names_the_weights_kind_it_is(weights):
+    from ebprop import EBPClassifier
+
+    X = np.random.default_rng(0).random((40, 6))
+    y = np.arange(40) % 2
+    est = EBPClassifier(hidden_layer_sizes=(4,), weights=weights).init_parameters(6, [0, 1])
+    est.coefs_[0][0, 0] = np.nan
+    trainer = est.trainer()
+    with pytest.raises(FloatingPointError, match=f"the {weights}-weight network") as err:
+        trainer.train_epoch(X, est.coding.targets(y, trainer.net.dtype), check_finite=True)
+    wrong = "binary weights" if weights == "binary" else "inputs scaled"
+    assert wrong not in str(err.value)
+
+
+def test_a_first_epoch_nan_leaves_a_folder_the_corrected_command_reuses(tmp_path, monkeypatch):
+    from ebprop.trainer import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def nan_epoch(self, *args, **kwargs):
+        raise FloatingPointError("training diverged in epoch 1: the binary-weight network's …")
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(Trainer, "train_epoch", nan_epoch)
+    line = _assert_one_line_error(_cli(*TINY, "--out", out), "nothing was kept", str(out))
+    assert "checkpoint" not in line
+    assert not (out / "options.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    r = _cli(*TINY, "--batch-size", "5", "--out", out)  # the corrected command, same --out
+    assert r.exit_code == 0, r.output
+
+
+def test_settings_that_cannot_learn_are_warned(tmp_path):
+    from PIL import Image
+
+    r = _cli(*TINY, "--batch-size", "5000", "--out", tmp_path / "a")
+    assert "warning: batch_size 5000 is larger than the 958 training samples" in r.output
+    r = _cli(*TINY, "--augment-shift", "4", "--out", tmp_path / "b")
+    assert "warning: augment_shift 4 is at least half the 8x8 images" in r.output, r.output
+    data = tmp_path / "rgba"
+    for k, cls in enumerate(("o", "x")):
+        (data / cls).mkdir(parents=True)
+        for i in range(12):
+            a = np.zeros((8, 8, 4), np.uint8)  # transparent page
+            a[2:6, 2 + k : 4 + k] = (0, 0, 0, 255)  # opaque black ink
+            Image.fromarray(a, "RGBA").save(data / cls / f"{i}.png")
+        Image.fromarray(np.zeros((8, 8, 4), np.uint8), "RGBA").save(data / cls / "empty.png")
+    r = _cli("train", "--dataset", data, "--hidden", "8", "--epochs", "1", "-q",
+             "--out", tmp_path / "c")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import re
+
+    blank = re.search(r"warning: dataset \S+: (\d) of (\d+) training images load blank", r.output)
+    assert blank and 1 <= int(blank[1]) <= 2 and int(blank[2]) < 26, r.output
+    app = load_model(tmp_path / "c" / "model.npz").metadata["input"]
+    assert app["polarity"] == "dark_on_light"  # composited on white, not read as all black
+    r = _cli("train", "--dataset", data, "--background", "black", "--hidden", "8",
+             "--epochs", "1", "-q", "--out", tmp_path / "d")  # fmt: skip
+    meta = load_model(tmp_path / "d" / "model.npz").metadata["input"]
+    assert meta["background"] == [0, 0, 0] and meta["mean_intensity"] == 0.0
+    r = _cli(*TINY, "--background", "mauve", "--out", tmp_path / "e")
+    assert r.exit_code == 2 and "background: 'mauve' is not a colour" in r.output

@@ -122,3 +122,19 @@ def test_commit_of_a_fresh_checkout_and_its_dirty_mark(tmp_path):
     other.mkdir(parents=True)
     (other / "_version.py").write_text('__version__ = "0"\n')
     assert prov.git_commit(other) == prov.UNKNOWN
+
+
+def test_info_prints_the_provenance(run):
+    from click.testing import CliRunner
+
+    from ebprop.cli import main
+
+    out, _ = run
+    res = CliRunner().invoke(main, ["info", str(out / "model.npz")])
+    assert res.exit_code == 0, res.output
+    first = res.output.splitlines()[0]
+    assert f"written by ebprop {ebprop.__version__}, commit {_expected_commit()[:12]}" in first
+    assert f"{_expected_bits()}-bit vectors" in first
+    as_json = CliRunner().invoke(main, ["info", str(out / "model.npz"), "--json"])
+    doc = json.loads(as_json.output)
+    assert (doc["git_commit"], doc["vector_bits"]) == (_expected_commit(), _expected_bits())

@@ -36,7 +36,7 @@ def _records(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
     for r in recs:  # wall-clock fields differ between runs
-        for k in ("seconds", "samples_per_s", "eval_seconds"):
+        for k in ("seconds", "samples_per_s", "eval_seconds", "cpu_seconds"):
             r.pop(k)
     return recs
 

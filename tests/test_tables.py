@@ -141,3 +141,14 @@ def test_results_page_embeds_its_tables_from_csvs_that_exist():
     assert "experiments/mnist_deployable.csv" in csvs
     for name in csvs:
         read_runs_csv(ROOT / name)  # exists and is a runs table
+
+
+def test_a_conv_run_is_named_by_its_architecture():
+    s = {"options": {"hidden": [100], "architecture": "16C5-MP2-128", "seed": 0,
+                     "weights": "binary", "extra": {"group": "c"}},
+         "n_features": 784, "n_weights": 5000, "bytes_deployed": 4321,
+         "readouts": {"EBP-D": {"val_error": 0.1, "test_error": 0.2}}}  # fmt: skip
+    (row,) = run_rows([s])
+    assert (row["network"], row["bytes_deployed"]) == ("784-16C5-MP2-128", 4321)
+    del s["bytes_deployed"]
+    assert run_rows([s])[0]["bytes_deployed"] is None  # no dense rule for conv layers

@@ -20,7 +20,7 @@ LATE = "hidden=1.01,start=2"  # begins where the base run stopped
 def _records(run_dir):
     recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for r in recs:  # wall-clock fields differ between runs
-        for k in ("seconds", "samples_per_s", "eval_seconds"):
+        for k in ("seconds", "samples_per_s", "eval_seconds", "cpu_seconds"):
             r.pop(k)
     return recs
 

@@ -21,6 +21,7 @@ from .core import (
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
+from .memory import check_estimator_memory
 from .networks import build_network, float64_network
 from .params import READOUTS, check_input_scale, check_parameters
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
@@ -71,6 +72,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         schedule (see :class:`ebprop.core.Reinforcement`). None (or 1) is plain EBP.
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.
+    fit_intercept : bool, default=True
+        Whether each layer has a bias b (the paper's). Without one, b stays 0 and is never
+        updated, and the bias's part of the forward pass goes with it: c = n_in inputs instead
+        of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
+        ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
+        bias-free networks. Trains in the NumPy core; fully connected architectures only.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, Generator, RandomState or None, default=None
@@ -95,6 +102,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         :meth:`fit` continues from the fitted parameters (same classes and features) for
         ``max_iter`` more epochs instead of starting afresh.
+    max_memory : int, str or None, default=None
+        Bytes (``"8G"``) a network may need (:func:`ebprop.memory.check_memory`); None: 80 % RAM.
 
     Attributes
     ----------
@@ -141,6 +150,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         input_dropout: float | None = None,
         init_variance: float = 1.0,
         prior_variance: float = 1.0,
+        fit_intercept: bool = True,
         reinforcement: float | str | None = None,
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -151,6 +161,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         warm_start: bool = False,
+        max_memory: int | str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.architecture = architecture
@@ -162,6 +173,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.input_dropout = input_dropout
         self.init_variance = init_variance
         self.prior_variance = prior_variance
+        self.fit_intercept = fit_intercept
         self.reinforcement = reinforcement
         self.shuffle = shuffle
         self.random_state = random_state
@@ -172,20 +184,14 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
-    def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
-        """Validate the constructor parameters, once, before anything is built.
+    def check_params(self) -> tuple[tuple[int, ...], object]:
+        """Validate the parameters through their declarations (:mod:`ebprop.params`).
 
-        Returns
-        -------
-        (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
-        reinforcement schedule (None for plain EBP).
-
-        Raises
-        ------
-        ValueError
-            Naming the parameter and the values it accepts.
+        Returns ``(hidden_layer_sizes, reinforcement)``: the widths as a tuple of int and the
+        parsed schedule (None for plain EBP). ValueError names the parameter and what it takes.
         """
         return check_parameters(self)
 
@@ -247,7 +253,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         -------
         self, with ``coefs_``, ``intercepts_``, ``classes_`` and ``n_iter_ = 0``.
         """
-        self.check_params()
+        hidden, _ = self.check_params()
         classes = np.unique(np.asarray(classes))
         if classes.shape[0] < 2:
             raise ValueError(
@@ -260,6 +266,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
+        check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
         net = build_network(self, rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net

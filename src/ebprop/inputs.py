@@ -116,6 +116,7 @@ def dataset_options(options: dict) -> dict:
         "test_seed": d.get("test_seed", 0),
         "image_size": tuple(size) if size is not None else None,
         "resize": d.get("resize", "refuse"),
+        "background": d.get("background", "white"),
     }
 
 

@@ -39,6 +39,7 @@ from ebprop.exceptions import ModelFormatError
 from ebprop.runs import (
     RunFolder,
     best_record,
+    check_features,
     load_features,
     patience_exhausted,
     summary_record,
@@ -232,7 +233,9 @@ def train_baseline(
     model; none on float features, which have no integer first layer),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
     ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
-    included, evaluation excluded) and ``eval_seconds``) and, once finished, ``summary.json``.
+    included, evaluation excluded), ``cpu_seconds`` (the same span's process CPU time: the
+    one-core time when the machine is shared) and ``eval_seconds``) and, once finished,
+    ``summary.json``.
 
     Parameters
     ----------
@@ -272,6 +275,7 @@ def train_baseline(
         torch.set_num_threads(threads)
     # The features every run gets, loaded before anything is written: bad data fails cleanly.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
+    check_features(data, options)  # features EBP/BP cannot use refused; hopeless settings warned
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
     parts = ("train", "val", "test")
     X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
@@ -330,7 +334,7 @@ def train_baseline(
             bar.close()
             return summary(finished=False, stopped_early=False)
         epoch += 1
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         # per-epoch seeds: a resumed run draws the same order and dropout masks as an unbroken one
         order = torch.from_numpy(np.random.default_rng([options.seed, epoch]).permutation(n))
         torch.manual_seed(options.seed * 1_000_003 + epoch)
@@ -358,6 +362,7 @@ def train_baseline(
             pred = logits.argmax(dim=1) if logits.shape[1] > 1 else (logits[:, 0] >= 0).long()
             wrong += int((pred != y["train"][idx]).sum())
         seconds = time.perf_counter() - t0  # training only, as EBP runs count it
+        cpu_seconds = time.process_time() - cpu0  # the one-core time on a shared machine
         t_eval = time.perf_counter()
         record = {
             "epoch": epoch,
@@ -366,6 +371,7 @@ def train_baseline(
             "val_error": _error(model, X["val"], y["val"]),
             "test_error": _error(model, X["test"], y["test"]),
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
         }
         record["eval_seconds"] = time.perf_counter() - t_eval
         history.append(record)

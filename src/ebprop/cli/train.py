@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
+import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -113,6 +116,17 @@ def _epoch_line(r: dict, epochs: int) -> str:
     )
 
 
+#: Seconds a training may take to stop after SIGTERM/SIGINT before it is ended regardless (the
+#: checkpoint already written stays: every file is replaced atomically).
+STOP_GRACE_S = 20
+
+
+@functools.cache
+def _devnull():
+    """/dev/null, opened once and kept open: the watchdog writes its traceback there."""
+    return open(os.devnull, "w")  # noqa: SIM115
+
+
 def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
     """A folder option as a Path; an empty one is refused (it would mean the current folder)."""
     if value is None:
@@ -179,7 +193,10 @@ def _click_type(f: dataclasses.Field) -> Any:
 def field_option(f: dataclasses.Field) -> Callable:
     """The ``click.option`` of a :class:`~ebprop.runs.TrainOptions` field."""
     extra = _FIELD_EXTRAS.get(f.name, {})
-    decls = (*extra.get("decls", ("--" + f.name.replace("_", "-"),)), f.name)
+    flag = "--" + f.name.replace("_", "-")
+    if str(f.type) == "bool" and f.default is True:  # on by default: --x/--no-x
+        flag = f"{flag}/--no-{flag[2:]}"
+    decls = (*extra.get("decls", (flag,)), f.name)
     text = extra.get("help", f.metadata["help"])
     shown = _default_text(f.default)
     if shown is not None and "[default:" not in text:
@@ -190,7 +207,7 @@ def field_option(f: dataclasses.Field) -> Callable:
         if "default" in extra:
             kwargs["default"] = extra["default"]
     elif str(f.type) == "bool":
-        kwargs["is_flag"] = True
+        kwargs["is_flag"], kwargs["default"] = True, f.default
     else:
         kwargs["type"] = extra.get("type", _click_type(f))
     return click.option(*decls, **kwargs)
@@ -298,6 +315,9 @@ def train(ctx: click.Context, **kw) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        # A minibatch (or an allocation) the handler cannot interrupt must not hold the process
+        # past STOP_GRACE_S: faulthandler's watchdog thread exits without needing the GIL.
+        faulthandler.dump_traceback_later(STOP_GRACE_S, exit=True, file=_devnull())
         click.echo("\nstopping at the next minibatch, saving a checkpoint…", err=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -327,6 +347,7 @@ def train(ctx: click.Context, **kw) -> None:
             checkpoint_every=kw["checkpoint_every"],
         )
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for s, h in old.items():
             signal.signal(s, h)
     if not summary["finished"]:

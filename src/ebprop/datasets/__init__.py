@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ebprop.datasets.appearance import parse_background
 from ebprop.datasets.base import (
     DATA_ENV,
     MAX_ARRAY_BYTES,
@@ -99,6 +100,7 @@ def load_dataset(
     resize: str = "refuse",
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_bytes: int = MAX_ARRAY_BYTES,
+    background: str | tuple[int, int, int] = "white",
 ) -> Dataset:
     """Load a dataset by name, or your own data by path, with train, validation and test splits.
 
@@ -123,7 +125,7 @@ def load_dataset(
         is the fixed tail.
     download : bool
         Fetch missing MNIST-family files from the public mirrors into the cache.
-    test_fraction, test_seed, image_size, resize, max_pixels, max_bytes
+    test_fraction, test_seed, image_size, resize, max_pixels, max_bytes, background
         For paths only: see :func:`ebprop.datasets.own.load_path`. ``test_fraction`` (default
         0.2) is held out with ``test_seed`` (default 0) when the data has no test set.
 
@@ -148,7 +150,7 @@ def load_dataset(
         return load_path(
             name, validation=validation, seed=seed, test_fraction=test_fraction,
             test_seed=test_seed, image_size=image_size, resize=resize, max_pixels=max_pixels,
-            max_bytes=max_bytes,
+            max_bytes=max_bytes, background=parse_background(background),
         )  # fmt: skip
     key = str(name).strip().lower().replace("_", "-")
     if key not in DATASETS:

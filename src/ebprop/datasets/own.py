@@ -81,6 +81,7 @@ def load_path(
     resize: str = "refuse",
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_bytes: int = MAX_ARRAY_BYTES,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> Dataset:
     """Load your own data from a folder of images, an ``.npz`` file or a folder of IDX files.
 
@@ -107,6 +108,8 @@ def load_path(
         to ``image_size`` (Lanczos, aspect ratio not kept; needs ``image_size``).
     max_pixels : int
         Largest ``width * height`` of one image file, checked before decoding.
+    background : (r, g, b)
+        Colour transparent pixels of image files are composited on (default white).
     max_bytes : int
         Largest array accepted: an .npz member or IDX payload as declared in its header (checked
         before allocating), or the stacked images of a folder.
@@ -142,7 +145,7 @@ def load_path(
         return _build(root, npz_arrays(root, max_bytes), split)
     if idx_file(root, IDX_NAMES[0][0]) is not None:
         return _build(root, idx_arrays(root, max_bytes), split)
-    return _load_image_folder(root, split, image_size, resize, max_pixels, max_bytes)
+    return _load_image_folder(root, split, image_size, resize, max_pixels, max_bytes, background)
 
 
 def check_load_options(
@@ -305,10 +308,12 @@ def _load_image_folder(
     resize: str,
     max_pixels: int,
     max_bytes: int,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> Dataset:
     """Load a folder of images with one subfolder per class (see :func:`load_path`).
 
-    Images are read by :func:`~ebprop.datasets.images.read_image` (greyscale, full bit depth).
+    Images are read by :func:`~ebprop.datasets.images.read_image` (greyscale, full bit depth,
+    transparency composited on ``background``).
     When any image is 16-bit, all are stored as uint16 with ``max_value`` 65535 (8-bit images
     scaled by 257); otherwise uint8 with ``max_value`` 255.
     """
@@ -333,7 +338,7 @@ def _load_image_folder(
         pairs, ys, digest = [], [], hashlib.sha256()
         for cls, files in classes.items():
             for file in files:
-                image, depth = read_image(file, max_pixels=max_pixels)
+                image, depth = read_image(file, max_pixels=max_pixels, background=background)
                 digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
                 if size is None:
                     size, first = image.shape, file

@@ -37,7 +37,7 @@ from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
 from ..trainer import Trainer, describe_engine, training_threads
-from .data import Features, epoch_train_features, load_features
+from .data import Features, check_features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
 
@@ -243,6 +243,7 @@ def _train_claimed(
         return finished
     # Everything that can fail on a bad option or missing data happens before the first write.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
+    check_features(data, options)
     rng = np.random.default_rng(options.seed)
     est = EBPClassifier(**options.estimator_params(), **_input_shape(options, data))
     est.init_parameters(data.X_train.shape[1], data.classes, rng)
@@ -283,6 +284,9 @@ def _train_claimed(
             dynamic_ncols=True,
         )
         last_ckpt = time.perf_counter()
+        # CPU seconds of this epoch's training (the process's, all its threads): the one-core
+        # time on a shared machine; None for an epoch resumed mid-way (its first part is lost)
+        cpu0 = None if trainer.order is not None and trainer.position else time.process_time()
 
         def batch_done(pos: int, total: int, bar=bar, epoch=epoch) -> bool:
             nonlocal last_ckpt, seconds
@@ -307,12 +311,16 @@ def _train_claimed(
                     X_epoch, Y, batch_done, check_finite=True, callback_every=every
                 )
         except FloatingPointError as exc:
-            raise FloatingPointError(
-                f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"
-            ) from None
+            if folder.checkpoint_path.exists():
+                where = f"the checkpoint of the last good state is kept in {folder.checkpoint_path}"
+            else:  # nothing worth keeping: the corrected command may use the same --out
+                folder.discard_unstarted()
+                where = f"nothing was kept, so the corrected command can use {out_dir} again"
+            raise FloatingPointError(f"{exc}; {where}") from None
         finally:
             bar.close()
         seconds += time.perf_counter() - last_ckpt
+        cpu_seconds = None if cpu0 is None else time.process_time() - cpu0
         if not completed:  # stopped mid-epoch
             _save_checkpoint(folder, trainer, seconds, history, options, data)
             return {
@@ -336,6 +344,7 @@ def _train_claimed(
             "test_error_d": test["d"],
             "seconds": seconds,
             "samples_per_s": n / seconds if seconds > 0 else None,
+            "cpu_seconds": cpu_seconds,
             "eval_seconds": time.perf_counter() - t_eval,
         }
         history.append(record)

@@ -58,7 +58,7 @@ __all__ = [
 
 #: Options that may change when a run is resumed: more epochs; another minibatch loop (the
 #: fused kernels and the NumPy loop agree to round-off, not bit for bit).
-RESUMABLE_CHANGES = frozenset({"epochs", "jobs"})
+RESUMABLE_CHANGES = frozenset({"epochs", "jobs", "max_memory"})
 
 
 def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
@@ -88,7 +88,13 @@ ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
     if f.name in ("test_fraction", "test_seed", "image_size", "resize")
-} | {"refit_thresholds": False, "augment_shift": 0, "fit_intercept": True}
+} | {
+    "refit_thresholds": False,
+    "augment_shift": 0,
+    "fit_intercept": True,
+    "max_memory": None,
+    "background": "white",
+}
 
 
 LOCK_NAME = ".ebprop.lock"
@@ -273,6 +279,13 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.options_path, options.to_dict())
         self.summary_path.unlink(missing_ok=True)
+
+    def discard_unstarted(self) -> None:
+        """Remove what :meth:`begin` wrote for a run that never reached a checkpoint (it failed
+        in its first epoch), so that the corrected command may start in the same folder."""
+        if not self.checkpoint_path.exists():
+            for path in (self.options_path, self.metrics_path, self.summary_path):
+                path.unlink(missing_ok=True)
 
     def write_metrics(self, history: Sequence[dict]) -> None:
         """The whole ``metrics.jsonl``, atomically."""

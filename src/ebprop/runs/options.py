@@ -21,6 +21,7 @@ from typing import Any
 from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets import SCALINGS
 from ..datasets.augment import check_max_shift
+from ..memory import check_memory, network_bytes
 from ..params import Integer, Param, check_option, option_params
 
 __all__ = [
@@ -97,6 +98,8 @@ class DataOptions(_Options):
         (``resize="resize"``); None: the size of the first image.
     resize : {"refuse", "resize"}; what to do with an image of another size.
     filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
+    background : colour transparent pixels of image files are composited on: ``white``
+        (default), ``black``, ``#rrggbb`` or a grey level 0..255.
     seed : int >= 0; seeds the validation split and everything random in training.
     dtype : {"float32", "float64"}.
     """
@@ -131,6 +134,11 @@ class DataOptions(_Options):
     seed: int = _opt(0, "Seeds the validation split and everything random in training.")
     dtype: str = _opt("float32", "Floating type of the features and the network.",
                       choices=("float32", "float64"))  # fmt: skip
+    background: str = _opt(
+        "white",
+        "Colour transparent pixels of your image files are composited on: white, black, "
+        "#rrggbb or a grey level 0..255.",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -186,6 +194,9 @@ class DataOptions(_Options):
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         self.seed = int(self.seed)
         self.dtype = check_option("dtype", self.dtype)
+        from ..datasets.appearance import parse_background
+
+        parse_background(self.background)
 
 
 @dataclass
@@ -262,6 +273,8 @@ def _validate_train(self: RunOptions) -> None:
             raise ValueError(f"architecture: {exc}") from None
         if self.refit_thresholds and is_convolutional(specs):
             raise ValueError("refit_thresholds supports fully connected networks only")
+    else:  # a dense network: refuse, before any data is loaded, one past the memory budget
+        check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
 
 def _estimator_params(self: RunOptions) -> dict[str, Any]:
@@ -333,6 +346,36 @@ TrainOptions = dataclasses.make_dataclass(
         "__module__": __name__,
     },
 )
+
+
+#: (input width, samples, classes) of the built-in datasets, for the memory check before loading.
+_KNOWN_DATA = {
+    "digits": (64, 1797, 10),
+    "mnist": (784, 70000, 10),
+    "fashion-mnist": (784, 70000, 10),
+}
+
+
+def _planned_sizes(options: RunOptions) -> tuple[list[int], int]:
+    """(n_0..n_L, samples) of a dense run as far as known before its data is loaded: a built-in
+    dataset's, or your own data's ``image_size`` (else 1 input; samples unknown: 0)."""
+    size = options.image_size
+    n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, ((size[0] * size[1] if size else 1), 0, 2))
+    return [n_in, *options.hidden, 1 if n_cls == 2 else n_cls], n
+
+
+def planned_network(options: RunOptions) -> str:
+    """The dense network a run will build, as text: ``a 784-100-10 network with batch_size 10``."""
+    sizes, _ = _planned_sizes(options)
+    return f"a {'-'.join(map(str, sizes))} network with batch_size {options.batch_size}"
+
+
+def planned_bytes(options: RunOptions) -> int:
+    """Estimated bytes of a dense run before its data is loaded
+    (:func:`ebprop.memory.network_bytes`)."""
+    sizes, n = _planned_sizes(options)
+    itemsize = 8 if options.dtype == "float64" else 4
+    return network_bytes(sizes, options.batch_size, itemsize, n)
 
 
 def option_keys(cls: type) -> frozenset[str]:

@@ -101,7 +101,9 @@ def _group_of(summary: dict[str, Any]) -> str:
 
 
 def _sizes(summary: dict[str, Any]) -> list[int] | None:
-    """n_0..n_L of a dense network from its summary (None when it does not say)."""
+    """n_0..n_L of a dense network from its summary (None when it does not say, or is conv)."""
+    if summary["options"].get("architecture"):
+        return None
     hidden = [int(h) for h in summary["options"].get("hidden") or []]
     n_in, n_weights = summary.get("n_features"), summary.get("n_weights")
     if n_in is None or n_weights is None:
@@ -166,7 +168,12 @@ def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         method = s.get("method", "ebp")
         weights = opts.get("weights") or BASELINE_WEIGHTS.get(method, "real")
         sizes = _sizes(s)
-        network = "-".join(map(str, sizes)) if sizes else "x".join(map(str, opts["hidden"]))
+        if opts.get("architecture"):  # a layer string such as 16C5-MP2-32C5-MP2-128
+            network = f"{s.get('n_features', '?')}-{opts['architecture']}"
+        elif sizes:
+            network = "-".join(map(str, sizes))
+        else:
+            network = "x".join(map(str, opts["hidden"]))
         for readout in _readouts(s):
             chosen = _chosen(s, readout)
             rows.append(

@@ -1,7 +1,8 @@
 """Time to accuracy: the training wall time a run needed to first reach a validation error.
 
 Read from a run folder's ``metrics.jsonl`` (finished or not): every epoch records ``seconds``,
-its training time with evaluation excluded (EBP and the baselines alike), and the validation
+its training time with evaluation excluded (EBP and the baselines alike), ``cpu_seconds``, the
+same span's process CPU time (on a shared machine the one-core time), and the validation
 error of the deployable network — EBP-D (``val_error_d``) for EBP, the one readout
 (``val_error``) of a baseline (BinaryNet: its sign network). The time to a target is the sum of
 ``seconds`` over the epochs up to and including the first whose error is at or below it.
@@ -23,7 +24,8 @@ from .experiment import READOUTS, run_name
 
 __all__ = ["TIME_COLUMNS", "parse_targets", "time_rows", "time_to_error", "times_csv"]
 
-#: Columns of a time-to-accuracy table; ``t_<p>`` / ``epoch_<p>`` per target p (percent).
+#: Columns of a time-to-accuracy table; then per target p (percent) ``t_<p>`` (wall seconds),
+#: ``cpu_<p>`` (CPU seconds) and ``epoch_<p>``.
 TIME_COLUMNS = ("group", "method", "readout", "seed", "epochs_run", "best_val_error")
 
 
@@ -38,14 +40,21 @@ def parse_targets(text: str) -> list[float]:
     return targets
 
 
-def time_to_error(history: Sequence[dict], key: str, target: float) -> tuple[float, int] | None:
+def time_to_error(
+    history: Sequence[dict], key: str, target: float, clock: str = "seconds"
+) -> tuple[float | None, int] | None:
     """(training seconds, epoch) at the first epoch with ``history[key] <= target`` (a
-    fraction), or None when no epoch reached it."""
-    total = 0.0
+    fraction), or None when no epoch reached it.
+
+    ``clock``: ``"seconds"`` (wall) or ``"cpu_seconds"`` (process CPU time; the seconds are None
+    when an epoch up to the hit lacks it: recorded before it existed, or resumed mid-epoch).
+    """
+    total: float | None = 0.0
     for record in history:
-        total += float(record.get("seconds") or 0.0)
-        value = record.get(key)
-        if value is not None and value <= target:
+        value = record.get(clock)
+        total = None if total is None or value is None else total + float(value)
+        err = record.get(key)
+        if err is not None and err <= target:
             return total, int(record["epoch"])
     return None
 
@@ -84,7 +93,9 @@ def time_rows(run_dirs: Sequence[Path], targets: Sequence[float]) -> list[dict[s
         }
         for t in targets:
             hit = time_to_error(history, key, t / 100.0)
+            cpu = time_to_error(history, key, t / 100.0, "cpu_seconds")
             row[f"t_{t:g}"] = None if hit is None else round(hit[0], 1)
+            row[f"cpu_{t:g}"] = None if cpu is None or cpu[0] is None else round(cpu[0], 1)
             row[f"epoch_{t:g}"] = None if hit is None else hit[1]
         rows.append(row)
     rows.sort(key=lambda r: (r["method"], r["group"], r["seed"]))
@@ -95,7 +106,7 @@ def times_csv(rows: Sequence[dict[str, Any]], targets: Sequence[float]) -> str:
     """The rows as CSV (columns :data:`TIME_COLUMNS`, then ``t_<p>`` and ``epoch_<p>``)."""
     columns = [*TIME_COLUMNS]
     for t in targets:
-        columns += [f"t_{t:g}", f"epoch_{t:g}"]
+        columns += [f"t_{t:g}", f"cpu_{t:g}", f"epoch_{t:g}"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, lineterminator="\n")
     writer.writeheader()
