@@ -88,9 +88,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md). ``"auto"``: as None, on
-        one or two threads, whichever measures faster as it runs (:mod:`ebprop.kernels.threads`);
-        its results are those of ``n_jobs=2`` whichever it picks.
+        (:func:`ebprop.trainer.uses_fused_loop`); ``"auto"``: on 1 or 2 threads (docs/engine.md).
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
