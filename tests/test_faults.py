@@ -610,3 +610,89 @@ def test_sigterm_stops_a_training_within_seconds(tmp_path):
         p.kill()
         p.wait()
     assert p.returncode in (130, 1), p.stderr.read()
+
+
+@pytest.mark.parametrize(
+    ("scale", "max_value"), [(1e39, None), (1e-46, 1e-46)], ids=["beyond_float32", "tiny_max"]
+)
+def test_features_beyond_float32_are_refused_before_writing(tmp_path, scale, max_value):
+    rng = np.random.default_rng(0)
+    if max_value is None:
+        X = rng.normal(size=(200, 5))
+        X[:, 0] *= scale
+        np.savez(tmp_path / "d.npz", X_train=X, y_train=(X[:, 1] > 0).astype(int))
+    else:
+        X = rng.random((200, 8, 8)) * scale
+        np.savez(
+            tmp_path / "d.npz", X_train=X, y_train=rng.integers(0, 2, 200), max_value=max_value
+        )
+    r = _cli("train", "--dataset", tmp_path / "d.npz", "--hidden", "8", "--epochs", "1", "-q",
+             "--out", tmp_path / "run")  # fmt: skip
+    line = _assert_one_line_error(r, str(tmp_path / "d.npz"), "NaN or infinite in float32")
+    assert "binary weights" not in line and "checkpoint" not in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_a_nan_epoch_names_the_weights_kind_it_is(weights):
+    from ebprop import EBPClassifier
+
+    X = np.random.default_rng(0).random((40, 6))
+    y = np.arange(40) % 2
+    est = EBPClassifier(hidden_layer_sizes=(4,), weights=weights).init_parameters(6, [0, 1])
+    est.coefs_[0][0, 0] = np.nan
+    trainer = est.trainer()
+    with pytest.raises(FloatingPointError, match=f"the {weights}-weight network") as err:
+        trainer.train_epoch(X, est.coding.targets(y, trainer.net.dtype), check_finite=True)
+    wrong = "binary weights" if weights == "binary" else "inputs scaled"
+    assert wrong not in str(err.value)
+
+
+def test_a_first_epoch_nan_leaves_a_folder_the_corrected_command_reuses(tmp_path, monkeypatch):
+    from ebprop.trainer import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def nan_epoch(self, *args, **kwargs):
+        raise FloatingPointError("training diverged in epoch 1: the binary-weight network's …")
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(Trainer, "train_epoch", nan_epoch)
+    line = _assert_one_line_error(_cli(*TINY, "--out", out), "nothing was kept", str(out))
+    assert "checkpoint" not in line
+    assert not (out / "options.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    r = _cli(*TINY, "--batch-size", "5", "--out", out)  # the corrected command, same --out
+    assert r.exit_code == 0, r.output
+
+
+def test_settings_that_cannot_learn_are_warned(tmp_path):
+    from PIL import Image
+
+    r = _cli(*TINY, "--batch-size", "5000", "--out", tmp_path / "a")
+    assert "warning: batch_size 5000 is larger than the 958 training samples" in r.output
+    r = _cli(*TINY, "--augment-shift", "4", "--out", tmp_path / "b")
+    assert "warning: augment_shift 4 is at least half the 8x8 images" in r.output, r.output
+    data = tmp_path / "rgba"
+    for k, cls in enumerate(("o", "x")):
+        (data / cls).mkdir(parents=True)
+        for i in range(12):
+            a = np.zeros((8, 8, 4), np.uint8)  # transparent page
+            a[2:6, 2 + k : 4 + k] = (0, 0, 0, 255)  # opaque black ink
+            Image.fromarray(a, "RGBA").save(data / cls / f"{i}.png")
+        Image.fromarray(np.zeros((8, 8, 4), np.uint8), "RGBA").save(data / cls / "empty.png")
+    r = _cli("train", "--dataset", data, "--hidden", "8", "--epochs", "1", "-q",
+             "--out", tmp_path / "c")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import re
+
+    blank = re.search(r"warning: dataset \S+: (\d) of (\d+) training images load blank", r.output)
+    assert blank and 1 <= int(blank[1]) <= 2 and int(blank[2]) < 26, r.output
+    app = load_model(tmp_path / "c" / "model.npz").metadata["input"]
+    assert app["polarity"] == "dark_on_light"  # composited on white, not read as all black
+    r = _cli("train", "--dataset", data, "--background", "black", "--hidden", "8",
+             "--epochs", "1", "-q", "--out", tmp_path / "d")  # fmt: skip
+    meta = load_model(tmp_path / "d" / "model.npz").metadata["input"]
+    assert meta["background"] == [0, 0, 0] and meta["mean_intensity"] == 0.0
+    r = _cli(*TINY, "--background", "mauve", "--out", tmp_path / "e")
+    assert r.exit_code == 2 and "background: 'mauve' is not a colour" in r.output

@@ -14,6 +14,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -151,10 +152,12 @@ def network_from_arrays(
     dtype: np.dtype,
     n_features: int,
     n_outputs: int,
+    **options: Any,
 ) -> Network:
     """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
 
     Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
+    ``options``: further :class:`Network` fields (:func:`ebprop.params.network_options`).
     ValueError names the layer and the expected shapes.
     """
     sizes = [n_features] + [c.shape[1] for c in coefs]
@@ -175,7 +178,7 @@ def network_from_arrays(
         b.append(i)
     if sizes[-1] != n_outputs:
         raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
-    return Network(family=family, H=H, b=b)
+    return Network(family=family, H=H, b=b, **options)
 
 
 #: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.
@@ -345,9 +348,15 @@ class Trainer:
             return False
         epoch = self.epoch + 1
         if check_finite and not all(np.isfinite(a).all() for a in (*self.net.H, *self.net.b)):
+            real = getattr(self.net.family, "means_are_parameters", False)
+            advice = (
+                "a smaller --prior-variance or --init-variance, binary weights, or wider layers"
+                if real
+                else "a smaller --init-variance or --batch-size, or inputs scaled to [0, 1]"
+            )
             raise FloatingPointError(
-                f"training diverged in epoch {epoch}: parameters became NaN or infinite "
-                "(try binary weights, a smaller --prior-variance, or wider layers)"
+                f"training diverged in epoch {epoch}: the {'real' if real else 'binary'}-weight "
+                f"network's parameters became NaN or infinite (try {advice})"
             )
         # reinforced binary layers are meant to saturate (core.update.diverged)
         # (also after a schedule's stop: fields grown to the bound stay there)

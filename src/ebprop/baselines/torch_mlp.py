@@ -39,6 +39,7 @@ from ebprop.exceptions import ModelFormatError
 from ebprop.runs import (
     RunFolder,
     best_record,
+    check_features,
     load_features,
     patience_exhausted,
     summary_record,
@@ -274,6 +275,7 @@ def train_baseline(
         torch.set_num_threads(threads)
     # The features every run gets, loaded before anything is written: bad data fails cleanly.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
+    check_features(data, options)  # features EBP/BP cannot use refused; hopeless settings warned
     dtype = torch.float64 if options.dtype == "float64" else torch.float32
     parts = ("train", "val", "test")
     X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}

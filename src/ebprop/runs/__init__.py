@@ -11,7 +11,7 @@ protocol shared by every method, and the EBP run (:func:`train_run`).
 ========================== =========================================================
 """
 
-from .data import Features, load_features
+from .data import Features, check_features, load_features
 from .ebp import CHECKPOINT_VERSION, load_options, load_summary, train_run
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import DataOptions, RunOptions, TrainOptions, nullable_keys, option_keys
@@ -25,6 +25,7 @@ __all__ = [
     "RunOptions",
     "TrainOptions",
     "best_record",
+    "check_features",
     "load_features",
     "load_options",
     "load_summary",

@@ -12,7 +12,7 @@ import numpy as np
 
 from .options import DataOptions
 
-__all__ = ["Features", "epoch_train_features", "load_features"]
+__all__ = ["Features", "check_features", "epoch_train_features", "load_features"]
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Features:
     checksums : the dataset files' checksums (a resume refuses changed data).
     preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
     train_images : the raw training images (n, h, w), kept only when the run augments them.
+    blank_images : training images whose pixels are all one value (empty, or fully
+        transparent on the background): they cannot teach anything.
     appearance : how the training images looked (:func:`ebprop.datasets.appearance.
         describe_images`; the model header's ``input``), None for feature data.
     """
@@ -44,6 +46,7 @@ class Features:
     class_names: tuple[str, ...] = ()
     train_images: np.ndarray | None = None
     appearance: dict | None = None
+    blank_images: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
@@ -74,7 +77,7 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
         features, not images).
     """
     from ..datasets import Preprocessor, load_dataset
-    from ..datasets.appearance import describe_images
+    from ..datasets.appearance import describe_images, parse_background
     from ..inputs import dataset_options
 
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
@@ -86,24 +89,102 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
     pre = Preprocessor(scaling=options.scaling, filters=options.filters, deskew=options.deskew)
     pre.fit(ds.X_train, ds.max_value)
     dt = np.dtype(options.dtype)
-    return Features(
-        X_train=pre.transform(ds.X_train, dt),
-        y_train=ds.y_train,
-        X_val=pre.transform(ds.X_val, dt) if len(ds.y_val) else np.empty((0, pre.n_features_), dt),
-        y_val=ds.y_val,
-        X_test=pre.transform(ds.X_test, dt),
-        y_test=ds.y_test,
-        classes=np.asarray(ds.classes),
-        checksums=dict(ds.checksums),
-        preprocessor=pre,
-        class_names=tuple(ds.class_names),
-        train_images=ds.X_train if keep_train_images else None,
-        appearance=(
-            describe_images(ds.X_train, ds.max_value)
-            if ds.X_train.ndim == 3 and ds.max_value is not None
-            else None
-        ),
-    )
+    # features beyond the dtype's range become inf here; check_features refuses them in one line
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return Features(
+            X_train=pre.transform(ds.X_train, dt),
+            y_train=ds.y_train,
+            X_val=pre.transform(ds.X_val, dt)
+            if len(ds.y_val)
+            else np.empty((0, pre.n_features_), dt),
+            y_val=ds.y_val,
+            X_test=pre.transform(ds.X_test, dt),
+            y_test=ds.y_test,
+            classes=np.asarray(ds.classes),
+            checksums=dict(ds.checksums),
+            preprocessor=pre,
+            class_names=tuple(ds.class_names),
+            train_images=ds.X_train if keep_train_images else None,
+            blank_images=_count_blank(ds.X_train),
+            appearance=(
+                describe_images(ds.X_train, ds.max_value, parse_background(options.background))
+                if ds.X_train.ndim == 3 and ds.max_value is not None
+                else None
+            ),
+        )
+
+
+def _count_blank(images: np.ndarray) -> int:
+    """Images (n, h, w) whose pixels all equal their first one; 0 for feature rows."""
+    if images.ndim != 3 or not len(images):
+        return 0
+    flat = images.reshape(len(images), -1)
+    return int(sum(int((c == c[:, :1]).all(axis=1).sum()) for c in _chunks(flat)))
+
+
+def _chunks(a: np.ndarray, rows: int = 4096):
+    for start in range(0, len(a), rows):
+        yield a[start : start + rows]
+
+
+def check_features(data: Features, options: Any) -> None:
+    """Refuse training features EBP cannot use, and warn about settings that cannot learn.
+
+    Raises
+    ------
+    DataError
+        Naming the dataset: features that are NaN or infinite in the run's dtype (values beyond
+        its range), or so large that the forward pass would overflow
+        (:func:`ebprop.params.check_input_scale`). Checked before anything is written.
+
+    Warns
+    -----
+    UserWarning
+        A batch larger than the training set (one update per epoch); training images that load
+        blank (every pixel one value: empty, or fully transparent); an ``augment_shift`` of at
+        least half the image, which moves most drawings out of the frame.
+    """
+    import warnings
+
+    from ..exceptions import DataError
+    from ..params import check_input_scale
+
+    X, where = data.X_train, f"dataset {options.dataset}"
+    if not all(np.isfinite(c).all() for c in _chunks(X)):
+        raise DataError(
+            f"{where}: its features are NaN or infinite in {X.dtype}: values or a max_value "
+            f"outside its range ({np.finfo(X.dtype).tiny:.2g} to {np.finfo(X.dtype).max:.2g}); "
+            "rescale the data, or use --dtype float64"
+        )
+    try:
+        check_input_scale(X, X.dtype)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    n = len(data.y_train)
+    if options.batch_size > n:
+        warnings.warn(
+            f"batch_size {options.batch_size} is larger than the {n} training samples: each "
+            f"epoch is a single update; use a batch of at most {max(1, n // 10)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    if data.blank_images:
+        warnings.warn(
+            f"{where}: {data.blank_images} of {n} training images load blank "
+            "(every pixel one value: empty, or fully transparent); they cannot teach anything. "
+            "Check them, or --background for transparent drawings",
+            UserWarning,
+            stacklevel=2,
+        )
+    shape = getattr(data.preprocessor, "image_shape_", None)
+    shift = getattr(options, "augment_shift", 0)
+    if shift and shape is not None and len(shape) >= 2 and 2 * shift >= min(shape[:2]):
+        warnings.warn(
+            f"augment_shift {shift} is at least half the {shape[0]}x{shape[1]} images: most "
+            f"shifts move the drawing out of the frame; use at most {max(1, min(shape[:2]) // 4)}",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def epoch_train_features(data: Features, max_shift: int, seed: int, epoch: int) -> np.ndarray:

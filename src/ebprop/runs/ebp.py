@@ -37,7 +37,7 @@ from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
 from ..trainer import Trainer, training_threads
-from .data import Features, epoch_train_features, load_features
+from .data import Features, check_features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
 
@@ -237,6 +237,7 @@ def _train_claimed(
         return finished
     # Everything that can fail on a bad option or missing data happens before the first write.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
+    check_features(data, options)
     rng = np.random.default_rng(options.seed)
     est = EBPClassifier(**options.estimator_params(), **_input_shape(options, data))
     est.init_parameters(data.X_train.shape[1], data.classes, rng)
@@ -302,9 +303,12 @@ def _train_claimed(
                     X_epoch, Y, batch_done, check_finite=True, callback_every=every
                 )
         except FloatingPointError as exc:
-            raise FloatingPointError(
-                f"{exc}; the checkpoint of the last good state is kept in {folder.checkpoint_path}"
-            ) from None
+            if folder.checkpoint_path.exists():
+                where = f"the checkpoint of the last good state is kept in {folder.checkpoint_path}"
+            else:  # nothing worth keeping: the corrected command may use the same --out
+                folder.discard_unstarted()
+                where = f"nothing was kept, so the corrected command can use {out_dir} again"
+            raise FloatingPointError(f"{exc}; {where}") from None
         finally:
             bar.close()
         seconds += time.perf_counter() - last_ckpt

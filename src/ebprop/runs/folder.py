@@ -280,6 +280,13 @@ class RunFolder:
         write_json(self.options_path, options.to_dict())
         self.summary_path.unlink(missing_ok=True)
 
+    def discard_unstarted(self) -> None:
+        """Remove what :meth:`begin` wrote for a run that never reached a checkpoint (it failed
+        in its first epoch), so that the corrected command may start in the same folder."""
+        if not self.checkpoint_path.exists():
+            for path in (self.options_path, self.metrics_path, self.summary_path):
+                path.unlink(missing_ok=True)
+
     def write_metrics(self, history: Sequence[dict]) -> None:
         """The whole ``metrics.jsonl``, atomically."""
         write_jsonl(self.metrics_path, list(history))
