@@ -19,7 +19,7 @@ LAYERS = [
     {"_version", "exceptions"},
     {"fileio", "core", "memory"},
     {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"params", "trainer", "early_stopping", "networks"},
+    {"params", "trainer", "early_stopping", "networks", "constraints"},
     {"estimator"},
     {"provenance", "persist", "metrics", "__init__"},
     {"plots", "inputs", "packed"},

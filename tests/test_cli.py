@@ -223,6 +223,8 @@ def test_every_training_option_field_has_a_train_option_with_help():
 
 
 def test_a_generated_option_reaches_the_run(tmp_path):
+    from ebprop.runs import TrainOptions
+
     out = tmp_path / "run"
     res = CliRunner().invoke(
         main,
@@ -233,3 +235,5 @@ def test_a_generated_option_reaches_the_run(tmp_path):
     stored = json.loads((out / "options.json").read_text())
     assert stored["init_variance"] == 2.5 and stored["test_seed"] == 3
     assert stored["reinforcement"] == 1.0001 and stored["hidden"] == [16]
+    assert stored == TrainOptions(**stored).to_dict()  # nothing else set: the fields' defaults
+    assert stored["fit_intercept"] is True and stored["deskew"] is False

@@ -72,6 +72,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         schedule (see :class:`ebprop.core.Reinforcement`). None (or 1) is plain EBP.
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.
+    fit_intercept : bool, default=True
+        Whether each layer has a bias b (the paper's). Without one, b stays 0 and is never
+        updated, and the bias's part of the forward pass goes with it: c = n_in inputs instead
+        of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
+        ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
+        bias-free networks. Trains in the NumPy core; fully connected architectures only.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, Generator, RandomState or None, default=None
@@ -142,6 +148,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         input_dropout: float | None = None,
         init_variance: float = 1.0,
         prior_variance: float = 1.0,
+        fit_intercept: bool = True,
         reinforcement: float | str | None = None,
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -164,6 +171,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.input_dropout = input_dropout
         self.init_variance = init_variance
         self.prior_variance = prior_variance
+        self.fit_intercept = fit_intercept
         self.reinforcement = reinforcement
         self.shuffle = shuffle
         self.random_state = random_state
@@ -177,18 +185,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
-    def check_params(self) -> tuple[tuple[int, ...], object]:  # noqa: C901 - a flat list
-        """Validate the constructor parameters, once, before anything is built.
+    def check_params(self) -> tuple[tuple[int, ...], object]:
+        """Validate the parameters through their declarations (:mod:`ebprop.params`).
 
-        Returns
-        -------
-        (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
-        reinforcement schedule (None for plain EBP).
-
-        Raises
-        ------
-        ValueError
-            Naming the parameter and the values it accepts.
+        Returns ``(hidden_layer_sizes, reinforcement)``: the widths as a tuple of int and the
+        parsed schedule (None for plain EBP). ValueError names the parameter and what it takes.
         """
         return check_parameters(self)
 

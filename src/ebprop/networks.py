@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from .core import (
 )
 from .core.architecture import DenseSpec, LayerSpec, is_convolutional, layer_shapes
 from .core.convnet import parameter_shapes
-from .params import check_parameters, conv_specs
+from .params import check_parameters, conv_specs, network_options
 from .trainer import network_from_arrays
 
 __all__ = [
@@ -104,6 +105,7 @@ def build_network(est, rng: np.random.Generator | None = None) -> Network | Conv
     """
     sizes, _ = check_parameters(est)
     specs, family = conv_layers(est), make_family(est.weights, est.prior_variance)
+    options = network_options(est)
     dtype = est.float_dtype()
     shape = None if specs is None else resolve_input_shape(est.input_shape, est.n_features_in_)
     if rng is None and specs is not None:
@@ -112,13 +114,14 @@ def build_network(est, rng: np.random.Generator | None = None) -> Network | Conv
         )
     if rng is None:
         return network_from_arrays(
-            est.coefs_, est.intercepts_, family, dtype, est.n_features_in_, est.n_outputs_
-        )
+            est.coefs_, est.intercepts_, family, dtype, est.n_features_in_, est.n_outputs_,
+            **options,
+        )  # fmt: skip
     if specs is not None:
         specs = (*specs, DenseSpec(est.n_outputs_))
         return init_conv_network(specs, shape, family, rng, est.init_variance, dtype)
     sizes = (est.n_features_in_, *sizes, est.n_outputs_)
-    return init_network(sizes, family, rng, est.init_variance, dtype)
+    return init_network(sizes, family, rng, est.init_variance, dtype, **options)
 
 
 def float64_network(net: Network | ConvNetwork) -> Network | ConvNetwork:
@@ -126,4 +129,4 @@ def float64_network(net: Network | ConvNetwork) -> Network | ConvNetwork:
     H, b = [h.astype(np.float64) for h in net.H], [c.astype(np.float64) for c in net.b]
     if isinstance(net, ConvNetwork):
         return ConvNetwork(net.family, net.specs, net.input_shape, H, b)
-    return Network(family=net.family, H=H, b=b)
+    return dataclasses.replace(net, H=H, b=b, M=[], M2=[])  # the same options, moments anew

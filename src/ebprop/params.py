@@ -21,7 +21,10 @@ How to add a parameter
    ``option=`` (the run-option, sweep-key and ``--flag`` name; ``help=`` the ``--help`` text).
    The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
    and as ``ebprop train --flag`` without touching those modules.
-3. Use the parsed value where it does its work (core, kernels, or the trainer).
+3. Use the parsed value where it does its work. A parameter of the fully connected core
+   (``network=True``) arrives as a field of :class:`ebprop.core.Network` of the same name:
+   add the field there and read it where the forward pass, the update or the kernels
+   (:func:`ebprop.kernels.supports`) need it; nothing in between changes.
 4. If it is stored in model files and older files were trained with another behaviour than the
    new default gives, add ``since=(version, old_value)``: files written by an ebprop before
    ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run options stored
@@ -41,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .constraints import Boolean, Choice, Integer, Nullable, Real
 from .core import Reinforcement, parse_reinforcement
 from .core.architecture import LayerSpec, dense_sizes, parse_architecture
 from .memory import parse_memory
@@ -61,118 +65,13 @@ __all__ = [
     "check_parameters",
     "conv_specs",
     "loaded_params",
+    "network_options",
     "option_params",
     "saved_params",
 ]
 
 #: The two readouts: EBP-P and EBP-D.
 READOUTS = ("probabilistic", "deterministic")
-
-
-# ---------------------------------------------------------------------------- constraints
-class Integer:
-    """An int (not a bool) in ``[low, high]`` (None: unbounded); returns it as ``int``."""
-
-    def __init__(self, low: int | None = None, high: int | None = None) -> None:
-        self.low, self.high = low, high
-        if low == 1 and high is None:
-            self.describe = "a positive integer (>= 1)"
-        elif high is None:
-            self.describe = "an integer" + ("" if low is None else f" >= {low}")
-        else:
-            self.describe = f"an integer in [{low}, {high}]"
-
-    def __call__(self, value: Any) -> int:
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-            raise ValueError(self.describe)
-        if (self.low is not None and value < self.low) or (
-            self.high is not None and value > self.high
-        ):
-            raise ValueError(self.describe)
-        return int(value)
-
-
-class Real:
-    """A finite real number in an interval; ``closed`` in {"both", "left", "right", "neither"}.
-
-    ``what`` replaces the generated description (e.g. "a keep probability in (0, 1]").
-    """
-
-    def __init__(
-        self,
-        low: float | None = None,
-        high: float | None = None,
-        closed: str = "both",
-        what: str | None = None,
-    ) -> None:
-        self.low, self.high, self.closed = low, high, closed
-        lb = "[" if closed in ("both", "left") else "("
-        rb = "]" if closed in ("both", "right") else ")"
-        if what is not None:
-            self.describe = what
-        elif low == 0 and high is None and closed in ("neither", "right"):
-            self.describe = "a positive finite number"
-        else:
-            lo = "-inf" if low is None else f"{low:g}"
-            hi = "inf" if high is None else f"{high:g}"
-            self.describe = f"a finite number in {lb}{lo}, {hi}{rb}"
-
-    def __call__(self, value: Any) -> float:
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-            raise ValueError(self.describe)
-        v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(self.describe)
-        left_ok = self.low is None or (
-            v >= self.low if self.closed in ("both", "left") else v > self.low
-        )
-        right_ok = self.high is None or (
-            v <= self.high if self.closed in ("both", "right") else v < self.high
-        )
-        if not (left_ok and right_ok):
-            raise ValueError(self.describe)
-        return v
-
-
-class Choice:
-    """One of the given values (compared with ``==``)."""
-
-    def __init__(self, *choices: Any) -> None:
-        self.choices = choices
-        names = [repr(c) for c in choices]
-        self.describe = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, str | bool | numbers.Number) and value in self.choices:
-            return value
-        raise ValueError(self.describe)
-
-
-class Boolean:
-    """True or False (a NumPy bool too); returns a Python bool."""
-
-    describe = "True or False"
-
-    def __call__(self, value: Any) -> bool:
-        if not isinstance(value, bool | np.bool_):
-            raise ValueError(self.describe)
-        return bool(value)
-
-
-class Nullable:
-    """None, or what ``inner`` accepts."""
-
-    def __init__(self, inner: Callable[[Any], Any]) -> None:
-        self.inner = inner
-        self.describe = f"{getattr(inner, 'describe', 'a valid value')} or None"
-
-    def __call__(self, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return self.inner(value)
-        except ValueError:
-            raise ValueError(self.describe) from None
 
 
 def _widths(value: Any) -> tuple[int, ...]:
@@ -231,18 +130,12 @@ _shape3.describe = "(height, width, channels) >= 1"  # type: ignore[attr-defined
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(_text.describe)
+        raise ValueError("a string")
     return value
-
-
-_text.describe = "a string"  # type: ignore[attr-defined]
 
 
 def _anything(value: Any) -> Any:
     return value
-
-
-_anything.describe = "any value"  # type: ignore[attr-defined]
 
 
 def _memory(value: Any) -> int | str | None:
@@ -300,6 +193,9 @@ class Param:
     to_json : the stored form of a parsed value.
     since : ``(version, old_value)``: model files written before ``version`` meant
         ``old_value`` when they lack the parameter.
+    network : the parsed value is handed to the core's fully connected
+        :class:`~ebprop.core.Network` as the keyword of the same name (what the forward pass,
+        the update and the kernels read), by :func:`network_options`.
     """
 
     name: str
@@ -311,6 +207,7 @@ class Param:
     annotation: str = "Any"
     to_json: Callable[[Any], Any] = _identity
     since: tuple[str, Any] | None = None
+    network: bool = False
 
     def validate(self, value: Any, name: str | None = None) -> Any:
         """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
@@ -375,6 +272,10 @@ PARAMS: dict[str, Param] = {
               annotation="float"),
         Param("prior_variance", 1.0, Real(0.0, None, "neither"),
               "Variance of real weights (fixed).", option="prior_variance", annotation="float"),
+        Param("fit_intercept", True, Boolean(), "Whether each layer has a bias b.",
+              option="fit_intercept", annotation="bool", network=True,
+              help="Give every layer a bias b (--no-fit-intercept: none, b = 0, as in DeepMP's "
+              "networks; trains in the NumPy loop)."),
         Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
               annotation="float | str | Reinforcement | None", to_json=_schedule_json),
@@ -397,6 +298,11 @@ PARAMS: dict[str, Param] = {
 
 #: Parameters model files do not store: the machine's own choice (threads), not the model's.
 NOT_SAVED = frozenset({"n_jobs", "max_memory"})
+
+
+def network_options(est: Any) -> dict[str, Any]:
+    """The parsed values of the parameters the core's :class:`~ebprop.core.Network` takes."""
+    return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
 
 
 def option_params() -> dict[str, Param]:
@@ -425,6 +331,13 @@ def check_parameters(est: Any) -> tuple[tuple[int, ...], Reinforcement | None]:
     specs = conv_specs(est)
     if specs is not None and dense_sizes(specs) is not None:
         sizes = dense_sizes(specs)  # an all-dense architecture is an MLP
+    elif specs is not None:  # the conv core takes none of the dense core's network options
+        for name, p in PARAMS.items():
+            if p.network and values[name] != p.default:
+                raise ValueError(
+                    f"{name}={values[name]!r} supports fully connected networks only; "
+                    f"leave it at {p.default!r} with a convolutional architecture"
+                )
     schedule = values["reinforcement"]
     if schedule is not None and values["weights"] != "binary":
         raise ValueError(

@@ -14,6 +14,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -151,10 +152,12 @@ def network_from_arrays(
     dtype: np.dtype,
     n_features: int,
     n_outputs: int,
+    **options: Any,
 ) -> Network:
     """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
 
     Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
+    ``options``: further :class:`Network` fields (:func:`ebprop.params.network_options`).
     ValueError names the layer and the expected shapes.
     """
     sizes = [n_features] + [c.shape[1] for c in coefs]
@@ -175,7 +178,7 @@ def network_from_arrays(
         b.append(i)
     if sizes[-1] != n_outputs:
         raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
-    return Network(family=family, H=H, b=b)
+    return Network(family=family, H=H, b=b, **options)
 
 
 #: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.

@@ -183,7 +183,10 @@ def _click_type(f: dataclasses.Field) -> Any:
 def field_option(f: dataclasses.Field) -> Callable:
     """The ``click.option`` of a :class:`~ebprop.runs.TrainOptions` field."""
     extra = _FIELD_EXTRAS.get(f.name, {})
-    decls = (*extra.get("decls", ("--" + f.name.replace("_", "-"),)), f.name)
+    flag = "--" + f.name.replace("_", "-")
+    if str(f.type) == "bool" and f.default is True:  # on by default: --x/--no-x
+        flag = f"{flag}/--no-{flag[2:]}"
+    decls = (*extra.get("decls", (flag,)), f.name)
     text = extra.get("help", f.metadata["help"])
     shown = _default_text(f.default)
     if shown is not None and "[default:" not in text:
@@ -194,7 +197,7 @@ def field_option(f: dataclasses.Field) -> Callable:
         if "default" in extra:
             kwargs["default"] = extra["default"]
     elif str(f.type) == "bool":
-        kwargs["is_flag"] = True
+        kwargs["is_flag"], kwargs["default"] = True, f.default
     else:
         kwargs["type"] = extra.get("type", _click_type(f))
     return click.option(*decls, **kwargs)

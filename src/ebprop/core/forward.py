@@ -1,6 +1,7 @@
 """The probabilistic forward pass: means and variances of every unit (central limit theorem).
 
-Paper symbols, per layer l with c_l = n_{l−1} + 1 inputs (the +1 is the bias):
+Paper symbols, per layer l with c_l = n_{l−1} + 1 inputs (the +1 is the bias; a network
+without intercept has c_l = n_{l−1}, no b_l and no +1, see :func:`layer_forward`):
 
     μ_l  = (⟨v_{l−1}⟩ M_l + b_l) / √c_l
     σ²_l = (Σ_j [E(W²) ⟨v_j²⟩ − M² ⟨v_j⟩²] + 1) / c_l
@@ -59,6 +60,7 @@ def layer_forward(
     M2: np.ndarray,
     b: np.ndarray,
     var_sum: np.ndarray,
+    intercept: bool = True,
 ) -> LayerStats:
     """Statistics of one layer given the summed input variance.
 
@@ -68,16 +70,22 @@ def layer_forward(
     M, M2 : (n_in, n_out) weight means and their squares.
     b : (n_out,) biases.
     var_sum : (batch, n_out) Σ_j Var(W_jk v_j), without the bias's +1; overwritten.
+    intercept : False for a layer without bias: c = n_in, μ = ⟨v⟩M/√c and σ²c = Σ Var, which
+        is floored at the dtype's machine epsilon where the +1 kept it from 0 (a saturated
+        layer, an all-zero input); b is not read.
     """
     # Σ Var ≥ 0 exactly; a difference of sums (binary: Σx² − x²@M²) can round below 0 when the
     # weights are saturated and the inputs large, so clamp before the bias's +1.
-    np.maximum(var_sum, 0.0, out=var_sum)
-    var_sum += 1.0
+    floor = 0.0 if intercept else np.finfo(var_sum.dtype).eps
+    np.maximum(var_sum, floor, out=var_sum)
+    if intercept:
+        var_sum += 1.0
     scale = np.sqrt(var_sum, out=var_sum)  # √(σ²c), in var_sum's storage
     z = m @ M
-    z += b
+    if intercept:
+        z += b
     z /= scale  # μ/σ = (m M + b)/√c ÷ √(σ²c)/√c
-    return LayerStats(z=z, scale=scale, v=sign_mean(z), fan_in=M.shape[0] + 1)
+    return LayerStats(z=z, scale=scale, v=sign_mean(z), fan_in=M.shape[0] + int(intercept))
 
 
 def forward(net: Network, x: np.ndarray, nu: float = 0.0) -> list[LayerStats]:
@@ -107,10 +115,13 @@ def forward(net: Network, x: np.ndarray, nu: float = 0.0) -> list[LayerStats]:
         var_sum += x.dtype.type(alpha) * x2_sum
     else:  # real weights without dropout: M² of layer 1 is not needed at all
         var_sum = np.repeat(x.dtype.type(alpha) * x2_sum, net.H[0].shape[1], axis=1)
-    stats.append(layer_forward(x, net.M[0], net.M2[0], net.b[0], var_sum))
+    intercept = net.fit_intercept
+    stats.append(layer_forward(x, net.M[0], net.M2[0], net.b[0], var_sum, intercept))
     # Layers ≥ 2: ±1 inputs, E(v²) = 1. σ²c − 1 = Σ_j E(W²_jk) − ⟨v⟩² @ M².
     for layer in range(1, len(net.H)):
         m = stats[-1].v
         var_sum = family.hidden_variance_sum(m, net.M2[layer])
-        stats.append(layer_forward(m, net.M[layer], net.M2[layer], net.b[layer], var_sum))
+        stats.append(
+            layer_forward(m, net.M[layer], net.M2[layer], net.b[layer], var_sum, intercept)
+        )
     return stats

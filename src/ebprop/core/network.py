@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,9 @@ class Network:
         Real biases.
     M, M2 : list of ndarray, each (n_in, n_out)
         Cached ⟨W⟩ and ⟨W⟩²; derived from ``H``.
+    fit_intercept : bool
+        False: the layers have no bias; ``b`` stays 0 (never read by the forward pass, never
+        updated) and c = n_in (:func:`ebprop.core.forward.layer_forward`).
     """
 
     family: WeightFamily
@@ -64,6 +68,7 @@ class Network:
     b: list[np.ndarray]
     M: list[np.ndarray] = field(default_factory=list)
     M2: list[np.ndarray] = field(default_factory=list)
+    fit_intercept: bool = field(default=True, kw_only=True)
     #: Bytes of H per row block of the update (256 KiB measured best on a 1 MiB L2 cache).
     block_bytes: int = field(default=256 * 1024, kw_only=True, repr=False, compare=False)
     # Scratch buffers of the update, one per layer, made on first use (not parameters).
@@ -125,6 +130,7 @@ def init_network(
     rng: np.random.Generator,
     init_variance: float = 1.0,
     dtype: np.dtype | type = np.float32,
+    **options: Any,
 ) -> Network:
     """Draw H uniformly with variance ``init_variance / n_in`` per layer; biases 0.
 
@@ -132,6 +138,8 @@ def init_network(
     ----------
     sizes : sequence of int
         (n_0, n_1, …, n_L): inputs, hidden widths, outputs.
+    **options
+        Further :class:`Network` fields.
     """
     H, b = [], []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
@@ -145,4 +153,4 @@ def init_network(
         h[...] = rng.uniform(-half_width, half_width, size=(n_in, n_out))  # rounded as astype
         H.append(h)
         b.append(np.zeros(n_out, dtype=dtype))
-    return Network(family=family, H=H, b=b)
+    return Network(family=family, H=H, b=b, **options)

@@ -78,8 +78,9 @@ def update_inplace(
     for layer, (v_prev, delta) in enumerate(zip(inputs, deltas, strict=True)):
         factor = 1.0 if rho is None else float(rho[layer])
         half_delta = 0.5 * delta  # ½ folded into the small (batch, n_out) factor
-        net.b[layer] += half_delta.sum(axis=0)
-        np.clip(net.b[layer], -PARAMETER_BOUND, PARAMETER_BOUND, out=net.b[layer])
+        if net.fit_intercept:  # without intercept b stays 0: it is not a parameter
+            net.b[layer] += half_delta.sum(axis=0)
+            np.clip(net.b[layer], -PARAMETER_BOUND, PARAMETER_BOUND, out=net.b[layer])
         # core layout (n_in, n_out): ⟨v⟩ᵀ (½Δ) is the paper's ½ Δ ⟨v⟩ᵀ transposed.
         v_prev_T = np.ascontiguousarray(v_prev.T)  # (n_in, batch): row blocks are contiguous
         H = net.H[layer]

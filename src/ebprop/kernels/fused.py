@@ -54,6 +54,9 @@ def supports(net: Network) -> bool:
     return (
         GEMM_ADDRESSES is not None
         and net.family.name in ("binary", "real")
+        # The kernels add the bias's +1 to σ²c and update b; a network without intercept
+        # trains in the NumPy core (the reference), which implements both kinds of layer.
+        and net.fit_intercept
         and net.dtype in (np.float32, np.float64)
         and all(h.flags.c_contiguous and h.dtype == net.dtype for h in net.H)
         and all(m.flags.c_contiguous for m in (*net.M, *net.M2))
