@@ -105,6 +105,7 @@ _NAMED = frozenset(
         "hidden_dropout",
         "seed",
         "data_dir",
+        "fit_intercept",
     }
 )
 
@@ -183,6 +184,8 @@ def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[st
         parts.append("sign" if method == "binarynet" else opts.get("activation", "relu"))
         hd = opts.get("hidden_dropout")
         parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
+    if opts.get("fit_intercept") is False:  # named only when off: older names stay valid
+        parts.append("nobias")
     for key in axes:
         if key not in _NAMED:
             parts.append(f"{_ABBREV.get(key, key)}{_fmt(opts[key])}")
