@@ -164,7 +164,7 @@ def test_an_old_run_folder_that_stored_auto_keeps_start_20(tmp_path):
 
 
 def test_info_of_a_file_written_before_the_record(tmp_path):
-    from ebprop.cli.model import schedule_ran
+    from ebprop.persist import schedule_ran
 
     assert schedule_ran({"estimator_params": {"reinforcement": "auto"}}).startswith(
         "auto (hidden=1.0001,start=20"

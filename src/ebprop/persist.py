@@ -80,6 +80,7 @@ __all__ = [
     "estimator_params",
     "load_model",
     "save_model",
+    "schedule_ran",
 ]
 
 FORMAT_VERSION = 2
@@ -465,3 +466,17 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 f"{src}: preprocessor gives {pre.n_features_} features, network expects {sizes[0]}"
             )
     return LoadedModel(estimator=est, preprocessor=pre, metadata=header)
+
+
+def schedule_ran(meta: dict) -> str:
+    """The reinforcement schedule a model's training ran, as ``ebprop info`` shows it, from its
+    header (``metadata``); files without ``reinforcement_schedule`` from the estimator's
+    parameter."""
+    if meta.get("reinforcement_schedule"):
+        return meta["reinforcement_schedule"]
+    given = (meta.get("estimator_params") or {}).get("reinforcement")
+    if given in (None, 1, 1.0, "none"):
+        return "none"
+    if given == "auto":  # written before 'auto' was resolved at start: the fixed schedule
+        return "auto (hidden=1.0001,start=20: the schedule 'auto' stood for then)"
+    return str(given)
