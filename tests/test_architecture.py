@@ -17,10 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
 #: Floors from the bottom up; a module may import from its own floor or below, never above.
 LAYERS = [
     # 1: the algorithm, the test oracle, and what imports nothing of ebprop
-    {"_version", "exceptions", "core", "reference", "constraints", "memory", "metrics",
-     "early_stopping"},
-    {"fileio", "params", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"datasets", "trainer", "networks", "provenance", "plots"},
+    {"_version", "exceptions", "core", "reference", "constraints", "metrics", "early_stopping"},
+    {"fileio", "kernels", "memory", "networks"},  # kernels: the fused numba step, over the core
+    {"params", "datasets", "trainer", "provenance", "plots"},
     {"estimator", "inputs", "packed"},  # packed: bits, .ebpb, C export; no model files
     {"persist"},
     {"runs", "__init__"},

@@ -366,6 +366,9 @@ def test_published_protocol_experiments_parse_with_their_stated_settings(name):
     shift = 1 if name.startswith("deployable") else 0
     assert {o["augment_shift"] for opts in by_method.values() for o in opts} == {shift}
     assert {o["validation"] for opts in by_method.values() for o in opts} <= {None, 10000}
+    if name.startswith("deepmp"):  # EBP-D with and without biases; the names say which
+        assert {o["fit_intercept"] for o in by_method["ebp"]} == {True, False}
+        assert sum("nobias" in r.name for r in exp.runs) == 3
 
 
 def test_time_to_error_counts_training_seconds_until_the_first_hit(trained, tmp_path):

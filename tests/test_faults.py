@@ -696,3 +696,101 @@ def test_settings_that_cannot_learn_are_warned(tmp_path):
     assert meta["background"] == [0, 0, 0] and meta["mean_intensity"] == 0.0
     r = _cli(*TINY, "--background", "mauve", "--out", tmp_path / "e")
     assert r.exit_code == 2 and "background: 'mauve' is not a colour" in r.output
+
+
+def _crafted(tmp_path, ink_run, edit) -> Path:
+    """A copy of the ink model whose header ``edit(header)`` changed (arrays untouched)."""
+    import json
+
+    arrays = dict(np.load(ink_run / "model.npz", allow_pickle=False))
+    header = json.loads(arrays["header"].tobytes())
+    edit(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    path = tmp_path / "crafted.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("command", ["info", "predict", "export"])
+def test_deeply_nested_headers_are_one_line_errors(ink_run, tmp_path, command):
+    arrays = dict(np.load(ink_run / "model.npz", allow_pickle=False))
+    text = arrays["header"].tobytes().decode()
+    deep = text[:-1] + ', "junk": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    arrays["header"] = np.frombuffer(deep.encode(), dtype=np.uint8)
+    model = tmp_path / "deep.npz"
+    np.savez(model, **arrays)
+    args = {"info": [model], "predict": [model, FIXTURES / "v1_bar.png"],
+            "export": [model, "-o", tmp_path / "x.ebpb"]}[command]  # fmt: skip
+    _assert_one_line_error(_cli(command, *args), str(model), "nests deeper than 32 levels")
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda h: h.update(metrics=[1, 2]), "'metrics' must be a JSON object, got list"),
+        (lambda h: h.update(training_options="mnist"), "'training_options' must be a JSON object"),
+        (lambda h: h.update(classes=[0, 0, 2]), "'classes' [0, 0, 2] differs"),
+        (lambda h: h.update(class_names=["bar", "bar", "ring"]), "names must be unique"),
+        (lambda h: h.update(input={"polarity": "sideways"}), "header field 'input'"),
+        (lambda h: h.update(n_iter="3"), "'n_iter' must be an integer"),
+    ],
+)
+def test_header_fields_of_the_wrong_type_are_one_line_errors(ink_run, tmp_path, edit, needle):
+    model = _crafted(tmp_path, ink_run, edit)
+    for args in (["info", model], ["predict", model, FIXTURES / "v1_bar.png"]):
+        _assert_one_line_error(_cli(*args), str(model), needle)
+
+
+def test_a_repeated_class_in_the_array_is_refused(ink_run, tmp_path):
+    arrays = dict(np.load(ink_run / "model.npz", allow_pickle=False))
+    arrays["classes"] = np.array([0, 0, 2])
+    np.savez(tmp_path / "dup.npz", **arrays)
+    _assert_one_line_error(_cli("info", tmp_path / "dup.npz"), "must list distinct labels")
+
+
+def test_a_repeated_reinforcement_key_is_an_error(tmp_path):
+    r = _cli(*TINY, "--reinforcement", "hidden=1.0001,hidden=1.01", "--out", tmp_path / "r")
+    assert r.exit_code != 0 and "hidden is given twice" in r.output, r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_sweep_names_stay_inside_and_paths_follow_the_toml(tmp_path, monkeypatch):
+    from ebprop.sweep import load_experiment
+
+    (tmp_path / "exp").mkdir()
+    bad = tmp_path / "exp" / "escape.toml"
+    bad.write_text('name = "../../outside"\n[settings]\nepochs = 1\n')
+    r = _cli("sweep", bad, "--dry-run")
+    _assert_one_line_error(r, str(bad), "one folder name")
+    _ink_folder(tmp_path / "exp" / "ink", n=4)
+    good = tmp_path / "exp" / "own.toml"
+    good.write_text('out = "results"\n[settings]\ndataset = "ink"\nepochs = 1\nhidden = [4]\n'
+                    'data_dir = "cache"\n')  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # another working folder than the TOML's
+    exp = load_experiment(good)
+    assert exp.out == str(tmp_path / "exp" / "results")
+    assert exp.data_dir == str(tmp_path / "exp" / "cache")
+    assert exp.runs[0].options["dataset"] == str(tmp_path / "exp" / "ink")
+    assert load_experiment(ROOT / "experiments" / "mnist_headline.toml").out == str(
+        ROOT / "runs" / "mnist_headline"
+    )  # the shipped files keep writing to runs/ at the checkout's root
+
+
+def test_conv_architectures_are_sized_too(tmp_path):
+    from ebprop import EBPClassifier
+    from ebprop.core.architecture import parse_architecture
+    from ebprop.memory import conv_bytes
+
+    # 28x28x1 -> 26x26x100000 (3x3 kernels): weights 10 * 1e5 + outputs 67.6e6 * 10 + 10
+    w = 10 * 100_000 + (26 * 26 * 100_000 + 1) * 10
+    units = 784 + 26 * 26 * 100_000 + 10
+    cols = 26 * 26 * 9
+    expected = 4 * (6 * w + 10 * (12 * units + 3 * cols) + 70000 * 784)
+    assert conv_bytes(parse_architecture("100000C3"), (28, 28, 1), 10, 10, 4, 70000) == expected
+    r = _cli("train", "--dataset", "mnist", "--arch", "100000C3", "--epochs", "1", "-q",
+             "--out", tmp_path / "run")  # fmt: skip
+    assert r.exit_code == 2 and f"({expected:,} bytes)" in r.output, r.output
+    assert "architecture 100000C3 on 28x28" in r.output and not (tmp_path / "run").exists()
+    X = np.random.default_rng(0).random((20, 64))
+    with pytest.raises(ValueError, match="architecture 8C3 on 8x8x1 .* max_memory of"):
+        EBPClassifier(architecture="8C3", max_memory="10K").fit(X, np.arange(20) % 2)

@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Boolean, Choice, Integer, Nullable, Real
+from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
 from .core import Reinforcement, parse_reinforcement
-from .core.architecture import LayerSpec, dense_sizes, parse_architecture
+from .core.architecture import LayerSpec, dense_sizes, is_convolutional, parse_architecture
 from .memory import parse_memory
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "conv_specs",
     "loaded_params",
     "network_options",
+    "network_plan",
     "option_params",
     "saved_params",
 ]
@@ -244,8 +245,9 @@ _ARCHITECTURE_HELP = (
     "(docs/conv.md)."
 )
 _JOBS_HELP = (
-    "Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
-    "compiled loop, one thread, for large epochs when numba is installed]"
+    "Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
+    "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
+    "[default: auto for a new run; the compiled loop runs large epochs where numba is installed]"
 )
 
 PARAMS: dict[str, Param] = {
@@ -283,8 +285,9 @@ PARAMS: dict[str, Param] = {
         Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
               to_json=_random_state_json),
         Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype"),
-        Param("n_jobs", None, Nullable(Integer(0)), "Threads of the fused loop; 0: NumPy.",
-              option="jobs", help=_JOBS_HELP, annotation="int | None"),
+        Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
+              "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
+              option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
         Param("verbose", 0, _anything, "Print one line per epoch when positive."),
         Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
         Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),
@@ -303,6 +306,16 @@ NOT_SAVED = frozenset({"n_jobs", "max_memory"})
 def network_options(est: Any) -> dict[str, Any]:
     """The parsed values of the parameters the core's :class:`~ebprop.core.Network` takes."""
     return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
+
+
+def network_plan(est: Any) -> tuple[tuple[int, ...], tuple[LayerSpec, ...] | None, dict]:
+    """What an estimator's network is, from its checked parameters: ``(hidden widths, conv layer
+    specs or None for a fully connected network, the core Network's options)``; what
+    :func:`ebprop.networks.build_network` builds."""
+    sizes, _ = check_parameters(est)
+    specs = conv_specs(est)
+    conv = specs if specs is not None and is_convolutional(specs) else None
+    return sizes, conv, network_options(est)
 
 
 def option_params() -> dict[str, Param]:

@@ -149,6 +149,8 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
                 f"reinforcement {value!r}: expected a number, 'auto' or key=value pairs with keys "
                 f"{', '.join(_KEYS)} (e.g. 'hidden=1.0001,start=1')"
             )
+        if key in fields:  # "last one wins" would hide a typo
+            raise ValueError(f"reinforcement {value!r}: {key} is given twice; give each key once")
         try:
             fields[key] = float(raw)
         except ValueError:

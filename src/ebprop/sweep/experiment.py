@@ -105,6 +105,7 @@ _NAMED = frozenset(
         "hidden_dropout",
         "seed",
         "data_dir",
+        "fit_intercept",
     }
 )
 
@@ -183,11 +184,36 @@ def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[st
         parts.append("sign" if method == "binarynet" else opts.get("activation", "relu"))
         hd = opts.get("hidden_dropout")
         parts.append(f"hd{_fmt(hd if hd is not None else 1)}")
+    if opts.get("fit_intercept") is False:  # named only when off: older names stay valid
+        parts.append("nobias")
     for key in axes:
         if key not in _NAMED:
             parts.append(f"{_ABBREV.get(key, key)}{_fmt(opts[key])}")
     group = "-".join(parts)
     return group, f"{group}-s{opts['seed']}"
+
+
+#: What an experiment's ``name`` (its default folder under ``runs/``) may hold.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+def _anchored(table: dict, base: Path) -> dict:
+    """``table`` with relative ``data_dir`` and path ``dataset`` values joined to ``base``."""
+    from ..datasets import DATASETS
+
+    def fix(key: str, value: Any) -> Any:
+        if not isinstance(value, str) or value == "none":
+            return value
+        if key == "dataset" and value.strip().lower().replace("_", "-") in DATASETS:
+            return value  # a bundled dataset's name
+        return os.path.normpath(base / Path(value).expanduser())  # absolute: stays as it is
+
+    out = dict(table)
+    for key in ("dataset", "data_dir"):
+        if key in out:
+            v = out[key]
+            out[key] = [fix(key, x) for x in v] if isinstance(v, list) else fix(key, v)
+    return out
 
 
 def _where(path: str, where: str) -> str:
@@ -289,8 +315,13 @@ def _expand_grid(
     return runs
 
 
-def parse_experiment(text: str, path: str = "<experiment>", name: str | None = None) -> Experiment:
+def parse_experiment(
+    text: str, path: str = "<experiment>", name: str | None = None, base: Path | None = None
+) -> Experiment:
     """Parse and validate an experiment's TOML text; every run's options are checked.
+
+    ``base`` (the TOML file's folder, given by :func:`load_experiment`) anchors every relative
+    path in the file: ``out``, ``data_dir`` and a ``dataset`` that is a path.
 
     Raises
     ------
@@ -311,6 +342,11 @@ def parse_experiment(text: str, path: str = "<experiment>", name: str | None = N
     for key in ("name", "description", "out"):
         if key in doc and not isinstance(doc[key], str):
             raise ExperimentError(f"{path}: {key} must be a string, got {doc[key]!r}")
+    if "name" in doc and not _SAFE_NAME.fullmatch(doc["name"]) or doc.get("name") in (".", ".."):
+        raise ExperimentError(
+            f"{path}: name {doc['name']!r} must be one folder name (letters, digits, . _ + -), "
+            "so that the sweep stays inside its out folder"
+        )
     settings = doc.get("settings", {})
     if not isinstance(settings, dict):
         raise ExperimentError(f"{path}: settings must be a table ([settings])")
@@ -324,6 +360,11 @@ def parse_experiment(text: str, path: str = "<experiment>", name: str | None = N
         grids = [grids]
     if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
         raise ExperimentError(f"{path}: grid must be a table ([grid]) or tables ([[grid]])")
+    if base is not None:  # relative paths are the TOML's folder's, not the working folder's
+        settings = _anchored(settings, base)
+        grids = [_anchored(g, base) for g in grids]
+        if isinstance(doc.get("out"), str):
+            doc["out"] = os.path.normpath(base / Path(doc["out"]).expanduser())
     data_dir = settings.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ExperimentError(f"{path}: settings: data_dir must be a string, got {data_dir!r}")
@@ -362,4 +403,4 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ExperimentError(f"{path}: no such experiment file") from None
-    return parse_experiment(text, str(path), name=path.stem)
+    return parse_experiment(text, str(path), name=path.stem, base=path.parent.resolve())
