@@ -96,3 +96,17 @@ def test_bench_inference_runs_the_cnn(cnn, tmp_path):
     assert res.exit_code == 0, res.output
     assert "packed (numpy)" in res.output and "float32 (model only)" in res.output
     assert "numba" not in res.output  # a CNN has NumPy kernels only
+
+
+@requires_qemu
+def test_cli_cortex_project_of_a_cnn_runs_in_qemu(cnn, tmp_path):
+    ds, est, pre, reference = cnn
+    path = tmp_path / "cnn.npz"
+    save_model(path, est, pre, {})
+    out = tmp_path / "m0"
+    res = CliRunner().invoke(
+        main, ["export", str(path), "--format", "c", "--target", "cortex-m0plus", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    r = qemu.run(out, ds.X_test[:8].reshape(8, -1))
+    np.testing.assert_array_equal(est.classes_[r.classes], reference[:8])

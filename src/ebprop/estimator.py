@@ -84,11 +84,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Seeds initialisation and shuffling.
     dtype : {"float32", "float64"}, default="float32"
         Floating type of parameters and computations.
-    n_jobs : int or None, default=None
+    n_jobs : int, "auto" or None, default=None
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md).
+        (:func:`ebprop.trainer.uses_fused_loop`); ``"auto"``: on 1 or 2 threads (docs/engine.md).
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
@@ -153,7 +153,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
         dtype: str = "float32",
-        n_jobs: int | None = None,
+        n_jobs: int | str | None = None,
         verbose: int = 0,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Boolean, Choice, Integer, Nullable, Real
+from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
 from .core import Reinforcement, parse_reinforcement
 from .core.architecture import LayerSpec, dense_sizes, parse_architecture
 from .memory import parse_memory
@@ -244,8 +244,9 @@ _ARCHITECTURE_HELP = (
     "(docs/conv.md)."
 )
 _JOBS_HELP = (
-    "Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
-    "compiled loop, one thread, for large epochs when numba is installed]"
+    "Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
+    "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
+    "[default: auto for a new run; the compiled loop runs large epochs where numba is installed]"
 )
 
 PARAMS: dict[str, Param] = {
@@ -283,8 +284,9 @@ PARAMS: dict[str, Param] = {
         Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
               to_json=_random_state_json),
         Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype"),
-        Param("n_jobs", None, Nullable(Integer(0)), "Threads of the fused loop; 0: NumPy.",
-              option="jobs", help=_JOBS_HELP, annotation="int | None"),
+        Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
+              "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
+              option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
         Param("verbose", 0, _anything, "Print one line per epoch when positive."),
         Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
         Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),

@@ -21,9 +21,6 @@ machines to round-off, not to the bit. No bounds or wraparound checks are made: 
 within their arrays. On a CPU without FMA, ``llvm.fmuladd`` becomes a multiply and an add. The
 same program gives the same bits for the same inputs on one machine, whatever column a value falls
 in (the masked loads below use the same arithmetic as the full ones).
-
-numba's on-disk cache keys a kernel on its own source file only: after editing this file, delete
-``kernels/__pycache__/*.nbi`` (as for ``_vecmath.py``).
 """
 
 from __future__ import annotations
