@@ -46,7 +46,7 @@ import numpy as np
 
 from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
 from .core import Reinforcement, parse_reinforcement
-from .core.architecture import LayerSpec, dense_sizes, parse_architecture
+from .core.architecture import LayerSpec, dense_sizes, is_convolutional, parse_architecture
 from .memory import parse_memory
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "conv_specs",
     "loaded_params",
     "network_options",
+    "network_plan",
     "option_params",
     "saved_params",
 ]
@@ -305,6 +306,16 @@ NOT_SAVED = frozenset({"n_jobs", "max_memory"})
 def network_options(est: Any) -> dict[str, Any]:
     """The parsed values of the parameters the core's :class:`~ebprop.core.Network` takes."""
     return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
+
+
+def network_plan(est: Any) -> tuple[tuple[int, ...], tuple[LayerSpec, ...] | None, dict]:
+    """What an estimator's network is, from its checked parameters: ``(hidden widths, conv layer
+    specs or None for a fully connected network, the core Network's options)``; what
+    :func:`ebprop.networks.build_network` builds."""
+    sizes, _ = check_parameters(est)
+    specs = conv_specs(est)
+    conv = specs if specs is not None and is_convolutional(specs) else None
+    return sizes, conv, network_options(est)
 
 
 def option_params() -> dict[str, Param]:
