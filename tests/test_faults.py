@@ -774,3 +774,23 @@ def test_sweep_names_stay_inside_and_paths_follow_the_toml(tmp_path, monkeypatch
     assert load_experiment(ROOT / "experiments" / "mnist_headline.toml").out == str(
         ROOT / "runs" / "mnist_headline"
     )  # the shipped files keep writing to runs/ at the checkout's root
+
+
+def test_conv_architectures_are_sized_too(tmp_path):
+    from ebprop import EBPClassifier
+    from ebprop.core.architecture import parse_architecture
+    from ebprop.memory import conv_bytes
+
+    # 28x28x1 -> 26x26x100000 (3x3 kernels): weights 10 * 1e5 + outputs 67.6e6 * 10 + 10
+    w = 10 * 100_000 + (26 * 26 * 100_000 + 1) * 10
+    units = 784 + 26 * 26 * 100_000 + 10
+    cols = 26 * 26 * 9
+    expected = 4 * (6 * w + 10 * (12 * units + 3 * cols) + 70000 * 784)
+    assert conv_bytes(parse_architecture("100000C3"), (28, 28, 1), 10, 10, 4, 70000) == expected
+    r = _cli("train", "--dataset", "mnist", "--arch", "100000C3", "--epochs", "1", "-q",
+             "--out", tmp_path / "run")  # fmt: skip
+    assert r.exit_code == 2 and f"({expected:,} bytes)" in r.output, r.output
+    assert "architecture 100000C3 on 28x28" in r.output and not (tmp_path / "run").exists()
+    X = np.random.default_rng(0).random((20, 64))
+    with pytest.raises(ValueError, match="architecture 8C3 on 8x8x1 .* max_memory of"):
+        EBPClassifier(architecture="8C3", max_memory="10K").fit(X, np.arange(20) % 2)

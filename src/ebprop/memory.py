@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MEMORY_SHARE",
     "check_estimator_memory",
     "check_memory",
+    "conv_bytes",
     "memory_budget",
     "network_bytes",
     "parse_memory",
@@ -28,6 +29,8 @@ DEFAULT_MEMORY_SHARE = 0.8
 #: Arrays of each weight's size a training holds (H, the weight means and variances, the
 #: update and its scratch), and of each unit's size per minibatch sample (moments, Δ, caches).
 _PER_WEIGHT, _PER_UNIT = 6, 12
+#: Arrays of each conv layer's unfolded patches (im2col) per minibatch sample.
+_PER_COL = 3
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -98,10 +101,54 @@ def check_memory(need: int, max_memory, what: str) -> None:
         )
 
 
+def conv_bytes(
+    specs, input_shape, n_out: int, batch_size: int, itemsize: int, n_samples: int = 0
+) -> int:
+    """Estimated bytes a convolutional EBP network trains in: :func:`network_bytes`'s terms for
+    the layers of ``specs`` (:mod:`ebprop.core.architecture`) on inputs of ``input_shape``
+    (H, W, C) with ``n_out`` outputs, plus the unfolded patches (im2col) of each conv layer."""
+    from .core.architecture import ConvSpec, DenseSpec, layer_shapes
+
+    shapes = layer_shapes(specs, tuple(input_shape))
+    prev = tuple(int(d) for d in input_shape)
+    n_in = prev[0] * prev[1] * prev[2]
+    weights, units, cols = 0, n_in, 0
+    for spec, shape in zip(specs, shapes, strict=True):
+        if isinstance(spec, ConvSpec):
+            fan_in = spec.kernel**2 * prev[2]
+            weights += (fan_in + 1) * spec.channels
+            cols += shape[0] * shape[1] * fan_in
+        elif isinstance(spec, DenseSpec):
+            weights += (prev[0] * prev[1] * prev[2] + 1) * spec.units
+        units += shape[0] * shape[1] * shape[2]
+        prev = shape
+    weights += (prev[0] * prev[1] * prev[2] + 1) * int(n_out)
+    units += int(n_out)
+    per_sample = _PER_UNIT * units + _PER_COL * cols
+    return itemsize * (_PER_WEIGHT * weights + int(batch_size) * per_sample + n_samples * n_in)
+
+
 def check_estimator_memory(est, sizes: list[int]) -> None:
-    """:func:`check_memory` for an estimator's dense network of ``sizes`` (n_0..n_L); conv
-    networks (``architecture``) are not estimated."""
-    if getattr(est, "architecture", None) is None:
-        what = f"a {'-'.join(map(str, sizes))} network with batch_size {est.batch_size}"
-        need = network_bytes(sizes, est.batch_size, np.dtype(est.dtype).itemsize)
-        check_memory(need, getattr(est, "max_memory", None), what)
+    """:func:`check_memory` for an estimator about to build its network: dense (``sizes`` =
+    n_0..n_L), or convolutional (``architecture`` on ``input_shape``, or on square grey images
+    of n_0 pixels; a shape that does not fit is left to the network's own checks)."""
+    batch, itemsize = int(est.batch_size), np.dtype(est.dtype).itemsize
+    text = getattr(est, "architecture", None)
+    if text is None:
+        what = f"a {'-'.join(map(str, sizes))} network with batch_size {batch}"
+        need = network_bytes(sizes, batch, itemsize)
+    else:
+        from .core.architecture import parse_architecture
+
+        shape = getattr(est, "input_shape", None)
+        side = int(round(sizes[0] ** 0.5))
+        if shape is None and side * side == sizes[0]:
+            shape = (side, side, 1)
+        if shape is None:
+            return
+        try:
+            need = conv_bytes(parse_architecture(text), shape, sizes[-1], batch, itemsize)
+        except ValueError:
+            return
+        what = f"architecture {text} on {shape[0]}x{shape[1]}x{shape[2]} with batch_size {batch}"
+    check_memory(need, getattr(est, "max_memory", None), what)

@@ -265,9 +265,25 @@ def train_baseline(
         ``n_weights``, ``epochs_run``, ``stopped_early``; or, when stopped by ``stop_event``,
         the same keys for the epochs so far with ``finished`` False.
     """
+    folder = RunFolder(out_dir)
+    with folder.claim():  # a second process into the same folder: RunFolderBusyError
+        return _train_claimed(
+            folder, options, resume, progress, on_epoch, stop_event, threads
+        )  # fmt: skip
+
+
+def _train_claimed(
+    folder: RunFolder,
+    options: BaselineOptions,
+    resume: bool,
+    progress: bool,
+    on_epoch: Callable[[dict], Any] | None,
+    stop_event: threading.Event | None,
+    threads: int | None,
+) -> dict[str, Any]:
+    """:func:`train_baseline` in a folder whose lock this process holds."""
     from tqdm.auto import tqdm
 
-    folder = RunFolder(out_dir)
     options, finished = folder.check_start(options, BaselineOptions, resume)
     if finished is not None:
         return finished

@@ -21,7 +21,7 @@ from typing import Any
 from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets import SCALINGS
 from ..datasets.augment import check_max_shift
-from ..memory import check_memory, network_bytes
+from ..memory import check_memory, conv_bytes, network_bytes
 from ..params import Integer, Param, check_option, option_params
 
 __all__ = [
@@ -273,8 +273,8 @@ def _validate_train(self: RunOptions) -> None:
             raise ValueError(f"architecture: {exc}") from None
         if self.refit_thresholds and is_convolutional(specs):
             raise ValueError("refit_thresholds supports fully connected networks only")
-    else:  # a dense network: refuse, before any data is loaded, one past the memory budget
-        check_memory(planned_bytes(self), self.max_memory, planned_network(self))
+    # refuse, before any data is loaded, a network past the memory budget
+    check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
 
 def _estimator_params(self: RunOptions) -> dict[str, Any]:
@@ -365,17 +365,34 @@ def _planned_sizes(options: RunOptions) -> tuple[list[int], int]:
 
 
 def planned_network(options: RunOptions) -> str:
-    """The dense network a run will build, as text: ``a 784-100-10 network with batch_size 10``."""
+    """The network a run will build, as text: ``a 784-100-10 network with batch_size 10``."""
     sizes, _ = _planned_sizes(options)
+    arch = getattr(options, "architecture", None)
+    if arch is not None:
+        h, w = _planned_image(options)
+        return f"architecture {arch} on {h}x{w} images with batch_size {options.batch_size}"
     return f"a {'-'.join(map(str, sizes))} network with batch_size {options.batch_size}"
 
 
+def _planned_image(options: RunOptions) -> tuple[int, int]:
+    side = {"digits": 8, "mnist": 28, "fashion-mnist": 28}.get(options.dataset)
+    return (side, side) if side else tuple(options.image_size or (1, 1))  # type: ignore[return-value]
+
+
 def planned_bytes(options: RunOptions) -> int:
-    """Estimated bytes of a dense run before its data is loaded
-    (:func:`ebprop.memory.network_bytes`)."""
+    """Estimated bytes of a run before its data is loaded (:func:`ebprop.memory.network_bytes`,
+    :func:`ebprop.memory.conv_bytes`; your own images count as one grey channel)."""
     sizes, n = _planned_sizes(options)
     itemsize = 8 if options.dtype == "float64" else 4
-    return network_bytes(sizes, options.batch_size, itemsize, n)
+    arch = getattr(options, "architecture", None)
+    if arch is None:
+        return network_bytes(sizes, options.batch_size, itemsize, n)
+    h, w = _planned_image(options)
+    try:
+        specs = parse_architecture(arch)
+        return conv_bytes(specs, (h, w, 1), sizes[-1], options.batch_size, itemsize, n)
+    except ValueError:  # a kernel that does not fit: the network's own check names it
+        return 0
 
 
 def option_keys(cls: type) -> frozenset[str]:
