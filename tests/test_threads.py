@@ -55,8 +55,10 @@ def test_stalls_fall_back_to_one_thread_and_rechecks_bring_two_back():
     assert chooser.threads == 2
     _feed(chooser, {1: 0.010, 2: 0.012}, threads.STALLS_TO_FALL_BACK)  # a thread kept waiting
     assert chooser.threads == 1 and chooser.log[-1][0] == "stalled"
+    assert chooser._interval == 2 * threads.RECHECK_SECONDS  # no fall back every few seconds
     # one thread until the re-check, which finds two threads fast again
-    spans = _feed(chooser, {1: 0.010, 2: 0.005}, round(threads.RECHECK_SECONDS / 0.02) + 3)
+    # (the re-check after a fall back waits twice RECHECK_SECONDS)
+    spans = _feed(chooser, {1: 0.010, 2: 0.005}, round(2 * threads.RECHECK_SECONDS / 0.02) + 5)
     assert 2 in spans and chooser.threads == 2 and chooser.log[-1][0] == "rechecked"
 
 

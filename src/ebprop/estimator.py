@@ -23,7 +23,7 @@ from .core import (
 from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
 from .networks import build_network, float64_network
-from .params import READOUTS, check_input_scale, check_parameters
+from .params import READOUTS, check_input_scale, check_parameters, network_plan
 from .trainer import LabelCoding, Trainer, n_outputs, start_schedule, training_threads
 
 __all__ = ["EBPClassifier"]
@@ -230,7 +230,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
         ):
             return net
-        self._net = build_network(self)
+        self._net = build_network(self, network_plan(self))
         return self._net
 
     def init_parameters(
@@ -264,7 +264,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
         check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
-        net = build_network(self, rng)
+        net = build_network(self, network_plan(self), rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net
         self.n_iter_ = 0

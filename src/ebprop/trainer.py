@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from .core import (
     Network,
     Reinforcement,
     ReinforcementWarning,
-    WeightFamily,
     conv_step_inplace,
     diverged,
     never_starts,
@@ -147,42 +145,6 @@ class LabelCoding:
 def epoch_order(n_samples: int, rng: np.random.Generator, shuffle: bool = True) -> np.ndarray:
     """The sample order of one epoch: a fresh permutation, or 0..n−1 when not shuffling."""
     return rng.permutation(n_samples) if shuffle else np.arange(n_samples)
-
-
-def network_from_arrays(
-    coefs: Sequence[np.ndarray],
-    intercepts: Sequence[np.ndarray],
-    family: WeightFamily,
-    dtype: np.dtype,
-    n_features: int,
-    n_outputs: int,
-    **options: Any,
-) -> Network:
-    """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
-
-    Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
-    ``options``: further :class:`Network` fields (:func:`ebprop.params.network_options`).
-    ValueError names the layer and the expected shapes.
-    """
-    sizes = [n_features] + [c.shape[1] for c in coefs]
-    if len(coefs) != len(intercepts):
-        raise ValueError("coefs_ and intercepts_ must have the same number of layers")
-    H, b = [], []
-    for layer, (c, i) in enumerate(zip(coefs, intercepts, strict=True)):
-        c = np.asarray(c, dtype=dtype, order="C")
-        i = np.asarray(i, dtype=dtype).reshape(-1)
-        if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
-            raise ValueError(
-                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
-                f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
-            )
-        if not (np.isfinite(c).all() and np.isfinite(i).all()):
-            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
-        H.append(c)
-        b.append(i)
-    if sizes[-1] != n_outputs:
-        raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
-    return Network(family=family, H=H, b=b, **options)
 
 
 #: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.

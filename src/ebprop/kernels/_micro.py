@@ -15,7 +15,7 @@ depend on how the columns are split, only on the row blocks (which the caller fi
 
 The backward product Δ_{l+1} M_{l+1}ᵀ, (B × m)·(m × n)ᵀ, is a set of dot products along M's
 rows: :func:`dot_rows` keeps 5 samples × 2 rows of accumulators in registers (BLAS ran it at
-0.5–0.65× that speed; ``benchmarks/micro_vs_blas.py``); rows shorter than two vectors (the
+0.5–0.65× that speed; ``benchmarks/archive/micro_vs_blas.py``); rows shorter than two vectors (the
 output layer's) are transposed and summed as the forward products are.
 
 Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two

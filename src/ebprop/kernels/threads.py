@@ -14,10 +14,10 @@ compiled call) from the seconds per minibatch it measures:
    they are at least :data:`MIN_GAIN` times faster (medians).
 2. **Watch**: while two threads run, a span slower than the one-thread rate measured last counts
    as a stall (a thread kept the barrier waiting); :data:`STALLS_TO_FALL_BACK` stalls in a row
-   fall back to one thread at once.
+   fall back to one thread at once (and the next re-check waits twice as long).
 3. **Re-check** every :data:`RECHECK_SECONDS` seconds of training (doubling, up to
-   :data:`RECHECK_MAX_SECONDS`, while the answer stays the same), with one pair of spans: the
-   other processes on the machine come and go.
+   :data:`RECHECK_MAX_SECONDS`, while the answer stays the same), with two pairs of spans (one,
+   cut short as at the start): the other processes on the machine come and go.
 
 The thread count never changes the result: with ``n_jobs="auto"`` each layer is split into the
 row tiles of two threads whether one thread or two runs them (the serial pass runs the same tiles
@@ -122,11 +122,14 @@ class ThreadChooser:
             self._stalls = self._stalls + 1 if per_batch > self._rate[1] else 0
             if self._stalls >= STALLS_TO_FALL_BACK:
                 self._threads, self._stalls = 1, 0
-                self._interval, self._since_check = RECHECK_SECONDS, 0.0
+                # the next re-check waits longer: a machine that flips between busy and idle
+                # must not make the chooser pay a fall back every few seconds
+                self._interval = min(2 * self._interval, RECHECK_MAX_SECONDS)
+                self._since_check = 0.0
                 self.log.append(("stalled", self._rate[1], per_batch, 1))
                 return
-        if self._since_check >= self._interval:
-            self._plan = [1, 2] if self._threads == 1 else [2, 1]
+        if self._since_check >= self._interval:  # two pairs: one is noisy on a busy machine
+            self._plan = [1, 2, 1, 2] if self._threads == 1 else [2, 1, 2, 1]
             self._since_check = 0.0
 
     def _decide(self, event: str) -> None:
@@ -137,7 +140,7 @@ class ThreadChooser:
         threads = 2 if one >= MIN_GAIN * two else 1
         if event == "rechecked" and threads == self._threads:
             self._interval = min(2 * self._interval, RECHECK_MAX_SECONDS)
-        else:
+        elif event == "measured":
             self._interval = RECHECK_SECONDS
         self._threads, self._stalls = threads, 0
         self.log.append((event, one, two, threads))
