@@ -69,9 +69,10 @@ def _loop_pool(a, size, op):
     return out
 
 
-def test_im2col_matches_loops_and_col2im_is_its_adjoint():
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: the transposed layout
+def test_im2col_matches_loops_and_col2im_is_its_adjoint(channels):
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(2, 6, 5, 3))
+    a = rng.normal(size=(2, 6, 5, channels))
     for spec in [ConvSpec(1, 3), ConvSpec(1, 3, stride=2, pad=1), ConvSpec(1, 2, pad=2)]:
         cols = im2col(a, spec.kernel, spec.stride, spec.pad)
         W = rng.normal(size=(cols.shape[1], 4))
