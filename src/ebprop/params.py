@@ -16,9 +16,10 @@ How to add a parameter
    numpy-style entry in the class docstring.
 2. Add one :class:`Param` to :data:`PARAMS` below: its default (the same as ``__init__``'s), a
    constraint (:class:`Integer`, :class:`Real`, :class:`Choice`, :class:`Boolean`,
-   :class:`Nullable` of one, or your own callable returning the parsed value and raising
-   ``ValueError(describe)``), a one-line ``doc`` and, when a run should be able to set it,
-   ``option=`` (the run-option, sweep-key and ``--flag`` name; ``help=`` the ``--help`` text).
+   :class:`Nullable` of one, from :mod:`ebprop.constraints`, or your own callable returning the
+   parsed value and raising ``ValueError(describe)``), a one-line ``doc`` and, when a run
+   should be able to set it, ``option=`` (the run-option, sweep-key and ``--flag`` name;
+   ``help=`` the ``--help`` text).
    The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
    and as ``ebprop train --flag`` without touching those modules.
 3. Use the parsed value where it does its work. A parameter of the fully connected core
@@ -27,8 +28,9 @@ How to add a parameter
    (:func:`ebprop.kernels.supports`) need it; nothing in between changes.
 4. If it is stored in model files and older files were trained with another behaviour than the
    new default gives, add ``since=(version, old_value)``: files written by an ebprop before
-   ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run options stored
-   before the parameter existed compare and resume with the same value.
+   ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run folders stored
+   before the parameter existed resume with its declared default; when that is not what they
+   ran, add the old value to ``ebprop.runs.folder.ADDED_DEFAULTS`` too.
 
 Cross-parameter rules (reinforcement needs binary weights; ``architecture`` or
 ``hidden_layer_sizes``) are in :func:`check_parameters`.
@@ -236,8 +238,9 @@ DEFAULT_HIDDEN = (200,)
 
 _REINFORCEMENT_HELP = (
     "Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
-    "(20 plain epochs, then 1.0001), or 'hidden=…,output=…,start=…,ramp=…,stop=…'. "
-    "[default: off]"
+    "(fitted to --epochs at the start: plain for half the epochs, then the ρ that polarises "
+    "the fields by e^4 by the end; stored explicitly in options.json), or "
+    "'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]"
 )
 _ARCHITECTURE_HELP = (
     "The hidden layers in the usual notation instead of --hidden, e.g. "
