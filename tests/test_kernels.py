@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 from functools import partial
 
 import numpy as np
@@ -408,25 +411,40 @@ def test_backward_splits_a_layer_only_when_its_product_is_large_enough():
     assert engine._backward_tiles([100, 400, 3], 2) == [1, 1, 1]  # 100 units: under 2 × 64
 
 
+_BLAS_THREADS = """
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+from ebprop.core import init_network, make_family
+from ebprop.kernels import run_minibatches_fused
+
+def blas_threads():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+net = init_network((40, 30, 3), make_family("binary"), np.random.default_rng(0), dtype=np.float32)
+rng = np.random.default_rng(1)
+X = rng.random((40, 40), dtype=np.float32)
+Y = -np.ones((40, 3), np.float32)
+Y[np.arange(40), rng.integers(0, 3, 40)] = 1
+seen = []
+with threadpool_limits(limits=2, user_api="blas"):
+    before = blas_threads()
+    assert before == {2}, before
+    for _ in range(2):  # the second call reuses the cached view of the thread pools
+        run_minibatches_fused(
+            net, X, Y, np.arange(40), 10, on_batch=lambda p, e: seen.append(blas_threads())
+        )
+        assert blas_threads() == before
+assert len(seen) == 8 and all(s == {1} for s in seen), seen
+"""
+
+
 def test_blas_is_held_to_one_thread_inside_the_loop_and_restored_after_it():
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    def blas_threads() -> set[int]:
-        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-
-    net, _ = _pair("binary", np.float32)
-    X, Y = _data(40, np.float32, sparse=False)
-    seen = []
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = blas_threads()
-        if before == {1}:
-            pytest.skip("BLAS runs one thread here already")
-        for _ in range(2):  # the second call reuses the cached view of the thread pools
-            run_minibatches_fused(
-                net, X, Y, np.arange(40), 10, on_batch=lambda p, e: seen.append(blas_threads())
-            )
-            assert blas_threads() == before
-    assert len(seen) == 8 and all(s == {1} for s in seen)
+    # In a process of its own: this suite starts BLAS with one thread (conftest.py), and a
+    # thread pool cannot grow past the size it started with.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # fmt: skip
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    subprocess.run([sys.executable, "-c", _BLAS_THREADS], env=env, check=True)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -459,11 +477,14 @@ def test_empty_range_trains_nothing():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(("batch", "jobs"), [(0, 1), (5, 0)])
-def test_bad_batch_or_jobs_is_an_error(batch, jobs):
+@pytest.mark.parametrize(
+    ("batch", "jobs", "message"),
+    [(0, 1, "batch_size must be"), (5, 0, "n_jobs must be"), (5, "two", "n_jobs must be")],
+)
+def test_bad_batch_or_jobs_is_an_error(batch, jobs, message):
     net, _ = _pair("binary", np.float64)
     X, Y = _data(10, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="batch_size and n_jobs"):
+    with pytest.raises(ValueError, match=message):
         run_minibatches_fused(net, X, Y, np.arange(10), batch, n_jobs=jobs)
 
 
@@ -489,7 +510,7 @@ def test_train_loop_picks_the_kernels_and_falls_back_without_numba(monkeypatch):
     run_minibatches_fused(nets[1], X, Y, order, 5)
     _same(nets[0], nets[1])
     _train_loop(nets[2], X, Y, order, 5, n_jobs=0)  # the NumPy reference
-    monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
+    monkeypatch.setattr(ebprop.kernels, "unavailable_reason", lambda: "numba is not installed")
     _train_loop(nets[3], X, Y, order, 5, n_jobs=1)  # numba missing: the NumPy reference too
     _same(nets[2], nets[3])
     assert np.abs(nets[0].H[0] - nets[2].H[0]).max() > 0  # two different code paths ran
@@ -501,9 +522,11 @@ def test_n_jobs_must_be_a_non_negative_integer():
     from ebprop.runs import TrainOptions
 
     X, Y = _data(20, np.float64, sparse=False)
-    with pytest.raises(ValueError, match="n_jobs must be None or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 0 or 'auto' or None"):
         EBPClassifier(n_jobs=-1).fit(X, Y.argmax(axis=1))
-    with pytest.raises(ValueError, match="jobs must be None or an integer"):
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 0 or 'auto' or None"):
+        EBPClassifier(n_jobs="all").fit(X, Y.argmax(axis=1))
+    with pytest.raises(ValueError, match="jobs must be an integer >= 0 or 'auto' or None"):
         TrainOptions(jobs=-2)
     EBPClassifier(hidden_layer_sizes=(8,), max_iter=1, n_jobs=0).fit(X, Y.argmax(axis=1))
 
@@ -519,7 +542,7 @@ def test_default_picks_the_kernels_only_for_large_epochs(monkeypatch):
     assert not uses_fused_loop(net, small, None)  # compile time would not pay off
     assert uses_fused_loop(net, small + 2, None)
     assert uses_fused_loop(net, 10, 1) and not uses_fused_loop(net, 10**9, 0)
-    monkeypatch.setattr(ebprop.kernels, "available", lambda: False)
+    monkeypatch.setattr(ebprop.kernels, "unavailable_reason", lambda: "numba is not installed")
     assert not uses_fused_loop(net, 10**9, None) and not uses_fused_loop(net, 10, 2)
 
 

@@ -92,6 +92,7 @@ CASES = [
     ("rgb_pad", [conv(70, 3, 1, 2), mp(3), conv(66, 2), dense(20), dense(8)], (7, 8, 3), 6),
     ("two_classes", [conv(3, 5, 1, 2), mp(2)], (6, 6, 2), 1),
     ("wide_channels", [conv(130, 1), conv(65, 3, 2, 2)], (5, 5), 10),
+    ("all_padding_windows", [conv(4, 3), conv(3, 2, 1, 3), dense(6)], (7, 7), 3),
 ]
 
 

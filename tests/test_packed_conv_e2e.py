@@ -13,6 +13,7 @@ from packed_c_helper import c_predict, requires_cc
 
 from ebprop import EBPClassifier
 from ebprop.cli import main
+from ebprop.core.predict import predict_deterministic
 from ebprop.datasets import Preprocessor, load_dataset
 from ebprop.packed import PackedNetwork, pack_estimator, qemu, read_packed
 from ebprop.packed.export_c import write_c_project
@@ -96,3 +97,43 @@ def test_bench_inference_runs_the_cnn(cnn, tmp_path):
     assert res.exit_code == 0, res.output
     assert "packed (numpy)" in res.output and "float32 (model only)" in res.output
     assert "numba" not in res.output  # a CNN has NumPy kernels only
+
+
+@requires_qemu
+def test_cli_cortex_project_of_a_cnn_runs_in_qemu(cnn, tmp_path):
+    ds, est, pre, reference = cnn
+    path = tmp_path / "cnn.npz"
+    save_model(path, est, pre, {})
+    out = tmp_path / "m0"
+    res = CliRunner().invoke(
+        main, ["export", str(path), "--format", "c", "--target", "cortex-m0plus", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    r = qemu.run(out, ds.X_test[:8].reshape(8, -1))
+    np.testing.assert_array_equal(est.classes_[r.classes], reference[:8])
+
+
+@requires_cc
+def test_rgb_cnn_estimator_exports_with_its_channels(tmp_path):
+    # colour images reach the Preprocessor as (n, h, w·c) rows; the network's input_shape
+    # (h, w, c) gives the packed model its image shape, and pixels stay in (y, x, c) order.
+    # The label says whether red outweighs blue, so the channels' order matters.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 6, 6, 3), dtype=np.uint8)
+    y = (images[..., 0].mean(axis=(1, 2)) > images[..., 2].mean(axis=(1, 2))).astype(int)
+    pre = Preprocessor().fit(images.reshape(300, 6, 18), 255)
+    X = pre.transform(images.reshape(300, 6, 18))
+    est = EBPClassifier(
+        architecture="8C3p1-32", input_shape=(6, 6, 3), max_iter=4, init_variance=30.0
+    )
+    est.set_params(random_state=0).fit(X, y)
+    reference = est.predict(X, readout="deterministic")
+    assert np.mean(reference == y) > 0.6
+    model = pack_estimator(est, pre)
+    assert model.preprocessing["image_shape"] == [6, 6, 3]
+    outputs = predict_deterministic(est.network(), X.astype(est.dtype))
+    assert len(np.unique(outputs)) > 8
+    np.testing.assert_array_equal(PackedNetwork(model).decision_function(images), outputs[:, 0])
+    np.testing.assert_array_equal(PackedNetwork(model).predict(images), reference)
+    got = c_predict(model, images.reshape(300, -1), tmp_path)
+    np.testing.assert_array_equal(model.classes[got], reference)

@@ -49,7 +49,7 @@ def test_every_constructor_parameter_is_declared_once_with_its_default():
         ("input_dropout", "input_dropout", 0.0, "must be a keep probability in (0, 1] or None"),
         ("init_variance", "init_variance", -1.0, "must be a positive finite number, got -1.0"),
         ("weights", "weights", "ternary", "must be 'binary' or 'real', got 'ternary'"),
-        ("jobs", "n_jobs", -1, "must be an integer >= 0 or None, got -1"),
+        ("jobs", "n_jobs", -1, "must be an integer >= 0 or 'auto' or None, got -1"),
         ("dtype", "dtype", "float16", "must be 'float32' or 'float64', got 'float16'"),
     ],
 )

@@ -55,11 +55,20 @@ def test_vector_ops_count_arithmetic_and_blends_not_moves():
     assert port_bound.vector_ops(["vaddps\t%zmm1, %zmm2, %zmm3", "jb\t.LBB0_3"]) == (1, 0)
 
 
-@pytest.mark.skipif(VECTOR_BYTES != 64, reason="the count is of the AVX-512 build")
-def test_clip_and_tanh_count_is_that_of_the_rational_tanh():
-    # clip (max, min) + tanh (|x|, clamp, x², 6 + 3 Horner steps, a·P, the divide, the final
-    # clamp, the sign put back: xor, compare, blend) = 20 per vector of weights
-    assert port_bound.tanh_ops_per_vector() == 20
+def test_clip_and_tanh_loop_is_vectorised_and_costs_what_the_rational_tanh_needs():
+    # The rational tanh as written: clip (max, min) + tanh (|x|, clamp, x², 6 + 3 Horner steps,
+    # a·P, the divide, the final clamp, the sign put back: xor, compare, blend) = 20 vector
+    # operations per vector of weights with this repository's llvmlite on an AVX-512 core. Another
+    # CPU or LLVM may fold or split a clamp or a blend differently, so the count is held to what
+    # the arithmetic cannot do without — the clip's max and min, |x|, x², nine Horner steps, a·P,
+    # the divide and the sign (16) — and to at most a quarter above the 20 the docs give.
+    asm = port_bound.clip_tanh_asm()
+    ops = port_bound.tanh_ops_per_vector(asm)
+    assert 16 <= ops <= 25, ops
+    # ... on whole vectors of the width the kernels are built for, not a scalar loop
+    register = {64: "%zmm", 32: "%ymm"}[VECTOR_BYTES]
+    divides = [ln for b in port_bound.loop_bodies(asm) for ln in b if ln.startswith("vdivps")]
+    assert divides and all(register in ln for ln in divides), divides
 
 
 def test_binary_vector_ops_count_the_floors_products_and_one_tanh_per_weight():

@@ -1,23 +1,18 @@
 """The optimised core gives the same parameters as the straightforward baseline (issue 7).
 
-The baseline (benchmarks/baseline_ebp.py) is an independent one-line-per-equation transcription;
-after 100 minibatches both must agree to float round-off.
+The baseline (:mod:`ebprop.reference`, the test oracle) is an independent
+one-line-per-equation transcription; after 100 minibatches both must agree to float round-off.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ebprop.core import Network, init_network, make_family, step_inplace
 from ebprop.core.families import BinaryWeights, RealWeights
+from ebprop.reference import baseline_step
 from ebprop.trainer import encode_targets, run_minibatches_inplace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from baseline_ebp import baseline_step  # noqa: E402
 
 SIZES = (20, 15, 12, 3)
 N_BATCHES = 100

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Boolean", "Choice", "Integer", "Nullable", "Real"]
+__all__ = ["Boolean", "Choice", "Either", "Integer", "Nullable", "Real"]
 
 
 class Integer:
@@ -85,7 +85,7 @@ class Choice:
     def __init__(self, *choices: Any) -> None:
         self.choices = choices
         names = [repr(c) for c in choices]
-        self.describe = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
+        self.describe = " or ".join(names) if len(names) <= 2 else "one of " + ", ".join(names)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str | bool | numbers.Number) and value in self.choices:
@@ -118,3 +118,19 @@ class Nullable:
             return self.inner(value)
         except ValueError:
             raise ValueError(self.describe) from None
+
+
+class Either:
+    """What the first of ``kinds`` accepts, else the next, …"""
+
+    def __init__(self, *kinds: Callable[[Any], Any]) -> None:
+        self.kinds = kinds
+        self.describe = " or ".join(getattr(k, "describe", "a valid value") for k in kinds)
+
+    def __call__(self, value: Any) -> Any:
+        for kind in self.kinds:
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        raise ValueError(self.describe)

@@ -23,7 +23,7 @@ from .core import (
 from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
 from .networks import build_network, float64_network
-from .params import READOUTS, check_input_scale, check_parameters
+from .params import READOUTS, check_input_scale, check_parameters, network_plan
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
 __all__ = ["EBPClassifier"]
@@ -84,11 +84,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Seeds initialisation and shuffling.
     dtype : {"float32", "float64"}, default="float32"
         Floating type of parameters and computations.
-    n_jobs : int or None, default=None
+    n_jobs : int, "auto" or None, default=None
         Threads of the fused compiled training loop (:mod:`ebprop.kernels`), or 0 for the NumPy
         loop of :mod:`ebprop.core` (the reference; they agree to round-off). None: the compiled
         loop, one thread, when an epoch is large enough to earn back its one-off compile
-        (:func:`ebprop.trainer.uses_fused_loop`; docs/performance.md).
+        (:func:`ebprop.trainer.uses_fused_loop`); ``"auto"``: on 1 or 2 threads (docs/engine.md).
     verbose : int, default=0
         Print one line per epoch when positive.
     early_stopping : bool, default=False
@@ -153,7 +153,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
         dtype: str = "float32",
-        n_jobs: int | None = None,
+        n_jobs: int | str | None = None,
         verbose: int = 0,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
@@ -231,7 +231,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
         ):
             return net
-        self._net = build_network(self)
+        self._net = build_network(self, network_plan(self))
         return self._net
 
     def init_parameters(
@@ -265,7 +265,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
         check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
-        net = build_network(self, rng)
+        net = build_network(self, network_plan(self), rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net
         self.n_iter_ = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,24 +20,16 @@ from .core import (
     init_network,
     make_family,
 )
-from .core.architecture import DenseSpec, LayerSpec, is_convolutional, layer_shapes
+from .core.architecture import DenseSpec, LayerSpec, layer_shapes
 from .core.convnet import parameter_shapes
-from .params import check_parameters, conv_specs, network_options
-from .trainer import network_from_arrays
 
 __all__ = [
     "build_network",
-    "conv_layers",
+    "network_from_arrays",
     "conv_network_from_arrays",
     "float64_network",
     "resolve_input_shape",
 ]
-
-
-def conv_layers(est) -> tuple[LayerSpec, ...] | None:
-    """The hidden layer specs when ``est.architecture`` has conv/pool layers, else None."""
-    specs = conv_specs(est)
-    return specs if specs is not None and is_convolutional(specs) else None
 
 
 def resolve_input_shape(input_shape, n_features: int) -> tuple[int, int, int]:
@@ -59,6 +52,42 @@ def resolve_input_shape(input_shape, n_features: int) -> tuple[int, int, int]:
             f"input_shape {shape} has {int(np.prod(shape))} values, X has {n_features} features"
         )
     return shape  # type: ignore[return-value]
+
+
+def network_from_arrays(
+    coefs: Sequence[np.ndarray],
+    intercepts: Sequence[np.ndarray],
+    family: WeightFamily,
+    dtype: np.dtype,
+    n_features: int,
+    n_outputs: int,
+    **options: Any,
+) -> Network:
+    """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
+
+    Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
+    ``options``: further :class:`Network` fields (from :func:`ebprop.params.network_plan`).
+    ValueError names the layer and the expected shapes.
+    """
+    sizes = [n_features] + [c.shape[1] for c in coefs]
+    if len(coefs) != len(intercepts):
+        raise ValueError("coefs_ and intercepts_ must have the same number of layers")
+    H, b = [], []
+    for layer, (c, i) in enumerate(zip(coefs, intercepts, strict=True)):
+        c = np.asarray(c, dtype=dtype, order="C")
+        i = np.asarray(i, dtype=dtype).reshape(-1)
+        if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
+            raise ValueError(
+                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
+                f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
+            )
+        if not (np.isfinite(c).all() and np.isfinite(i).all()):
+            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
+        H.append(c)
+        b.append(i)
+    if sizes[-1] != n_outputs:
+        raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
+    return Network(family=family, H=H, b=b, **options)
 
 
 def conv_network_from_arrays(
@@ -99,13 +128,17 @@ def conv_network_from_arrays(
     return ConvNetwork(family=family, specs=specs, input_shape=tuple(input_shape), H=H, b=b)
 
 
-def build_network(est, rng: np.random.Generator | None = None) -> Network | ConvNetwork:
+def build_network(
+    est, plan: tuple, rng: np.random.Generator | None = None
+) -> Network | ConvNetwork:
     """The network of an :class:`~ebprop.EBPClassifier`: over its ``coefs_``/``intercepts_``
     (checked), or freshly initialised from ``rng`` (needs ``n_features_in_``, ``n_outputs_``).
+
+    ``plan``: :func:`ebprop.params.network_plan` of ``est`` (hidden widths, conv specs or None,
+    the core Network's options), so that this module needs nothing above the core.
     """
-    sizes, _ = check_parameters(est)
-    specs, family = conv_layers(est), make_family(est.weights, est.prior_variance)
-    options = network_options(est)
+    sizes, specs, options = plan
+    family = make_family(est.weights, est.prior_variance)
     dtype = est.float_dtype()
     shape = None if specs is None else resolve_input_shape(est.input_shape, est.n_features_in_)
     if rng is None and specs is not None:

@@ -16,9 +16,10 @@ How to add a parameter
    numpy-style entry in the class docstring.
 2. Add one :class:`Param` to :data:`PARAMS` below: its default (the same as ``__init__``'s), a
    constraint (:class:`Integer`, :class:`Real`, :class:`Choice`, :class:`Boolean`,
-   :class:`Nullable` of one, or your own callable returning the parsed value and raising
-   ``ValueError(describe)``), a one-line ``doc`` and, when a run should be able to set it,
-   ``option=`` (the run-option, sweep-key and ``--flag`` name; ``help=`` the ``--help`` text).
+   :class:`Nullable` of one, from :mod:`ebprop.constraints`, or your own callable returning the
+   parsed value and raising ``ValueError(describe)``), a one-line ``doc`` and, when a run
+   should be able to set it, ``option=`` (the run-option, sweep-key and ``--flag`` name;
+   ``help=`` the ``--help`` text).
    The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
    and as ``ebprop train --flag`` without touching those modules.
 3. Use the parsed value where it does its work. A parameter of the fully connected core
@@ -27,8 +28,9 @@ How to add a parameter
    (:func:`ebprop.kernels.supports`) need it; nothing in between changes.
 4. If it is stored in model files and older files were trained with another behaviour than the
    new default gives, add ``since=(version, old_value)``: files written by an ebprop before
-   ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run options stored
-   before the parameter existed compare and resume with the same value.
+   ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run folders stored
+   before the parameter existed resume with its declared default; when that is not what they
+   ran, add the old value to ``ebprop.runs.folder.ADDED_DEFAULTS`` too.
 
 Cross-parameter rules (reinforcement needs binary weights; ``architecture`` or
 ``hidden_layer_sizes``) are in :func:`check_parameters`.
@@ -44,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Boolean, Choice, Integer, Nullable, Real
+from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
 from .core import Reinforcement, parse_reinforcement
-from .core.architecture import LayerSpec, dense_sizes, parse_architecture
+from .core.architecture import LayerSpec, dense_sizes, is_convolutional, parse_architecture
 from .memory import parse_memory
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "conv_specs",
     "loaded_params",
     "network_options",
+    "network_plan",
     "option_params",
     "saved_params",
 ]
@@ -244,8 +247,9 @@ _ARCHITECTURE_HELP = (
     "(docs/conv.md)."
 )
 _JOBS_HELP = (
-    "Threads of the fused compiled training loop; 0 for the NumPy loop. [default: the "
-    "compiled loop, one thread, for large epochs when numba is installed]"
+    "Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
+    "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
+    "[default: auto for a new run; the compiled loop runs large epochs where numba is installed]"
 )
 
 PARAMS: dict[str, Param] = {
@@ -283,8 +287,9 @@ PARAMS: dict[str, Param] = {
         Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
               to_json=_random_state_json),
         Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype"),
-        Param("n_jobs", None, Nullable(Integer(0)), "Threads of the fused loop; 0: NumPy.",
-              option="jobs", help=_JOBS_HELP, annotation="int | None"),
+        Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
+              "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
+              option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
         Param("verbose", 0, _anything, "Print one line per epoch when positive."),
         Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
         Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),
@@ -303,6 +308,16 @@ NOT_SAVED = frozenset({"n_jobs", "max_memory"})
 def network_options(est: Any) -> dict[str, Any]:
     """The parsed values of the parameters the core's :class:`~ebprop.core.Network` takes."""
     return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
+
+
+def network_plan(est: Any) -> tuple[tuple[int, ...], tuple[LayerSpec, ...] | None, dict]:
+    """What an estimator's network is, from its checked parameters: ``(hidden widths, conv layer
+    specs or None for a fully connected network, the core Network's options)``; what
+    :func:`ebprop.networks.build_network` builds."""
+    sizes, _ = check_parameters(est)
+    specs = conv_specs(est)
+    conv = specs if specs is not None and is_convolutional(specs) else None
+    return sizes, conv, network_options(est)
 
 
 def option_params() -> dict[str, Param]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from .core import (
     ConvNetwork,
     Network,
     Reinforcement,
-    WeightFamily,
     conv_step_inplace,
     diverged,
     step_inplace,
@@ -145,42 +143,6 @@ def epoch_order(n_samples: int, rng: np.random.Generator, shuffle: bool = True) 
     return rng.permutation(n_samples) if shuffle else np.arange(n_samples)
 
 
-def network_from_arrays(
-    coefs: Sequence[np.ndarray],
-    intercepts: Sequence[np.ndarray],
-    family: WeightFamily,
-    dtype: np.dtype,
-    n_features: int,
-    n_outputs: int,
-    **options: Any,
-) -> Network:
-    """A :class:`Network` over given parameters, checked: layer count, shapes, finiteness.
-
-    Arrays already of ``dtype`` and C-contiguous are shared, not copied (training updates them).
-    ``options``: further :class:`Network` fields (:func:`ebprop.params.network_options`).
-    ValueError names the layer and the expected shapes.
-    """
-    sizes = [n_features] + [c.shape[1] for c in coefs]
-    if len(coefs) != len(intercepts):
-        raise ValueError("coefs_ and intercepts_ must have the same number of layers")
-    H, b = [], []
-    for layer, (c, i) in enumerate(zip(coefs, intercepts, strict=True)):
-        c = np.asarray(c, dtype=dtype, order="C")
-        i = np.asarray(i, dtype=dtype).reshape(-1)
-        if c.shape != (sizes[layer], sizes[layer + 1]) or i.shape != (sizes[layer + 1],):
-            raise ValueError(
-                f"layer {layer}: coefs_ has shape {c.shape} and intercepts_ {i.shape}; "
-                f"expected {(sizes[layer], sizes[layer + 1])} and {(sizes[layer + 1],)}"
-            )
-        if not (np.isfinite(c).all() and np.isfinite(i).all()):
-            raise ValueError(f"layer {layer}: coefs_/intercepts_ contain NaN or Inf")
-        H.append(c)
-        b.append(i)
-    if sizes[-1] != n_outputs:
-        raise ValueError(f"the last layer has {sizes[-1]} units, expected {n_outputs}")
-    return Network(family=family, H=H, b=b, **options)
-
-
 #: Work per epoch (samples × weights) from which ``n_jobs=None`` picks the fused compiled loop.
 #: That loop runs an MNIST 784-500-500-10 epoch (3.2e10) 2.4–3.1× faster than the NumPy loop but
 #: pays a one-off compile (29–37 s, then cached on disk; ~1 s to load per process), which a small
@@ -188,20 +150,54 @@ def network_from_arrays(
 FUSED_MIN_WORK = 1e9
 
 
-def uses_fused_loop(net: Network, n_samples: int, n_jobs: int | None) -> bool:
+def uses_fused_loop(net: Network, n_samples: int, n_jobs: int | str | None) -> bool:
     """Whether :func:`run_minibatches_inplace` runs the fused kernels for this call.
 
-    ``n_jobs``: None — when numba is installed and the epoch is large (:data:`FUSED_MIN_WORK`);
-    0 — never (the NumPy loop, the reference definition); k ≥ 1 — with k threads when numba is
-    installed.
+    ``n_jobs``: None or ``"auto"`` — when the kernels can run here (:func:`kernels.available`)
+    and the epoch is large (:data:`FUSED_MIN_WORK`); 0 — never (the NumPy loop, the reference
+    definition); k ≥ 1 — with k threads when the kernels can run here.
     """
-    if n_jobs == 0 or isinstance(net, ConvNetwork) or not kernels.available():
-        return False  # conv networks train in the NumPy core (no fused conv kernels)
-    if n_jobs is None and n_samples * sum(h.size for h in net.H) < FUSED_MIN_WORK:
-        return False
+    return engine_reason(net, n_samples, n_jobs) is None
+
+
+def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str | None:
+    """None when the fused kernels run (:func:`uses_fused_loop`), else why the NumPy loop does."""
+    if n_jobs == 0:
+        return "n_jobs=0 asks for it"
+    if isinstance(net, ConvNetwork):
+        return "conv networks train in the NumPy core (no fused conv kernels)"
+    reason = kernels.unavailable_reason()
+    if reason is not None:
+        return reason
+    if n_jobs in (None, "auto") and n_samples * sum(h.size for h in net.H) < FUSED_MIN_WORK:
+        return (
+            f"an epoch of {n_samples} samples is too small to earn back the compiled loop's "
+            "one-off compile"
+        )
     from .kernels import supports  # imports numba
 
-    return supports(net)
+    if not supports(net):
+        return "the compiled loop supports binary and real weights in float32 and float64 only"
+    return None
+
+
+def describe_engine(net: Network, n_samples: int, n_jobs: int | str | None) -> str:
+    """One line naming the loop that trains ``net``: the compiled loop with its vector width and
+    threads, or the NumPy loop and why (``ebprop train``'s first line)."""
+    reason = engine_reason(net, n_samples, n_jobs)
+    if reason is not None:
+        return f"engine: the NumPy loop ({reason})"
+    from .kernels import max_threads, vector_bits
+
+    if n_jobs == "auto":
+        most = max_threads()
+        threads = (
+            "1 or 2 threads, measured as it runs (--jobs auto)" if most > 1
+            else "1 thread (one CPU free)"
+        )  # fmt: skip
+    else:
+        threads = f"{n_jobs or 1} thread{'s' if (n_jobs or 1) > 1 else ''}"
+    return f"engine: the compiled loop, {vector_bits()}-bit vectors, {threads}"
 
 
 def run_minibatches_inplace(
@@ -215,7 +211,7 @@ def run_minibatches_inplace(
     on_batch: BatchCallback | None = None,
     reinforcement: Reinforcement | None = None,
     epoch: int = 0,
-    n_jobs: int | None = None,
+    n_jobs: int | str | None = None,
     callback_every: int = 1,
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place.
@@ -228,7 +224,9 @@ def run_minibatches_inplace(
         one, with (position, errors so far); return True to stop there.
     reinforcement : schedule of the factors ρ_l (None: plain EBP); ``epoch`` (finished epochs
         before this one) and the position in ``order`` give its progress.
-    n_jobs : None, 0 or a thread count: which loop runs (:func:`uses_fused_loop`). The fused
+    n_jobs : None, 0, a thread count or ``"auto"`` (or a :class:`ebprop.kernels.ThreadChooser`
+        that keeps its measurements between calls): which loop runs (:func:`uses_fused_loop`)
+        and on how many threads; ``"auto"`` picks one or two as it runs. The fused
         kernels (:mod:`ebprop.kernels`) agree with this NumPy loop to float round-off
         (tests/test_kernels.py); each is bit-identical to itself on resume.
     callback_every : minibatches between ``on_batch`` calls (1: after each). Larger values save
@@ -239,11 +237,13 @@ def run_minibatches_inplace(
     (position, n_errors) : where training stopped (``len(order)`` when the epoch is complete) and
     the online EBP-P training errors (prediction before each update) since ``start``.
     """
-    if uses_fused_loop(net, order.shape[0], n_jobs):  # the whole epoch's size: stable on resume
+    chooser = n_jobs if not isinstance(n_jobs, int | str | None) else None
+    if uses_fused_loop(net, order.shape[0], "auto" if chooser else n_jobs):  # the whole epoch's
         from .kernels import run_minibatches_fused
 
         return run_minibatches_fused(
-            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch, n_jobs or 1,
+            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch,
+            chooser or n_jobs or 1,
             callback_every,
         )  # fmt: skip
     if callback_every < 1:
@@ -284,7 +284,7 @@ class Trainer:
     position : int, samples of the current epoch already trained on.
     n_errors : int, online EBP-P errors in the current epoch so far.
     order : (n,) int array or None, the current epoch's sample order (None between epochs).
-    n_jobs : int or None, which minibatch loop runs (see :func:`uses_fused_loop`).
+    n_jobs : int, "auto" or None, which minibatch loop runs (see :func:`uses_fused_loop`).
     """
 
     net: Network
@@ -297,7 +297,18 @@ class Trainer:
     position: int = 0
     n_errors: int = 0
     order: np.ndarray | None = None
-    n_jobs: int | None = None
+    n_jobs: int | str | None = None
+    _chooser: object = field(default=None, repr=False, compare=False)
+
+    def _threads(self, n_samples: int) -> object:
+        # "auto": one ThreadChooser for the whole run, so it measures once and then re-checks
+        if self.n_jobs != "auto" or not uses_fused_loop(self.net, n_samples, "auto"):
+            return self.n_jobs
+        if self._chooser is None:
+            from .kernels import ThreadChooser, max_threads
+
+            self._chooser = ThreadChooser(max_threads())
+        return self._chooser
 
     def train_epoch(
         self,
@@ -340,8 +351,8 @@ class Trainer:
 
         self.position, errs = run_minibatches_inplace(
             self.net, X, Y, self.order, self.batch_size, self.nu, start=self.position,
-            on_batch=hook, reinforcement=self.reinforcement, epoch=self.epoch, n_jobs=self.n_jobs,
-            callback_every=callback_every,
+            on_batch=hook, reinforcement=self.reinforcement, epoch=self.epoch,
+            n_jobs=self._threads(n), callback_every=callback_every,
         )  # fmt: skip
         self.n_errors = base + errs
         if self.position < n:

@@ -310,13 +310,27 @@ def _bytes(n: float) -> str:
 
 
 @click.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("model_path", metavar="MODEL", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--system",
+    is_flag=True,
+    help="Instead of a model: the versions, the BLAS, the vector width and the kernel cache folder "
+    "that training uses here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(model_path: Path, as_json: bool) -> None:
+def info(model_path: Path | None, system: bool, as_json: bool) -> None:
     """Summarise MODEL: layers, 1-bit and 32-bit parameters, memory trained and deployed.
 
-    MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only).
+    MODEL: a model .npz, a run folder, or a .ebpb (EBP-D only). With --system, no MODEL: what the
+    training engine finds on this machine.
     """
+    if system:
+        if model_path is not None:
+            raise click.UsageError("--system describes this machine; give it no MODEL")
+        _info_system(as_json)
+        return
+    if model_path is None:
+        raise click.UsageError("missing MODEL (a model .npz, run folder or .ebpb), or --system")
     model = open_model(model_path)
     if not isinstance(model, LoadedModel):
         _info_packed(model, model_path, as_json)
@@ -456,3 +470,25 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
     click.echo(f"  input: {h}x{w} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
     click.echo(f"  trained on: {appearance_text(net.model.input)}")
     click.echo(f"  packed weights {_bytes(net.weight_nbytes)}, file {_bytes(info['file_bytes'])}")
+
+
+def _info_system(as_json: bool) -> None:
+    from ..kernels.system import system_report, vector_name
+
+    report = system_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    versions = ", ".join(f"{k} {v or '(not installed)'}" for k, v in report["versions"].items())
+    click.echo(f"versions: {versions}")
+    click.echo(f"BLAS for the compiled loop: {report['blas'] or 'not found'}")
+    if report["engine"] == "compiled":
+        click.echo("engine: the compiled loop (large epochs; --jobs 0 for the NumPy loop)")
+    else:
+        click.echo(f"engine: the NumPy loop, because {report['reason']}")
+    if report["vector_bytes"] is not None:
+        features = report["cpu_features"]
+        target = f"NUMBA_CPU_FEATURES={features}" if features else "this CPU"
+        click.echo(f"vector width: {vector_name(report['vector_bytes'])}, compiled for {target}")
+        click.echo(f"kernel cache: {report['cache_folder']}")
+    click.echo(f"CPUs available: {report['cpus']}")

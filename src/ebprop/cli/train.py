@@ -56,6 +56,15 @@ class _TrainCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
+def _jobs_value(ctx, param, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number nor auto") from None
+
+
 def _parse_hidden(ctx, param, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -144,6 +153,7 @@ _TRAIN_FIELDS = sorted(option_keys(TrainOptions))
 #: help text that names what only the command line knows. Everything else about an option (its
 #: name, type, help, default, choices) comes from the field (:mod:`ebprop.runs.options`).
 _FIELD_EXTRAS: dict[str, dict[str, Any]] = {
+    "jobs": {"callback": _jobs_value},
     "dataset": {
         "help": f"{', '.join(DATASETS)}, or a path: a folder of images (one subfolder per "
         "class) or an .npz (X_train, y_train[, X_test, y_test]).",
@@ -292,6 +302,7 @@ def train(ctx: click.Context, **kw) -> None:
                 raise click.UsageError(str(exc)) from None
     else:
         fields = {k: kw[k] for k in _TRAIN_FIELDS if kw.get(k) is not None}
+        fields.setdefault("jobs", "auto")  # a new run's default; runs without it kept theirs
         try:
             options = TrainOptions(**fields)  # validates every option, once
         except ValueError as exc:
@@ -320,7 +331,7 @@ def train(ctx: click.Context, **kw) -> None:
     verb = "resuming" if kw["resume"] else "training"
     if kw["from_run"] is not None:
         verb = f"from {kw['from_run']} (epoch {options.extra['warm_start']['epoch']}), training"
-    say(
+    first = (
         f"{verb} {options.weights} net (hidden {hidden}) on "
         f"{options.dataset} for {options.epochs} epoch{'s' if options.epochs != 1 else ''} → {out}"
     )
@@ -328,6 +339,7 @@ def train(ctx: click.Context, **kw) -> None:
         summary = train_run(
             options,
             out,
+            on_start=lambda engine: say(f"{first}; {engine}"),  # once the data is loaded
             resume=kw["resume"] is not None,
             progress=show_progress(quiet),
             on_epoch=lambda r: say(_epoch_line(r, options.epochs)),

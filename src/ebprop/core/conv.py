@@ -37,8 +37,12 @@ def im2col(a: np.ndarray, kernel: int, stride: int, pad: int) -> np.ndarray:
 
     Returns
     -------
-    ndarray (batch·out_h·out_w, k·k·channels), C-contiguous
-        Rows in (batch, oy, ox) order, columns in (ky, kx, c) order.
+    ndarray (batch·out_h·out_w, k·k·channels)
+        Rows in (batch, oy, ox) order, columns in (ky, kx, c) order. C-contiguous, except for
+        one channel: then the transpose of a C-contiguous (k·k, rows) array, built by k² plane
+        copies (a strided copy with one-element runs was 2.4× slower, and summing x² along the
+        25-element rows of a 5×5 layer 5× slower than down its columns). Same values; products
+        with it round as BLAS does for either layout.
     """
     if pad:
         a = np.pad(a, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -46,6 +50,13 @@ def im2col(a: np.ndarray, kernel: int, stride: int, pad: int) -> np.ndarray:
     n, height, width, channels = a.shape
     out_h = (height - kernel) // stride + 1
     out_w = (width - kernel) // stride + 1
+    if channels == 1 and kernel > 1:
+        planes = np.empty((kernel, kernel, n, out_h, out_w), dtype=a.dtype)
+        for ky in range(kernel):
+            for kx in range(kernel):
+                planes[ky, kx] = a[:, ky : ky + stride * out_h : stride,
+                                   kx : kx + stride * out_w : stride, 0]  # fmt: skip
+        return planes.reshape(kernel * kernel, n * out_h * out_w).T
     s0, s1, s2, s3 = a.strides
     windows = as_strided(
         a,

@@ -28,6 +28,7 @@ from .families import WeightFamily
 from .forward import LayerStats, layer_forward
 from .network import aligned_empty
 from .numerics import normal_pdf
+from .overshoot import overshoot_gain
 from .pool import maxpool_backward, maxpool_forward
 from .update import PARAMETER_BOUND
 
@@ -193,10 +194,16 @@ def conv_forward(net: ConvNetwork, x: np.ndarray, nu: float = 0.0) -> list[ConvL
 
 
 def conv_backward(
-    net: ConvNetwork, layers: list[ConvLayerStats], y: np.ndarray
+    net: ConvNetwork, layers: list[ConvLayerStats], y: np.ndarray, gain: float = 1.0
 ) -> list[np.ndarray]:
-    """Δ of every parameterised layer, each (rows, C_out), output last; pre-update means."""
+    """Δ of every parameterised layer, each (rows, C_out), output last; pre-update means.
+
+    ``gain`` γ scales Δ_L before the recursion, as :func:`.backward.backward`'s (the overshoot
+    control of :mod:`.overshoot`); γ = 1 multiplies nothing.
+    """
     deltas: list[np.ndarray] = [output_delta(y, layers[-1].stats)]
+    if gain != 1.0:
+        deltas[0] *= deltas[0].dtype.type(gain)
     index = len(net.H) - 1
     grad = None  # gradient w.r.t. the current layer's output means, in its output shape
     for depth in range(len(net.specs) - 1, 0, -1):
@@ -238,13 +245,17 @@ def conv_update_inplace(
         if isinstance(spec, ConvSpec) and net.temper:
             positions = delta.shape[0] // layers[-1].v.shape[0]
             half = 0.5 / positions**net.temper
-        half_delta = delta * delta.dtype.type(half)
+        # The factor scales the small (n_in, n_out) product, not Δ's batch·P rows (for ½ the same
+        # bits: a power of two commutes with rounding).
+        half = delta.dtype.type(half)
         H, b = net.H[index], net.b[index]
-        b += half_delta.sum(axis=0)
+        b += delta.sum(axis=0) * half
         np.clip(b, -PARAMETER_BOUND, PARAMETER_BOUND, out=b)
         if rho is not None and float(rho[index]) != 1.0:
             H *= H.dtype.type(rho[index])
-        H += layer.rows.T @ half_delta
+        increment = layer.rows.T @ delta
+        increment *= half
+        H += increment
         np.clip(H, -PARAMETER_BOUND, PARAMETER_BOUND, out=H)
         net.refresh_moments_inplace(index)
 
@@ -261,9 +272,25 @@ def conv_step_inplace(
     x : (batch, H·W·C) inputs; y : (batch, n_L) targets of ±1; as :func:`.step.step_inplace`.
     """
     layers = conv_forward(net, x, nu)
-    deltas = conv_backward(net, layers, y)
+    deltas = conv_backward(net, layers, y, conv_overshoot_gain(net, layers, y))
     conv_update_inplace(net, layers, deltas, rho)
     return layers[-1].v
+
+
+@dataclass
+class _Flat:
+    v: np.ndarray
+
+
+def conv_overshoot_gain(net: ConvNetwork, layers: list[ConvLayerStats], y: np.ndarray) -> float:
+    """The overshoot gain γ of :func:`.overshoot.overshoot_gain` for a conv network's minibatch.
+
+    Only the (always dense) output layer is measured, on its flattened input means, exactly as
+    for a dense network: a conv network whose last hidden layer is a dense one gets the dense
+    network's γ.
+    """
+    below = _Flat(layers[-2].v.reshape(layers[-2].v.shape[0], -1))
+    return overshoot_gain(net, below.v, y, [below, layers[-1].stats])  # type: ignore[list-item]
 
 
 def conv_diverged(net: ConvNetwork, rho: Sequence[float] | None = None) -> bool:

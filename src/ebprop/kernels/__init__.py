@@ -3,7 +3,8 @@
 :func:`run_minibatches_fused` is a drop-in for :func:`ebprop.trainer.run_minibatches_inplace`
 (plus ``n_jobs``) that runs one fused pass over each layer per minibatch; see
 docs/performance.md for what it does and the measurements that justify it. Importing this package
-does not import numba; :func:`available` says whether the kernels can be used.
+does not import numba; :func:`available` says whether the kernels can run here, and
+:func:`unavailable_reason` why not.
 """
 
 from __future__ import annotations
@@ -11,27 +12,28 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from .system import unavailable_reason
+from .threads import ThreadChooser, max_threads
+
 if TYPE_CHECKING:  # pragma: no cover
     from .fused import refresh_moments, run_minibatches_fused, supports
 
 __all__ = [
-    "available",
-    "refresh_moments",
-    "run_minibatches_fused",
-    "supports",
-    "vector_bits",
-]
+    "ThreadChooser", "available", "max_threads", "refresh_moments", "run_minibatches_fused",
+    "supports", "unavailable_reason", "vector_bits",
+]  # fmt: skip
 
 
 def available() -> bool:
-    """True when numba (and so the fused kernels) can be imported."""
-    return importlib.util.find_spec("numba") is not None
+    """True when the fused kernels can run here: numba is installed and NumPy's bundled OpenBLAS,
+    which they call, was found (:func:`unavailable_reason` says which is missing)."""
+    return unavailable_reason() is None
 
 
 def vector_bits() -> int | None:
     """Bits per explicit vector the kernels compile for (512 where numba targets AVX-512F, else
     256), or None when numba is not installed. Imports numba (once) when it is."""
-    if not available():
+    if importlib.util.find_spec("numba") is None:
         return None
     from ._simd import VECTOR_BYTES
 

@@ -12,32 +12,20 @@ cache the kernels on disk (``cache=True``): the address changes from process to 
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
-
 import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba.extending import intrinsic
 
+from .system import enter_kernel_cache, find_numpy_cblas, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
+
 __all__ = ["BACKEND", "GEMM_ADDRESSES", "gemm"]
 
 
-def _numpy_cblas() -> tuple[int, int] | None:
-    """Addresses of NumPy's OpenBLAS ``cblas_sgemm``/``cblas_dgemm`` (scipy-openblas64), or None."""
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so"))):
-        try:
-            lib = ctypes.CDLL(path)
-            s, d = lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_
-        except (OSError, AttributeError):
-            continue
-        return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
-    return None
-
-
-_CBLAS = _numpy_cblas()
+_FOUND = find_numpy_cblas()
+_CBLAS = _FOUND[1:] if _FOUND is not None else None
 BACKEND = "numpy-openblas-cblas" if _CBLAS is not None else None
 #: (cblas_sgemm, cblas_dgemm) addresses, passed to the compiled code at every call; or None.
 GEMM_ADDRESSES = np.array(_CBLAS, dtype=np.int64) if _CBLAS is not None else None
@@ -98,3 +86,6 @@ def gemm(a, b, c, beta, trans_a, trans_b, addresses):  # pragma: no cover - comp
     addr = addresses[0] if isz == 4 else addresses[1]
     _cblas_call(addr, flags, dims, one, a.ctypes.data, b.ctypes.data, c.dtype.type(beta),
                 c.ctypes.data)  # fmt: skip
+
+
+leave_kernel_cache()

@@ -44,6 +44,9 @@ from ._micro import PAIR_IN_REGISTERS, accumulate, accumulate_pair, dot, dot_row
 from ._simd import lanes, vfma, vload, vload_part, vsplat, vstore, vstore_part
 from ._update import UPDATE_IN_TILES, update_clip
 from ._vecmath import erf, exp_neg, tanh, vclip, vtanh32
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 _FM = {"contract"}  # allow FMA contraction only; no reassociation (results stay reproducible)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -488,3 +491,6 @@ def load_targets(Y, idx, y):  # pragma: no cover - compiled
     """y[:len(idx)] = Y[idx]; the padding rows are never read (their Δ is set to 0)."""
     for s in range(idx.shape[0]):
         y[s, :] = Y[idx[s]]
+
+
+leave_kernel_cache()

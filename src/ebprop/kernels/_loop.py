@@ -35,6 +35,9 @@ import numba as nb
 
 from . import _fused as K
 from . import _overshoot
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 
 @nb.njit(nogil=True, cache=True)
@@ -168,3 +171,6 @@ def span(X, Y, order, position, batch, rho, c, net, slots, bufs, plan):  # pragm
             break
         c, nx = nx, c
     return position, errors, c
+
+
+leave_kernel_cache()

@@ -15,15 +15,11 @@ depend on how the columns are split, only on the row blocks (which the caller fi
 
 The backward product Δ_{l+1} M_{l+1}ᵀ, (B × m)·(m × n)ᵀ, is a set of dot products along M's
 rows: :func:`dot_rows` keeps 5 samples × 2 rows of accumulators in registers (BLAS ran it at
-0.5–0.65× that speed; ``benchmarks/micro_vs_blas.py``); rows shorter than two vectors (the
+0.5–0.65× that speed; ``benchmarks/archive/micro_vs_blas.py``); rows shorter than two vectors (the
 output layer's) are transposed and summed as the forward products are.
 
 Arrays are passed flat (C order) with their row lengths; columns k0:k1 are done in strips of two
 vectors, the last strip with masked loads and stores.
-
-numba's on-disk cache keys each kernel on its own source file only: after editing this file,
-delete ``kernels/__pycache__/*.nbi`` (the cached kernels of ``_fused.py`` would keep the old
-code). A fresh install is unaffected.
 """
 
 from __future__ import annotations
@@ -46,6 +42,9 @@ from ._simd import (
     vsum,
     vzero,
 )  # fmt: skip
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 _FM = {"contract"}
 _GROUP = 5  # samples per register block: 5 × 2 accumulators + 2 loads + 1 broadcast ≤ 16
@@ -433,3 +432,6 @@ def dot_rows(U, M, i0, i1, out):  # pragma: no cover - compiled
     for i in range(pairs_end, i1):
         for s in range(B):
             _dot1(Uf, n, Mf, ldm, i, s, n, of, ldo)
+
+
+leave_kernel_cache()

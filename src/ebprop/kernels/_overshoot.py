@@ -14,6 +14,9 @@ import numba as nb
 import numpy as np
 
 from ._fused import erfcx
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 __all__ = ["gain"]
 
@@ -72,3 +75,6 @@ def scale_rows(delta, n_valid, g):  # pragma: no cover - compiled
     for s in range(n_valid):
         for k in range(delta.shape[1]):
             delta[s, k] *= f
+
+
+leave_kernel_cache()

@@ -12,18 +12,15 @@ CPU with AVX-512F, else 32 (``<8 x float>``, ``<4 x double>``). LLVM's loop vect
 256 bits on Intel's AVX-512 server cores (its "prefer-256-bit" tuning), and numba gives no way to
 change that per function, so the explicit vectors are the only 512-bit code. On an Emerald Rapids
 core the forward sums of an 800 × 800 layer ran 1.25× faster with 64-byte vectors
-(``benchmarks/layer_parts.py``, docs/performance.md, decision 2). The width follows the CPU that
-numba targets (``NUMBA_CPU_FEATURES`` if set, else the host's), which numba's on-disk cache keys
-its kernels on too, so a cached kernel never has another width.
+(``benchmarks/archive/layer_parts.py``, docs/performance.md, decision 2). The width follows the
+CPU that numba targets (``NUMBA_CPU_FEATURES`` if set, else the host's), which numba's on-disk
+cache keys its kernels on too, so a cached kernel never has another width.
 
 The width changes the order of some sums (a dot product's lanes), so results agree across
 machines to round-off, not to the bit. No bounds or wraparound checks are made: callers index
 within their arrays. On a CPU without FMA, ``llvm.fmuladd`` becomes a multiply and an add. The
 same program gives the same bits for the same inputs on one machine, whatever column a value falls
 in (the masked loads below use the same arithmetic as the full ones).
-
-numba's on-disk cache keys a kernel on its own source file only: after editing this file, delete
-``kernels/__pycache__/*.nbi`` (as for ``_vecmath.py``).
 """
 
 from __future__ import annotations

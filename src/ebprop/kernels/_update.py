@@ -9,9 +9,6 @@ increment added, the clip) while it is in L1: no second pass. On an Emerald Rapi
 the same bits as OpenBLAS's gemm with beta = ρ = 1, 1.08–1.17× its speed with the clip; binary
 weights, whose finish needs tanh, ran at 0.76–1.10× in such tiles and keep BLAS
 (docs/performance.md, decision 5).
-
-numba's on-disk cache keys each kernel on its own source file only: after editing this file,
-delete ``kernels/__pycache__/*.nbi`` (as for the other kernel modules).
 """
 
 from __future__ import annotations
@@ -22,6 +19,9 @@ from ..core.update import PARAMETER_BOUND
 from ._micro import load_strip, store_strip
 from ._simd import VECTOR_BYTES, lanes, vbload, vfma, vmul, vsplat, vzero
 from ._vecmath import vclip
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 __all__ = ["UPDATE_IN_TILES", "update_clip"]
 
@@ -132,3 +132,6 @@ def update_clip(U, D, H, rows, sparse, i0, i1, rho):  # pragma: no cover - compi
                 _update1(Uf, ldu, B, Df, ldd, Hf, ldh, rows, sparse, i, k, n0, n1, full, rv, one,
                          bound)  # fmt: skip
         i += _ROWS if tile else 1
+
+
+leave_kernel_cache()

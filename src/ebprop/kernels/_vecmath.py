@@ -26,10 +26,6 @@ Accuracy (tests/test_kernels.py; exhaustively over float32 by ``benchmarks/fit_r
 tanh --check`` and ``erf --check``): tanh within 6 ulp of the exact value in float32 (5.94 at
 worst), 4 ulp in float64; erf within 8 ulp in float32 (7.54 at worst). Both are far below the
 round-off that separates the kernels from the NumPy core after a few minibatches.
-
-numba's on-disk cache (``cache=True``) checks only the calling function's own source file: after
-editing this file, delete ``kernels/__pycache__/*.nbi`` (or touch ``_fused.py``), or the cached
-kernels keep the old tanh.
 """
 
 from __future__ import annotations
@@ -42,6 +38,9 @@ from llvmlite import ir
 from numba.extending import intrinsic, overload
 
 from ._simd import vabs, vdiv, vfma, vmax, vmin, vmul, vsign_of, vsplat
+from .system import enter_kernel_cache, leave_kernel_cache
+
+enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated
 
 __all__ = ["erf", "erf32", "exp_neg", "tanh", "tanh32", "tanh64", "vclip", "vtanh32"]
 
@@ -300,3 +299,6 @@ def _exp_neg_overload(y):  # pragma: no cover - typing
         return _exp_neg64(max(y, -708.0))
 
     return impl64
+
+
+leave_kernel_cache()

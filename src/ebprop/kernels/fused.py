@@ -20,6 +20,8 @@ or once per call without a callback.
 from __future__ import annotations
 
 import functools
+import os
+import time
 from collections.abc import Callable, Sequence
 
 import numba as nb
@@ -31,8 +33,21 @@ from ..core.network import aligned_empty
 from . import _fused as K
 from . import _loop
 from ._blas import GEMM_ADDRESSES
+from .threads import ThreadChooser, max_threads
 
-__all__ = ["SPARSE_FRACTION", "refresh_moments", "run_minibatches_fused", "supports"]
+__all__ = [
+    "SPARSE_FRACTION", "ThreadChooser", "max_threads", "refresh_moments", "run_minibatches_fused",
+    "supports",
+]  # fmt: skip
+
+# Parallel regions on numba's workqueue layer, whose idle threads sleep on a condition variable:
+# OpenMP's spin while they wait, and with the other core busy two threads then ran at 0.13–0.16×
+# of one, against 0.71–0.73× here (docs/performance.md). NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    nb.config.THREADING_LAYER = "workqueue"
+#: Test hook: seconds by which the second thread is made to arrive late at the end of each
+#: minibatch of a two-thread span (as a thread the OS descheduled would); 0 in normal use.
+STALL_SECONDS = 0.0
 
 #: Bytes of H per row block of a tile (as the core's ``Network.block_bytes``).
 BLOCK_BYTES = 256 * 1024
@@ -150,6 +165,7 @@ class _Engine:
     """
 
     def __init__(self, net: Network, B: int, nu: float, n_jobs: int) -> None:
+        # n_jobs: the row tiles each layer is split into (the threads that may run them)
         self.net, self.B, self.n_jobs = net, B, n_jobs
         dt = net.dtype
         sizes = net.sizes
@@ -185,18 +201,26 @@ class _Engine:
             _zeros((B, n0), dt),  # Fc
             _zeros((B, n0), dt),  # Wc
         )
-        self.plan = (
-            np.array(coef, np.float64),
-            np.array(block_rows, np.int64),
-            np.array(_backward_tiles(outs, n_jobs), np.int64),
-            float(SPARSE_FRACTION * n0),
-            binary,
-            n_jobs > 1,
-            GEMM_ADDRESSES,
-        )
+        self.plans = {
+            parallel: (
+                np.array(coef, np.float64),
+                np.array(block_rows, np.int64),
+                np.array(_backward_tiles(outs, n_jobs), np.int64),
+                float(SPARSE_FRACTION * n0),
+                binary,
+                parallel,
+                GEMM_ADDRESSES,
+            )
+            for parallel in (False, True)
+        }
+        self.plan = self.plans[n_jobs > 1]
 
     def _args(self) -> tuple:
         return self.net_args, self.slots, self.bufs, self.plan
+
+    def threads(self, n: int) -> None:
+        """Run the tiles on ``n`` threads from now on (1: in order on this one; same bits)."""
+        self.plan = self.plans[n > 1 and self.n_jobs > 1]
 
     def load(self, s: int, X: np.ndarray, idx: np.ndarray) -> None:
         """Gather ``X[idx]`` into slot ``s``."""
@@ -250,21 +274,31 @@ def run_minibatches_fused(
     on_batch: BatchCallback | None = None,
     reinforcement: Reinforcement | None = None,
     epoch: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int | str | ThreadChooser = 1,
     callback_every: int = 1,
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place, with the fused kernels.
 
     Same arguments, behaviour and return value as :func:`ebprop.trainer.run_minibatches_inplace`
-    (which is the definition), plus ``n_jobs``: threads that split each layer (1 = serial). BLAS
-    is limited to one thread meanwhile (no oversubscription). Results equal the NumPy path to
-    float round-off; for a given ``n_jobs`` they are bit-identical run to run, and a run stopped
-    by ``on_batch`` and resumed at ``start`` gives the same parameters as one that never stopped.
+    (which is the definition), plus ``n_jobs``: threads that split each layer (1 = serial), or
+    ``"auto"`` (or a :class:`ThreadChooser`, which keeps its measurements from call to call): one
+    or two threads, chosen span by span by measuring (:mod:`.threads`). BLAS is limited to one
+    thread meanwhile (no oversubscription). Results equal the NumPy path to float round-off; for
+    a given ``n_jobs`` they are bit-identical run to run, ``"auto"`` gives the bits of ``n_jobs=2``
+    whatever it chose, and a run stopped by ``on_batch`` and resumed at ``start`` gives the same
+    parameters as one that never stopped.
     """
     if not supports(net):
         raise ValueError("the fused kernels support binary/real weights in float32/float64 only")
-    if batch_size < 1 or n_jobs < 1:
-        raise ValueError(f"batch_size and n_jobs must be ≥ 1, got {batch_size} and {n_jobs}")
+    chooser = None
+    if isinstance(n_jobs, ThreadChooser):
+        chooser = n_jobs
+    elif n_jobs == "auto":
+        chooser = ThreadChooser(max_threads())
+    elif isinstance(n_jobs, str) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be ≥ 1 or 'auto', got {n_jobs!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if callback_every < 1:
         raise ValueError(f"callback_every must be ≥ 1, got {callback_every}")
     n = order.shape[0]
@@ -273,32 +307,48 @@ def run_minibatches_fused(
     order = np.ascontiguousarray(order, dtype=np.int64)
     X = np.ascontiguousarray(X)
     Y = np.ascontiguousarray(Y, dtype=net.dtype)
-    engine = _Engine(net, batch_size, nu, n_jobs)
+    tiles = 2 if chooser is not None else n_jobs  # auto: two threads' tiles, whoever runs them
+    engine = _Engine(net, batch_size, nu, tiles)
     n_layers = len(net.H)
     # Without a callback the whole epoch is one compiled call; with one, a call per
     # ``callback_every`` minibatches (each call pays ~15–25 µs of numba's argument dispatch).
+    # "auto" runs spans of ~SPAN_SECONDS, within those calls.
     per_call = callback_every if on_batch is not None else -(-(n - start) // batch_size)
     previous_threads = nb.get_num_threads()
     with _blas_controller().limit(limits=1, user_api="blas"):
-        if n_jobs > 1:
-            nb.set_num_threads(min(n_jobs, nb.config.NUMBA_NUM_THREADS))
+        if tiles > 1:
+            nb.set_num_threads(max(1, min(tiles, nb.config.NUMBA_NUM_THREADS)))
         try:
             # M = the kernels' tanh H, bit for bit, on every entry. M² is not read during the
             # call (the forward kernel squares M in registers): it is formed once, on the way out.
-            _moments(net, tanh=True, square=False, n_jobs=n_jobs)
-            c, position, n_errors = 0, start, 0
+            _moments(net, tanh=True, square=False, n_jobs=1 if chooser else n_jobs)
+            c, position, n_errors, done = 0, start, 0, 0
+            if chooser is not None:
+                engine.threads(1)  # the first minibatch's forward pass; then span by span
             engine.prime(X, order, position, c)
             while True:
-                positions = range(position, min(n, position + per_call * batch_size), batch_size)
+                size = per_call - done % per_call
+                if chooser is not None:
+                    threads, most = chooser.next_span()
+                    engine.threads(threads)
+                    size = min(size, most)
+                positions = range(position, min(n, position + size * batch_size), batch_size)
                 rho = _factors(reinforcement, n_layers, epoch, n, positions)
+                began = time.perf_counter()
                 position, errors, c = engine.span(X, Y, order, position, rho, c)
+                if chooser is not None:
+                    if STALL_SECONDS and threads > 1:
+                        time.sleep(STALL_SECONDS * len(positions))
+                    chooser.record(threads, len(positions), time.perf_counter() - began)
+                done += len(positions)
                 n_errors += errors
-                if on_batch is not None and on_batch(position, n_errors):
-                    break
+                if position >= n or done % per_call == 0:
+                    if on_batch is not None and on_batch(position, n_errors):
+                        break
                 if position >= n:
                     break
         finally:
-            _moments(net, tanh=False, square=True, n_jobs=n_jobs)
-            if n_jobs > 1:
+            _moments(net, tanh=False, square=True, n_jobs=1 if chooser else n_jobs)
+            if tiles > 1:
                 nb.set_num_threads(previous_threads)
     return position, n_errors

@@ -8,12 +8,13 @@
 
 from .export_c import write_c_model, write_c_project
 from .fileformat import FORMAT_VERSION, PackedModel, read_packed, write_packed
-from .runtime import PackedNetwork, pack_estimator
+from .runtime import PackedNetwork, pack_conv_network, pack_estimator
 
 __all__ = [
     "FORMAT_VERSION",
     "PackedModel",
     "PackedNetwork",
+    "pack_conv_network",
     "pack_estimator",
     "read_packed",
     "write_c_model",

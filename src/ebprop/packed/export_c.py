@@ -302,7 +302,7 @@ def write_c_project(model: PackedModel, directory: str | os.PathLike, target: st
     """
     from importlib.resources import files
 
-    from ..persist import atomic_write_text
+    from ..fileio import atomic_write_text
 
     if target not in BOARDS:
         raise ModelFormatError(f"target must be one of {sorted(BOARDS)}, got {target!r}")

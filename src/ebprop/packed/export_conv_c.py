@@ -113,12 +113,12 @@ static void pixel_conv(const ebprop_conv *g, const uint8_t *p, const ebprop_word
 #if EBPROP_HIDDEN_CONVS
 /* Conv on packed ±1 units (h, w, words_in words per pixel), with a fused max-pool: over the
    valid taps, m mismatches and n = taps * c_in; unit co fires iff n - 2 m >= t[co]. Weight rows
-   are k * k taps of words_in words. */
+   are k * k taps of words_in words; the valid taps of a kernel row are contiguous words in the
+   input and in the weights. */
 static void conv_layer(const ebprop_conv *g, const ebprop_word *in, const ebprop_word *wt,
                        const int32_t *t, ebprop_word *out)
 {
-    int32_t tap_in[EBPROP_MAX_TAPS], tap_w[EBPROP_MAX_TAPS];
-    int py, px, dy, dx, ky, kx, co, q, j, n_taps;
+    int py, px, dy, dx, ky, co;
     clear_words(out, g->out_words);
     for (py = 0; py < g->oh; ++py)
         for (px = 0; px < g->ow; ++px) {
@@ -127,24 +127,21 @@ static void conv_layer(const ebprop_conv *g, const ebprop_word *in, const ebprop
                 for (dx = 0; dx < g->pool; ++dx) {
                     int y0 = (py * g->pool + dy) * g->stride - g->pad;
                     int x0 = (px * g->pool + dx) * g->stride - g->pad;
-                    n_taps = 0;
-                    for (ky = 0; ky < g->k; ++ky) {
-                        if (y0 + ky < 0 || y0 + ky >= g->h) continue;
-                        for (kx = 0; kx < g->k; ++kx) {
-                            if (x0 + kx < 0 || x0 + kx >= g->w) continue;
-                            tap_in[n_taps] = ((y0 + ky) * g->w + x0 + kx) * g->words_in;
-                            tap_w[n_taps++] = (ky * g->k + kx) * g->words_in;
-                        }
-                    }
+                    int ky0 = y0 < 0 ? -y0 : 0, ky1 = g->h - y0 < g->k ? g->h - y0 : g->k;
+                    int kx0 = x0 < 0 ? -x0 : 0, kx1 = g->w - x0 < g->k ? g->w - x0 : g->k;
+                    int run = (kx1 - kx0) * g->words_in, n;
+                    if (ky1 < ky0) ky1 = ky0; /* a window wholly in the padding */
+                    if (run < 0) run = 0;
+                    n = (ky1 - ky0) * (run / g->words_in) * g->c_in;
                     for (co = 0; co < g->c_out; ++co) {
                         uint32_t bit = bit0 + (uint32_t)co;
                         const ebprop_word *row = wt + co * g->k * g->k * g->words_in;
                         int m = 0;
                         if (EBPROP_TEST_BIT(out, bit)) continue; /* pooled unit already +1 */
-                        for (j = 0; j < n_taps; ++j)
-                            for (q = 0; q < g->words_in; ++q)
-                                m += EBPROP_POPCOUNT(in[tap_in[j] + q] ^ row[tap_w[j] + q]);
-                        if (n_taps * g->c_in - 2 * m >= t[co]) EBPROP_SET_BIT(out, bit);
+                        for (ky = ky0; ky < ky1; ++ky)
+                            m += mismatches(in + ((y0 + ky) * g->w + x0 + kx0) * g->words_in,
+                                            row + (ky * g->k + kx0) * g->words_in, run);
+                        if (n - 2 * m >= t[co]) EBPROP_SET_BIT(out, bit);
                     }
                 }
         }
@@ -236,7 +233,6 @@ def conv_model_c(
         '#error "EBPROP_FIRST_LAYER_PLANES: a convolutional model\'s first layer uses SUMS only"',
         "#endif",
         f"#define EBPROP_WIN0_WORDS {-(-first.n_rows // wb)}",
-        f"#define EBPROP_MAX_TAPS {max([s.kernel**2 for s in hidden_convs] + [1])}",
         f"#define EBPROP_HIDDEN_CONVS {int(bool(hidden_convs))}",
         f"#define EBPROP_POOLS {int(any(e['stage'].kind == 'maxpool' for e in emitters))}",
         "#define EBPROP_MAXM_T int32_t",

@@ -36,7 +36,7 @@ from ..core.architecture import is_convolutional, parse_architecture
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
-from ..trainer import Trainer, training_threads
+from ..trainer import Trainer, describe_engine, training_threads
 from .data import Features, check_features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
@@ -169,6 +169,7 @@ def train_run(
     on_batch: BatchHook | None = None,
     checkpoint_every: float | None = 30.0,
     make_plots: bool = True,
+    on_start: Callable[[str], None] | None = None,
 ) -> dict:
     """Train (or resume) a run in ``out_dir`` and return its summary.
 
@@ -196,6 +197,10 @@ def train_run(
         ``CALLBACK_EVERY`` minibatches.
     make_plots : bool
         Draw the PNG figures when the run finishes (about a second; sweeps may skip them).
+    on_start : callable, optional
+        Called once the data is loaded, before training, with the engine that will train
+        (:func:`ebprop.trainer.describe_engine`: the compiled loop with its vector width and
+        threads, or the NumPy loop and why).
 
     Returns
     -------
@@ -215,7 +220,7 @@ def train_run(
     with folder.claim():
         return _train_claimed(
             folder, options, resume, progress, on_epoch, stop_event, on_batch,
-            checkpoint_every, make_plots,
+            checkpoint_every, make_plots, on_start,
         )  # fmt: skip
 
 
@@ -229,6 +234,7 @@ def _train_claimed(
     on_batch: BatchHook | None,
     checkpoint_every: float | None,
     make_plots: bool,
+    on_start: Callable[[str], None] | None = None,
 ) -> dict:
     """:func:`train_run` in a folder whose lock this process holds."""
     out_dir = folder.path
@@ -249,6 +255,8 @@ def _train_claimed(
 
     Y = est.coding.targets(data.y_train, trainer.net.dtype)
     n = data.y_train.shape[0]
+    if on_start is not None:
+        on_start(describe_engine(trainer.net, n, trainer.n_jobs))
     stop = stop_event or threading.Event()
     model_meta = {
         "training_options": options.to_dict(),

@@ -78,6 +78,7 @@ _RECIPE = (
     ("reinforcement", "--reinforcement", None),
     ("select_by", "--select-by", "probabilistic"),
     ("jobs", "--jobs", None),
+    ("fit_intercept", "--fit-intercept", True),  # named only when off: --no-fit-intercept
 )
 _INT = {"seed", "best_epoch", "epochs_run", "n_weights", "bytes_deployed", "vector_bits"}
 _FLOAT = {"input_dropout", "val_error", "test_error", "seconds_per_epoch"}
@@ -152,7 +153,10 @@ def _recipe(opts: dict[str, Any]) -> str:
     for key, flag, default in _RECIPE:
         value = opts.get(key)
         if key in opts and value != default:
-            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+            if isinstance(value, bool):
+                parts.append(flag if value else "--no-" + flag[2:])
+            else:
+                parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(parts)
 
 

@@ -33,7 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench_train.py
 from bench_train import mnist_rows, random_data  # noqa: E402
 
 from ebprop.core import init_network, make_family  # noqa: E402

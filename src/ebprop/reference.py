@@ -1,9 +1,10 @@
-"""The straightforward reference implementation of one EBP minibatch step.
+"""The test oracle: a straightforward reference implementation of one EBP minibatch step.
 
-One NumPy expression per line of the algorithm (Soudry, Hubara & Meir 2014), no buffers, no
-caching beyond what the equations name, parameters as plain lists of (n_in, n_out) arrays in
-the core's layout. It is the baseline of ``bench_train.py`` and the oracle of
-``tests/test_speed_equivalence.py``; it imports nothing from ebprop on purpose, so that the
+Not used by the library. One NumPy expression per line of the algorithm (Soudry, Hubara & Meir
+2014), no buffers, no caching beyond what the equations name, parameters as plain lists of
+(n_in, n_out) arrays in the core's layout. It is the oracle of ``tests/test_speed_equivalence.py``
+and the baseline of ``benchmarks/bench_train.py``, which import it as ``ebprop.reference``; it
+imports nothing from ebprop on purpose (``tests/test_architecture.py`` holds that), so that the
 optimised core is checked against an independent transcription of the same equations.
 
     forward:   μ_l = (⟨v⟩ M + b)/√c,  σ²_l = (Σ_j [E(W²)⟨v_j²⟩ − M²⟨v_j⟩²] + 1)/c,
