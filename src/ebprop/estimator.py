@@ -24,7 +24,7 @@ from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
 from .networks import build_network, float64_network
 from .params import READOUTS, check_input_scale, check_parameters, network_plan
-from .trainer import LabelCoding, Trainer, n_outputs, training_threads
+from .trainer import LabelCoding, Trainer, n_outputs, start_schedule, training_threads
 
 __all__ = ["EBPClassifier"]
 
@@ -67,9 +67,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     reinforcement : float, str or None, default=None
         Binary weights only. After each minibatch the hidden layers' fields are scaled,
         H ← ρ H + ΔH, so that their posteriors polarise and EBP-D approaches EBP-P. A number is
-        ρ per minibatch for the hidden layers; ``"auto"`` the measured schedule
-        (:data:`ebprop.core.AUTO_REINFORCEMENT`); ``"hidden=…,output=…,start=…,ramp=…,stop=…"`` a
-        schedule (see :class:`ebprop.core.Reinforcement`). None (or 1) is plain EBP.
+        ρ per minibatch for the hidden layers; ``"auto"`` fitted to ``max_iter`` by ``fit``
+        (:func:`ebprop.core.resolve_auto`; the schedule run: attribute ``reinforcement_``).
     prior_variance : float, default=1.0
         Variance of real weights (fixed, never updated). Ignored for binary weights.
     fit_intercept : bool, default=True
@@ -306,9 +305,9 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         """A :class:`ebprop.trainer.Trainer` over :meth:`network`, at epoch ``n_iter_``.
 
         Training through it updates ``coefs_``/``intercepts_``; its ``epoch`` is the caller's to
-        copy back into ``n_iter_``.
+        copy back into ``n_iter_``; its schedule is ``reinforcement_`` as ``fit`` resolved it.
         """
-        _, schedule = self.check_params()
+        schedule = getattr(self, "reinforcement_", None) or self.check_params()[1]
         net = self.network()
         # Train on the arrays the network holds (the user's arrays, converted if need be).
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)
@@ -334,7 +333,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         X : array-like (n_samples, n_features)
         y : array-like (n_samples,)
         """
-        self.check_params()
+        _, schedule = self.check_params()
         X, y = validate_data(
             self, X, y, dtype=self.float_dtype(), order="C", ensure_all_finite=True
         )
@@ -345,6 +344,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             seed = check_random_state(self.random_state).randint(2**31)
             X, X_val, y, y_val = validation_split(X, y, self.validation_fraction, seed)
+        self.reinforcement_ = start_schedule(schedule, self.max_iter, len(X), self.batch_size)
         if self.warm_start and hasattr(self, "coefs_"):
             if not np.array_equal(classes, self.classes_):
                 raise ValueError(

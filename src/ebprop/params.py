@@ -238,8 +238,9 @@ DEFAULT_HIDDEN = (200,)
 
 _REINFORCEMENT_HELP = (
     "Binary weights: scale hidden fields H by this ρ per minibatch (e.g. 1.0001), 'auto' "
-    "(20 plain epochs, then 1.0001), or 'hidden=…,output=…,start=…,ramp=…,stop=…'. "
-    "[default: off]"
+    "(fitted to --epochs at the start: plain for half the epochs, then the ρ that polarises "
+    "the fields by e^4 by the end; stored explicitly in options.json), or "
+    "'hidden=…,output=…,start=…,ramp=…,stop=…'. [default: off]"
 )
 _ARCHITECTURE_HELP = (
     "The hidden layers in the usual notation instead of --hidden, e.g. "

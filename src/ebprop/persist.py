@@ -42,6 +42,7 @@ each parameterised layer's output width, and ``coef_<l>`` is (k·k·C_in, C_out)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .core import ConvNetwork
+from .core import ConvNetwork, parse_reinforcement
 from .core.architecture import DenseSpec, format_architecture, parse_architecture
 from .core.convnet import parameter_shapes
 from .datasets.appearance import check_appearance
@@ -79,6 +80,7 @@ __all__ = [
     "estimator_params",
     "load_model",
     "save_model",
+    "schedule_ran",
 ]
 
 FORMAT_VERSION = 2
@@ -98,10 +100,22 @@ def _check_method(value: Any) -> str:
     return value
 
 
+def _check_schedule(value: Any) -> str | None:
+    # the reinforcement schedule that ran, as its spec (None: plain EBP or not recorded)
+    if value is None:
+        return None
+    if not isinstance(value, str) or parse_reinforcement(value) is None:
+        raise ValueError(f"expected a reinforcement schedule's spec or null, got {value!r}")
+    return value
+
+
 #: Optional header fields: name -> (default for files that lack it, check returning the value).
+#: ``reinforcement_schedule``: the schedule training ran (``"auto"`` resolved at its start);
+#: files written before it existed lack it.
 OPTIONAL_FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "input": (None, check_appearance),
     "method": ("ebp", _check_method),
+    "reinforcement_schedule": (None, _check_schedule),
 }
 #: Header fields that must be JSON objects when present (free-form inside).
 _OBJECT_FIELDS = ("training_options", "checksums", "metrics", "extra")
@@ -192,6 +206,10 @@ def save_model(
         at least ``dataset`` (and the split options used), ``ebprop evaluate`` finds the data.
     """
     metadata = dict(metadata or {})
+    # the schedule training ran: fit's (with 'auto' resolved), else the parameter (a run's)
+    ran = getattr(estimator, "reinforcement_", None) or estimator.check_params()[1]
+    ran = None if ran is None else dataclasses.replace(ran, auto=False).to_spec()
+    metadata.setdefault("reinforcement_schedule", ran)
     names = metadata.pop("class_names", None)
     optional = {}
     for key, (default, check) in OPTIONAL_FIELDS.items():
@@ -390,7 +408,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelFormatError(f"{src}: no '{_HEADER}' entry; not an ebprop model file")
     header = decode_header(arrays.pop(_HEADER), src)
     _check_header(header, src)
-    sizes = _check_arrays(header, arrays, src)
+    try:
+        sizes = _check_arrays(header, arrays, src)
+    except (TypeError, AttributeError) as exc:  # a crafted manifest: never a traceback
+        raise ModelFormatError(f"{src}: header 'arrays'/'architecture' malformed ({exc})") from exc
     n_layers = len(sizes) - 1
     classes = arrays["classes"]
     if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
@@ -448,3 +469,17 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 f"{src}: preprocessor gives {pre.n_features_} features, network expects {sizes[0]}"
             )
     return LoadedModel(estimator=est, preprocessor=pre, metadata=header)
+
+
+def schedule_ran(meta: dict) -> str:
+    """The reinforcement schedule a model's training ran, as ``ebprop info`` shows it, from its
+    header (``metadata``); files without ``reinforcement_schedule`` from the estimator's
+    parameter."""
+    if meta.get("reinforcement_schedule"):
+        return meta["reinforcement_schedule"]
+    given = (meta.get("estimator_params") or {}).get("reinforcement")
+    if given in (None, 1, 1.0, "none"):
+        return "none"
+    if given == "auto":  # written before 'auto' was resolved at start: the fixed schedule
+        return "auto (hidden=1.0001,start=20: the schedule 'auto' stood for then)"
+    return str(given)

@@ -23,13 +23,17 @@ from .core import (
     ConvNetwork,
     Network,
     Reinforcement,
+    ReinforcementWarning,
     conv_step_inplace,
     diverged,
+    never_starts,
+    resolve_auto,
     step_inplace,
 )
 from .exceptions import DivergenceWarning
 
 __all__ = [
+    "start_schedule",
     "DIVERGED_MESSAGE",
     "DivergenceWarning",
     "LabelCoding",
@@ -381,3 +385,23 @@ class Trainer:
             )
         self.epoch, self.order = epoch, None
         return True
+
+
+def start_schedule(
+    schedule: Reinforcement | None,
+    epochs: int,
+    n_samples: int,
+    batch_size: int,
+    resolve: bool = True,
+) -> Reinforcement | None:
+    """The reinforcement schedule a training of ``epochs`` epochs over ``n_samples`` samples
+    runs: ``"auto"`` fitted to that budget (:func:`ebprop.core.resolve_auto`; not when
+    ``resolve`` is False: a resumed run keeps what it stored), any other unchanged. Warns
+    (:class:`~ebprop.core.ReinforcementWarning`, one line) when it would not start within
+    ``epochs``."""
+    if resolve:
+        schedule = resolve_auto(schedule, epochs, n_samples, batch_size)
+    message = never_starts(schedule, epochs)
+    if message:
+        warnings.warn(message, ReinforcementWarning, stacklevel=3)
+    return schedule

@@ -20,7 +20,7 @@ from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
 from ..metrics import confusion_matrix, error_rate, evaluation_report, model_memory
-from ..persist import LoadedModel, load_model
+from ..persist import LoadedModel, load_model, schedule_ran
 from .app import pct
 
 __all__ = ["evaluate", "info", "open_model", "predict"]
@@ -362,6 +362,7 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
                     "class_names": list(model.class_names),
                     "preprocessor": pre or None,
                     "input": meta.get("input"),
+                    "reinforcement": schedule_ran(meta),
                     "layers": rows,
                     "total": total,
                     "metrics": meta.get("metrics", {}),
@@ -380,6 +381,7 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
         f"{' → '.join(map(str, sizes))}; {len(est.classes_)} classes"
     )
     click.echo(f"  classes: {_short(model.class_names)}")
+    click.echo(f"  reinforcement: {schedule_ran(meta)}")
     if model.method == "binarynet":
         click.echo(f"  {_BINARYNET_NOTE}: ±1 weights, batch norm and biases folded into thresholds")
     if pre and len(pre["image_shape"]) == 1:

@@ -18,7 +18,13 @@ from .predict import (
 )
 from .refit import refit_deterministic_biases
 from .reinforce import AUTO as AUTO_REINFORCEMENT
-from .reinforce import Reinforcement, parse_reinforcement
+from .reinforce import (
+    Reinforcement,
+    ReinforcementWarning,
+    never_starts,
+    parse_reinforcement,
+    resolve_auto,
+)
 from .step import step_inplace
 from .update import PARAMETER_BOUND, diverged, update_inplace
 
@@ -27,6 +33,9 @@ __all__ = [
     "PARAMETER_BOUND",
     "Reinforcement",
     "parse_reinforcement",
+    "never_starts",
+    "ReinforcementWarning",
+    "resolve_auto",
     "diverged",
     "BinaryWeights",
     "ConvNetwork",

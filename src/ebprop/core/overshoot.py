@@ -72,10 +72,11 @@ def overshoot_gain(net: Network, x: np.ndarray, y: np.ndarray, stats: list[Layer
     stats : the forward statistics of the minibatch; stats[-1] is the output layer's.
     """
     out = stats[-1]
+    bias = 1.0 if getattr(net, "fit_intercept", True) else 0.0  # the bias's share of K and σ²c
     S = np.square(out.scale, dtype=np.float64)  # σ²c of every output unit, (batch, n_L)
     if len(stats) == 1:
         u2 = np.square(x, dtype=np.float64)
-        K = np.repeat(1.0 + u2.sum(axis=1, keepdims=True), S.shape[1], axis=1)
+        K = np.repeat(bias + u2.sum(axis=1, keepdims=True), S.shape[1], axis=1)
         if net.family.name == "binary":
             K -= u2 @ net.M2[0].astype(np.float64)  # 1 + Σ_j (1 − M²_jk) x²_sj
     else:
@@ -85,7 +86,11 @@ def overshoot_gain(net: Network, x: np.ndarray, y: np.ndarray, stats: list[Layer
             # no product over the weights (the kernels derive it the same way)
             K = S - (stats[-2].v.shape[1] - m2_sum)
         else:
-            K = np.repeat(1.0 + m2_sum, S.shape[1], axis=1)
-    np.maximum(K, 1.0, out=K)  # round-off of the difference above
+            K = np.repeat(bias + m2_sum, S.shape[1], axis=1)
+    np.maximum(K, bias, out=K)  # round-off of the difference above
+    if net.family.name == "binary":
+        # K ≤ σ²c exactly for binary weights (so one sample alone has T ≤ 1); keep it so in
+        # round-off too: a single sample is never damped
+        np.minimum(K, S, out=K)
     T = (curvature(y * out.z) * K / S).sum(axis=0).max()
     return 1.0 if not T > 1.0 else float(1.0 / T)

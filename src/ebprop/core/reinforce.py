@@ -12,11 +12,25 @@ e^{0.3} ≈ 1.35 per 60,000-image epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["AUTO", "Reinforcement", "parse_reinforcement"]
+__all__ = [
+    "AUTO",
+    "Reinforcement",
+    "ReinforcementWarning",
+    "never_starts",
+    "parse_reinforcement",
+    "resolve_auto",
+    "same_request",
+]
+
+
+class ReinforcementWarning(UserWarning):
+    """A reinforcement schedule that will not start within the run (:func:`never_starts`)."""
+
 
 #: The keys of a ``"key=value,…"`` schedule, in the order :meth:`Reinforcement.to_spec` writes.
 _KEYS = ("hidden", "output", "start", "ramp", "stop")
@@ -39,6 +53,12 @@ class Reinforcement:
     stop : float
         Epoch at which reinforcement ends (plain EBP again from there; ``inf``: never). The
         polarised fields are kept, and keep learning by plain EBP updates.
+    auto : bool
+        True only for :data:`AUTO`, ``"auto"`` not yet fitted to a budget
+        (:func:`resolve_auto`); written as ``"auto"``.
+    from_auto : bool
+        What :func:`resolve_auto` made of ``"auto"``; written ``"auto:hidden=…,start=…"``, so
+        that a run asked for with ``"auto"`` again (a sweep, a resume) is recognised as the same.
     """
 
     hidden: float = 1.0
@@ -46,6 +66,8 @@ class Reinforcement:
     start: float = 0.0
     ramp: float = 0.0
     stop: float = math.inf
+    auto: bool = False
+    from_auto: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "output"):
@@ -92,7 +114,11 @@ class Reinforcement:
         return _per_layer(self.hidden, self.output, n_layers)
 
     def to_spec(self) -> str:
-        """The string form accepted by :func:`parse_reinforcement`."""
+        """The string form accepted by :func:`parse_reinforcement` (``"auto"`` for :data:`AUTO`)."""
+        if self.auto:
+            return "auto"
+        if self.from_auto:
+            return "auto:" + dataclasses.replace(self, from_auto=False).to_spec()
         keys = _KEYS if math.isfinite(self.stop) else _KEYS[:-1]  # stop=inf is the default
         return ",".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
@@ -102,17 +128,54 @@ def _per_layer(hidden: float, output: float, n_layers: int) -> tuple[float, ...]
     return (hidden,) * (n_layers - 1) + (output,)
 
 
-#: The schedule ``reinforcement="auto"`` stands for: 20 epochs of plain EBP, then ρ = 1.0001 per
-#: minibatch on the hidden layers. On MNIST 784-500-500-10 (batch 10, 3 seeds) it had the lowest
-#: EBP-D validation error of the schedules tried (2.64 % against 2.73 % for 10 plain epochs; ρ from
-#: the start, 1.00002–1.0001, and a faster ρ = 1.0003 were worse), and its plain phase yields an
-#: EBP-P model as good as plain EBP's (docs/results.md, "Deployable binary networks"). A slower
-#: ρ = 1.00003, a ramp, and ρ = 0.992 on the output layer were no better on validation; a larger
-#: ``init_variance`` (30: 2.39 % against 2.64 %) was, and is the estimator's choice to make.
-#: ``start`` counts epochs, so on much smaller or larger training sets give a schedule explicitly.
-#: With training images shifted anew each epoch the plain phase learns for longer, and
-#: ``hidden=1.0001,start=30`` was better on validation (500-500: 1.96 % against 2.17 %, 3 seeds).
-AUTO = Reinforcement(hidden=1.0001, start=20.0)
+#: ``reinforcement="auto"`` before it is fitted to a budget (:func:`resolve_auto`, which training
+#: calls at its start). Its factors are the fixed schedule ``auto`` stood for before, 20 epochs of
+#: plain EBP and then ρ = 1.0001 per minibatch on the hidden layers, so a run folder whose
+#: options.json says ``"auto"`` (written before the schedule was resolved at start) resumes as it
+#: was trained. That schedule had the lowest EBP-D validation error on MNIST 784-500-500-10 at
+#: 46 epochs (docs/results.md), but with 20 or fewer epochs it never started.
+AUTO = Reinforcement(hidden=1.0001, start=20.0, auto=True)
+
+#: :func:`resolve_auto`'s plain phase, as a fraction of the epochs: half the budget learns with
+#: plain EBP (EBP-P's error falls fastest there), the other half polarises.
+AUTO_PLAIN_FRACTION = 0.5
+#: :func:`resolve_auto`'s total polarisation G = Σ log ρ over the reinforced minibatches: fields
+#: grow by e^G ≈ 55 from reinforcement alone, enough to fix most signs (tanh H beyond ±0.99 for
+#: |H| ≥ 2.7 from |H| ≈ 0.05) without freezing them within the first reinforced epoch.
+AUTO_POLARISATION = 4.0
+#: The largest ρ − 1 :func:`resolve_auto` gives (budgets of a few minibatches).
+_AUTO_MAX_STEP = 0.05
+
+
+def resolve_auto(
+    schedule: Reinforcement | None, epochs: int, n_samples: int, batch_size: int
+) -> Reinforcement | None:
+    """``schedule``, with :data:`AUTO` replaced by the schedule that fits the budget.
+
+    ``auto`` becomes ``start = AUTO_PLAIN_FRACTION · epochs`` and the hidden layers'
+    ρ = exp(G / minibatches after ``start``), G = :data:`AUTO_POLARISATION`: the same total
+    polarisation ρ^minibatches = e^G for every number of epochs, training-set size and batch
+    size (MNIST's 50,000 images, batch 10, 8 epochs: start 4, ρ ≈ 1.0002; 46 epochs: start 23,
+    ρ ≈ 1.000035), ρ at most 1.05 (budgets of under 80 reinforced minibatches).
+    Any other schedule (or None) is returned unchanged.
+    """
+    if schedule is None or not schedule.auto:
+        return schedule
+    start = AUTO_PLAIN_FRACTION * epochs
+    minibatches = math.ceil(n_samples / batch_size) * (epochs - start)
+    rho = min(math.exp(AUTO_POLARISATION / max(minibatches, 1.0)), 1.0 + _AUTO_MAX_STEP)
+    return Reinforcement(hidden=float(f"{rho:.12g}"), start=start, from_auto=True)
+
+
+def never_starts(schedule: Reinforcement | None, epochs: int) -> str | None:
+    """A one-line warning when ``schedule`` would not begin within ``epochs``, else None."""
+    if schedule is None or schedule.is_plain or schedule.start < epochs:
+        return None
+    name = "auto (unresolved: 20 plain epochs)" if schedule.auto else schedule.to_spec()
+    return (
+        f"reinforcement {name} starts at epoch {schedule.start:g}, but training runs "
+        f"{epochs} epochs: it will never start (use a start below {epochs} or 'auto')"
+    )
 
 
 def parse_reinforcement(value: object) -> Reinforcement | None:
@@ -134,6 +197,9 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
         return None
     if text == "auto":
         return AUTO
+    if text.startswith("auto:"):  # a resolved 'auto' (Reinforcement.from_auto)
+        sched = parse_reinforcement(text.removeprefix("auto:"))
+        return None if sched is None else dataclasses.replace(sched, from_auto=True)
     try:
         number = float(text)
     except ValueError:
@@ -157,3 +223,12 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
             raise ValueError(f"reinforcement {value!r}: {key}={raw!r} is not a number") from None
     sched = Reinforcement(**fields)
     return None if sched.is_plain else sched
+
+
+def same_request(given: object, stored: object) -> bool:
+    """Whether two stored schedule values ask for the same thing: equal, or ``"auto"`` and a
+    schedule ``"auto"`` was resolved to (``"auto:…"``, :attr:`Reinforcement.from_auto`)."""
+    if given == stored:
+        return True
+    pair = sorted(v for v in (given, stored) if isinstance(v, str))
+    return len(pair) == 2 and pair[0] == "auto" and pair[1].startswith("auto:")

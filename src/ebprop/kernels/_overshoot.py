@@ -63,6 +63,8 @@ def gain(y, z, scale, U, M, n_valid, binary, hidden):  # pragma: no cover - comp
                     q += (u * u) * (m * m)
                 K = 1.0 + u2 - q
             K = max(K, 1.0)
+            if binary:
+                K = min(K, S)  # K ≤ σ²c exactly: a single sample is never damped
             T[k] += _curvature(float(y[s, k]) * float(z[s, k])) * K / S
     worst = T.max() if n_out > 0 else 0.0
     return 1.0 / worst if worst > 1.0 else 1.0

@@ -8,7 +8,8 @@ numba's ``workqueue`` layer, whose waiting threads sleep instead of spinning, an
 :class:`ThreadChooser` picks one or two threads span by span (a span is a few minibatches, one
 compiled call) from the seconds per minibatch it measures:
 
-1. **Measure** on the first minibatches: spans of one and of two threads alternate
+1. **Measure** on the first minibatches: short spans (:data:`PROBE_BATCHES`) of one and of two
+   threads alternate
    (:data:`PROBE_PAIRS` pairs, after a warm-up span that may include compiling; cut short when
    two threads are :data:`ABANDON_SLOWDOWN` times slower), and two threads are kept only when
    they are at least :data:`MIN_GAIN` times faster (medians).
@@ -32,8 +33,8 @@ import statistics
 from dataclasses import dataclass, field
 
 __all__ = [
-    "ABANDON_SLOWDOWN", "MIN_GAIN", "PROBE_PAIRS", "RECHECK_MAX_SECONDS", "RECHECK_SECONDS",
-    "SPAN_SECONDS", "STALLS_TO_FALL_BACK", "ThreadChooser", "max_threads",
+    "ABANDON_SLOWDOWN", "MIN_GAIN", "PROBE_BATCHES", "PROBE_PAIRS", "RECHECK_MAX_SECONDS",
+    "RECHECK_SECONDS", "SPAN_SECONDS", "STALLS_TO_FALL_BACK", "ThreadChooser", "max_threads",
 ]  # fmt: skip
 
 #: Two threads are used only when they are this many times faster than one (the second core is
@@ -44,6 +45,10 @@ PROBE_PAIRS = 3
 #: A two-thread probe this many times slower than every one-thread probe ends the measuring (the
 #: answer is clear, and each such span costs the run time).
 ABANDON_SLOWDOWN = 1.5
+#: Minibatches of a probing span at most: on an overloaded machine each parallel region of a
+#: two-thread span can wait a scheduler time slice for its second thread, so a probe's cost grows
+#: with its length (a 20 ms span of 784-500-500-10 cost up to ~0.8 s at a load average of 13).
+PROBE_BATCHES = 4
 #: A span lasts about this long (seconds): long enough to time, short enough to react.
 SPAN_SECONDS = 0.02
 #: Two-thread spans in a row slower than one thread that make the chooser fall back at once.
@@ -94,10 +99,11 @@ class ThreadChooser:
 
     def next_span(self) -> tuple[int, int]:
         """(threads, at most this many minibatches) for the next span."""
-        threads = self._plan[0] if self._plan and self._warm else self._threads
+        probing = bool(self._plan) and self._warm
+        threads = self._plan[0] if probing else self._threads
         per_batch = self._rate.get(threads) or self._rate.get(1)
-        batches = max(1, round(SPAN_SECONDS / per_batch)) if per_batch else 4
-        return threads, batches
+        batches = max(1, round(SPAN_SECONDS / per_batch)) if per_batch else PROBE_BATCHES
+        return threads, min(batches, PROBE_BATCHES) if probing else batches
 
     def record(self, threads: int, batches: int, seconds: float) -> None:
         """The span just run: ``batches`` minibatches on ``threads`` threads took ``seconds``."""

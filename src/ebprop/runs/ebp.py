@@ -22,6 +22,7 @@ in the way of the corrected retry.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from ..core.architecture import is_convolutional, parse_architecture
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
-from ..trainer import Trainer, describe_engine, training_threads
+from ..trainer import Trainer, describe_engine, start_schedule, training_threads
 from .data import Features, check_features, epoch_train_features, load_features
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
@@ -244,6 +245,12 @@ def _train_claimed(
     # Everything that can fail on a bad option or missing data happens before the first write.
     data = load_features(options, keep_train_images=options.augment_shift > 0)
     check_features(data, options)
+    # 'auto' becomes an explicit schedule for this budget before options.json is written, so a
+    # resumed run keeps it (a folder that stored 'auto' itself keeps its 20 plain epochs)
+    schedule = start_schedule(
+        options.reinforcement, options.epochs, len(data.y_train), options.batch_size, not resume
+    )
+    options = dataclasses.replace(options, reinforcement=schedule)
     rng = np.random.default_rng(options.seed)
     est = EBPClassifier(**options.estimator_params(), **_input_shape(options, data))
     est.init_parameters(data.X_train.shape[1], data.classes, rng)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.reinforce import same_request
 from ..exceptions import DataError, EBPropError, ModelFormatError
 from ..fileio import (
     atomic_savez,
@@ -76,9 +77,11 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
                 return v
         return v
 
-    return sorted(
-        k for k in keys if k not in RESUMABLE_CHANGES and value(mine, k) != value(stored, k)
-    )
+    def same(k: str) -> bool:  # "auto" asks for the schedule a run resolved it to
+        a, b = value(mine, k), value(stored, k)
+        return a == b or (k == "reinforcement" and same_request(a, b))
+
+    return sorted(k for k in keys if k not in RESUMABLE_CHANGES and not same(k))
 
 
 #: Options added after runs were stored (issues 10 and 15; then augment_shift); a stored
@@ -267,6 +270,8 @@ class RunFolder:
                 f"{self.path}: options {differ} differ from the run's options.json; resume with "
                 "the run's options (only epochs may change)"
             )
+        if getattr(options, "reinforcement", None) is not None:  # "auto": what the run resolved
+            options = dataclasses.replace(options, reinforcement=stored.reinforcement)
         done = self.read_summary()
         if done is not None and (
             done.get("epochs_run", 0) >= options.epochs or done.get("stopped_early")
