@@ -90,9 +90,8 @@ def main() -> None:
     parser.add_argument("--data", choices=["digits", "mnist", "both"], default="both")
     parser.add_argument("--update", choices=["old", "new", "both"], default="both")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument(
-        "--seeds", type=int, default=None, help="seeds 0..N-1 (default: the grid's)"
-    )
+    parser.add_argument("--seeds", type=int, default=None, help="N seeds (default: the grid's)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     args = parser.parse_args()
     updates = ["old", "new"] if args.update == "both" else [args.update]
     for name in ["digits", "mnist"] if args.data == "both" else [args.data]:
