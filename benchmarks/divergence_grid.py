@@ -97,7 +97,8 @@ def main() -> None:
     updates = ["old", "new"] if args.update == "both" else [args.update]
     for name in ["digits", "mnist"] if args.data == "both" else [args.data]:
         grid, data = GRIDS[name], load(name)
-        seeds = range(args.seeds if args.seeds is not None else grid["seeds"])
+        count = args.seeds if args.seeds is not None else grid["seeds"]
+        seeds = range(args.first_seed, args.first_seed + count)
         totals = {u: 0 for u in updates}
         t0 = time.perf_counter()
         print(

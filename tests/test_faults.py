@@ -794,3 +794,11 @@ def test_conv_architectures_are_sized_too(tmp_path):
     X = np.random.default_rng(0).random((20, 64))
     with pytest.raises(ValueError, match="architecture 8C3 on 8x8x1 .* max_memory of"):
         EBPClassifier(architecture="8C3", max_memory="10K").fit(X, np.arange(20) % 2)
+
+
+def test_a_malformed_array_manifest_is_one_line(ink_run, tmp_path):
+    def edit(h):
+        h["arrays"]["coef_0"]["shape"] = 7
+
+    model = _crafted(tmp_path, ink_run, edit)
+    _assert_one_line_error(_cli("info", model), str(model), "malformed")

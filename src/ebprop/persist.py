@@ -408,7 +408,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelFormatError(f"{src}: no '{_HEADER}' entry; not an ebprop model file")
     header = decode_header(arrays.pop(_HEADER), src)
     _check_header(header, src)
-    sizes = _check_arrays(header, arrays, src)
+    try:
+        sizes = _check_arrays(header, arrays, src)
+    except (TypeError, AttributeError) as exc:  # a crafted manifest: never a traceback
+        raise ModelFormatError(f"{src}: header 'arrays'/'architecture' malformed ({exc})") from exc
     n_layers = len(sizes) - 1
     classes = arrays["classes"]
     if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
