@@ -269,3 +269,28 @@ def test_ebp_p_readout_is_the_sign_mean_of_the_output_z():
     np.testing.assert_allclose(
         predict_probabilistic(net, x), 2 * stats.norm.cdf(output_z(net, x)) - 1, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_deltas_are_flushed_to_zero_and_normal_ones_kept(dtype):
+    from ebprop.core.backward import hidden_delta, output_delta
+    from ebprop.core.numerics import flush_subnormals_inplace
+
+    tiny = np.finfo(dtype).tiny
+    a = np.array([tiny, -tiny, tiny / 4, -tiny / 2, 0.0, 1.0, -3e-3], dtype=dtype)
+    flush_subnormals_inplace(a)
+    np.testing.assert_array_equal(a, np.array([tiny, -tiny, 0, 0, 0, 1.0, -3e-3], dtype=dtype))
+    # A saturated unit (|z| past the dtype's normal range of φ(z)): φ(z)·2/scale is subnormal
+    # without the flush (checked here independently), and Δ must hold 0 there, not a subnormal.
+    z = np.array([[0.5, 13.3 if dtype == np.float32 else 37.7, -2.0]], dtype=dtype)
+    scale = np.ones_like(z)
+    raw = 2.0 * np.exp(-0.5 * z.astype(np.float64) ** 2) / np.sqrt(2 * np.pi)
+    assert 0 < raw[0, 1] < tiny
+    st = LayerStats(z=z, scale=scale, v=sign_mean(z), fan_in=4)
+    upstream = np.ones((1, 2), dtype=dtype)
+    M_next = np.ones((3, 2), dtype=dtype)
+    d = hidden_delta(upstream, M_next, st)
+    assert d[0, 1] == 0 and d[0, 0] != 0 and d[0, 2] != 0
+    y = np.array([[1.0, 1.0, -1.0]], dtype=dtype)
+    out = output_delta(y, st)
+    assert not np.any((out != 0) & (np.abs(out) < tiny))

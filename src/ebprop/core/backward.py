@@ -15,7 +15,7 @@ import numpy as np
 
 from .forward import LayerStats
 from .network import Network
-from .numerics import normal_pdf, pdf_over_cdf
+from .numerics import flush_subnormals_inplace, normal_pdf, pdf_over_cdf
 
 
 def output_delta(y: np.ndarray, stats: LayerStats) -> np.ndarray:
@@ -25,14 +25,16 @@ def output_delta(y: np.ndarray, stats: LayerStats) -> np.ndarray:
     output (y z → −∞) gets Δ ≈ −2 y z/(σ√c) rather than NaN — for y = −1 as for y = +1.
     (The authors' code used an ad-hoc fallback here that had the wrong sign for y = −1.)
     """
-    return (2.0 * y) * pdf_over_cdf(y * stats.z) / stats.scale
+    # Subnormal Δ are flushed to 0 here and after every scaling (numerics.flush_subnormals_inplace:
+    # the authors' code has no such step; it only removes values below the normal range).
+    return flush_subnormals_inplace((2.0 * y) * pdf_over_cdf(y * stats.z) / stats.scale)
 
 
 def hidden_delta(upstream: np.ndarray, M_next: np.ndarray, stats: LayerStats) -> np.ndarray:
     """Δ_l, shape (batch, n_l), from Δ_{l+1} (batch, n_{l+1}) and M_{l+1} (n_l, n_{l+1})."""
     delta = upstream @ M_next.T
     delta *= 2.0 * normal_pdf(stats.z) / stats.scale
-    return delta
+    return flush_subnormals_inplace(delta)
 
 
 def backward(
@@ -46,6 +48,7 @@ def backward(
     deltas = [output_delta(y, stats[-1])]
     if gain != 1.0:
         deltas[0] *= deltas[0].dtype.type(gain)
+        flush_subnormals_inplace(deltas[0])
     for layer in range(len(stats) - 2, -1, -1):
         deltas.append(hidden_delta(deltas[-1], net.M[layer + 1], stats[layer]))
     deltas.reverse()

@@ -18,6 +18,7 @@ import numpy as np
 
 from .forward import LayerStats
 from .network import Network
+from .numerics import flush_subnormals_inplace
 
 #: |H| and |b| are kept within this bound. Not part of the paper: the summed minibatch update
 #: overshoots when σ²c < batch size (e.g. saturated small nets at batch ≥ 16) and then grows
@@ -77,7 +78,7 @@ def update_inplace(
         raise ValueError(f"rho has {len(rho)} factors for {len(deltas)} layers")
     for layer, (v_prev, delta) in enumerate(zip(inputs, deltas, strict=True)):
         factor = 1.0 if rho is None else float(rho[layer])
-        half_delta = 0.5 * delta  # ½ folded into the small (batch, n_out) factor
+        half_delta = flush_subnormals_inplace(0.5 * delta)  # ½ folded into the small factor
         if net.fit_intercept:  # without intercept b stays 0: it is not a parameter
             net.b[layer] += half_delta.sum(axis=0)
             np.clip(net.b[layer], -PARAMETER_BOUND, PARAMETER_BOUND, out=net.b[layer])

@@ -366,6 +366,7 @@ def erfcx(u):  # pragma: no cover - compiled
 def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
     """Δ_L = 2y φ(yz)/Φ(yz)/(σ√c); rows ≥ n_valid (padding) get Δ = 0."""
     dt = z.dtype.type
+    tiny = dt(np.finfo(z.dtype).tiny)
     for s in range(z.shape[0]):
         for k in range(z.shape[1]):
             if s >= n_valid:
@@ -373,7 +374,9 @@ def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
                 continue
             t = float(y[s, k] * z[s, k])
             ratio = dt(_SQRT_2_OVER_PI / erfcx(-t * _INV_SQRT_2))
-            delta[s, k] = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
+            d = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
+            # subnormal Δ flushed to 0, as core.numerics.flush_subnormals_inplace (why: there)
+            delta[s, k] = d if abs(d) >= tiny else dt(0.0)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
@@ -382,12 +385,14 @@ def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
     # run-time c0 made numba check each index for wraparound, which kept the loop scalar (3–7×
     # slower; the tiles' c0 is only known at run time).
     dt = z.dtype.type
+    tiny = dt(np.finfo(z.dtype).tiny)
     for s in range(z.shape[0]):
         d, zs, sc = delta[s, c0:c1], z[s, c0:c1], scale[s, c0:c1]
         for k in range(d.shape[0]):
             zz = zs[k]
             e = exp_neg(zz * zz * dt(-0.5))  # vectorisable exp(−z²/2)
-            d[k] *= dt(2.0) * (e * dt(_INV_SQRT_2PI)) / sc[k]
+            r = d[k] * (dt(2.0) * (e * dt(_INV_SQRT_2PI)) / sc[k])
+            d[k] = r if abs(r) >= tiny else dt(0.0)  # no subnormal Δ (core.numerics)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -427,9 +432,11 @@ def halve_and_bias(delta, b):  # pragma: no cover - compiled
     """delta ← ½ delta; b ← clip(b + Σ_s delta) (the core's half-delta and bias update)."""
     bound = b.dtype.type(PARAMETER_BOUND)
     half = delta.dtype.type(0.5)
+    tiny = delta.dtype.type(np.finfo(delta.dtype).tiny)
     for s in range(delta.shape[0]):
         for k in range(delta.shape[1]):
-            delta[s, k] *= half
+            h = delta[s, k] * half
+            delta[s, k] = h if abs(h) >= tiny else delta.dtype.type(0.0)  # as the core's
     for k in range(delta.shape[1]):
         acc = delta[0, k]
         for s in range(1, delta.shape[0]):

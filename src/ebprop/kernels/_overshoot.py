@@ -74,9 +74,11 @@ def gain(y, z, scale, U, M, n_valid, binary, hidden):  # pragma: no cover - comp
 def scale_rows(delta, n_valid, g):  # pragma: no cover - compiled
     """delta[:n_valid] *= γ, in the array's dtype (the core's ``deltas[-1] *= dtype(γ)``)."""
     f = delta.dtype.type(g)
+    tiny = delta.dtype.type(np.finfo(delta.dtype).tiny)
     for s in range(n_valid):
         for k in range(delta.shape[1]):
-            delta[s, k] *= f
+            d = delta[s, k] * f
+            delta[s, k] = d if abs(d) >= tiny else delta.dtype.type(0.0)  # as the core's
 
 
 leave_kernel_cache()
