@@ -11,9 +11,8 @@ multiplied into the next minibatch's sums while the block is still in cache:
     H ← clip(ρ H + ⟨v⟩ᵀ (½Δ)),  M = tanh H (binary) or H (real)                   (per block)
     μ-sum += m_{t+1} M_block,    σ²-sum += w_{t+1} (M_block)²                        (per block)
 
-M² is never stored during the pass: the forward kernel squares each strip of M in registers
-(the engine squares M into the network's M2 array once, when its call returns), which saves
-writing one array per layer per minibatch (docs/performance.md).
+M² is never stored during the pass: the forward kernel squares each strip of M in registers (M2
+is squared once when the call returns), saving one array written per layer per minibatch.
 
 For binary weights the update is a BLAS call on the block that forms ρH + ⟨v⟩ᵀ½Δ in place
 (``_blas.gemm`` with beta = ρ; a sparse first layer's scattered rows go through a scratch block),
@@ -375,15 +374,13 @@ def output_delta(y, z, scale, n_valid, delta):  # pragma: no cover - compiled
             t = float(y[s, k] * z[s, k])
             ratio = dt(_SQRT_2_OVER_PI / erfcx(-t * _INV_SQRT_2))
             d = (dt(2.0) * y[s, k]) * ratio / scale[s, k]
-            # subnormal Δ flushed to 0, as core.numerics.flush_subnormals_inplace (why: there)
-            delta[s, k] = d if abs(d) >= tiny else dt(0.0)
+            delta[s, k] = d if abs(d) >= tiny else dt(0.0)  # no subnormal Δ (core.numerics)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
 def _pdf_factor(delta, z, scale, c0, c1):  # pragma: no cover - compiled
-    # delta[:, c0:c1] *= 2 φ(z)/scale. The loop runs over slices from index 0: indexing from a
-    # run-time c0 made numba check each index for wraparound, which kept the loop scalar (3–7×
-    # slower; the tiles' c0 is only known at run time).
+    # delta[:, c0:c1] *= 2 φ(z)/scale, over slices from index 0: a run-time c0 index made numba
+    # check each index for wraparound, which kept the loop scalar (3–7× slower).
     dt = z.dtype.type
     tiny = dt(np.finfo(z.dtype).tiny)
     for s in range(z.shape[0]):
