@@ -201,12 +201,13 @@ def results_markdown(rows: Sequence[dict[str, Any]], title: str = "results") -> 
     return "\n".join(lines) + "\n"
 
 
-def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as CSV text with the header ``columns`` (None as an empty field)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+        writer.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
     return buf.getvalue()
 
 
@@ -265,7 +266,7 @@ def write_results(
         "md": out_dir / "results.md",
         "png": out_dir / "results.png",
     }
-    atomic_write_text(files["csv"], _csv_text(rows))
+    atomic_write_text(files["csv"], csv_text(rows, COLUMNS))
     atomic_write_text(files["md"], results_markdown(rows, title))
     plot_results(rows, files["png"])
     return files

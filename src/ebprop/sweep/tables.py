@@ -22,7 +22,6 @@ them).
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import os
 import re
@@ -35,6 +34,7 @@ import numpy as np
 
 from ..exceptions import DataError
 from .experiment import BASELINE_WEIGHTS, METHODS, READOUTS, run_name
+from .results import csv_text
 
 __all__ = [
     "RUN_COLUMNS",
@@ -212,12 +212,7 @@ def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def runs_csv(rows: Sequence[dict[str, Any]]) -> str:
     """A runs table as CSV text (None as an empty field)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RUN_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r[k] is None else r[k]) for k in RUN_COLUMNS})
-    return buf.getvalue()
+    return csv_text(rows, RUN_COLUMNS)
 
 
 def read_runs_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
