@@ -158,6 +158,7 @@ def test_conv_layers_need_images_for_every_method(tmp_path):
 
 
 def test_architecture_is_a_sweep_key_of_the_baselines():
+    from ebprop import baselines, runs
     from ebprop.sweep.experiment import parse_experiment
 
     text = f"""
@@ -169,13 +170,13 @@ seed = 0
 [[grid]]
 method = ["bp", "binaryconnect", "binarynet"]
 """
-    runs = parse_experiment(text).runs
-    assert [r.name for r in runs] == [
+    specs = parse_experiment(text, methods={**runs.METHODS, **baselines.METHODS}).runs
+    assert [r.name for r in specs] == [
         f"bp-real-a{ARCH}-f_none-do1-relu-hd1-s0",
         f"binaryconnect-binary-a{ARCH}-f_none-do1-relu-hd1-s0",
         f"binarynet-binary-a{ARCH}-f_none-do1-sign-hd1-s0",
     ]
-    assert all(r.options["architecture"] == ARCH for r in runs)
+    assert all(r.options["architecture"] == ARCH for r in specs)
 
 
 # ---------------------------------------------------------------------------------- learning
