@@ -27,7 +27,7 @@ LAYERS = [
     {"cli"},  # and ``python -m ebprop`` (__main__), the command line's entry point
 ]  # fmt: skip
 #: The most floors a chain of imports between units may climb (issue 34 asked for <= 8).
-MAX_FLOORS = 9
+MAX_FLOORS = 8
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 

@@ -352,9 +352,13 @@ def test_augment_shift_on_features_fails_cleanly_for_baselines(tmp_path):
 def test_published_protocol_experiments_parse_with_their_stated_settings(name):
     from pathlib import Path
 
+    from ebprop import baselines, runs
     from ebprop.sweep import load_experiment
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / f"{name}.toml")
+    exp = load_experiment(
+        Path(__file__).resolve().parents[1] / "experiments" / f"{name}.toml",
+        methods={**runs.METHODS, **baselines.METHODS},
+    )
     by_method = {}
     for run in exp.runs:
         by_method.setdefault(run.method, []).append(run.options)

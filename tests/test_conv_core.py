@@ -338,3 +338,24 @@ def test_the_step_damps_an_overshooting_minibatch_as_the_dense_core_does():
     rows = [layer.rows for layer in layers if layer.stats is not None]
     for h, h0, a, d in zip(net.H, H0, rows, damped, strict=True):
         np.testing.assert_allclose(h - h0, 0.5 * a.T @ d, atol=1e-12)
+
+
+def test_subnormal_conv_deltas_are_flushed_and_normal_ones_kept(monkeypatch):
+    # A saturated conv network in float32: some hidden units have |z| past the range where φ(z)
+    # is a normal float32, so their Δ is subnormal unless flushed (as the dense core's Δ are).
+    import ebprop.core.convnet as convnet
+
+    rng = np.random.default_rng(11)
+    net = _net(BinaryWeights(), "3C3-MP2-4", (8, 8, 1), n_out=3, scale=30.0, dtype=np.float32)
+    x = rng.uniform(0, 4, size=(64, 64)).astype(np.float32)  # first-layer |z| up to ~36
+    y = np.where(rng.random((64, 3)) < 0.5, 1.0, -1.0).astype(np.float32)
+    layers = conv_forward(net, x)
+    flushed = conv_backward(net, layers, y, 0.5)
+    monkeypatch.setattr(convnet, "flush_subnormals_inplace", lambda a: a)
+    raw = conv_backward(net, layers, y, 0.5)
+    tiny = np.finfo(np.float32).tiny
+    assert any(np.any((r != 0) & (np.abs(r) < tiny)) for r in raw[:-1])  # the case arises
+    for r, f in zip(raw, flushed, strict=True):
+        subnormal = (r != 0) & (np.abs(r) < tiny)
+        np.testing.assert_array_equal(f[~subnormal], r[~subnormal])
+        assert np.all(f[subnormal] == 0)

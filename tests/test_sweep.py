@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ebprop import baselines, runs
 from ebprop.cli import main
 from ebprop.sweep import (
     ExperimentError,
@@ -29,6 +30,8 @@ from ebprop.sweep import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "smoke.toml"
+#: EBP and the baselines, as ``ebprop sweep`` hands them to the sweep.
+METHODS = {**runs.METHODS, **baselines.METHODS}
 
 TINY = """
 name = "tiny"
@@ -88,7 +91,8 @@ def test_axes_hidden_filters_dropout_and_extra_axes_in_names():
         method = "binaryconnect"
         hidden = 100
         init_variance = 2.0
-        """.replace("init_variance = 2.0", "learning_rate = [0.001, 0.003]")
+        """.replace("init_variance = 2.0", "learning_rate = [0.001, 0.003]"),
+        methods=METHODS,
     )
     names = [r.name for r in exp.runs]
     assert len(names) == 8 + 2
@@ -110,7 +114,8 @@ def test_settings_that_do_not_apply_are_left_out_per_method():
         [[grid]]
         method = ["ebp", "bp"]
         hidden = [8]
-        """
+        """,
+        methods=METHODS,
     )
     by_method = {}
     for r in exp.runs:
@@ -158,7 +163,7 @@ def test_settings_that_do_not_apply_are_left_out_per_method():
 )
 def test_bad_experiment_files_fail_naming_the_problem(text, match):
     with pytest.raises(ExperimentError, match=match):
-        parse_experiment(text, "exp.toml")
+        parse_experiment(text, "exp.toml", methods=METHODS)
 
 
 def test_errors_name_the_file_and_missing_file(tmp_path):
@@ -362,9 +367,9 @@ seen, real = [], ebprop.runs.train_run
 def spy(*args, **kwargs):
     seen.append(sorted({{p["num_threads"] for p in threadpool_info()}}))
     return real(*args, **kwargs)
-ebprop.runs.train_run = spy
 before = sorted({{p["num_threads"] for p in threadpool_info()}})
-exp = parse_experiment({TINY!r})
+spied = ebprop.runs.TrainingMethod(ebprop.runs.TrainOptions, spy)  # the sweep trains with it
+exp = parse_experiment({TINY!r}, methods={{"ebp": spied}})
 with parallel_config(backend="threading"):
     result = run_sweep(exp, {str(tmp_path)!r}, jobs=2, progress=False)
 print(json.dumps({{"before": before, "seen": seen,
@@ -402,7 +407,7 @@ def test_dask_local_cluster(tmp_path, no_run_plots):
 
 def test_baseline_smoke_sweep(tmp_path):
     pytest.importorskip("torch")
-    exp = load_experiment(ROOT / "experiments" / "smoke_baselines.toml")
+    exp = load_experiment(ROOT / "experiments" / "smoke_baselines.toml", methods=METHODS)
     result = run_sweep(exp, tmp_path, progress=False, threads=1)
     assert sorted(o["status"] for o in result.outcomes) == ["done", "done"]
     assert [(r["method"], r["readout"], r["weights"]) for r in result.rows] == [
@@ -436,10 +441,10 @@ def test_sweep_keys_are_the_option_fields():
     from ebprop.baselines import BaselineOptions
     from ebprop.core import AUTO_REINFORCEMENT as AUTO
     from ebprop.runs import TrainOptions, option_keys
-    from ebprop.sweep.experiment import KEYS
+    from ebprop.sweep.experiment import method_keys
 
-    assert KEYS["ebp"] == option_keys(TrainOptions) | {"method"}
-    assert KEYS["bp"] == option_keys(BaselineOptions)
+    assert method_keys(METHODS["ebp"]) == option_keys(TrainOptions) | {"method"}
+    assert method_keys(METHODS["bp"]) == option_keys(BaselineOptions)
     exp = parse_experiment("[[grid]]\nreinforcement = ['none', 'auto']\nepochs = 1\n")
     # the options hold the parsed schedule (stored as its spec), the names the value as written
     assert [r.options["reinforcement"] for r in exp.runs] == [None, AUTO.to_spec()]
@@ -455,3 +460,28 @@ def test_cli_sweep_json_prints_the_table(tmp_path):
     assert doc["rows"] and len(doc["runs"]) == len(parse_experiment(TINY).runs)
     table = _read_csv(tmp_path / "s" / "results.csv")
     assert [r["readout"] for r in table] == [r["readout"] for r in doc["rows"]]
+
+
+def test_the_sweep_trains_with_the_methods_it_is_handed(tmp_path):
+    """The sweep knows no method itself (so it needs nothing from the baselines): a grid names
+    the methods it was given, and each run is trained by its method's train function."""
+    with pytest.raises(ExperimentError, match=r"unknown method 'bp'; choose from ebp \(from Pyt"):
+        parse_experiment("[[grid]]\nmethod = 'bp'\n")  # EBP alone by default
+    calls = []
+
+    def fake(options, run_dir, **kwargs):
+        calls.append((type(options).__name__, Path(run_dir).name, sorted(kwargs)))
+        return {"finished": True}
+
+    methods = {
+        "ebp": runs.TrainingMethod(runs.TrainOptions, fake),
+        "bp": runs.TrainingMethod(baselines.BaselineOptions, fake, takes_threads=True),
+    }
+    exp = parse_experiment("[[grid]]\nmethod = ['ebp', 'bp']\nhidden = [4]\n", methods=methods)
+    assert exp.methods is not METHODS and set(exp.methods) == {"ebp", "bp"}
+    result = run_sweep(exp, tmp_path, progress=False, threads=1)
+    assert [o["status"] for o in result.outcomes] == ["done", "done"]
+    assert calls == [
+        ("TrainOptions", exp.runs[0].name, ["progress", "resume", "stop_event"]),
+        ("BaselineOptions", exp.runs[1].name, ["progress", "resume", "stop_event", "threads"]),
+    ]

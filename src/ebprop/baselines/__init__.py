@@ -25,11 +25,13 @@ from typing import Any
 
 from ebprop.baselines.options import ACTIVATIONS, BASELINE_METHODS, BaselineOptions
 from ebprop.exceptions import EBPropError
+from ebprop.runs.method import TrainingMethod
 
 __all__ = [
     "ACTIVATIONS",
     "BASELINE_METHODS",
     "BaselineOptions",
+    "METHODS",
     "MissingDependencyError",
     "require_torch",
     "torch_mlp",
@@ -62,6 +64,13 @@ def require_torch() -> Any:
 def train_baseline(options: BaselineOptions, out_dir: str | Path, **kwargs: Any) -> dict:
     """Train a baseline run; see :func:`ebprop.baselines.torch_mlp.train_baseline`."""
     return require_torch().train_baseline(options, out_dir, **kwargs)
+
+
+#: The baselines as training methods a sweep runs (beside :data:`ebprop.runs.METHODS`).
+METHODS: dict[str, TrainingMethod] = {
+    name: TrainingMethod(BaselineOptions, train_baseline, takes_threads=True)
+    for name in BASELINE_METHODS
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import click
 
+from .. import baselines, runs
 from ..exceptions import EBPropError
+from ..sweep import aggregate, load_experiment, read_summary, run_status, run_sweep, write_results
+from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
+from ..sweep.timing import parse_targets, time_rows, times_csv
 
-__all__ = ["report", "sweep"]
+__all__ = ["METHODS", "report", "sweep"]
+
+#: Every training method a sweep file may name: EBP's and the baselines' (the sweep knows none
+#: itself; it is handed them here).
+METHODS = {**runs.METHODS, **baselines.METHODS}
 
 
 @click.command()
@@ -59,9 +67,7 @@ def sweep(
     Finished runs are skipped and interrupted ones resumed, so the same command continues a
     sweep. Writes results.csv, results.md and results.png into the sweep folder.
     """
-    from ..sweep import load_experiment, run_status, run_sweep
-
-    exp = load_experiment(experiment)
+    exp = load_experiment(experiment, methods=METHODS)
     out_dir = Path(out or exp.out or Path("runs") / exp.name)
     states = {r.name: run_status(out_dir / r.name, r) for r in exp.runs}
     counts = {
@@ -139,9 +145,6 @@ def report(
     differ only in their seed are grouped, exactly as ``ebprop sweep`` does. A SOURCE that is a
     ``.csv`` runs table (``--format csv`` output) is read as it is (``--format markdown`` only).
     """
-    from ..sweep import aggregate, read_summary, write_results
-    from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
-
     if time_to is not None:
         _report_times(sources, time_to)
         return
@@ -176,8 +179,6 @@ def report(
 
 
 def _report_times(sources: tuple[str, ...], time_to: str) -> None:
-    from ..sweep.timing import parse_targets, time_rows, times_csv
-
     try:
         targets = parse_targets(time_to)
     except ValueError as exc:

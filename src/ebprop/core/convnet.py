@@ -27,7 +27,7 @@ from .conv import col2im, hidden_conv_variance_sum, im2col, padded_taps
 from .families import WeightFamily
 from .forward import LayerStats, layer_forward
 from .network import aligned_empty
-from .numerics import normal_pdf
+from .numerics import flush_subnormals_inplace, normal_pdf
 from .overshoot import overshoot_gain
 from .pool import maxpool_backward, maxpool_forward
 from .update import PARAMETER_BOUND
@@ -204,6 +204,7 @@ def conv_backward(
     deltas: list[np.ndarray] = [output_delta(y, layers[-1].stats)]
     if gain != 1.0:
         deltas[0] *= deltas[0].dtype.type(gain)
+        flush_subnormals_inplace(deltas[0])
     index = len(net.H) - 1
     grad = None  # gradient w.r.t. the current layer's output means, in its output shape
     for depth in range(len(net.specs) - 1, 0, -1):
@@ -221,7 +222,9 @@ def conv_backward(
             st = below.stats
             delta = grad.reshape(st.z.shape)
             delta *= 2.0 * normal_pdf(st.z) / st.scale
-            deltas.append(delta)
+            # As the dense hidden Δ (backward.hidden_delta): saturated units give subnormal
+            # Δ, and every product that reads one takes a microcode assist.
+            deltas.append(flush_subnormals_inplace(delta))
     deltas.reverse()
     return deltas
 

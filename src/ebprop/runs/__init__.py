@@ -8,22 +8,27 @@ protocol shared by every method, and the EBP run (:func:`train_run`).
                            best-epoch and patience rules
 :mod:`.ebp`                train_run: an EBP run over :class:`ebprop.trainer.Trainer`
 :mod:`.warm`               warm_start: a new run continuing a finished one
+:mod:`.method`             TrainingMethod: an options class and a train function, as a
+                           sweep runs them; METHODS (EBP)
 ========================== =========================================================
 """
 
 from .data import Features, check_features, load_features
 from .ebp import CHECKPOINT_VERSION, load_options, load_summary, train_run
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
+from .method import METHODS, TrainingMethod
 from .options import DataOptions, RunOptions, TrainOptions, nullable_keys, option_keys
 from .warm import WARM_START_CHANGES, warm_start
 
 __all__ = [
     "CHECKPOINT_VERSION",
     "DataOptions",
+    "METHODS",
     "Features",
     "RunFolder",
     "RunOptions",
     "TrainOptions",
+    "TrainingMethod",
     "best_record",
     "check_features",
     "load_features",

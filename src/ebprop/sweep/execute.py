@@ -24,6 +24,8 @@ from typing import Any
 from ..exceptions import DivergenceWarning, EBPropError
 from ..fileio import atomic_write_text, write_json
 from ..runs.folder import RunFolder
+from ..runs.method import METHODS as EBP_METHODS
+from ..runs.method import TrainingMethod
 from .experiment import Experiment, RunSpec
 from .results import aggregate, write_results
 
@@ -155,6 +157,7 @@ def execute_run(
     spec: RunSpec,
     run_dir: str | os.PathLike,
     *,
+    training: TrainingMethod | None = None,
     data_dir: str | None = None,
     threads: int | None = None,
     progress: bool = False,
@@ -168,6 +171,9 @@ def execute_run(
     spec : RunSpec
     run_dir : path
         The run's directory (on a filesystem every worker sees).
+    training : TrainingMethod, optional
+        The method that trains it (its experiment's ``methods[spec.method]``); default: EBP's,
+        :data:`ebprop.runs.METHODS`.
     data_dir : str, optional
         Dataset folder on this machine (exported as ``$EBPROP_DATA`` during the run).
     threads : int, optional
@@ -193,6 +199,10 @@ def execute_run(
     result: dict[str, Any] = {"name": spec.name, "error": None, "traceback": None}
     warned: dict[str, Any] = {}
     try:
+        if training is None:
+            if spec.method not in EBP_METHODS:
+                raise ValueError(f"no training method {spec.method!r} given; pass training=")
+            training = EBP_METHODS[spec.method]
         state = RunFolder(run_dir).status(spec.options)  # ValueError: other settings there
         if state == "done":
             return {**result, "status": "skipped", "seconds": 0.0}
@@ -205,27 +215,15 @@ def execute_run(
         stop = threading.Event()
         guard = _orphan_guard(_sweep_alive(parent_pid, dask_task), stop, local=not dask_task)
         with limits, _data_dir_env(data_dir), _divergence_to(warned), guard:
-            if spec.method == "ebp":
-                from .. import runs
-
-                summary = runs.train_run(
-                    runs.TrainOptions.from_dict(spec.options),
-                    run_dir,
-                    resume=resume,
-                    progress=progress,
-                    stop_event=stop,
-                )
-            else:
-                from ..baselines import BaselineOptions, train_baseline
-
-                summary = train_baseline(
-                    BaselineOptions.from_dict(spec.options),
-                    run_dir,
-                    resume=resume,
-                    progress=progress,
-                    threads=threads,
-                    stop_event=stop,
-                )
+            kwargs = {"threads": threads} if training.takes_threads else {}
+            summary = training.train(
+                training.options.from_dict(spec.options),
+                run_dir,
+                resume=resume,
+                progress=progress,
+                stop_event=stop,
+                **kwargs,
+            )
         status = "done" if summary.get("finished") else "stopped"
     except Exception as exc:  # noqa: BLE001 - one failing run must not stop the sweep
         msg = str(exc).splitlines()[0] if str(exc) else ""
@@ -256,11 +254,22 @@ class SweepResult:
 
 
 def _iter_local(
-    pending: list[RunSpec], out_dir: Path, jobs: int, data_dir: str | None, threads: int | None
+    pending: list[RunSpec],
+    methods: dict[str, TrainingMethod],
+    out_dir: Path,
+    jobs: int,
+    data_dir: str | None,
+    threads: int | None,
 ) -> Iterable[dict[str, Any]]:
     if jobs == 1:
         for spec in pending:
-            yield execute_run(spec, out_dir / spec.name, data_dir=data_dir, threads=threads)
+            yield execute_run(
+                spec,
+                out_dir / spec.name,
+                training=methods[spec.method],
+                data_dir=data_dir,
+                threads=threads,
+            )
         return
     from joblib import Parallel, delayed
 
@@ -271,6 +280,7 @@ def _iter_local(
         delayed(execute_run)(
             spec,
             str(out_dir / spec.name),
+            training=methods[spec.method],
             data_dir=data_dir,
             threads=threads,
             parent_pid=os.getpid(),  # a worker whose sweep is killed stops, then exits
@@ -280,7 +290,12 @@ def _iter_local(
 
 
 def _iter_dask(
-    pending: list[RunSpec], out_dir: Path, scheduler: Any, data_dir: str | None, threads: int | None
+    pending: list[RunSpec],
+    methods: dict[str, TrainingMethod],
+    out_dir: Path,
+    scheduler: Any,
+    data_dir: str | None,
+    threads: int | None,
 ) -> Iterable[dict[str, Any]]:
     try:
         from distributed import Client, as_completed
@@ -293,6 +308,7 @@ def _iter_dask(
                 execute_run,
                 spec,
                 str(out_dir / spec.name),
+                training=methods[spec.method],
                 data_dir=data_dir,
                 threads=threads,
                 dask_task=True,
@@ -330,6 +346,9 @@ def run_sweep(
     on_outcome: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
     """Run every unfinished run of ``experiment`` and write the results table and plot.
+
+    Each run is trained by its method in ``experiment.methods`` (what the experiment was parsed
+    with).
 
     Parameters
     ----------
@@ -377,9 +396,9 @@ def run_sweep(
     done = {o["name"] for o in outcomes}
     pending = [r for r in experiment.runs if r.name not in done]
     if scheduler is not None:
-        stream = _iter_dask(pending, out_dir, scheduler, data_dir, threads)
+        stream = _iter_dask(pending, experiment.methods, out_dir, scheduler, data_dir, threads)
     else:
-        stream = _iter_local(pending, out_dir, jobs, data_dir, threads)
+        stream = _iter_local(pending, experiment.methods, out_dir, jobs, data_dir, threads)
     with tqdm(total=len(pending), desc=experiment.name, unit="run", disable=not progress) as bar:
         for outcome in stream:
             outcomes.append(outcome)

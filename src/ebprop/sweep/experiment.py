@@ -12,10 +12,12 @@ An experiment file (see ``docs/sweeps.md`` for every key)::
     weights = ["binary", "real"]
     seed = [0, 1]
 
-The keys are the fields of the option classes (:class:`ebprop.runs.TrainOptions`,
-:class:`ebprop.baselines.BaselineOptions`), and every run's options are validated by them. Each
-run gets its own directory ``<out>/<name>`` with a stable, readable name such as
-``ebp-binary-h800x800-f_default-do0.8-s0``.
+The methods a grid may name are those its caller hands over (:class:`ebprop.runs.TrainingMethod`
+by name; by default EBP alone, :data:`ebprop.runs.METHODS`; ``ebprop sweep`` adds
+:data:`ebprop.baselines.METHODS`). The keys are the fields of their option classes
+(:class:`ebprop.runs.TrainOptions`, :class:`ebprop.baselines.BaselineOptions`), and every run's
+options are validated by them. Each run gets its own directory ``<out>/<name>`` with a stable,
+readable name such as ``ebp-binary-h800x800-f_default-do0.8-s0``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..baselines.options import BaselineOptions
+from ..datasets import DATASETS
 from ..exceptions import EBPropError
-from ..runs.options import TrainOptions, nullable_keys, option_keys
+from ..runs.method import METHODS as EBP_METHODS
+from ..runs.method import TrainingMethod
+from ..runs.options import nullable_keys, option_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,18 +44,18 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 __all__ = [
     "BASELINE_WEIGHTS",
-    "KEYS",
     "METHODS",
     "READOUTS",
     "Experiment",
     "ExperimentError",
     "RunSpec",
     "load_experiment",
+    "method_keys",
     "parse_experiment",
     "run_name",
 ]
 
-#: The training methods a grid can name.
+#: The training methods a results table lists, in its order (a grid names those it is given).
 METHODS = ("ebp", "bp", "binaryconnect", "binarynet")
 #: Readouts of each method, as they appear in the results table.
 READOUTS = {
@@ -61,18 +65,8 @@ READOUTS = {
     "binarynet": ("BNN",),
 }
 
-#: The keys of each method: the fields of its option class (derived, never spelled out).
-KEYS = {
-    "ebp": option_keys(TrainOptions) | {"method"},
-    "bp": option_keys(BaselineOptions),
-    "binaryconnect": option_keys(BaselineOptions),
-    "binarynet": option_keys(BaselineOptions),
-}
-_ALL_KEYS = frozenset().union(*KEYS.values())
 #: The weight kind each baseline trains.
 BASELINE_WEIGHTS = {"bp": "real", "binaryconnect": "binary", "binarynet": "binary"}
-# Keys that may be null: TOML has no null, so the string "none" stands for it.
-_NULLABLE = nullable_keys(TrainOptions) | nullable_keys(BaselineOptions)
 _TOP_LEVEL = frozenset({"name", "description", "out", "settings", "grid"})
 # Short labels of keys that appear in a run's name only when they are an axis of its grid.
 _ABBREV = {
@@ -114,6 +108,21 @@ class ExperimentError(EBPropError, ValueError):
     """An experiment file is malformed: unknown key, bad value, colliding runs."""
 
 
+def method_keys(training: TrainingMethod) -> frozenset[str]:
+    """The keys a grid may set for a method: the fields of its options class (derived, never
+    spelled out), and ``method``."""
+    return option_keys(training.options) | {"method"}
+
+
+def _all_keys(methods: dict[str, TrainingMethod]) -> frozenset[str]:
+    return frozenset().union(*(method_keys(m) for m in methods.values()))
+
+
+def _nullable(methods: dict[str, TrainingMethod]) -> frozenset[str]:
+    """Keys that may be null: TOML has no null, so the string "none" stands for it."""
+    return frozenset().union(*(nullable_keys(m.options) for m in methods.values()))
+
+
 # ---------------------------------------------------------------------------- experiment files
 @dataclass(frozen=True)
 class RunSpec:
@@ -150,6 +159,8 @@ class Experiment:
         The file's ``data_dir`` setting, if any (the CLI's ``--data-dir`` overrides it).
     source : str
         The TOML text, copied into the output directory.
+    methods : dict of str to TrainingMethod
+        The methods its grids may name, which train its runs.
     """
 
     name: str
@@ -158,6 +169,7 @@ class Experiment:
     out: str | None = None
     data_dir: str | None = None
     source: str = ""
+    methods: dict[str, TrainingMethod] = field(default_factory=lambda: dict(EBP_METHODS))
 
 
 def _fmt(value: Any) -> str:
@@ -174,9 +186,10 @@ def _fmt(value: Any) -> str:
 def run_name(method: str, opts: dict[str, Any], axes: Sequence[str]) -> tuple[str, str]:
     """(group, name) of a run: ``<method>-<weights>-h<hidden>-f_<filters>-do<keep>...-s<seed>``."""
     weights = opts.get("weights") or BASELINE_WEIGHTS[method]
-    hidden = "h" + ("x".join(str(h) for h in opts["hidden"]) or "none")
     if opts.get("architecture"):  # conv architecture string (docs/conv.md)
         hidden = "a" + _fmt(opts["architecture"])
+    else:
+        hidden = "h" + ("x".join(str(h) for h in opts["hidden"]) or "none")
     keep = opts.get("input_dropout")
     parts = [method, weights, hidden, f"f_{_fmt(opts.get('filters'))}"]
     parts.append(f"do{_fmt(keep if keep is not None else 1)}")
@@ -199,7 +212,6 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
 def _anchored(table: dict, base: Path) -> dict:
     """``table`` with relative ``data_dir`` and path ``dataset`` values joined to ``base``."""
-    from ..datasets import DATASETS
 
     def fix(key: str, value: Any) -> Any:
         if not isinstance(value, str) or value == "none":
@@ -220,20 +232,25 @@ def _where(path: str, where: str) -> str:
     return f"{path}: {where}" if where else path
 
 
-def _normalise(key: str, value: Any, where: str) -> Any:
+def _normalise(key: str, value: Any, where: str, methods: dict[str, TrainingMethod]) -> Any:
     """A TOML value of ``key`` as the options expect it ("none" → None for nullable keys)."""
     if isinstance(value, dict):
         raise ExperimentError(f"{where}: {key} must be a value or a list of values, not a table")
-    if key in _NULLABLE and isinstance(value, str) and value.strip().lower() == "none":
+    if key in _nullable(methods) and isinstance(value, str) and value.strip().lower() == "none":
         return None
-    if key == "method" and value not in METHODS:
+    if key == "method" and (not isinstance(value, str) or value not in methods):
+        hint = ""
+        if value in METHODS:  # a method of ebprop that the caller did not hand over
+            hint = (
+                " (from Python, pass methods={**ebprop.runs.METHODS, **ebprop.baselines.METHODS})"
+            )
         raise ExperimentError(
-            f"{where}: unknown method {value!r}; choose from {', '.join(METHODS)}"
+            f"{where}: unknown method {value!r}; choose from {', '.join(methods)}{hint}"
         )
     return value
 
 
-def _axis(key: str, value: Any, where: str) -> list[Any]:
+def _axis(key: str, value: Any, where: str, methods: dict[str, TrainingMethod]) -> list[Any]:
     """The values of one key: a list is an axis, anything else one value.
 
     ``hidden`` is special: ``[800, 800]`` is one architecture, ``[[800], [800, 800]]`` an axis
@@ -258,33 +275,44 @@ def _axis(key: str, value: Any, where: str) -> list[Any]:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ExperimentError(f"{where}: {key} is an empty list; give at least one value")
-    return [_normalise(key, v, where) for v in values]
+    return [_normalise(key, v, where, methods) for v in values]
 
 
-def _build_options(method: str, opts: dict[str, Any], where: str) -> dict[str, Any]:
+def _build_options(
+    method: str, training: TrainingMethod, opts: dict[str, Any], where: str
+) -> dict[str, Any]:
     """Validate one run's settings through its options class; the dict it round-trips to."""
     opts = {k: v for k, v in opts.items() if k != "method"}
+    if "method" in option_keys(training.options):  # one options class for several methods
+        opts["method"] = method
     try:
-        if method == "ebp":
-            return TrainOptions.from_dict(opts).to_dict()
-        return BaselineOptions.from_dict({"method": method, **opts}).to_dict()
+        return training.options.from_dict(opts).to_dict()
     except (TypeError, ValueError) as exc:
         raise ExperimentError(f"{where}: {exc}") from None
 
 
 def _expand_grid(
-    path: str, index: int, settings: dict[str, Any], grid: dict[str, Any]
+    path: str,
+    index: int,
+    settings: dict[str, Any],
+    grid: dict[str, Any],
+    given: dict[str, TrainingMethod],
 ) -> list[RunSpec]:
     where = f"grid {index + 1}"
+    known = _all_keys(given)
     for key in grid:
-        if key not in _ALL_KEYS:
+        if key not in known:
             raise ExperimentError(
                 f"{_where(path, where)}: unknown key {key!r}; "
-                f"known keys: {', '.join(sorted(_ALL_KEYS))}"
+                f"known keys: {', '.join(sorted(known))}"
             )
     merged = {**settings, **grid}
-    axes_all = {k: _axis(k, v, _where(path, f"{where}, key {k!r}")) for k, v in merged.items()}
+    axes_all = {
+        k: _axis(k, v, _where(path, f"{where}, key {k!r}"), given) for k, v in merged.items()
+    }
     methods = axes_all.pop("method", ["ebp"])
+    if "ebp" in methods and "ebp" not in given:
+        raise ExperimentError(f"{_where(path, where)}: name its method ({', '.join(given)})")
     for method in methods:  # a baseline's weight kind is fixed; a grid may only confirm it
         expected = BASELINE_WEIGHTS.get(method)
         if expected and "weights" in grid and expected not in axes_all["weights"]:
@@ -293,7 +321,9 @@ def _expand_grid(
                 f"{grid['weights']!r}"
             )
     for key in grid:  # a key set in this grid must apply to at least one of its methods
-        if key not in ("method", "weights") and not any(key in KEYS[m] for m in methods):
+        if key not in ("method", "weights") and not any(
+            key in method_keys(given[m]) for m in methods
+        ):
             raise ExperimentError(
                 f"{_where(path, where)}: key {key!r} does not apply to method(s) "
                 f"{', '.join(methods)}"
@@ -301,13 +331,14 @@ def _expand_grid(
     runs = []
     for method in methods:
         # Settings that do not apply to a method (weights for bp, ...) are left out for it.
-        axes = {k: v for k, v in axes_all.items() if k in KEYS[method] and k != "data_dir"}
+        keys = method_keys(given[method])
+        axes = {k: v for k, v in axes_all.items() if k in keys and k != "data_dir"}
         names = list(axes)
         varying = [k for k in names if len(axes[k]) > 1]
         for combo in itertools.product(*(axes[k] for k in names)):
             raw = dict(zip(names, combo, strict=True))
             raw.setdefault("hidden", (100,))
-            opts = _build_options(method, {"method": method, **raw}, _where(path, where))
+            opts = _build_options(method, given[method], raw, _where(path, where))
             # names show the values as written ("auto"), the options hold them parsed
             group, name = run_name(method, opts | {k: raw[k] for k in varying}, varying)
             opts["extra"] = {"group": group, "run": name}
@@ -316,12 +347,18 @@ def _expand_grid(
 
 
 def parse_experiment(
-    text: str, path: str = "<experiment>", name: str | None = None, base: Path | None = None
+    text: str,
+    path: str = "<experiment>",
+    name: str | None = None,
+    base: Path | None = None,
+    methods: dict[str, TrainingMethod] | None = None,
 ) -> Experiment:
     """Parse and validate an experiment's TOML text; every run's options are checked.
 
     ``base`` (the TOML file's folder, given by :func:`load_experiment`) anchors every relative
-    path in the file: ``out``, ``data_dir`` and a ``dataset`` that is a path.
+    path in the file: ``out``, ``data_dir`` and a ``dataset`` that is a path. ``methods``: the
+    training methods its grids may name, by name (default :data:`ebprop.runs.METHODS`, EBP
+    alone; ``{**ebprop.runs.METHODS, **ebprop.baselines.METHODS}`` adds the baselines).
 
     Raises
     ------
@@ -333,6 +370,8 @@ def parse_experiment(
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentError(f"{path}: invalid TOML: {exc}") from None
+    methods = dict(EBP_METHODS if methods is None else methods)
+    known = _all_keys(methods)
     unknown = sorted(set(doc) - _TOP_LEVEL)
     if unknown:
         raise ExperimentError(
@@ -351,9 +390,9 @@ def parse_experiment(
     if not isinstance(settings, dict):
         raise ExperimentError(f"{path}: settings must be a table ([settings])")
     for key in settings:
-        if key not in _ALL_KEYS:
+        if key not in known:
             raise ExperimentError(
-                f"{path}: settings: unknown key {key!r}; known keys: {', '.join(sorted(_ALL_KEYS))}"
+                f"{path}: settings: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
             )
     grids = doc.get("grid", [{}])
     if isinstance(grids, dict):
@@ -372,7 +411,7 @@ def parse_experiment(
     for i, grid in enumerate(grids):
         if "data_dir" in grid:
             raise ExperimentError(f"{path}: grid {i + 1}: data_dir belongs in [settings]")
-        for run in _expand_grid(path, i, settings, grid):
+        for run in _expand_grid(path, i, settings, grid, methods):
             seen = runs.get(run.name)
             if seen is not None and seen != run:
                 diff = sorted(
@@ -393,14 +432,20 @@ def parse_experiment(
         out=doc.get("out"),
         data_dir=None if data_dir in (None, "none") else data_dir,
         source=text,
+        methods=methods,
     )
 
 
-def load_experiment(path: str | os.PathLike) -> Experiment:
-    """Read and validate an experiment file (see :func:`parse_experiment`)."""
+def load_experiment(
+    path: str | os.PathLike, methods: dict[str, TrainingMethod] | None = None
+) -> Experiment:
+    """Read and validate an experiment file (see :func:`parse_experiment`, also for
+    ``methods``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ExperimentError(f"{path}: no such experiment file") from None
-    return parse_experiment(text, str(path), name=path.stem, base=path.parent.resolve())
+    return parse_experiment(
+        text, str(path), name=path.stem, base=path.parent.resolve(), methods=methods
+    )
