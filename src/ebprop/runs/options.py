@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.architecture import is_convolutional, parse_architecture
-from ..datasets import SCALINGS
+from ..datasets import COLORS, SCALINGS
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, conv_bytes, network_bytes
 from ..params import Integer, Param, check_option, option_params
@@ -102,6 +102,8 @@ class DataOptions(_Options):
     filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
     background : colour transparent pixels of image files are composited on: ``white``
         (default), ``black``, ``#rrggbb`` or a grey level 0..255.
+    color : {"grey", "rgb"}; your own images read as grey (default) or with their three colour
+        channels, (h, w, 3), which conv layers see as 3 input channels (docs/conv.md).
     seed : int >= 0; seeds the validation split and everything random in training.
     dtype : {"float32", "float64"}.
     """
@@ -141,6 +143,12 @@ class DataOptions(_Options):
         "Colour transparent pixels of your image files are composited on: white, black, "
         "#rrggbb or a grey level 0..255.",
     )
+    color: str = _opt(
+        "grey",
+        "Your own images: read as grey, or rgb to keep their 3 colour channels (conv layers "
+        "see them as 3 input channels; .npz images then (n, h, w, 3)).",
+        choices=COLORS,
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -150,6 +158,7 @@ class DataOptions(_Options):
         from ..datasets import (
             DATASETS,
             SCALINGS,
+            check_color,
             check_load_options,
             is_dataset_path,
             parse_filters,
@@ -174,7 +183,8 @@ class DataOptions(_Options):
             self.image_size = tuple(self.image_size)
         if isinstance(self.test_seed, bool) or not isinstance(self.test_seed, numbers.Integral):
             raise ValueError(f"test_seed must be an integer, got {self.test_seed!r}")
-        check_load_options(v, self.test_fraction, self.image_size, self.resize)
+        check_load_options(v, self.test_fraction, self.image_size, self.resize, self.color)
+        check_color(self.dataset, self.color)
         if self.filters is not None:
             if not isinstance(self.filters, str):
                 raise ValueError(
@@ -380,7 +390,8 @@ def _planned_sizes(options: RunOptions) -> tuple[list[int], int]:
     """(n_0..n_L, samples) of a dense run as far as known before its data is loaded: a built-in
     dataset's, or your own data's ``image_size`` (else 1 input; samples unknown: 0)."""
     size = options.image_size
-    n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, ((size[0] * size[1] if size else 1), 0, 2))
+    pixels = size[0] * size[1] * (3 if options.color == "rgb" else 1) if size else 1
+    n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, (pixels, 0, 2))
     return [n_in, *options.hidden, 1 if n_cls == 2 else n_cls], n
 
 
@@ -401,16 +412,18 @@ def _planned_image(options: RunOptions) -> tuple[int, int]:
 
 def planned_bytes(options: RunOptions) -> int:
     """Estimated bytes of a run before its data is loaded (:func:`ebprop.memory.network_bytes`,
-    :func:`ebprop.memory.conv_bytes`; your own images count as one grey channel)."""
+    :func:`ebprop.memory.conv_bytes`; your own images count as one grey channel, or three
+    with ``color="rgb"``)."""
     sizes, n = _planned_sizes(options)
     itemsize = 8 if options.dtype == "float64" else 4
     arch = getattr(options, "architecture", None)
     if arch is None:
         return network_bytes(sizes, options.batch_size, itemsize, n)
     h, w = _planned_image(options)
+    channels = 3 if options.color == "rgb" else 1
     try:
         specs = parse_architecture(arch)
-        return conv_bytes(specs, (h, w, 1), sizes[-1], options.batch_size, itemsize, n)
+        return conv_bytes(specs, (h, w, channels), sizes[-1], options.batch_size, itemsize, n)
     except ValueError:  # a kernel that does not fit: the network's own check names it
         return 0
 
