@@ -281,7 +281,8 @@ def train_baseline(
 
     The run directory gets ``options.json``, ``checkpoint.npz`` (after every epoch; no pickle),
     for BinaryNet on pixels ``model.npz`` (the best epoch's sign network folded into an EBP-D
-    model; none on float features, which have no integer first layer),
+    model, a CNN for an ``architecture`` with conv layers; none on float features, which have no
+    integer first layer, nor for conv layers on pixels not scaled ``unit``),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
     ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
     included, evaluation excluded), ``cpu_seconds`` (the same span's process CPU time: the
