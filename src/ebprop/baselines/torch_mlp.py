@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebprop.baselines.binarynet import BinaryNet, pixel_input, save_binarynet
 from ebprop.baselines.options import BaselineOptions
 from ebprop.exceptions import ModelFormatError
 from ebprop.runs import (
@@ -153,7 +154,6 @@ def build_model(n_in: int, n_classes: int, options: BaselineOptions, preprocesso
     """The torch network of a baseline run: :class:`MLP` or a BinaryNet."""
     if options.method != "binarynet":
         return MLP(n_in, n_classes, options)
-    from ebprop.baselines.binarynet import BinaryNet, pixel_input
 
     return BinaryNet(
         n_in,
@@ -396,8 +396,6 @@ def _train_claimed(
         # a BinaryNet on pixels folds into a model file; on float features nothing can be
         # exported (the first layer has no integer threshold), so no model.npz
         if options.method == "binarynet" and best is record and model.pixels is not None:
-            from ebprop.baselines.binarynet import save_binarynet
-
             save_binarynet(folder.path / "model.npz", model, data, options, record)
         _save_checkpoint(folder, model, opt, {"epoch": epoch, "best_epoch": best["epoch"]})
         bar.update(1)

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ..core.architecture import is_convolutional, parse_architecture
-from ..datasets import SCALINGS
+from ..datasets import (
+    DATASETS,
+    SCALINGS,
+    check_load_options,
+    is_dataset_path,
+    parse_filters,
+)
+from ..datasets.appearance import parse_background
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, conv_bytes, network_bytes
 from ..params import Integer, Param, check_option, option_params
@@ -145,14 +152,6 @@ class DataOptions(_Options):
 
     def validate(self) -> None:
         """Check every field (ValueError naming the field); subclasses extend it."""
-        from ..datasets import (
-            DATASETS,
-            SCALINGS,
-            check_load_options,
-            is_dataset_path,
-            parse_filters,
-        )
-
         if not isinstance(self.dataset, str | os.PathLike):
             raise ValueError(f"dataset must be a name or a path, got {self.dataset!r}")
         if is_dataset_path(self.dataset):
@@ -194,8 +193,6 @@ class DataOptions(_Options):
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         self.seed = int(self.seed)
         self.dtype = check_option("dtype", self.dtype)
-        from ..datasets.appearance import parse_background
-
         parse_background(self.background)
 
 
