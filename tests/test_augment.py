@@ -41,8 +41,20 @@ def test_shift_images_matches_the_pixel_definition():
         np.testing.assert_array_equal(out[i], _shift_by_pixels(images[i], dy, dx))
     np.testing.assert_array_equal(out[0], images[0])
     assert not out[2].any()
-    with pytest.raises(ValueError, match=r"\(n, h, w\) images and \(n, 2\) offsets"):
+    with pytest.raises(ValueError, match=r"\(n, h, w\[, c\]\) images and \(n, 2\) offsets"):
         shift_images(images.reshape(40, -1), offsets)
+
+
+def test_shift_rgb_images_moves_the_three_channels_together():
+    rng = np.random.default_rng(1)
+    images = rng.integers(1, 256, size=(12, 5, 6, 3)).astype(np.uint8)
+    offsets = rng.integers(-3, 4, size=(12, 2))
+    out = shift_images(images, offsets)
+    assert out.shape == images.shape
+    for i, (dy, dx) in enumerate(offsets):
+        for c in range(3):
+            expected = _shift_by_pixels(images[i, :, :, c], dy, dx)
+            np.testing.assert_array_equal(out[i, :, :, c], expected)
 
 
 def test_epoch_shifts_depend_on_seed_and_epoch_only():

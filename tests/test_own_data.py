@@ -264,7 +264,7 @@ GOOD_Y = np.arange(10) % 2
         ({"X_train": np.where(GOOD_X == 0, np.nan, 0), "y_train": GOOD_Y}, "NaN or infinite"),
         ({"X_train": np.full((10, 3), np.inf), "y_train": GOOD_Y}, "NaN or infinite"),
         ({"X_train": np.zeros(10), "y_train": GOOD_Y}, r"shape \(10,\); expected images"),
-        ({"X_train": np.zeros((10, 2, 2, 3)), "y_train": GOOD_Y}, "convert colour images"),
+        ({"X_train": np.zeros((10, 2, 2, 3)), "y_train": GOOD_Y}, "pass color=.rgb."),
         ({"X_train": GOOD_X, "y_train": GOOD_Y.reshape(5, 2)}, "labels must be 1-D"),
         ({"X_train": GOOD_X, "y_train": GOOD_Y + 0.5}, "non-integer or NaN float labels"),
         ({"X_train": GOOD_X, "y_train": np.zeros(10)}, r"one class only \('0'\)"),

@@ -83,7 +83,7 @@ def model_split(
     pre = model.preprocessor
     other = dataset is not None and dataset != opts.get("dataset")
     if other and is_dataset_path(dataset) and pre is not None and pre.max_value_ is not None:
-        kwargs |= {"image_size": tuple(pre.image_shape_), "resize": "resize"}
+        kwargs |= {"image_size": tuple(pre.image_shape_[:2]), "resize": "resize"}
     ds = load_dataset(name, model_data_dir(model, data_dir), **kwargs)
     warn = None
     recorded = model.metadata.get("checksums") or {}
@@ -117,11 +117,12 @@ def dataset_options(options: dict) -> dict:
         "image_size": tuple(size) if size is not None else None,
         "resize": d.get("resize", "refuse"),
         "background": d.get("background", "white"),
+        "color": d.get("color", "grey"),
     }
 
 
 def model_features(model: Any, images: np.ndarray) -> np.ndarray:
-    """Features (n, n_features) of raw images (n, h, w) through the model's preprocessor."""
+    """Features (n, n_features) of raw images (n, h, w[, 3]) through the model's preprocessor."""
     dtype = model.estimator.dtype
     if model.preprocessor is None:
         return images.reshape(len(images), -1).astype(dtype)
@@ -132,7 +133,7 @@ def invert_light(raw: np.ndarray, max_value: float, invert: str = "auto") -> np.
     """Dark ink on a light page → the datasets' light ink on a dark ground.
 
     ``invert``: "yes", "no", or "auto" (invert when the mean of the border pixels of the
-    (h, w) image ``raw`` is above half of ``max_value``).
+    (h, w) or (h, w, c) image ``raw`` is above half of ``max_value``).
     """
     border = np.concatenate([raw[0], raw[-1], raw[:, 0], raw[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > max_value / 2):
@@ -141,9 +142,11 @@ def invert_light(raw: np.ndarray, max_value: float, invert: str = "auto") -> np.
 
 
 def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
-    """Raw images (n, h, w) from a ``.npy`` of one image, a stack, or flattened rows.
+    """Raw images (n, *shape) from a ``.npy`` of one image, a stack, or flattened rows.
 
-    For a model trained on features, ``shape`` is ``(d,)``: rows ``(n, d)`` or one ``(d,)``.
+    ``shape`` is ``(h, w)`` for a grey model, ``(h, w, 3)`` for an RGB one (flattened rows in
+    (y, x, channel) order). For a model trained on features, ``shape`` is ``(d,)``: rows
+    ``(n, d)`` or one ``(d,)``.
     """
     arr = read_npy(path)  # header, size and dtype checked first; DataError names the file
     if len(shape) == 1:
@@ -153,17 +156,24 @@ def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
                 f"{path}: array of shape {arr.shape}; expected feature rows (n, {shape[0]})"
             )
         return rows
-    h, w = shape
-    if arr.ndim == 2 and arr.shape == (h, w):
+    shape = tuple(shape)
+    size = int(np.prod(shape))
+    if arr.shape == shape:
         arr = arr[None]
-    elif arr.ndim == 2 and arr.shape[1] == h * w:
-        arr = arr.reshape(-1, h, w)
-    elif arr.ndim == 1 and arr.shape[0] == h * w:
-        arr = arr.reshape(1, h, w)
-    if arr.ndim != 3 or arr.shape[1:] != (h, w):
+    elif arr.ndim == 2 and arr.shape[1] == size:
+        arr = arr.reshape(-1, *shape)
+    elif arr.ndim == 1 and arr.shape[0] == size:
+        arr = arr.reshape(1, *shape)
+    if arr.shape[1:] != shape:
+        dims = ", ".join(map(str, shape))
+        hint = ""
+        if len(shape) == 3 and arr.shape[-2:] == shape[:2]:
+            hint = "; the model takes RGB images (channels last): give all three channels"
+        elif len(shape) == 2 and arr.ndim >= 3 and arr.shape[-3:-1] == shape:
+            hint = "; the model takes grey images: convert the colour images to grey"
         raise ValueError(
-            f"{path}: array of shape {arr.shape}; expected ({h}, {w}), (n, {h}, {w}) or "
-            f"(n, {h * w}) raw images"
+            f"{path}: array of shape {arr.shape}; expected ({dims}), (n, {dims}) or "
+            f"(n, {size}) raw images{hint}"
         )
     return arr
 
@@ -171,8 +181,8 @@ def npy_to_raw(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
 def apply_appearance(
     raw: np.ndarray, max_value: float, invert: str, appearance: dict | None, name: str
 ) -> np.ndarray:
-    """Image ``raw`` (h, w) given the polarity the model expects, with a warning when it still
-    looks unlike the training images.
+    """Image ``raw`` (h, w) or (h, w, 3) given the polarity the model expects, with a warning
+    when it still looks unlike the training images.
 
     With ``appearance`` (the model's recorded ``input``): ``invert`` "no" keeps the image,
     "yes" inverts it, and "auto" inverts it only when its border gives the other polarity than
@@ -196,11 +206,13 @@ def apply_appearance(
 def read_raw_inputs(
     model: Any, paths: list[Path], invert: str = "auto"
 ) -> tuple[list[str], np.ndarray]:
-    """Names and raw images (n, h, w) of image files and ``.npy`` arrays, shaped for ``model``.
+    """Names and raw images (n, h, w) (or (n, h, w, 3) for an RGB model) of image files and
+    ``.npy`` arrays, shaped for ``model``.
 
-    Image files are decoded by :func:`ebprop.datasets.prepare_image` (greyscale at full bit
-    depth, transparency on the recorded background, resized to the model's image size,
-    rescaled to its ``max_value``), then given the model's polarity (:func:`apply_appearance`).
+    Image files are decoded by :func:`ebprop.datasets.prepare_image` (grey, or RGB for a model
+    trained on RGB images, at full bit depth, transparency on the recorded background, resized
+    to the model's image size, rescaled to its ``max_value``), then given the model's polarity
+    (:func:`apply_appearance`).
 
     Raises
     ------
@@ -227,7 +239,8 @@ def read_inputs(
 ) -> tuple[list[str], np.ndarray]:
     """Names and raw inputs of image files and ``.npy`` arrays for a model of input ``shape``.
 
-    ``shape`` is ``(h, w)`` with pixels in ``0..max_value`` for an image model, ``(d,)`` with
+    ``shape`` is ``(h, w)`` (``(h, w, 3)`` for RGB) with pixels in ``0..max_value`` for an
+    image model, ``(d,)`` with
     ``max_value`` None for a feature model (then only ``.npy`` rows are accepted). ``appearance``
     is the model's recorded ``input`` (None for older models). See :func:`read_raw_inputs`.
     """
@@ -241,7 +254,7 @@ def read_inputs(
             names += [f"{path}[{i}]" for i in range(len(arr))] if len(arr) > 1 else [str(path)]
             raws.append(arr)
         else:
-            if max_value is None or len(shape) != 2:
+            if max_value is None or len(shape) == 1:
                 raise ValueError(
                     f"{path}: the model was trained on features, not images; give its inputs "
                     "as an .npy of rows (n, n_features)"

@@ -113,10 +113,10 @@ def _bench_images(loaded, dataset: str | None, data_dir: str | None, n: int, see
         except (OSError, ValueError) as exc:
             click.echo(f"note: cannot load {name} ({exc}); using random images", err=True)
     pre = loaded.preprocessor
-    h, w = pre.image_shape_ if pre is not None else (1, loaded.estimator.n_features_in_)
+    shape = tuple(pre.image_shape_) if pre is not None else (1, loaded.estimator.n_features_in_)
     rng = np.random.default_rng(seed)
     m = int(pre.max_value_) if pre is not None else 255
-    return rng.integers(0, m + 1, size=(n, h, w), dtype=np.uint8), "uniform random images"
+    return rng.integers(0, m + 1, size=(n, *shape), dtype=np.uint8), "uniform random images"
 
 
 @click.command("bench-inference")

@@ -102,7 +102,7 @@ def evaluate(model_path: Path, split, dataset, data_dir, bins, as_json) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    what = "images" if X.ndim == 3 else "samples"
+    what = "images" if X.ndim >= 3 else "samples"
     click.echo(f"{model_path}: {name} {split} split, {report['n_samples']} {what}")
     click.echo(f"  error  EBP-P {pct(report['error_p'])}   EBP-D {pct(report['error_d'])}")
     click.echo(
@@ -388,7 +388,7 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
     elif pre:
         filters = ",".join(pre.get("filters") or []) or "none"
         click.echo(
-            f"  input: {pre['image_shape'][0]}x{pre['image_shape'][1]} images → "
+            f"  input: {'x'.join(map(str, pre['image_shape']))} images → "
             f"{pre['n_features']} features (scaling {pre['scaling']}, filters {filters}, "
             f"deskew {'on' if pre['deskew'] else 'off'})"
         )
@@ -467,8 +467,8 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
     click.echo(
         f"  {' → '.join(map(str, sizes))}; {len(net.classes_)} classes: {_short(_names(net))}"
     )
-    h, w = prep["image_shape"]
-    click.echo(f"  input: {h}x{w} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
+    shape = "x".join(map(str, prep["image_shape"]))
+    click.echo(f"  input: {shape} uint8 images, pixels 0..{prep['max_value']} ({prep['scaling']})")
     click.echo(f"  trained on: {appearance_text(net.model.input)}")
     click.echo(f"  packed weights {_bytes(net.weight_nbytes)}, file {_bytes(info['file_bytes'])}")
 

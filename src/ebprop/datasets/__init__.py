@@ -22,7 +22,13 @@ from ebprop.datasets.base import (
 from ebprop.datasets.digits import load_digits
 from ebprop.datasets.filters import DEFAULT_FILTERS, FILTER_BANKS, parse_filters
 from ebprop.datasets.idx import read_idx, write_idx
-from ebprop.datasets.images import MAX_IMAGE_PIXELS, parse_image_size, prepare_image, read_image
+from ebprop.datasets.images import (
+    COLORS,
+    MAX_IMAGE_PIXELS,
+    parse_image_size,
+    prepare_image,
+    read_image,
+)
 from ebprop.datasets.mnist import load_mnist_family
 from ebprop.datasets.own import (
     DEFAULT_TEST_FRACTION,
@@ -34,6 +40,7 @@ from ebprop.datasets.transforms import SCALINGS, Preprocessor, deskew
 from ebprop.exceptions import DataNotFoundError
 
 __all__ = [
+    "COLORS",
     "DATASETS",
     "DATA_ENV",
     "DEFAULT_FILTERS",
@@ -46,6 +53,7 @@ __all__ = [
     "Dataset",
     "Preprocessor",
     "align_labels",
+    "check_color",
     "check_load_options",
     "default_cache_dir",
     "deskew",
@@ -101,6 +109,7 @@ def load_dataset(
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_bytes: int = MAX_ARRAY_BYTES,
     background: str | tuple[int, int, int] = "white",
+    color: str = "grey",
 ) -> Dataset:
     """Load a dataset by name, or your own data by path, with train, validation and test splits.
 
@@ -125,8 +134,10 @@ def load_dataset(
         is the fixed tail.
     download : bool
         Fetch missing MNIST-family files from the public mirrors into the cache.
-    test_fraction, test_seed, image_size, resize, max_pixels, max_bytes, background
-        For paths only: see :func:`ebprop.datasets.own.load_path`. ``test_fraction`` (default
+    test_fraction, test_seed, image_size, resize, max_pixels, max_bytes, background, color
+        For paths only: see :func:`ebprop.datasets.own.load_path`. ``color="rgb"`` keeps
+        the three channels of your own images ((n, h, w, 3)); the bundled datasets are grey
+        and refuse it. ``test_fraction`` (default
         0.2) is held out with ``test_seed`` (default 0) when the data has no test set.
 
     Returns
@@ -150,7 +161,7 @@ def load_dataset(
         return load_path(
             name, validation=validation, seed=seed, test_fraction=test_fraction,
             test_seed=test_seed, image_size=image_size, resize=resize, max_pixels=max_pixels,
-            max_bytes=max_bytes, background=parse_background(background),
+            max_bytes=max_bytes, background=parse_background(background), color=color,
         )  # fmt: skip
     key = str(name).strip().lower().replace("_", "-")
     if key not in DATASETS:
@@ -158,6 +169,21 @@ def load_dataset(
             f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}, or give the path of "
             "a folder of images or an .npz file"
         )
+    check_color(key, color)
     if key == "digits":
         return load_digits(validation=validation, seed=seed)
     return load_mnist_family(key, data_dir, validation=validation, download=download)
+
+
+def check_color(name: str, color: str) -> None:
+    """ValueError (one line) unless ``color`` is one of :data:`COLORS` and fits dataset ``name``:
+    the bundled datasets (digits, MNIST, Fashion-MNIST) are grey, so ``rgb`` is for your own
+    data only."""
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+    key = str(name).strip().lower().replace("_", "-")
+    if color != "grey" and key in DATASETS:
+        raise ValueError(
+            f"color {color!r}: {key} is a grey dataset; leave color at grey (--color grey), "
+            "rgb is for your own colour images"
+        )

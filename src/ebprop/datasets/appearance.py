@@ -5,17 +5,18 @@ A model file (format 2) and a ``.ebpb`` file record this as their header field `
 guessing (a model trained on dark ink on white must not see its inputs inverted)::
 
     {"polarity": "light_on_dark" | "dark_on_light",
-     "colour": "grey",               # colour files are read as ITU-R 601-2 luma
+     "colour": "grey" | "rgb",       # grey: colour files read as ITU-R 601-2 luma;
+                                     # rgb: their three channels (option ``color``)
      "alpha": "composite",           # transparent pixels composited on ``background``
      "background": [r, g, b],        # 0..255 each
-     "image_shape": [h, w],
+     "image_shape": [h, w] | [h, w, 3],
      "max_value": m,                 # full-scale raw pixel value (255, 65535, 16 ...)
      "mean_intensity": f,            # mean pixel / m over the training images, 0..1
      "mean_intensity_std": f,        # spread of the per-image means, 0..1
      "border_mean": f}               # mean of the border pixels / m, 0..1
 
-Polarity is decided by the border: an image whose border pixels average above half of the full
-scale is dark on light.
+Polarity is decided by the border: an image whose border pixels (all channels of an RGB image)
+average above half of the full scale is dark on light.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "BACKGROUNDS",
+    "COLOURS",
     "InputAppearanceWarning",
     "POLARITIES",
     "appearance_text",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 POLARITIES = ("light_on_dark", "dark_on_light")
+#: The recorded ``colour``: by the image shape, (h, w) grey and (h, w, 3) RGB.
+COLOURS = ("grey", "rgb")
 
 
 class InputAppearanceWarning(UserWarning):
@@ -91,8 +95,11 @@ def parse_background(value: Any) -> tuple[int, int, int]:
 
 
 def image_border_mean(images: np.ndarray) -> np.ndarray:
-    """Mean of the border pixels of each image, shape (n,), for images (n, h, w)."""
+    """Mean of the border pixels of each image, shape (n,), for images (n, h, w), or
+    (n, h, w, c) with all channels of the border averaged."""
     images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 4:
+        images = images.mean(axis=3)  # the border's mean over its channels
     h, w = images.shape[1:]
     total = images[:, 0, :].sum(1) + images[:, -1, :].sum(1)
     count = 2 * w
@@ -103,8 +110,8 @@ def image_border_mean(images: np.ndarray) -> np.ndarray:
 
 
 def image_polarity(raw: np.ndarray, max_value: float) -> str:
-    """``"dark_on_light"`` when the border of image ``raw`` (h, w) averages above half of
-    ``max_value``, else ``"light_on_dark"``."""
+    """``"dark_on_light"`` when the border of image ``raw`` (h, w) or (h, w, c) averages above
+    half of ``max_value``, else ``"light_on_dark"``."""
     border = float(image_border_mean(np.asarray(raw)[None])[0])
     return "dark_on_light" if border > max_value / 2 else "light_on_dark"
 
@@ -112,10 +119,14 @@ def image_polarity(raw: np.ndarray, max_value: float) -> str:
 def describe_images(
     images: np.ndarray, max_value: float, background: tuple[int, int, int] = (255, 255, 255)
 ) -> dict:
-    """The ``input`` header field for raw training images (n, h, w) in ``0..max_value``."""
+    """The ``input`` header field for raw training images (n, h, w), or RGB (n, h, w, 3), in
+    ``0..max_value``."""
     images = np.asarray(images)
-    if images.ndim != 3 or len(images) == 0:
-        raise ValueError(f"describe_images needs images (n, h, w), got shape {images.shape}")
+    rgb = images.ndim == 4 and images.shape[3] == 3
+    if not (images.ndim == 3 or rgb) or len(images) == 0:
+        raise ValueError(
+            f"describe_images needs images (n, h, w) or (n, h, w, 3), got shape {images.shape}"
+        )
     scale = float(max_value)
     # chunked: the float64 copy of a whole training set would double its memory
     means, borders = [], []
@@ -126,7 +137,7 @@ def describe_images(
     mean, border = np.concatenate(means), np.concatenate(borders)
     return {
         "polarity": "dark_on_light" if float(border.mean()) > 0.5 else "light_on_dark",
-        "colour": "grey",
+        "colour": "rgb" if rgb else "grey",
         "alpha": "composite",
         "background": [int(c) for c in background],
         "image_shape": [int(s) for s in images.shape[1:]],
@@ -150,16 +161,19 @@ def check_appearance(value: Any) -> dict | None:
         raise ValueError(f"'input' has unknown keys {sorted(unknown)}")
     if value["polarity"] not in POLARITIES:
         raise ValueError(f"'input.polarity' {value['polarity']!r} is not one of {POLARITIES}")
-    if value["colour"] != "grey" or value["alpha"] != "composite":
-        raise ValueError("'input.colour' must be 'grey' and 'input.alpha' 'composite'")
+    if value["colour"] not in COLOURS or value["alpha"] != "composite":
+        raise ValueError("'input.colour' must be 'grey' or 'rgb' and 'input.alpha' 'composite'")
     parse_background(value["background"])
     shape = value["image_shape"]
+    rank = 3 if value["colour"] == "rgb" else 2
     if not (
         isinstance(shape, list)
-        and len(shape) == 2
+        and len(shape) == rank
         and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        and (rank == 2 or shape[2] == 3)
     ):
-        raise ValueError(f"'input.image_shape' must be [h, w], got {shape!r}")
+        want = "[h, w, 3]" if rank == 3 else "[h, w]"
+        raise ValueError(f"'input.image_shape' must be {want} for {value['colour']}, got {shape!r}")
     for key in ("max_value", "mean_intensity", "mean_intensity_std", "border_mean"):
         v = value[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -170,9 +184,9 @@ def check_appearance(value: Any) -> dict | None:
 
 
 def appearance_warning(raw: np.ndarray, appearance: dict, name: str) -> str | None:
-    """A one-line warning when image ``raw`` (h, w) in the model's pixel range is far from the
-    training images: another polarity, or a mean intensity more than 4 standard deviations
-    (at least 0.25 of full scale) away. None when it looks like them."""
+    """A one-line warning when image ``raw`` (h, w) or (h, w, 3) in the model's pixel range is
+    far from the training images: another polarity, or a mean intensity more than 4 standard
+    deviations (at least 0.25 of full scale) away. None when it looks like them."""
     scale = float(appearance["max_value"])
     polarity = image_polarity(raw, scale)
     if polarity != appearance["polarity"]:
@@ -194,7 +208,7 @@ def appearance_text(appearance: dict | None) -> str:
     """One line for ``ebprop info``: how the training images looked, or that it is unknown."""
     if appearance is None:
         return "not recorded (older model, or features): predict guesses the polarity"
-    h, w = appearance["image_shape"]
+    h, w = appearance["image_shape"][:2]
     r, g, b = appearance["background"]
     background = {(255, 255, 255): "white", (0, 0, 0): "black"}.get(
         (r, g, b), f"#{r:02x}{g:02x}{b:02x}"

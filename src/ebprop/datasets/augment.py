@@ -55,20 +55,20 @@ def shift_images(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    images : (n, h, w) array, any dtype.
+    images : (n, h, w) array, or (n, h, w, c) with channels last (moved together); any dtype.
     offsets : (n, 2) integers: rows down and columns right (negative: up, left).
 
     Returns
     -------
-    (n, h, w) array of ``images``' dtype; ``out[i, y, x] = images[i, y − dy_i, x − dx_i]`` where
+    array of ``images``' shape and dtype; ``out[i, y, x] = images[i, y − dy_i, x − dx_i]`` where
     that pixel exists, else 0.
     """
-    if images.ndim != 3 or offsets.shape != (images.shape[0], 2):
+    if images.ndim not in (3, 4) or offsets.shape != (images.shape[0], 2):
         raise ValueError(
-            f"shift_images needs (n, h, w) images and (n, 2) offsets, got {images.shape} and "
-            f"{offsets.shape}"
+            f"shift_images needs (n, h, w[, c]) images and (n, 2) offsets, got {images.shape} "
+            f"and {offsets.shape}"
         )
-    h, w = images.shape[1:]
+    h, w = images.shape[1:3]
     out = np.zeros_like(images)
     # one slice assignment per distinct offset (at most (2·MAX_SHIFT + 1)² groups)
     pairs, group = np.unique(offsets, axis=0, return_inverse=True)

@@ -40,8 +40,9 @@ class Dataset:
     name : str
         ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or the absolute path of your own data.
     X_train, X_val, X_test : numpy.ndarray
-        Raw images of shape ``(n, h, w)`` with values in ``0..max_value`` (uint8; uint16 for
-        16-bit images; any numeric dtype from an ``.npz``), or features of shape ``(n, d)`` (an
+        Raw images of shape ``(n, h, w)`` (``(n, h, w, 3)`` for RGB, channels last) with values
+        in ``0..max_value`` (uint8; uint16 for 16-bit images; any numeric dtype from an
+        ``.npz``), or features of shape ``(n, d)`` (an
         ``.npz`` of features; then ``max_value`` is None). ``X_val`` is held out from the training
         set; ``X_test`` is the official test set. With no validation split ``X_val`` has shape
         ``(0, h, w)`` (or ``(0, d)``).
@@ -81,12 +82,12 @@ class Dataset:
 
     @property
     def is_images(self) -> bool:
-        """True for images ``(n, h, w)``, False for feature vectors ``(n, d)``."""
-        return self.X_train.ndim == 3
+        """True for images ``(n, h, w)`` or ``(n, h, w, 3)``, False for features ``(n, d)``."""
+        return self.X_train.ndim in (3, 4)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """``(h, w)``, the shape of one image (``(d,)`` for features)."""
+        """``(h, w)``, the shape of one image (``(h, w, 3)`` for RGB, ``(d,)`` for features)."""
         return tuple(int(s) for s in self.X_train.shape[1:])
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
-"""Read image files as greyscale arrays at their full bit depth, refusing oversize ones early.
+"""Read image files as grey or RGB arrays at their full bit depth, refusing oversize ones early.
 
 One reader for training folders and for ``ebprop predict``: :func:`read_image` decodes a file
-into a 2-D ``uint8`` (8-bit, ``max_value`` 255) or ``uint16`` (16-bit, ``max_value`` 65535) array,
+into a ``uint8`` (8-bit, ``max_value`` 255) or ``uint16`` (16-bit, ``max_value`` 65535) array of
+shape (h, w), or (h, w, 3) with ``color="rgb"``,
 :func:`resize_image` brings it to a stated size, and :func:`rescale` to another bit depth;
 :func:`prepare_image` does all three for a model's input.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from ebprop.exceptions import DataError
 
 __all__ = [
+    "COLORS",
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "parse_image_size",
@@ -30,6 +32,9 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pbm", ".ppm"}
 )
+#: How image files are read (the option ``color``): ``grey`` as luma (h, w), ``rgb`` keeping
+#: their three channels (h, w, 3), which a colour CNN sees as 3 input channels.
+COLORS = ("grey", "rgb")
 #: Default limit on ``width * height`` of one image (4096 x 4096), checked on the header before
 #: the pixels are decoded.
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -43,10 +48,13 @@ def read_image(
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
     background: tuple[int, int, int] = (255, 255, 255),
+    color: str = "grey",
 ) -> tuple[np.ndarray, int]:
-    """Decode an image file into greyscale at its full bit depth.
+    """Decode an image file into grey (or RGB) at its full bit depth.
 
-    Colour images are converted to luma (ITU-R 601-2, Pillow's ``convert("L")``); an image with
+    With ``color="grey"`` colour images are converted to luma (ITU-R 601-2, Pillow's
+    ``convert("L")``); with ``color="rgb"`` every file gives its red, green and blue channels
+    (Pillow's ``convert("RGB")``; a grey file repeats its grey level in the three). An image with
     transparency is first composited on ``background`` (RGB, default white), so a drawing on a
     transparent page reads as it is seen, not as black; 1-bit images become 0/255. 16-bit
     greyscale files (PNG, TIFF, PGM) keep all their grey levels. Multi-frame files give their
@@ -78,6 +86,9 @@ def read_image(
     """
     from PIL import Image  # imported here: only image data needs Pillow
 
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+    mode_out = "L" if color == "grey" else "RGB"
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -106,9 +117,9 @@ def read_image(
                 elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
                     rgba = im.convert("RGBA")
                     page = Image.new("RGBA", rgba.size, tuple(background) + (255,))
-                    image = np.array(Image.alpha_composite(page, rgba).convert("L"))
+                    image = np.array(Image.alpha_composite(page, rgba).convert(mode_out))
                 else:
-                    image = np.array(im if mode == "L" else im.convert("L"))
+                    image = np.array(im if mode == mode_out else im.convert(mode_out))
     except FileNotFoundError:
         raise
     except Image.DecompressionBombError as exc:
@@ -124,7 +135,10 @@ def read_image(
         raise DataError(
             f"{path}: 32-bit integer image with values outside 0..65535; save it as 8- or 16-bit"
         )
-    return image.astype(np.uint16), 65535
+    image = image.astype(np.uint16)
+    if color == "rgb":  # 16-bit grey: its level in each channel
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return image, 65535
 
 
 def _rawmode_is_16_bit(im) -> bool:
@@ -164,15 +178,15 @@ def rescale(image: np.ndarray, max_value: int, target_max: int) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], max_value: int) -> np.ndarray:
-    """Resize a greyscale image to ``size = (h, w)`` at its bit depth (Lanczos, no aspect kept).
+    """Resize an image to ``size = (h, w)`` at its bit depth (Lanczos, no aspect kept).
 
     The image is resampled as 32-bit float, so 16-bit grey levels survive, then rounded and
-    clipped to ``0..max_value``.
+    clipped to ``0..max_value``; a colour image channel by channel.
 
     Parameters
     ----------
     image : numpy.ndarray
-        Shape (h0, w0), integer grey levels.
+        Shape (h0, w0), or (h0, w0, c) with channels last; integer levels.
     size : tuple of int
         Target ``(h, w)``.
     max_value : int
@@ -181,20 +195,23 @@ def resize_image(image: np.ndarray, size: tuple[int, int], max_value: int) -> np
     Returns
     -------
     numpy.ndarray
-        Shape ``size``, same dtype as ``image``.
+        Shape ``size`` (+ the channels), same dtype as ``image``.
     """
     from PIL import Image
 
     h, w = size
-    if image.shape == (h, w):
+    if image.shape[:2] == (h, w):
         return image
+    if image.ndim == 3:
+        planes = [resize_image(image[:, :, c], size, max_value) for c in range(image.shape[2])]
+        return np.stack(planes, axis=2)
     resized = Image.fromarray(image.astype(np.float32)).resize((w, h), Image.Resampling.LANCZOS)
     return np.clip(np.rint(np.asarray(resized)), 0, max_value).astype(image.dtype)
 
 
 def prepare_image(
     path: str | os.PathLike,
-    image_shape: tuple[int, int],
+    image_shape: tuple[int, ...],
     max_value: float,
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
@@ -202,8 +219,9 @@ def prepare_image(
 ) -> np.ndarray:
     """An image file as a model's raw input: decoded, resized to ``image_shape``, rescaled.
 
-    :func:`read_image`, then :func:`resize_image` at the file's own bit depth, then
-    :func:`rescale` to the model's ``max_value`` (the ``Preprocessor.max_value_`` it was trained
+    :func:`read_image` (RGB when ``image_shape`` is ``(h, w, 3)``, else grey), then
+    :func:`resize_image` at the file's own bit depth, then :func:`rescale` to the model's
+    ``max_value`` (the ``Preprocessor.max_value_`` it was trained
     with: 255, 65535, or 16 for digits). Inverting dark-on-light images is left to the caller.
 
     Returns
@@ -214,8 +232,9 @@ def prepare_image(
         not whole) float64 values ``level / depth · max_value``, so that no grey level is
         rounded away (a black-and-white file still gives exactly 0 and ``max_value``).
     """
-    image, depth = read_image(path, max_pixels=max_pixels, background=background)
-    resized = resize_image(image, tuple(image_shape), depth)
+    color = "rgb" if len(image_shape) == 3 else "grey"
+    image, depth = read_image(path, max_pixels=max_pixels, background=background, color=color)
+    resized = resize_image(image, tuple(image_shape[:2]), depth)
     if float(max_value).is_integer() and max_value >= 2:
         return rescale(resized, depth, int(max_value))
     return resized.astype(np.float64) * (float(max_value) / depth)

@@ -6,7 +6,8 @@ splits and checks as the bundled datasets:
 - **a folder of images**: class subfolders named by class, under ``PATH/train/`` (optional
   ``PATH/test/``) or directly under ``PATH``;
 - **an .npz** with ``X_train``, ``y_train`` and optionally ``X_test``, ``y_test`` and
-  ``max_value``: images ``(n, h, w)`` or features ``(n, d)``, labels of any type (ints, unicode
+  ``max_value``: images ``(n, h, w)``, RGB images ``(n, h, w, 3)`` (with ``color="rgb"``) or
+  features ``(n, d)``, labels of any type (ints, unicode
   strings), read without unpickling;
 - **a folder holding IDX files** with MNIST's names (``train-images-idx3-ubyte[.gz]``,
   ``train-labels-idx1-ubyte[.gz]``, optional ``t10k-…``), read without checksums.
@@ -33,6 +34,7 @@ import numpy as np
 
 from ebprop.datasets.base import MAX_ARRAY_BYTES, Dataset, resolve_validation, split_stratified
 from ebprop.datasets.images import (
+    COLORS,
     IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
     read_image,
@@ -82,6 +84,7 @@ def load_path(
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_bytes: int = MAX_ARRAY_BYTES,
     background: tuple[int, int, int] = (255, 255, 255),
+    color: str = "grey",
 ) -> Dataset:
     """Load your own data from a folder of images, an ``.npz`` file or a folder of IDX files.
 
@@ -113,11 +116,16 @@ def load_path(
     max_bytes : int
         Largest array accepted: an .npz member or IDX payload as declared in its header (checked
         before allocating), or the stacked images of a folder.
+    color : {"grey", "rgb"}
+        ``grey``: image files are read as luma, arrays must be (n, h, w) or features (n, d).
+        ``rgb``: image files keep their red, green and blue channels and arrays must be
+        (n, h, w, 3); the images are then (n, h, w, 3), channels last.
 
     Returns
     -------
     Dataset
-        ``name`` is the absolute path; ``class_names`` the folder names or the labels.
+        ``name`` is the absolute path; ``class_names`` the folder names or the labels; images
+        (n, h, w), or (n, h, w, 3) with ``color="rgb"``.
 
     Raises
     ------
@@ -134,7 +142,7 @@ def load_path(
             f"{path}: no such file or folder; give a folder of images (one subfolder per class) "
             "or an .npz file"
         )
-    check_load_options(validation, test_fraction, image_size, resize)
+    check_load_options(validation, test_fraction, image_size, resize, color)
     split = _Split(validation, seed, test_fraction, test_seed)
     if root.is_file():
         if root.suffix.lower() != ".npz":
@@ -142,10 +150,12 @@ def load_path(
                 f"{root}: not a dataset; give an .npz file, or a folder of images with one "
                 "subfolder per class"
             )
-        return _build(root, npz_arrays(root, max_bytes), split)
+        return _build(root, npz_arrays(root, max_bytes, color), split)
     if idx_file(root, IDX_NAMES[0][0]) is not None:
-        return _build(root, idx_arrays(root, max_bytes), split)
-    return _load_image_folder(root, split, image_size, resize, max_pixels, max_bytes, background)
+        return _build(root, idx_arrays(root, max_bytes, color), split)
+    return _load_image_folder(
+        root, split, image_size, resize, max_pixels, max_bytes, background, color
+    )
 
 
 def check_load_options(
@@ -153,6 +163,7 @@ def check_load_options(
     test_fraction: float,
     image_size: tuple[int, int] | None,
     resize: str,
+    color: str = "grey",
 ) -> None:
     """Refuse bad loader arguments before any file is read (callers may check them up front).
 
@@ -160,8 +171,10 @@ def check_load_options(
     ------
     ValueError
         Naming the argument: ``validation`` (its form; its size is checked against the data),
-        ``test_fraction``, ``image_size``, ``resize``.
+        ``test_fraction``, ``image_size``, ``resize``, ``color``.
     """
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     resolve_validation(validation, sys.maxsize, DEFAULT_VALIDATION)  # its form only
     if (
         isinstance(test_fraction, bool)
@@ -309,11 +322,12 @@ def _load_image_folder(
     max_pixels: int,
     max_bytes: int,
     background: tuple[int, int, int] = (255, 255, 255),
+    color: str = "grey",
 ) -> Dataset:
     """Load a folder of images with one subfolder per class (see :func:`load_path`).
 
-    Images are read by :func:`~ebprop.datasets.images.read_image` (greyscale, full bit depth,
-    transparency composited on ``background``).
+    Images are read by :func:`~ebprop.datasets.images.read_image` (grey, or RGB with ``color``
+    "rgb"; full bit depth, transparency composited on ``background``).
     When any image is 16-bit, all are stored as uint16 with ``max_value`` 65535 (8-bit images
     scaled by 257); otherwise uint8 with ``max_value`` 255.
     """
@@ -332,22 +346,25 @@ def _load_image_folder(
     n_files = sum(len(f) for s in splits.values() for f in s.values())
 
     size = tuple(image_size) if image_size is not None else None
+    channels = 3 if color == "rgb" else 1
     first: Path | None = None
     decoded, labels, checksums = {}, {}, {}
     for part, classes in splits.items():
         pairs, ys, digest = [], [], hashlib.sha256()
         for cls, files in classes.items():
             for file in files:
-                image, depth = read_image(file, max_pixels=max_pixels, background=background)
+                image, depth = read_image(
+                    file, max_pixels=max_pixels, background=background, color=color
+                )
                 digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
                 if size is None:
-                    size, first = image.shape, file
-                if n_files * math.prod(size) * 2 > max_bytes:  # 2: 16-bit worst case
+                    size, first = image.shape[:2], file
+                if n_files * math.prod(size) * channels * 2 > max_bytes:  # 2: 16-bit worst case
                     raise DataError(
                         f"{root}: {n_files} images of {size[0]}x{size[1]} exceed the limit of "
                         f"{max_bytes} bytes; use a smaller image_size or raise max_bytes"
                     )
-                if image.shape != size:
+                if image.shape[:2] != size:
                     if resize != "resize":
                         stated = f"{first} is" if first is not None else "image_size is"
                         raise DataError(

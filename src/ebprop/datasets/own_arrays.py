@@ -146,10 +146,18 @@ def _labels(y: np.ndarray, source: str, key: str) -> np.ndarray:
     return y
 
 
-def _samples(X: np.ndarray, source: str, key: str) -> np.ndarray:
-    """Check X: numeric, 2-D features or 3-D images, finite."""
-    if X.ndim not in (2, 3):
-        hint = "; convert colour images to greyscale" if X.ndim == 4 else ""
+def _samples(X: np.ndarray, source: str, key: str, color: str = "grey") -> np.ndarray:
+    """Check X: numeric, 2-D features, 3-D grey images or (``color="rgb"``) 4-D RGB images
+    (n, h, w, 3), finite."""
+    if color == "rgb":
+        if X.ndim != 4 or X.shape[3] != 3:
+            raise DataError(
+                f"{source}: {key} has shape {X.shape}; color rgb needs RGB images (n, h, w, 3), "
+                "channels last (leave color at grey for grey images or features)"
+            )
+    elif X.ndim not in (2, 3):
+        rgb = X.ndim == 4 and X.shape[3] == 3
+        hint = "; for RGB images pass color='rgb' (--color rgb)" if rgb else ""
         raise DataError(
             f"{source}: {key} has shape {X.shape}; expected images (n, h, w) or features "
             f"(n, d){hint}"
@@ -223,11 +231,16 @@ def _encode(
 
 
 def _from_arrays(
-    root: Path, arrays: dict[str, np.ndarray], checksums: dict[str, str], names: dict[str, str]
+    root: Path,
+    arrays: dict[str, np.ndarray],
+    checksums: dict[str, str],
+    names: dict[str, str],
+    color: str = "grey",
 ) -> OwnArrays:
     """Check X_train, y_train (X_test, y_test, max_value) arrays and encode the labels.
 
-    ``names`` maps the keys to what the user calls them in messages (member or file names).
+    ``names`` maps the keys to what the user calls them in messages (member or file names);
+    ``color`` "rgb" asks for images (n, h, w, 3).
     """
     source = str(root)
     for key in ("X_train", "y_train"):
@@ -236,7 +249,11 @@ def _from_arrays(
     if ("X_test" in arrays) != ("y_test" in arrays):
         have, lack = ("X_test", "y_test") if "X_test" in arrays else ("y_test", "X_test")
         raise DataError(f"{source}: has {names[have]} but no {names[lack]}; give both or neither")
-    X = {k: _samples(arrays[k], source, names[k]) for k in ("X_train", "X_test") if k in arrays}
+    X = {
+        k: _samples(arrays[k], source, names[k], color)
+        for k in ("X_train", "X_test")
+        if k in arrays
+    }
     y = {k: _labels(arrays[k], source, names[k]) for k in ("y_train", "y_test") if k in arrays}
     for xk, yk in (("X_train", "y_train"), ("X_test", "y_test")):
         if xk in X and len(X[xk]) != len(y[yk]):
@@ -257,13 +274,14 @@ def _from_arrays(
     )
 
 
-def npz_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES) -> OwnArrays:
+def npz_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES, color: str = "grey") -> OwnArrays:
     """Load an ``.npz`` holding ``X_train``, ``y_train`` (and ``X_test``, ``y_test``).
 
-    Images ``(n, h, w)`` of uint8 (``max_value`` 255), uint16 (65535) or bool (1), or of another
-    numeric dtype with a scalar ``max_value`` member; features ``(n, d)`` of any numeric dtype
-    (``max_value`` None). Labels: ints, integral floats, or unicode strings (object arrays are
-    refused: they would need unpickling).
+    Images ``(n, h, w)`` (``(n, h, w, 3)``, channels last, with ``color="rgb"``) of uint8
+    (``max_value`` 255), uint16 (65535) or bool (1), or of another numeric dtype with a scalar
+    ``max_value`` member; features ``(n, d)`` of any numeric dtype (``max_value`` None).
+    Labels: ints, integral floats, or unicode strings (object arrays are refused: they would
+    need unpickling).
     """
     arrays = read_npz(root, max_bytes)
     unknown = sorted(set(arrays) - set(NPZ_KEYS))
@@ -273,7 +291,7 @@ def npz_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES) -> OwnArrays:
             f"{', '.join(NPZ_KEYS)} (X_test/y_test and max_value optional)"
         )
     digest = hashlib.sha256(root.read_bytes()).hexdigest()
-    return _from_arrays(root, arrays, {root.name: digest}, {k: k for k in NPZ_KEYS})
+    return _from_arrays(root, arrays, {root.name: digest}, {k: k for k in NPZ_KEYS}, color)
 
 
 # ---------------------------------------------------------------------------- IDX folders
@@ -282,7 +300,7 @@ def idx_file(folder: Path, stem: str) -> Path | None:
     return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
 
 
-def idx_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES) -> OwnArrays:
+def idx_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES, color: str = "grey") -> OwnArrays:
     """Load your own IDX files named as MNIST's, without checksums.
 
     ``train-images-idx3-ubyte[.gz]`` and ``train-labels-idx1-ubyte[.gz]`` are required,
@@ -299,4 +317,4 @@ def idx_arrays(root: Path, max_bytes: int = MAX_ARRAY_BYTES) -> OwnArrays:
             if file is not None:
                 arrays[key] = read_idx(file, max_bytes)
                 checksums[stem] = hashlib.sha256(file.read_bytes()).hexdigest()
-    return _from_arrays(root, arrays, checksums, names)
+    return _from_arrays(root, arrays, checksums, names, color)

@@ -18,6 +18,10 @@ The pipeline of :class:`Preprocessor`, in order, on raw images ``(n, h, w)``:
    standard    (x - mean) / std, both fitted on the training images
    ==========  ====================  =================================
 
+RGB images ``(n, h, w, 3)`` (your own data read with ``color="rgb"``) become their pixels in
+(y, x, channel) order, the NHWC layout of the conv layers; filters and deskewing are for grey
+images and refuse them.
+
 Feature vectors ``(n, d)`` (your own ``.npz`` of features, ``max_value=None``) have no fixed
 range: ``u = (x - min) / (max - min)`` per feature, with the minimum and maximum fitted on the
 training set (a constant feature gives ``u = x - min``), then the same scalings. Filters,
@@ -105,6 +109,15 @@ def deskew(images: np.ndarray) -> np.ndarray:
     return np.where(blank[:, None, None], images, out).astype(images.dtype, copy=False)
 
 
+def _color_hint(got: tuple[int, ...], fitted: tuple[int, ...]) -> str:
+    """The fix when grey images meet an RGB preprocessor or the other way round, else ''."""
+    if len(fitted) == 3 and len(got) == 2:
+        return "; it takes RGB images (h, w, 3): read them in colour (color='rgb')"
+    if len(fitted) == 2 and len(got) == 3:
+        return "; it takes grey images (h, w): convert them to grey (color='grey')"
+    return ""
+
+
 class Preprocessor:
     """Turn raw images into feature vectors: deskew, filter, pool, scale.
 
@@ -128,7 +141,7 @@ class Preprocessor:
     n_features_ : int
         Width of the output of :meth:`transform` (after :meth:`fit`).
     image_shape_ : tuple of int
-        ``(h, w)`` seen by :meth:`fit`.
+        ``(h, w)`` seen by :meth:`fit`; ``(h, w, 3)`` for RGB images.
     max_value_ : float
         Largest possible raw pixel value, from :meth:`fit`.
     mean_, scale_ : numpy.ndarray or None
@@ -184,6 +197,8 @@ class Preprocessor:
                     f"{where}: features must have shape (n, d), got shape {images.shape}; "
                     "images (n, h, w) need their max_value"
                 )
+        elif images.ndim == 4 and images.shape[3] == 3:
+            pass  # RGB images, channels last
         elif images.ndim != 3:
             raise DataError(
                 f"{where}: images must have shape (n, h, w), got shape {images.shape}; "
@@ -229,9 +244,10 @@ class Preprocessor:
         """Boolean mask of the signed features, shape (n_features_,)."""
         if self.input_ == "features":
             return np.zeros(self.image_shape_[0], bool)
-        h, w = self.image_shape_
+        h, w = self.image_shape_[:2]
         per_map = (-(-h // self.pool)) * (-(-w // self.pool))
-        pieces = [np.zeros(h * w, bool)] if self.keep_pixels else []
+        pixels = int(np.prod(self.image_shape_))
+        pieces = [np.zeros(pixels, bool)] if self.keep_pixels else []
         pieces += [np.full(per_map, k.signed) for k in self.kernels]
         return np.concatenate(pieces)
 
@@ -279,7 +295,12 @@ class Preprocessor:
             self.low_, self.span_ = low, np.where(span < _MIN_STD, 1.0, span)
         else:
             self.input_ = "images"
-            h, w = images.shape[1:]
+            h, w = images.shape[1:3]
+            if images.ndim == 4 and (self.filters or self.deskew):
+                raise DataError(
+                    f"fit: filters and deskew work on grey images; these are RGB {images.shape}: "
+                    "use filters=None and deskew=False (or read the images with color='grey')"
+                )
             if self.pool > min(h, w):
                 raise ValueError(f"pool={self.pool} is larger than the {h}x{w} images")
         self.max_value_ = max_value
@@ -305,7 +326,7 @@ class Preprocessor:
         Parameters
         ----------
         images : numpy.ndarray
-            Raw images, shape (n, h, w) with the fitted (h, w), values in ``[0, max_value]``.
+            Raw images, shape (n, h, w) (or (n, h, w, 3)) as fitted, values in ``[0, max_value]``.
         dtype : numpy dtype
             Floating output dtype (float32 or float64).
 
@@ -323,6 +344,7 @@ class Preprocessor:
             raise DataError(
                 f"transform: {self.input_} of shape {'x'.join(map(str, images.shape[1:]))}, "
                 f"but this Preprocessor was fitted on {'x'.join(map(str, self.image_shape_))}"
+                + _color_hint(images.shape[1:], self.image_shape_)
             )
         signed = self._signed_mask()
         out = np.empty((len(images), self.n_features_), dtype=dtype)
@@ -428,7 +450,9 @@ class Preprocessor:
         pre.input_ = "features" if features else "images"
         pre.max_value_ = meta["max_value"]
         pre.image_shape_ = tuple(int(v) for v in meta["image_shape"])
-        if len(pre.image_shape_) != (1 if features else 2):
+        if len(pre.image_shape_) not in ((1,) if features else (2, 3)) or (
+            len(pre.image_shape_) == 3 and pre.image_shape_[2] != 3
+        ):
             raise DataError(f"Preprocessor state: bad image_shape {meta['image_shape']!r}")
         if features:
             pre.low_ = np.asarray(arrays["low"], dtype=np.float64)

@@ -176,8 +176,9 @@ def _header(model: PackedModel) -> list[str]:
     if model.input is not None:
         dark = int(model.input["polarity"] == "dark_on_light")
         appearance = [
-            f"/* Training images were {model.input['polarity'].replace('_', ' ')} (greyscale, "
-            "alpha composited on the background); give pixels the same way. */",
+            f"/* Training images were {model.input['polarity'].replace('_', ' ')} ("
+            + ("RGB, row-major (y, x, channel)" if model.input["colour"] == "rgb" else "greyscale")
+            + ", alpha composited on the background); give pixels the same way. */",
             f"#define EBPROP_INPUT_DARK_ON_LIGHT {dark}",
         ]
     return lines + [

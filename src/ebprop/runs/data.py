@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets import Preprocessor, load_dataset
 from ..datasets.appearance import describe_images, parse_background
 from ..datasets.augment import epoch_shifts, shift_images
@@ -18,7 +19,13 @@ from ..inputs import dataset_options
 from ..params import check_input_scale
 from .options import DataOptions
 
-__all__ = ["Features", "check_features", "epoch_train_features", "load_features"]
+__all__ = [
+    "Features",
+    "check_features",
+    "conv_input_shape",
+    "epoch_train_features",
+    "load_features",
+]
 
 
 @dataclass
@@ -33,7 +40,8 @@ class Features:
     class_names : the name of each class, by index (``Dataset.class_names``).
     checksums : the dataset files' checksums (a resume refuses changed data).
     preprocessor : the fitted :class:`ebprop.datasets.Preprocessor` (saved with the model).
-    train_images : the raw training images (n, h, w), kept only when the run augments them.
+    train_images : the raw training images (n, h, w) or (n, h, w, 3), kept only when the run
+        augments them.
     blank_images : training images whose pixels are all one value (empty, or fully
         transparent on the background): they cannot teach anything.
     appearance : how the training images looked (:func:`ebprop.datasets.appearance.
@@ -62,14 +70,38 @@ class Features:
         have no image to slide over).
         """
         shape = getattr(self.preprocessor, "image_shape_", None)
-        if shape is None or len(shape) != 2 or self.X_train.shape[1] != shape[0] * shape[1]:
+        if shape is None or len(shape) not in (2, 3):
             return None
-        return (int(shape[0]), int(shape[1]), 1)
+        if self.X_train.shape[1] != int(np.prod(shape)):
+            return None
+        return (int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1)
 
     def class_indices(self, part: str) -> np.ndarray:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
         y = getattr(self, f"y_{part}")
         return np.searchsorted(self.classes, y).astype(np.int64)
+
+
+def conv_input_shape(options: Any, data: Features) -> tuple[int, int, int] | None:
+    """(height, width, channels) that the conv layers of ``options.architecture`` see, from the
+    data; None for an MLP (no architecture, or dense layers only). Every method's run (EBP's
+    and the baselines') gets it here.
+
+    Raises
+    ------
+    ValueError
+        One line, when the architecture has conv layers but the data are not whole images.
+    """
+    architecture = getattr(options, "architecture", None)
+    if architecture is None or not is_convolutional(parse_architecture(architecture)):
+        return None
+    if data.input_shape is None:
+        raise ValueError(
+            f"architecture {architecture!r}: conv layers need images, but {options.dataset} gives "
+            f"{data.X_train.shape[1]} features per sample (a dataset of features, or --filters, "
+            "which change them): leave --filters out or use --hidden"
+        )
+    return data.input_shape
 
 
 def load_features(options: DataOptions, keep_train_images: bool = False) -> Features:
@@ -83,7 +115,7 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
         features, not images).
     """
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
-    if keep_train_images and ds.X_train.ndim != 3:
+    if keep_train_images and not ds.is_images:
         raise ValueError(
             f"augment_shift: {options.dataset} holds features (n, d), not images; shifts need "
             "images (leave --augment-shift out)"
@@ -110,15 +142,15 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
             blank_images=_count_blank(ds.X_train),
             appearance=(
                 describe_images(ds.X_train, ds.max_value, parse_background(options.background))
-                if ds.X_train.ndim == 3 and ds.max_value is not None
+                if ds.is_images and ds.max_value is not None
                 else None
             ),
         )
 
 
 def _count_blank(images: np.ndarray) -> int:
-    """Images (n, h, w) whose pixels all equal their first one; 0 for feature rows."""
-    if images.ndim != 3 or not len(images):
+    """Images (n, h, w[, 3]) whose pixels all equal their first one; 0 for feature rows."""
+    if images.ndim not in (3, 4) or not len(images):
         return 0
     flat = images.reshape(len(images), -1)
     return int(sum(int((c == c[:, :1]).all(axis=1).sum()) for c in _chunks(flat)))

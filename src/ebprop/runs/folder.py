@@ -90,7 +90,7 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
-    if f.name in ("test_fraction", "test_seed", "image_size", "resize")
+    if f.name in ("test_fraction", "test_seed", "image_size", "resize", "color")
 } | {
     "refit_thresholds": False,
     "augment_shift": 0,

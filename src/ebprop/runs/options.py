@@ -20,8 +20,10 @@ from typing import Any
 
 from ..core.architecture import is_convolutional, parse_architecture
 from ..datasets import (
+    COLORS,
     DATASETS,
     SCALINGS,
+    check_color,
     check_load_options,
     is_dataset_path,
     parse_filters,
@@ -35,6 +37,8 @@ __all__ = [
     "DataOptions",
     "RunOptions",
     "TrainOptions",
+    "check_architecture",
+    "declared_field",
     "nullable_keys",
     "option_keys",
 ]
@@ -107,6 +111,8 @@ class DataOptions(_Options):
     filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
     background : colour transparent pixels of image files are composited on: ``white``
         (default), ``black``, ``#rrggbb`` or a grey level 0..255.
+    color : {"grey", "rgb"}; your own images read as grey (default) or with their three colour
+        channels, (h, w, 3), which conv layers see as 3 input channels (docs/conv.md).
     seed : int >= 0; seeds the validation split and everything random in training.
     dtype : {"float32", "float64"}.
     """
@@ -146,6 +152,12 @@ class DataOptions(_Options):
         "Colour transparent pixels of your image files are composited on: white, black, "
         "#rrggbb or a grey level 0..255.",
     )
+    color: str = _opt(
+        "grey",
+        "Your own images: read as grey, or rgb to keep their 3 colour channels (conv layers "
+        "see them as 3 input channels; .npz images then (n, h, w, 3)).",
+        choices=COLORS,
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,7 +183,8 @@ class DataOptions(_Options):
             self.image_size = tuple(self.image_size)
         if isinstance(self.test_seed, bool) or not isinstance(self.test_seed, numbers.Integral):
             raise ValueError(f"test_seed must be an integer, got {self.test_seed!r}")
-        check_load_options(v, self.test_fraction, self.image_size, self.resize)
+        check_load_options(v, self.test_fraction, self.image_size, self.resize, self.color)
+        check_color(self.dataset, self.color)
         if self.filters is not None:
             if not isinstance(self.filters, str):
                 raise ValueError(
@@ -242,6 +255,37 @@ _DEFAULT_HIDDEN = (100,)
 REFIT_SAMPLES = 20000
 
 
+def check_architecture(options: RunOptions) -> tuple | None:
+    """The parsed layer specs of ``options.architecture`` (None when it is not given).
+
+    Every method's options (EBP's and the baselines') call this once when validated.
+
+    Raises
+    ------
+    ValueError
+        One line: ``hidden`` given beside ``architecture``, or the bad token named.
+    """
+    if options.architecture is None:
+        return None
+    if options.hidden != _DEFAULT_HIDDEN:
+        raise ValueError(
+            f"give hidden or architecture, not both (hidden {list(options.hidden)}, "
+            f"architecture {options.architecture!r})"
+        )
+    try:
+        return parse_architecture(options.architecture)
+    except ValueError as exc:
+        raise ValueError(f"architecture: {exc}") from None
+
+
+def declared_field(option: str) -> Any:
+    """The dataclass field of run option ``option`` from its declaration in
+    :data:`ebprop.params.PARAMS` (default, help, choices): one home for an option that several
+    option classes hold."""
+    p = option_params()[option]
+    return _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None))
+
+
 def _validate_train(self: RunOptions) -> None:
     """Check every field (ValueError naming the field); EBP's through their declarations."""
     RunOptions.validate(self)
@@ -258,18 +302,9 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
-    if self.architecture is not None:
-        if self.hidden != _DEFAULT_HIDDEN:
-            raise ValueError(
-                f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
-                f"architecture {self.architecture!r})"
-            )
-        try:
-            specs = parse_architecture(self.architecture)
-        except ValueError as exc:
-            raise ValueError(f"architecture: {exc}") from None
-        if self.refit_thresholds and is_convolutional(specs):
-            raise ValueError("refit_thresholds supports fully connected networks only")
+    specs = check_architecture(self)
+    if specs is not None and self.refit_thresholds and is_convolutional(specs):
+        raise ValueError("refit_thresholds supports fully connected networks only")
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
@@ -291,11 +326,7 @@ def _estimator_params(self: RunOptions) -> dict[str, Any]:
 #: EBP's own fields: the declared parameters with a run-option name that :class:`RunOptions`
 #: does not already have (weights, init_variance, prior_variance, reinforcement, jobs, ...).
 _EBP_FIELDS = [
-    (
-        option,
-        p.annotation,
-        _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None)),
-    )
+    (option, p.annotation, declared_field(option))
     for option, p in option_params().items()
     if option not in {f.name for f in dataclasses.fields(RunOptions)}
 ]
@@ -357,7 +388,8 @@ def _planned_sizes(options: RunOptions) -> tuple[list[int], int]:
     """(n_0..n_L, samples) of a dense run as far as known before its data is loaded: a built-in
     dataset's, or your own data's ``image_size`` (else 1 input; samples unknown: 0)."""
     size = options.image_size
-    n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, ((size[0] * size[1] if size else 1), 0, 2))
+    pixels = size[0] * size[1] * (3 if options.color == "rgb" else 1) if size else 1
+    n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, (pixels, 0, 2))
     return [n_in, *options.hidden, 1 if n_cls == 2 else n_cls], n
 
 
@@ -378,16 +410,18 @@ def _planned_image(options: RunOptions) -> tuple[int, int]:
 
 def planned_bytes(options: RunOptions) -> int:
     """Estimated bytes of a run before its data is loaded (:func:`ebprop.memory.network_bytes`,
-    :func:`ebprop.memory.conv_bytes`; your own images count as one grey channel)."""
+    :func:`ebprop.memory.conv_bytes`; your own images count as one grey channel, or three
+    with ``color="rgb"``)."""
     sizes, n = _planned_sizes(options)
     itemsize = 8 if options.dtype == "float64" else 4
     arch = getattr(options, "architecture", None)
     if arch is None:
         return network_bytes(sizes, options.batch_size, itemsize, n)
     h, w = _planned_image(options)
+    channels = 3 if options.color == "rgb" else 1
     try:
         specs = parse_architecture(arch)
-        return conv_bytes(specs, (h, w, 1), sizes[-1], options.batch_size, itemsize, n)
+        return conv_bytes(specs, (h, w, channels), sizes[-1], options.batch_size, itemsize, n)
     except ValueError:  # a kernel that does not fit: the network's own check names it
         return 0
 
