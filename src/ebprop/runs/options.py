@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.architecture import is_convolutional, parse_architecture
+from ..core.architecture import parse_architecture
 from ..datasets import COLORS, SCALINGS
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, conv_bytes, network_bytes
@@ -278,11 +278,9 @@ def _validate_train(self: RunOptions) -> None:
                 f"architecture {self.architecture!r})"
             )
         try:
-            specs = parse_architecture(self.architecture)
+            parse_architecture(self.architecture)
         except ValueError as exc:
             raise ValueError(f"architecture: {exc}") from None
-        if self.refit_thresholds and is_convolutional(specs):
-            raise ValueError("refit_thresholds supports fully connected networks only")
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
