@@ -3,9 +3,11 @@
 Both train the same architecture (default 16C5-MP2-32C5-MP2-128-10) on the same MNIST-shaped
 inputs in one process, one thread each, alternating rounds so that both see the same machine
 load; CPU seconds are reported (the machine may be shared), with images/s and the implied time
-of a 60,000-image epoch. BinaryConnect here: sign weights in the forward pass, the
-straight-through gradient to real weights clipped to [-1, 1], Adam, ReLU and max-pooling in
-torch's float32 (Courbariaux, Bengio & David 2015).
+of a 60,000-image epoch. BinaryConnect is the baselines' own network for the same
+architecture string (:mod:`ebprop.baselines.convnet`): sign weights in the forward pass, the
+straight-through gradient to real weights clipped to [-1, 1], Adam, max-pooling and ReLU in
+torch's float32 (Courbariaux, Bengio & David 2015); without batch normalisation unless
+``--batch-norm``.
 
     python benchmarks/conv_speed.py --images 2000 --rounds 3
 """
@@ -19,7 +21,7 @@ import time
 import numpy as np
 
 from ebprop.core import BinaryWeights, conv_step_inplace, init_conv_network
-from ebprop.core.architecture import ConvSpec, DenseSpec, PoolSpec, parse_architecture
+from ebprop.core.architecture import DenseSpec, parse_architecture
 
 
 def ebp_seconds(specs, X, Y) -> float:
@@ -30,57 +32,29 @@ def ebp_seconds(specs, X, Y) -> float:
     return time.process_time() - t
 
 
-def torch_seconds(specs, X, y) -> float:
+def torch_seconds(architecture: str, X, y, batch_norm: bool) -> float:
+    """CPU seconds of one pass of torch BinaryConnect over (X, y) at batch 100: the baselines'
+    own network (:func:`ebprop.baselines.torch_mlp.build_model`, as ``ebprop sweep`` trains it
+    with ``method = "binaryconnect"``), Adam, the shadow weights clipped after every step."""
     import torch
-    from torch import nn
 
-    class BinaryLinearFn(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, w):
-            return torch.where(w >= 0, 1.0, -1.0)
+    from ebprop.baselines import BaselineOptions
+    from ebprop.baselines.torch_mlp import build_model
 
-        @staticmethod
-        def backward(ctx, g):
-            return g
-
-    class BConv(nn.Conv2d):
-        def forward(self, x):
-            return self._conv_forward(x, BinaryLinearFn.apply(self.weight), self.bias)
-
-    class BLinear(nn.Linear):
-        def forward(self, x):
-            return nn.functional.linear(x, BinaryLinearFn.apply(self.weight), self.bias)
-
-    layers, channels, side = [], 1, 28
-    for spec in specs:
-        if isinstance(spec, ConvSpec):
-            layers += [BConv(channels, spec.channels, spec.kernel, spec.stride, spec.pad)]
-            channels = spec.channels
-            side = (side + 2 * spec.pad - spec.kernel) // spec.stride + 1
-        elif isinstance(spec, PoolSpec):
-            layers += [nn.MaxPool2d(spec.size)]
-            side //= spec.size
-        else:
-            if not any(isinstance(m, nn.Flatten) for m in layers):
-                layers += [nn.Flatten()]
-                width = channels * side * side
-            layers += [BLinear(width, spec.units)]
-            width = spec.units
-        if not isinstance(spec, PoolSpec) and spec is not specs[-1]:
-            layers += [nn.ReLU()]
-    model = nn.Sequential(*layers)
+    options = BaselineOptions(
+        method="binaryconnect", architecture=architecture, batch_norm=batch_norm
+    )
+    model = build_model(X.shape[1], 10, options, None, (28, 28, 1)).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    xt = torch.from_numpy(X.reshape(-1, 1, 28, 28))
+    xt = torch.from_numpy(X)
     yt = torch.from_numpy(y)
     t = time.process_time()
     for s in range(0, len(X), 100):
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(xt[s : s + 100]), yt[s : s + 100])
+        loss = torch.nn.functional.cross_entropy(model(xt[s : s + 100]), yt[s : s + 100])
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.clamp_(-1, 1)
+        model.clip_inplace()
     return time.process_time() - t
 
 
@@ -89,6 +63,9 @@ def main() -> None:
     parser.add_argument("--architecture", default="16C5-MP2-32C5-MP2-128")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch-norm", action="store_true", help="BinaryConnect with batch normalisation"
+    )
     args = parser.parse_args()
     import torch
 
@@ -103,7 +80,7 @@ def main() -> None:
     ebp, bc = [], []
     for _ in range(args.rounds):
         ebp.append(ebp_seconds(specs, X, Y))
-        bc.append(torch_seconds(specs, X, y))
+        bc.append(torch_seconds(args.architecture, X, y, args.batch_norm))
     for name, secs in (("EBP, batch 10", ebp), ("BinaryConnect (torch), batch 100", bc)):
         best = min(secs)
         print(f"{name}: {args.images / best:,.0f} images/s (best of {args.rounds} CPU times), "

@@ -130,6 +130,32 @@ def test_conv_runtime_equals_reference(name, layers, shape, n_out, tmp_path):
     np.testing.assert_array_equal(again.predict(flat), net.predict(images))
 
 
+@pytest.mark.parametrize("max_value", [255, 16])
+def test_symmetric_scaling_folds_into_the_first_thresholds(max_value):
+    # x = 2p/m − 1: the same integer sums s = Σ w·p, decided against other thresholds; every
+    # decision of the packed network equals the real-valued sign network on x.
+    rng = np.random.default_rng(max_value)
+    layers = [conv(6, 3), mp(2), conv(5, 3, 1, 1), dense(7)]
+    H, b = random_network(layers, (10, 10), 4, rng)
+    b[0] = rng.normal(scale=2.0, size=b[0].shape)  # x-space biases: units fire about half the time
+    prep = {
+        "input": "uint8",
+        "scaling": "symmetric",
+        "max_value": max_value,
+        "image_shape": [10, 10],
+    }
+    model = pack_conv_network(layers, H, b, prep, np.arange(4), dtype="float64")
+    images = rng.integers(0, max_value + 1, size=(41, 10, 10), dtype=np.uint8)
+    x = 2.0 * images[..., None].astype(np.float64) / max_value - 1.0
+    out, _, pres = reference_forward(layers, H, b, x, 1)  # the reference on x itself
+    net = PackedNetwork(model)
+    dots = net.integer_preactivations(images)
+    for s, pre, t in zip(dots[:-1], pres[:-1], model.thresholds, strict=True):
+        np.testing.assert_array_equal(s >= t, pre >= 0)
+        assert 0.05 < (pre >= 0).mean() < 0.95
+    np.testing.assert_array_equal(net.predict(images), out.argmax(axis=1))
+
+
 def test_first_layer_threshold_is_exact_at_a_tie():
     # b0 = -s/m exactly representable only through the Fraction rule: p = 1 under a +1 weight
     layers = [conv(1, 1)]
@@ -148,8 +174,12 @@ def test_conv_pack_errors():
     layers = [conv(4, 3), mp(2)]
     H, b = random_network(layers, (6, 6), 3, rng)
     prep = {"input": "uint8", "scaling": "unit", "max_value": 255, "image_shape": [6, 6]}
-    with pytest.raises(ModelFormatError, match=r"scaling='symmetric'.*--scaling unit"):
-        pack_conv_network(layers, H, b, {**prep, "scaling": "symmetric"}, [0, 1, 2])
+    padded = [conv(4, 3, 1, 1), mp(2)]
+    Hp, bp = random_network(padded, (6, 6), 3, rng)
+    with pytest.raises(ModelFormatError, match=r"'symmetric' with a zero-padded first conv"):
+        pack_conv_network(padded, Hp, bp, {**prep, "scaling": "symmetric"}, [0, 1, 2])
+    with pytest.raises(ModelFormatError, match=r"scaling 'standard' is not one of"):
+        pack_conv_network(layers, H, b, {**prep, "scaling": "standard"}, [0, 1, 2])
     with pytest.raises(ModelFormatError, match=r"layer 0 \(conv\) has weights of shape \(8, 4\)"):
         pack_conv_network(layers, [H[0][:8]] + H[1:], b, prep, [0, 1, 2])
     with pytest.raises(ModelFormatError, match="need 2 weight matrices"):
@@ -223,7 +253,7 @@ def _layer(i, key, value):
         (_layer(2, "units", 6), r"\(expected \[36, 36, 6, 3\]\)"),
         (lambda h: h.update(layers={}), "layers must be a non-empty list"),
         (lambda h: h["layers"].pop(), r"sizes .* do not match the layers"),
-        (lambda h: h["preprocessing"].update(scaling="symmetric"), "needs scaling 'unit'"),
+        (lambda h: h["preprocessing"].update(scaling="symmetric"), "a zero-padded first conv"),
         (lambda h: h["preprocessing"].update(image_shape=[6, 6, 2]), "image_shape"),
         (lambda h: h["preprocessing"].update(image_shape=[6, 6, True]), "image_shape"),
         (lambda h: h["preprocessing"].update(image_shape=[3, 12]), "sizes .* do not match"),

@@ -23,10 +23,15 @@ from ebprop.packed.runtime import pack_conv_network
 pytestmark = requires_cc
 
 
-def _model(layers, shape, n_out, seed, max_value=255):
+def _model(layers, shape, n_out, seed, max_value=255, scaling="unit"):
     rng = np.random.default_rng(seed)
     H, b = random_network(layers, shape, n_out, rng)
-    prep = {"input": "uint8", "scaling": "unit", "max_value": max_value, "image_shape": list(shape)}
+    prep = {
+        "input": "uint8",
+        "scaling": scaling,
+        "max_value": max_value,
+        "image_shape": list(shape),
+    }
     model = pack_conv_network(layers, H, b, prep, np.arange(max(n_out, 2)))
     images = rng.integers(0, max_value + 1, size=(60, *shape), dtype=np.uint8)
     images[:20] *= rng.random((20, *shape)) < 0.3  # sparse images, as digits are
@@ -45,6 +50,17 @@ def test_conv_c_equals_packed_runtime(name, layers, shape, n_out, target, tmp_pa
     got = c_predict(model, images.reshape(len(images), -1), tmp_path, target=target)
     np.testing.assert_array_equal(model.classes[got], expected)
     assert len(set(expected.tolist())) > 1  # the test can tell classes apart
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m0plus"])
+def test_conv_c_with_symmetric_scaling(target, tmp_path):
+    # The same C, other first-layer thresholds (x = 2p/m − 1 folded in): still the runtime's class.
+    layers = [conv(6, 3), mp(2), conv(8, 3, 1, 1), dense(10)]
+    model, images = _model(layers, (12, 12), 4, 5, scaling="symmetric")
+    expected = PackedNetwork(model).predict(images)
+    assert len(set(expected.tolist())) > 1
+    got = c_predict(model, images.reshape(len(images), -1), tmp_path, target=target)
+    np.testing.assert_array_equal(model.classes[got], expected)
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,19 @@ def test_packed_cnn_equals_ebp_d_on_every_digit(cnn):
     assert np.mean(reference == ds.y_test) > 0.5  # chance is 10 % (0.69 measured)
 
 
+def test_packed_cnn_with_symmetric_pixels_equals_ebp_d_on_every_digit():
+    # Pixels scaled to [-1, 1] (the MNIST conv recipe's): first-layer thresholds fold the scaling.
+    ds = load_dataset("digits")
+    pre = Preprocessor(scaling="symmetric").fit(ds.X_train, ds.max_value)
+    est = EBPClassifier(architecture="6C3-MP2-16", max_iter=4, random_state=0)
+    est.fit(pre.transform(ds.X_train), ds.y_train)
+    reference = est.predict(pre.transform(ds.X_test), readout="deterministic")
+    model = pack_estimator(est, pre)
+    assert model.preprocessing["scaling"] == "symmetric"
+    np.testing.assert_array_equal(PackedNetwork(model).predict(ds.X_test), reference)
+    assert np.mean(reference == ds.y_test) > 0.5
+
+
 @requires_cc
 def test_cli_export_packed_and_c_equal_ebp_d(cnn, tmp_path):
     ds, est, pre, reference = cnn

@@ -9,8 +9,11 @@
   network folded into an EBP-D model that ``ebprop export`` deploys as bits
   (:mod:`ebprop.baselines.binarynet`).
 
-All use the same data, split, preprocessing and early-stopping rule as EBP runs and write the
-same run-directory format. torch is imported only when a baseline is trained or built.
+Each takes ``hidden`` (an MLP) or EBP's ``architecture`` string with conv and max-pool layers
+(:mod:`ebprop.baselines.convnet`; a conv BinaryNet folds into an EBP-D CNN,
+:mod:`ebprop.baselines.binarynet_conv`). All use the same data, split, preprocessing and
+early-stopping rule as EBP runs and write the same run-directory format. torch is imported only
+when a baseline is trained or built.
 
 >>> from ebprop.baselines import BaselineOptions, train_baseline
 >>> opts = BaselineOptions(method="bp", hidden=(100,))

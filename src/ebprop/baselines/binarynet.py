@@ -41,7 +41,18 @@ from torch.nn import functional as F
 
 from ebprop.packed import pack
 
-__all__ = ["BinaryNet", "FoldedNetwork", "SignSTE", "pixel_input"]
+__all__ = [
+    "BinaryNet",
+    "FoldedNetwork",
+    "SignSTE",
+    "folded_estimator",
+    "pixel_input",
+    "preactivation",
+    "save_binarynet",
+    "smallest_firing",
+    "threshold_biases",
+    "unit_constants",
+]
 
 _CHUNK = 4096
 
@@ -78,6 +89,80 @@ def pixel_input(preprocessor: Any) -> tuple[str, int] | None:
     return prep["scaling"], int(prep["max_value"])
 
 
+def unit_constants(bias: torch.Tensor | None, norm: nn.Module | None) -> dict[str, torch.Tensor]:
+    """Float64 per-unit constants of a hidden layer's pre-activation: ``b`` (its bias) and, with
+    batch normalisation, ``mean``, ``std`` (√(running var + ε)), ``gamma`` and ``beta``."""
+    c: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        if bias is not None:
+            c["b"] = bias.detach().to(torch.float64)
+        if norm is not None:
+            c["mean"] = norm.running_mean.detach().to(torch.float64)
+            c["std"] = torch.sqrt(norm.running_var.detach().to(torch.float64) + norm.eps)
+            c["gamma"] = norm.weight.detach().to(torch.float64)
+            c["beta"] = norm.bias.detach().to(torch.float64)
+    return c
+
+
+def preactivation(
+    s: torch.Tensor,
+    alpha: float,
+    c: dict,
+    pixels: tuple[str, int] | None = None,
+    wsum: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """y = BN(α·d + b) of a hidden layer from its integer dot product s (float64, units last).
+
+    ``pixels`` = (scaling, m) for a first layer on pixels, where s = Σ sign(W)_j p_j and the
+    input dot product d is s/m (unit) or (2s − m·``wsum``)/m (symmetric); else d = s. Every
+    step is one IEEE operation, monotone in s.
+    """
+    d = s
+    if pixels is not None:
+        scaling, m = pixels
+        d = (s * 2.0 - wsum * float(m)) / float(m) if scaling == "symmetric" else s / float(m)
+    z = d * alpha
+    if "b" in c:
+        z = z + c["b"]
+    if "gamma" in c:
+        z = (z - c["mean"]) / c["std"] * c["gamma"] + c["beta"]
+    return z
+
+
+def smallest_firing(fires: Any, n: int, r: int) -> np.ndarray:
+    """Per unit, the smallest integer t in [−r, r] with ``fires(t)`` (r + 1 if none), by
+    bisection; ``fires`` maps an int64 tensor (n,) to bools (n,) and is increasing in t."""
+    lo = torch.full((n,), -r, dtype=torch.int64)
+    hi = torch.full((n,), r + 1, dtype=torch.int64)
+    while bool((lo < hi).any()):
+        mid = torch.div(lo + hi, 2, rounding_mode="floor")
+        f = fires(mid)
+        hi = torch.where((lo < hi) & f, mid, hi)
+        lo = torch.where((lo < hi) & ~f, mid + 1, lo)
+    return lo.numpy().astype(np.int64)
+
+
+def threshold_biases(
+    layer: int, T: np.ndarray, r: int, np_dtype: Any, pixels: tuple[str, int] | None, ws: Any
+) -> np.ndarray:
+    """EBP-D biases whose packed thresholds (:mod:`ebprop.packed.pack`) are exactly T.
+
+    ``pixels`` = (scaling, m) on a first layer on pixels (``ws``: each stored row's Σ w), else
+    None. ValueError naming ``layer`` when a threshold does not survive the conversion.
+    """
+    if pixels is not None:
+        scaling, m = pixels
+        b = -(T - 0.5) / m if scaling == "unit" else (m * ws - 2.0 * T + 1.0) / m
+        b = b.astype(np_dtype)
+        back = pack.pixel_thresholds(b, np.asarray(ws, dtype=np.int64), m, scaling)
+    else:
+        b = (0.5 - T).astype(np_dtype)
+        back = pack.hidden_thresholds(b)
+    if not np.array_equal(pack.clip_thresholds(back, -r, r), T):
+        raise ValueError(f"layer {layer}: folded thresholds do not survive as biases")
+    return b
+
+
 @dataclass
 class FoldedNetwork:
     """A BinaryNet as an EBP-D network: ±1 weights and biases that give its exact decisions.
@@ -89,13 +174,18 @@ class FoldedNetwork:
         :func:`ebprop.packed.pack.hidden_thresholds` / ``pixel_thresholds`` are the folded T;
         for the output layer b/α in dot units
     thresholds : list of ndarray (n_out,) int64, T of every hidden layer (on the stored rows)
-    flipped : list of ndarray (n_out,) bool, hidden units whose row was negated (γ < 0)
+    flipped : list of ndarray (n_out,) bool, hidden units whose row was negated (γ < 0); in a
+        conv network (:mod:`ebprop.baselines.binarynet_conv`), the units stored negated
+    architecture : str or None, the hidden layers of a conv network (None: an MLP)
+    input_shape : (height, width, channels) of a conv network, else None
     """
 
     coefs: list[np.ndarray]
     intercepts: list[np.ndarray]
     thresholds: list[np.ndarray]
     flipped: list[np.ndarray]
+    architecture: str | None = None
+    input_shape: tuple[int, int, int] | None = None
 
 
 class BinaryNet(nn.Module):
@@ -183,37 +273,18 @@ class BinaryNet(nn.Module):
 
     # ------------------------------------------------------------------ test-time network
     def _constants(self, layer: int) -> dict[str, torch.Tensor]:
-        """Float64 per-unit constants of a hidden layer's pre-activation (computed once)."""
-        c: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            if self.has_bias:
-                c["b"] = self.biases[layer].detach().to(torch.float64)
-            if self.norms:
-                bn = self.norms[layer]
-                c["mean"] = bn.running_mean.detach().to(torch.float64)
-                c["std"] = torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
-                c["gamma"] = bn.weight.detach().to(torch.float64)
-                c["beta"] = bn.bias.detach().to(torch.float64)
-        return c
+        """Float64 per-unit constants of a hidden layer (:func:`unit_constants`)."""
+        return unit_constants(
+            self.biases[layer] if self.has_bias else None,
+            self.norms[layer] if self.norms else None,
+        )
 
     def _preactivation(
         self, layer: int, s: torch.Tensor, c: dict, wsum: torch.Tensor | None
     ) -> torch.Tensor:
-        """y of hidden ``layer`` from its integer dot product s (float64, (..., n_out)).
-
-        Layer 0 on pixels: s = Σ sign(W)_j p_j and the input dot product is s/m (unit) or
-        (2s − m·Σ_j sign(W)_j)/m (symmetric). Every step is one IEEE operation, monotone in s.
-        """
-        d = s
-        if layer == 0 and self.pixels is not None:
-            scaling, m = self.pixels
-            d = (s * 2.0 - wsum * float(m)) / float(m) if scaling == "symmetric" else s / float(m)
-        z = d * self.alphas[layer]
-        if "b" in c:
-            z = z + c["b"]
-        if "gamma" in c:
-            z = (z - c["mean"]) / c["std"] * c["gamma"] + c["beta"]
-        return z
+        """y of hidden ``layer`` from its integer dot product s (:func:`preactivation`)."""
+        pixels = self.pixels if layer == 0 else None
+        return preactivation(s, self.alphas[layer], c, pixels, wsum)
 
     def _input_pixels(self, X: torch.Tensor) -> torch.Tensor:
         """The integer pixels p (float64) behind features X, checked to round-trip."""
@@ -308,30 +379,11 @@ class BinaryNet(nn.Module):
                 # on the stored row (negated where flipped) the dot product is t = sgn·s
                 return self._preactivation(i, sgn * t.to(torch.float64), c, wsum) >= 0
 
-            lo = torch.full((W.shape[0],), -r, dtype=torch.int64)
-            hi = torch.full((W.shape[0],), r + 1, dtype=torch.int64)
-            while bool((lo < hi).any()):  # smallest t in [-r, r] that fires, r + 1 if none
-                mid = torch.div(lo + hi, 2, rounding_mode="floor")
-                f = fires(mid)
-                hi = torch.where((lo < hi) & f, mid, hi)
-                lo = torch.where((lo < hi) & ~f, mid + 1, lo)
-            T = lo.numpy().astype(np.int64)
+            T = smallest_firing(fires, W.shape[0], r)
             stored = (W * sgn[:, None]).numpy()  # (n_out, n_in)
-            if i == 0:
-                scaling, m = self.pixels
-                ws = stored.sum(axis=1)
-                if scaling == "unit":
-                    b = -(T - 0.5) / m
-                else:
-                    b = (m * ws - 2.0 * T + 1.0) / m
-                b = b.astype(np_dtype)
-                back = pack.pixel_thresholds(b, ws.astype(np.int64), m, scaling)
-            else:
-                b = (0.5 - T).astype(np_dtype)
-                back = pack.hidden_thresholds(b)
-            back = pack.clip_thresholds(back, -r, r)
-            if not np.array_equal(back, T):
-                raise ValueError(f"layer {i}: folded thresholds do not survive as biases")
+            b = threshold_biases(
+                i, T, r, np_dtype, self.pixels if i == 0 else None, stored.sum(axis=1)
+            )
             coefs.append(np.ascontiguousarray(stored.T.astype(np_dtype)))
             intercepts.append(b)
             thresholds.append(T)
@@ -351,13 +403,15 @@ def folded_estimator(folded: FoldedNetwork, classes: np.ndarray, dtype: str) -> 
     """
     from ebprop.estimator import EBPClassifier
 
-    params = {
-        "hidden_layer_sizes": [int(c.shape[1]) for c in folded.coefs[:-1]],
-        "weights": "binary",
-        "readout": "deterministic",
-        "dtype": dtype,
-    }
-    return EBPClassifier.from_parameters(params, folded.coefs, folded.intercepts, classes)
+    params: dict[str, Any] = {"weights": "binary", "readout": "deterministic", "dtype": dtype}
+    if folded.architecture is None:
+        params["hidden_layer_sizes"] = [int(c.shape[1]) for c in folded.coefs[:-1]]
+        return EBPClassifier.from_parameters(params, folded.coefs, folded.intercepts, classes)
+    params |= {"architecture": folded.architecture, "input_shape": folded.input_shape}
+    n_features = int(np.prod(folded.input_shape))
+    return EBPClassifier.from_parameters(
+        params, folded.coefs, folded.intercepts, classes, n_features=n_features
+    )
 
 
 def save_binarynet(path: Any, model: BinaryNet, data: Any, options: Any, record: dict) -> None:

@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ebprop.runs.options import RunOptions
+from ebprop.runs.options import RunOptions, check_architecture, declared_field
 
 __all__ = ["ACTIVATIONS", "BASELINE_METHODS", "BaselineOptions"]
 
@@ -47,6 +47,11 @@ class BaselineOptions(RunOptions):
         weights, the shuffling and the dropout masks.
     hidden, epochs, batch_size, patience, input_dropout, extra
         As for EBP runs (:class:`ebprop.runs.RunOptions`); a keep probability of 1 is None.
+    architecture : str or None
+        The hidden layers in EBP's notation instead of ``hidden`` (not with it), e.g.
+        ``"16C5-MP2-32C5-MP2-128"``: conv, max-pool and dense layers
+        (:mod:`ebprop.baselines.convnet`); the input shape comes from the dataset's images, as
+        for EBP runs. Dense layers only (``"500-500"``) is the MLP of ``hidden``.
     activation : {"relu", "tanh"}
         Hidden activation (BinaryNet: always sign; this is ignored).
     learning_rate, lr_decay
@@ -64,6 +69,7 @@ class BaselineOptions(RunOptions):
     _what = "baseline option(s)"
 
     method: str = "bp"
+    architecture: str | None = declared_field("architecture")
     batch_size: int = 100
     activation: str = "relu"
     learning_rate: float = 1e-3
@@ -79,6 +85,7 @@ class BaselineOptions(RunOptions):
                 f"choose from {', '.join(BASELINE_METHODS)}"
             )
         super().validate()
+        check_architecture(self)
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}"

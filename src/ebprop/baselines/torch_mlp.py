@@ -22,6 +22,7 @@ same loop, is scored by its test-time sign network and saves ``model.npz`` in EB
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -35,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebprop.baselines.options import BaselineOptions
+from ebprop.core.architecture import dense_sizes, is_convolutional, parse_architecture
 from ebprop.exceptions import ModelFormatError
 from ebprop.runs import (
     RunFolder,
@@ -44,7 +46,7 @@ from ebprop.runs import (
     patience_exhausted,
     summary_record,
 )
-from ebprop.runs.data import epoch_train_features
+from ebprop.runs.data import conv_input_shape, epoch_train_features
 
 __all__ = ["MLP", "READOUT", "build_model", "train_baseline"]
 
@@ -149,15 +151,36 @@ class MLP(nn.Module):
             return self(X).argmax(dim=1).numpy()
 
 
-def build_model(n_in: int, n_classes: int, options: BaselineOptions, preprocessor: Any) -> Any:
-    """The torch network of a baseline run: :class:`MLP` or a BinaryNet."""
+def build_model(
+    n_in: int,
+    n_classes: int,
+    options: BaselineOptions,
+    preprocessor: Any,
+    input_shape: tuple[int, int, int] | None = None,
+) -> Any:
+    """The torch network of a baseline run: :class:`MLP`, a BinaryNet, or for an
+    ``architecture`` with conv layers a :class:`ebprop.baselines.convnet.ConvNet` (BinaryNet:
+    :class:`ebprop.baselines.binarynet_conv.BinaryConvNet`) on images of ``input_shape``.
+
+    Raises
+    ------
+    ValueError
+        One line: conv layers without an ``input_shape``, or a kernel or pool that does not fit.
+    """
+    n_out = 1 if options.method == "binarynet" and n_classes == 2 else n_classes
+    if options.architecture is not None:
+        specs = parse_architecture(options.architecture)
+        if is_convolutional(specs):
+            return _build_conv(specs, n_out, options, preprocessor, input_shape)
+        # dense layers only: the MLP of ``hidden``, as EBP trains "500-500"
+        options = dataclasses.replace(options, architecture=None, hidden=dense_sizes(specs))
     if options.method != "binarynet":
-        return MLP(n_in, n_classes, options)
+        return MLP(n_in, n_out, options)
     from ebprop.baselines.binarynet import BinaryNet, pixel_input
 
     return BinaryNet(
         n_in,
-        1 if n_classes == 2 else n_classes,  # one output unit for two classes, as EBP
+        n_out,  # one output unit for two classes, as EBP
         options.hidden,
         batch_norm=options.batch_norm,
         bias=options.fit_intercept,
@@ -166,6 +189,34 @@ def build_model(n_in: int, n_classes: int, options: BaselineOptions, preprocesso
         hidden_keep=options.hidden_dropout,
         dtype=options.dtype,
     )
+
+
+def _build_conv(
+    specs: Any, n_out: int, options: BaselineOptions, preprocessor: Any, input_shape: Any
+) -> Any:
+    if input_shape is None:
+        raise ValueError(
+            f"architecture {options.architecture!r}: conv layers need the images' shape "
+            "(height, width, channels); pass input_shape"
+        )
+    kwargs = {
+        "batch_norm": options.batch_norm,
+        "bias": options.fit_intercept,
+        "input_keep": options.input_dropout,
+        "hidden_keep": options.hidden_dropout,
+    }
+    if options.method != "binarynet":
+        from ebprop.baselines.convnet import ConvNet
+
+        return ConvNet(
+            input_shape, specs, n_out, method=options.method, activation=options.activation,
+            **kwargs,
+        )  # fmt: skip
+    from ebprop.baselines.binarynet import pixel_input
+    from ebprop.baselines.binarynet_conv import BinaryConvNet
+
+    pixels = pixel_input(preprocessor)
+    return BinaryConvNet(input_shape, specs, n_out, pixels=pixels, dtype=options.dtype, **kwargs)
 
 
 def _error(model: Any, X: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float | None:
@@ -230,7 +281,8 @@ def train_baseline(
 
     The run directory gets ``options.json``, ``checkpoint.npz`` (after every epoch; no pickle),
     for BinaryNet on pixels ``model.npz`` (the best epoch's sign network folded into an EBP-D
-    model; none on float features, which have no integer first layer),
+    model, a CNN for an ``architecture`` with conv layers; none on float features, which have no
+    integer first layer, nor for conv layers on pixels not scaled ``unit``),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
     ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
     included, evaluation excluded), ``cpu_seconds`` (the same span's process CPU time: the
@@ -296,8 +348,9 @@ def _train_claimed(
     parts = ("train", "val", "test")
     X = {p: torch.from_numpy(getattr(data, f"X_{p}")).to(dtype) for p in parts}
     y = {p: torch.from_numpy(data.class_indices(p)) for p in parts}
+    shape = conv_input_shape(options, data)  # conv layers: the images' (h, w, c), as for EBP
     torch.manual_seed(options.seed)
-    model = build_model(X["train"].shape[1], len(data.classes), options, data.preprocessor)
+    model = build_model(X["train"].shape[1], len(data.classes), options, data.preprocessor, shape)
     model = model.to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
 

@@ -15,8 +15,12 @@ EBP-D arithmetic, all exact in integers:
 * zero padding: a padded tap contributes 0, so only the valid taps count. For ±1 units,
   s = n_valid − 2·m with n_valid = (valid taps)·C_in and m the mismatches over the valid taps;
   the unit fires iff s ≥ T = ceil(−b).
-* the first layer sees raw uint8 pixels p (``unit`` scaling x = p/max_value, so a padded tap is a
-  black pixel p = 0): s = Σ_valid w·p fires iff s ≥ ceil(−max_value·b).
+* the first layer sees raw uint8 pixels p: s = Σ_valid w·p. Under ``unit`` scaling
+  (x = p/m, m = max_value; a padded tap is a black pixel p = 0) it fires iff s ≥ ceil(−m·b).
+  Under ``symmetric`` scaling (x = 2p/m − 1) it fires iff s ≥ ceil((m·Σw − m·b)/2), Σw the
+  channel's weight sum (:func:`ebprop.packed.pack.pixel_thresholds`): the same kernels, only the
+  thresholds differ. A padded tap would be x = 0, a pixel of m/2, which no uint8 window holds, so
+  that scaling needs a first conv without padding (:func:`scaling_problem`).
 * max-pool (k×k, stride k, remainder dropped): +1 iff any input in the window is +1 — an OR.
 """
 
@@ -170,6 +174,24 @@ def plan(layers, image_shape, n_outputs: int, source: str = "<model>") -> list[S
         shape = stages[-1].out_shape
     stages.append(Stage("dense", shape, (1, 1, int(n_outputs)), param=n_param))
     return stages
+
+
+def scaling_problem(scaling: str, stages: list[Stage]) -> str | None:
+    """Why raw pixels under ``scaling`` cannot feed the first conv of ``stages``; None if they can.
+
+    ``unit``: always. ``symmetric``: only without zero padding in the first conv (a padded tap is
+    x = 0 there, which is no integer pixel sum away from the window's own).
+    """
+    if scaling == "unit":
+        return None
+    if scaling != "symmetric":
+        return f"scaling {scaling!r} is not one of 'unit', 'symmetric'; retrain with --scaling unit"
+    if stages[0].pad:
+        return (
+            f"scaling 'symmetric' with a zero-padded first conv (pad {stages[0].pad}): a padded "
+            "tap is no uint8 pixel; retrain with --scaling unit or a first conv without padding"
+        )
+    return None
 
 
 def sizes_of(stages: list[Stage]) -> tuple[int, ...]:

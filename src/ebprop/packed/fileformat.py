@@ -423,12 +423,9 @@ def validate_model(model: PackedModel, source: str) -> None:
 def _validate_conv(model: PackedModel, source: str) -> None:
     """:func:`validate_model` for a convolutional model (``layers`` set)."""
     check_preprocessing(model.preprocessing, model.sizes[0], source)
-    _require(
-        model.preprocessing["scaling"] == "unit",
-        source,
-        "a convolutional model needs scaling 'unit' (a zero-padded tap is a black pixel)",
-    )
     stages = conv.plan(model.layers, model.preprocessing["image_shape"], model.sizes[-1], source)
+    problem = conv.scaling_problem(model.preprocessing["scaling"], stages)
+    _require(not problem, source, problem)
     expected = conv.sizes_of(stages)
     _require(
         tuple(model.sizes) == expected,

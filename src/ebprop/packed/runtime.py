@@ -186,8 +186,9 @@ def pack_conv_network(
         One per weighted layer, output layer last: H (k·k·C_in, C_out) rows (ky, kx, c_in) for
         a conv, (n_in, n_out) for a dense layer; b (n_out,). Weights are sign(H), sign(0) = +1.
     preprocessing : dict
-        As :func:`preprocessing_of` returns; ``scaling`` must be ``unit``; ``image_shape``
-        (H, W) or (H, W, C).
+        As :func:`preprocessing_of` returns; ``scaling`` ``unit``, or ``symmetric`` when the
+        first conv has no padding (:func:`conv.scaling_problem`); ``image_shape`` (H, W) or
+        (H, W, C).
     classes : array-like
         Labels of the output units (two classes: one output unit).
     dtype : float dtype of the output bias (the estimator's).
@@ -197,18 +198,15 @@ def pack_conv_network(
     Raises
     ------
     ModelFormatError
-        When the parameters do not fit the layers or the scaling is not ``unit``.
+        When the parameters do not fit the layers or the scaling cannot be exported.
     """
     layers = [dict(x) for x in specs] if specs and isinstance(specs[0], dict) else None
     layers = layers if layers is not None else conv.layer_dicts(specs)
-    if preprocessing["scaling"] != "unit":
-        raise ModelFormatError(
-            f"cannot export a convolutional model with scaling={preprocessing['scaling']!r}: "
-            "a zero-padded tap is a black pixel only under unit scaling; retrain with "
-            "--scaling unit"
-        )
     n_out = np.asarray(H[-1]).shape[1]
     stages = conv.plan(layers, preprocessing["image_shape"], n_out, "<estimator>")
+    problem = conv.scaling_problem(preprocessing["scaling"], stages)
+    if problem:
+        raise ModelFormatError(f"cannot export this convolutional model: {problem}")
     weighted = [st for st in stages if st.param >= 0]
     if len(H) != len(weighted) or len(b) != len(weighted):
         raise ModelFormatError(
@@ -223,8 +221,11 @@ def pack_conv_network(
     m = int(preprocessing["max_value"])
     thresholds = []
     for st, (lo, hi) in zip(weighted[:-1], conv.threshold_ranges(stages, m), strict=True):
-        scale = m if st.param == 0 else 1  # x = p/m on the first layer: s ≥ ceil(−m·b)
-        t = pack.pixel_thresholds(b[st.param], np.zeros(st.n_out), scale, "unit")
+        if st.param == 0:  # s = Σ w·p on raw pixels (pack.pixel_thresholds: either scaling)
+            wsum = np.where(np.asarray(H[0]) >= 0, 1, -1).sum(axis=0)
+            t = pack.pixel_thresholds(b[0], wsum, m, preprocessing["scaling"])
+        else:
+            t = pack.pixel_thresholds(b[st.param], np.zeros(st.n_out), 1, "unit")  # ceil(−b)
         dt = pack.smallest_int_dtype(lo, hi + 1)
         thresholds.append(pack.clip_thresholds(t, lo, hi).astype(dt))
     model = PackedModel(

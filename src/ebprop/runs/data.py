@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from ..core.architecture import is_convolutional, parse_architecture
 from .options import DataOptions
 
-__all__ = ["Features", "check_features", "epoch_train_features", "load_features"]
+__all__ = [
+    "Features",
+    "check_features",
+    "conv_input_shape",
+    "epoch_train_features",
+    "load_features",
+]
 
 
 @dataclass
@@ -67,6 +74,28 @@ class Features:
         """Labels of split ``part`` ("train", "val", "test") as indices 0..n_classes-1 (int64)."""
         y = getattr(self, f"y_{part}")
         return np.searchsorted(self.classes, y).astype(np.int64)
+
+
+def conv_input_shape(options: Any, data: Features) -> tuple[int, int, int] | None:
+    """(height, width, channels) that the conv layers of ``options.architecture`` see, from the
+    data; None for an MLP (no architecture, or dense layers only). Every method's run (EBP's
+    and the baselines') gets it here.
+
+    Raises
+    ------
+    ValueError
+        One line, when the architecture has conv layers but the data are not whole images.
+    """
+    architecture = getattr(options, "architecture", None)
+    if architecture is None or not is_convolutional(parse_architecture(architecture)):
+        return None
+    if data.input_shape is None:
+        raise ValueError(
+            f"architecture {architecture!r}: conv layers need images, but {options.dataset} gives "
+            f"{data.X_train.shape[1]} features per sample (a dataset of features, or --filters, "
+            "which change them): leave --filters out or use --hidden"
+        )
+    return data.input_shape
 
 
 def load_features(options: DataOptions, keep_train_images: bool = False) -> Features:

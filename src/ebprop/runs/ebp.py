@@ -33,12 +33,17 @@ from tqdm.auto import tqdm
 
 from .. import metrics, plots
 from .._version import __version__
-from ..core.architecture import is_convolutional, parse_architecture
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
 from ..trainer import Trainer, describe_engine, start_schedule, training_threads
-from .data import Features, check_features, epoch_train_features, load_features
+from .data import (
+    Features,
+    check_features,
+    conv_input_shape,
+    epoch_train_features,
+    load_features,
+)
 from .folder import RunFolder, best_record, patience_exhausted, summary_record
 from .options import REFIT_SAMPLES, TrainOptions
 
@@ -68,17 +73,8 @@ def load_summary(run_dir: str | Path) -> dict | None:
 # ---------------------------------------------------------------------------- checkpoints
 def _input_shape(options: TrainOptions, data: Features) -> dict:
     """``{"input_shape": (h, w, c)}`` for an architecture with conv layers, else ``{}``."""
-    if options.architecture is None or not is_convolutional(
-        parse_architecture(options.architecture)
-    ):
-        return {}
-    if data.input_shape is None:
-        raise ValueError(
-            f"architecture {options.architecture!r}: conv layers need images, but "
-            f"{options.dataset} gives {data.X_train.shape[1]} features per sample (a dataset of "
-            "features, or --filters, which change them): leave --filters out or use --hidden"
-        )
-    return {"input_shape": data.input_shape}
+    shape = conv_input_shape(options, data)
+    return {} if shape is None else {"input_shape": shape}
 
 
 def _save_checkpoint(

@@ -28,6 +28,8 @@ __all__ = [
     "DataOptions",
     "RunOptions",
     "TrainOptions",
+    "check_architecture",
+    "declared_field",
     "nullable_keys",
     "option_keys",
 ]
@@ -255,6 +257,37 @@ _DEFAULT_HIDDEN = (100,)
 REFIT_SAMPLES = 20000
 
 
+def check_architecture(options: RunOptions) -> tuple | None:
+    """The parsed layer specs of ``options.architecture`` (None when it is not given).
+
+    Every method's options (EBP's and the baselines') call this once when validated.
+
+    Raises
+    ------
+    ValueError
+        One line: ``hidden`` given beside ``architecture``, or the bad token named.
+    """
+    if options.architecture is None:
+        return None
+    if options.hidden != _DEFAULT_HIDDEN:
+        raise ValueError(
+            f"give hidden or architecture, not both (hidden {list(options.hidden)}, "
+            f"architecture {options.architecture!r})"
+        )
+    try:
+        return parse_architecture(options.architecture)
+    except ValueError as exc:
+        raise ValueError(f"architecture: {exc}") from None
+
+
+def declared_field(option: str) -> Any:
+    """The dataclass field of run option ``option`` from its declaration in
+    :data:`ebprop.params.PARAMS` (default, help, choices): one home for an option that several
+    option classes hold."""
+    p = option_params()[option]
+    return _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None))
+
+
 def _validate_train(self: RunOptions) -> None:
     """Check every field (ValueError naming the field); EBP's through their declarations."""
     RunOptions.validate(self)
@@ -271,16 +304,7 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
-    if self.architecture is not None:
-        if self.hidden != _DEFAULT_HIDDEN:
-            raise ValueError(
-                f"give hidden or architecture, not both (hidden {list(self.hidden)}, "
-                f"architecture {self.architecture!r})"
-            )
-        try:
-            parse_architecture(self.architecture)
-        except ValueError as exc:
-            raise ValueError(f"architecture: {exc}") from None
+    check_architecture(self)
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
@@ -302,11 +326,7 @@ def _estimator_params(self: RunOptions) -> dict[str, Any]:
 #: EBP's own fields: the declared parameters with a run-option name that :class:`RunOptions`
 #: does not already have (weights, init_variance, prior_variance, reinforcement, jobs, ...).
 _EBP_FIELDS = [
-    (
-        option,
-        p.annotation,
-        _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None)),
-    )
+    (option, p.annotation, declared_field(option))
     for option, p in option_params().items()
     if option not in {f.name for f in dataclasses.fields(RunOptions)}
 ]
