@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.architecture import is_convolutional, parse_architecture
+from ..core.architecture import parse_architecture
 from ..datasets import (
     COLORS,
     DATASETS,
@@ -302,9 +302,7 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
-    specs = check_architecture(self)
-    if specs is not None and self.refit_thresholds and is_convolutional(specs):
-        raise ValueError("refit_thresholds supports fully connected networks only")
+    check_architecture(self)
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
