@@ -126,6 +126,34 @@ def test_core_imports_only_numpy_and_scipy():
             assert ok, f"{module} imports {target}"
 
 
+def _imports_numba(module: str) -> bool:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    return any(
+        (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "numba" for a in n.names))
+        or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "numba")
+        for n in tree.body
+    )
+
+
+def test_ebprop_modules_are_imported_inside_functions_only_to_defer_numba():
+    """No lazy imports to hide an arrow: an ebprop module is imported at the top of the module
+    that needs it, unless it imports numba (the compiled kernels load only when they run)."""
+    bad = []
+    for module in MODULES:
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        for node in (n for f in functions for n in ast.walk(f)):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").startswith("ebprop")
+            ):
+                target = _resolve(module, node)
+                names = [f"{target}.{a.name}" for a in node.names]
+                targets = [t for t in names if t in MODULES] or [target]
+                if not all(t in MODULES and _imports_numba(t) for t in targets):
+                    bad.append(f"{module}:{node.lineno} imports {', '.join(targets)}")
+    assert not bad, "function-level imports: " + "; ".join(bad)
+
+
 def test_only_the_cli_imports_click():
     bad = [
         module

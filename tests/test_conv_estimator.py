@@ -79,13 +79,6 @@ def test_parameter_errors_are_one_line(params, n_features, match):
     assert "\n" not in str(info.value)
 
 
-def test_refit_is_refused_for_conv_networks(digits):
-    X_tr, _, y_tr, _ = digits
-    est = EBPClassifier(architecture="4C3s2-16", max_iter=1, random_state=0).fit(X_tr, y_tr)
-    with pytest.raises(ValueError, match="fully connected networks only"):
-        est.refit_deterministic(X_tr)
-
-
 def test_early_stopping_restores_a_conv_network(digits):
     X_tr, _, y_tr, _ = digits
     est = EBPClassifier(

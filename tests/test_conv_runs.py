@@ -46,8 +46,15 @@ def test_options_carry_the_architecture_and_refuse_both():
         TrainOptions(**CONV, hidden=(50,))
     with pytest.raises(ValueError, match="architecture: architecture token '6Q3'"):
         TrainOptions(**(CONV | {"architecture": "6Q3-32"}))
-    with pytest.raises(ValueError, match="refit_thresholds supports fully connected"):
-        TrainOptions(**CONV, refit_thresholds=True)
+
+
+def test_refit_thresholds_runs_for_conv_networks(tmp_path):
+    train_run(TrainOptions(**CONV, refit_thresholds=True), tmp_path / "r", make_plots=False)
+    arrays = read_npz(tmp_path / "r" / "model.npz", what="model")
+    shapes = [arrays[f"det_intercept_{i}"].shape for i in range(3)]
+    assert shapes == [(6,), (32,), (10,)]  # conv channels, dense units, output (kept)
+    np.testing.assert_array_equal(arrays["det_intercept_2"], arrays["intercept_2"])
+    assert not np.array_equal(arrays["det_intercept_0"], arrays["intercept_0"])
 
 
 def test_conv_layers_need_images(tmp_path):

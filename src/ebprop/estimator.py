@@ -18,6 +18,7 @@ from .core import (
     dropout_nu,
     output_z,
     predict_deterministic,
+    refit_conv_biases,
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
@@ -452,16 +453,15 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
     def refit_deterministic(self, X) -> EBPClassifier:
         """Refit EBP-D's hidden thresholds on training inputs ``X`` (n_samples, n_features).
 
-        Each hidden sign unit's bias is chosen, bottom-up, to agree most often with the sign of
-        its EBP-P counterpart's mean (:func:`ebprop.core.refit_deterministic_biases`), stored in
-        ``deterministic_intercepts_`` for the EBP-D readout and the bit export. EBP-P is
-        unaffected; further training discards them (they would be stale).
-        """
+        Each hidden sign unit's (conv channel's, positions pooled) bias is chosen, bottom-up, to
+        agree most often with the sign of its EBP-P counterpart's mean
+        (:func:`ebprop.core.refit_deterministic_biases`, :func:`ebprop.core.refit_conv_biases`),
+        stored in ``deterministic_intercepts_`` for the EBP-D readout and the bit export. EBP-P
+        is unaffected; further training discards them (they would be stale)."""
         check_is_fitted(self, "coefs_")
-        X = self._check_X(X, reset=False)
-        if isinstance(self.network(), ConvNetwork):
-            raise ValueError("refit_deterministic supports fully connected networks only")
-        self.deterministic_intercepts_ = refit_deterministic_biases(self.network(), X)
+        X, net = self._check_X(X, reset=False), self.network()
+        refit = refit_conv_biases if isinstance(net, ConvNetwork) else refit_deterministic_biases
+        self.deterministic_intercepts_ = refit(net, X)
         return self
 
     def decision_function(self, X, readout: str | None = None) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .datasets import align_labels, is_dataset_path, load_dataset, prepare_image
+from .datasets.appearance import InputAppearanceWarning, appearance_warning, image_polarity
 from .fileio import read_npy
 
 __all__ = [
@@ -70,8 +72,6 @@ def model_split(
         When the model records no dataset and none is given, the split is empty, or the data
         hold a class the model does not know (:class:`ebprop.exceptions.DataError`).
     """
-    from .datasets import align_labels, is_dataset_path, load_dataset
-
     opts = model.metadata.get("training_options") or {}
     name = dataset or opts.get("dataset")
     if not name:
@@ -191,8 +191,6 @@ def apply_appearance(
     its polarity or mean intensity is far from the training images'. Without (models written
     before format 2): :func:`invert_light`, the old guess from the border.
     """
-    from .datasets.appearance import InputAppearanceWarning, appearance_warning, image_polarity
-
     if appearance is None:
         return invert_light(raw, max_value, invert)
     flip = invert == "yes" or (
@@ -246,8 +244,6 @@ def read_inputs(
     ``max_value`` None for a feature model (then only ``.npy`` rows are accepted). ``appearance``
     is the model's recorded ``input`` (None for older models). See :func:`read_raw_inputs`.
     """
-    from .datasets import prepare_image
-
     background = tuple(appearance["background"]) if appearance else (255, 255, 255)
     names, raws = [], []
     for path in map(Path, paths):

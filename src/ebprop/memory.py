@@ -13,6 +13,8 @@ import numbers
 
 import numpy as np
 
+from .core.architecture import ConvSpec, DenseSpec, layer_shapes, parse_architecture
+
 __all__ = [
     "DEFAULT_MEMORY_SHARE",
     "check_estimator_memory",
@@ -107,8 +109,6 @@ def conv_bytes(
     """Estimated bytes a convolutional EBP network trains in: :func:`network_bytes`'s terms for
     the layers of ``specs`` (:mod:`ebprop.core.architecture`) on inputs of ``input_shape``
     (H, W, C) with ``n_out`` outputs, plus the unfolded patches (im2col) of each conv layer."""
-    from .core.architecture import ConvSpec, DenseSpec, layer_shapes
-
     shapes = layer_shapes(specs, tuple(input_shape))
     prev = tuple(int(d) for d in input_shape)
     n_in = prev[0] * prev[1] * prev[2]
@@ -138,8 +138,6 @@ def check_estimator_memory(est, sizes: list[int]) -> None:
         what = f"a {'-'.join(map(str, sizes))} network with batch_size {batch}"
         need = network_bytes(sizes, batch, itemsize)
     else:
-        from .core.architecture import parse_architecture
-
         shape = getattr(est, "input_shape", None)
         side = int(round(sizes[0] ** 0.5))
         if shape is None and side * side == sizes[0]:

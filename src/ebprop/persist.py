@@ -55,6 +55,7 @@ from ._version import __version__
 from .core import ConvNetwork, parse_reinforcement
 from .core.architecture import DenseSpec, format_architecture, parse_architecture
 from .core.convnet import parameter_shapes
+from .datasets import Preprocessor
 from .datasets.appearance import check_appearance
 from .estimator import EBPClassifier
 from .exceptions import DataError, ModelFormatError
@@ -457,8 +458,6 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         est.deterministic_intercepts_ = [arrays[f"det_intercept_{i}"] for i in range(n_layers)]
     pre = None
     if header.get("preprocessor") is not None:
-        from .datasets import Preprocessor  # the data layer is optional for bare models
-
         pre_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("pre_")}
         try:
             pre = Preprocessor.from_state(header["preprocessor"], pre_arrays)

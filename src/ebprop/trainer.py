@@ -178,9 +178,7 @@ def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str
             f"an epoch of {n_samples} samples is too small to earn back the compiled loop's "
             "one-off compile"
         )
-    from .kernels import supports  # imports numba
-
-    if not supports(net):
+    if not kernels.supports(net):  # imports numba
         return "the compiled loop supports binary and real weights in float32 and float64 only"
     return None
 
@@ -191,17 +189,15 @@ def describe_engine(net: Network, n_samples: int, n_jobs: int | str | None) -> s
     reason = engine_reason(net, n_samples, n_jobs)
     if reason is not None:
         return f"engine: the NumPy loop ({reason})"
-    from .kernels import max_threads, vector_bits
-
     if n_jobs == "auto":
-        most = max_threads()
+        most = kernels.max_threads()
         threads = (
             "1 or 2 threads, measured as it runs (--jobs auto)" if most > 1
             else "1 thread (one CPU free)"
         )  # fmt: skip
     else:
         threads = f"{n_jobs or 1} thread{'s' if (n_jobs or 1) > 1 else ''}"
-    return f"engine: the compiled loop, {vector_bits()}-bit vectors, {threads}"
+    return f"engine: the compiled loop, {kernels.vector_bits()}-bit vectors, {threads}"
 
 
 def run_minibatches_inplace(
@@ -243,9 +239,7 @@ def run_minibatches_inplace(
     """
     chooser = n_jobs if not isinstance(n_jobs, int | str | None) else None
     if uses_fused_loop(net, order.shape[0], "auto" if chooser else n_jobs):  # the whole epoch's
-        from .kernels import run_minibatches_fused
-
-        return run_minibatches_fused(
+        return kernels.run_minibatches_fused(  # imports numba
             net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch,
             chooser or n_jobs or 1,
             callback_every,
@@ -309,9 +303,7 @@ class Trainer:
         if self.n_jobs != "auto" or not uses_fused_loop(self.net, n_samples, "auto"):
             return self.n_jobs
         if self._chooser is None:
-            from .kernels import ThreadChooser, max_threads
-
-            self._chooser = ThreadChooser(max_threads())
+            self._chooser = kernels.ThreadChooser(kernels.max_threads())
         return self._chooser
 
     def train_epoch(

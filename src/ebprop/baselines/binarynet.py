@@ -39,7 +39,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebprop.estimator import EBPClassifier
+from ebprop.exceptions import ModelFormatError
 from ebprop.packed import pack
+from ebprop.packed.runtime import preprocessing_of
+from ebprop.persist import save_model
 
 __all__ = [
     "BinaryNet",
@@ -79,9 +83,6 @@ def pixel_input(preprocessor: Any) -> tuple[str, int] | None:
     """(scaling, max value m) when the features are uint8 pixels scaled p/m or 2p/m − 1, else
     None (then the test-time first layer takes the float features and the model cannot be
     bit-exported; :func:`ebprop.packed.runtime.preprocessing_of` says why)."""
-    from ebprop.exceptions import ModelFormatError
-    from ebprop.packed.runtime import preprocessing_of
-
     try:
         prep = preprocessing_of(preprocessor)
     except ModelFormatError:
@@ -401,8 +402,6 @@ def folded_estimator(folded: FoldedNetwork, classes: np.ndarray, dtype: str) -> 
     Only its ``readout="deterministic"`` predictions mean anything (EBP-P would read the ±1
     weights as posterior means).
     """
-    from ebprop.estimator import EBPClassifier
-
     params: dict[str, Any] = {"weights": "binary", "readout": "deterministic", "dtype": dtype}
     if folded.architecture is None:
         params["hidden_layer_sizes"] = [int(c.shape[1]) for c in folded.coefs[:-1]]
@@ -425,8 +424,6 @@ def save_binarynet(path: Any, model: BinaryNet, data: Any, options: Any, record:
     options : the run's BaselineOptions
     record : the epoch's metrics, stored as the model's ``metrics``
     """
-    from ebprop.persist import save_model
-
     est = folded_estimator(model.fold(), data.classes, options.dtype)
     meta = {
         "method": "binarynet",

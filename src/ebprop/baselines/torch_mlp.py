@@ -35,6 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebprop.baselines.binarynet import BinaryNet, pixel_input, save_binarynet
+from ebprop.baselines.binarynet_conv import BinaryConvNet
+from ebprop.baselines.convnet import ConvNet
 from ebprop.baselines.options import BaselineOptions
 from ebprop.core.architecture import dense_sizes, is_convolutional, parse_architecture
 from ebprop.exceptions import ModelFormatError
@@ -176,7 +179,6 @@ def build_model(
         options = dataclasses.replace(options, architecture=None, hidden=dense_sizes(specs))
     if options.method != "binarynet":
         return MLP(n_in, n_out, options)
-    from ebprop.baselines.binarynet import BinaryNet, pixel_input
 
     return BinaryNet(
         n_in,
@@ -206,15 +208,10 @@ def _build_conv(
         "hidden_keep": options.hidden_dropout,
     }
     if options.method != "binarynet":
-        from ebprop.baselines.convnet import ConvNet
-
         return ConvNet(
             input_shape, specs, n_out, method=options.method, activation=options.activation,
             **kwargs,
         )  # fmt: skip
-    from ebprop.baselines.binarynet import pixel_input
-    from ebprop.baselines.binarynet_conv import BinaryConvNet
-
     pixels = pixel_input(preprocessor)
     return BinaryConvNet(input_shape, specs, n_out, pixels=pixels, dtype=options.dtype, **kwargs)
 
@@ -449,8 +446,6 @@ def _train_claimed(
         # a BinaryNet on pixels folds into a model file; on float features nothing can be
         # exported (the first layer has no integer threshold), so no model.npz
         if options.method == "binarynet" and best is record and model.pixels is not None:
-            from ebprop.baselines.binarynet import save_binarynet
-
             save_binarynet(folder.path / "model.npz", model, data, options, record)
         _save_checkpoint(folder, model, opt, {"epoch": epoch, "best_epoch": best["epoch"]})
         bar.update(1)

@@ -8,10 +8,17 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..datasets import load_dataset
+from ..inputs import model_data_dir
+from ..packed.bench import benchmark_inference
+from ..packed.conv import layers_text, weight_count
+from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
+from ..packed.fileformat import write_packed
+from ..packed.runtime import pack_estimator
+from ..persist import load_model
+
 
 def _load(model_path: str):
-    from ..persist import load_model
-
     return load_model(model_path)
 
 
@@ -51,11 +58,6 @@ def _refuse_overwriting(model: str, outputs: list[Path]) -> None:
 )
 def export(model: str, fmt: str, output: str | None, target: str) -> None:
     """Export the EBP-D network of a binary MODEL (.npz) as packed bits."""
-    from ..packed.conv import layers_text, weight_count
-    from ..packed.export_c import BOARD_FILES, write_c_model, write_c_project
-    from ..packed.fileformat import write_packed
-    from ..packed.runtime import pack_estimator
-
     if target != "host" and fmt != "c":
         raise click.UsageError(f"--target {target} needs --format c")
     loaded = _load(model)
@@ -102,9 +104,6 @@ def export(model: str, fmt: str, output: str | None, target: str) -> None:
 
 def _bench_images(loaded, dataset: str | None, data_dir: str | None, n: int, seed: int):
     """Test images of the model's dataset, or random images of its shape when unavailable."""
-    from ..datasets import load_dataset
-    from ..inputs import model_data_dir
-
     opts = loaded.metadata.get("training_options") or {}
     name = dataset or opts.get("dataset")
     if name:
@@ -138,11 +137,6 @@ def bench_inference(
     model: str, dataset: str | None, data_dir: str | None, batches: tuple[int, ...], repeats: int
 ) -> None:
     """Images/s of the packed runtime vs the float32 EBP-D path, in one run, and file sizes."""
-    from ..packed.bench import benchmark_inference
-    from ..packed.conv import layers_text, weight_count
-    from ..packed.fileformat import write_packed
-    from ..packed.runtime import pack_estimator
-
     loaded = _load(model)
     packed = pack_estimator(loaded.estimator, loaded.preprocessor)
     images, what = _bench_images(loaded, dataset, data_dir, max(batches), 0)

@@ -16,10 +16,13 @@ import click
 import numpy as np
 
 from ..core.architecture import DenseSpec, layer_shapes, parse_architecture
+from ..datasets import load_dataset
 from ..datasets.appearance import appearance_text
 from ..exceptions import EBPropError
 from ..inputs import model_features, model_split, read_inputs
+from ..kernels.system import system_report, vector_name
 from ..metrics import confusion_matrix, error_rate, evaluation_report, model_memory
+from ..packed import PackedNetwork
 from ..persist import LoadedModel, load_model, schedule_ran
 from .app import pct
 
@@ -39,8 +42,6 @@ def open_model(path: Path):
             )
         path = path / "model.npz"
     if path.suffix.lower() == ".ebpb":
-        from ..packed import PackedNetwork
-
         return PackedNetwork.load(path)
     return load_model(path)
 
@@ -158,8 +159,6 @@ def _confusion(names: list[str], cm: np.ndarray, readout: str) -> None:
 
 def _evaluate_packed(net, model_path, split, dataset, data_dir, as_json) -> None:
     """EBP-D error of a .ebpb on a dataset (the file records no dataset: --dataset needed)."""
-    from ..datasets import load_dataset
-
     if dataset is None:
         raise click.UsageError(
             f"{model_path}: a .ebpb records no dataset; pass --dataset ({_PACKED_NOTE})"
@@ -475,8 +474,6 @@ def _info_packed(net, model_path: Path, as_json: bool) -> None:
 
 
 def _info_system(as_json: bool) -> None:
-    from ..kernels.system import system_report, vector_name
-
     report = system_report()
     if as_json:
         click.echo(json.dumps(report, indent=2))

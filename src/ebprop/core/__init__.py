@@ -17,6 +17,7 @@ from .predict import (
     predict_probabilistic,
 )
 from .refit import refit_deterministic_biases
+from .refit_conv import refit_conv_biases
 from .reinforce import AUTO as AUTO_REINFORCEMENT
 from .reinforce import (
     Reinforcement,
@@ -61,6 +62,7 @@ __all__ = [
     "overshoot_gain",
     "predict_deterministic",
     "predict_probabilistic",
+    "refit_conv_biases",
     "refit_deterministic_biases",
     "step_inplace",
     "update_inplace",

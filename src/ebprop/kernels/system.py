@@ -26,6 +26,8 @@ import shutil
 import time
 from pathlib import Path
 
+from .._version import __version__
+
 __all__ = [
     "STALE_DAYS", "cache_folder", "enter_kernel_cache", "find_numpy_cblas", "leave_kernel_cache",
     "prune_cache_folders", "source_hash", "system_report", "unavailable_reason", "vector_name",
@@ -170,8 +172,6 @@ def system_report() -> dict:
     ``cpus`` (the CPUs this process may run on).
     """
     import platform
-
-    from .._version import __version__
 
     versions = {"python": platform.python_version(), "ebprop": __version__}
     for package in ("numpy", "scipy", "numba", "llvmlite", "threadpoolctl", "torch"):

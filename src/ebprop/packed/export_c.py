@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ModelFormatError
+from ..fileio import atomic_write_text
 from . import pack
 from .c_source import (
     BINARY_LAYER,
@@ -274,8 +275,6 @@ def write_c_model(
     model: PackedModel, directory: str | os.PathLike, target: str = "host"
 ) -> tuple[Path, Path]:
     """Write ``model.h`` and ``model.c`` into ``directory`` (created if missing), atomically."""
-    from ..fileio import atomic_write_text  # file I/O apart from the model format
-
     h_text, c_text = generate_c(model, target)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -302,8 +301,6 @@ def write_c_project(model: PackedModel, directory: str | os.PathLike, target: st
     Returns the paths written.
     """
     from importlib.resources import files
-
-    from ..fileio import atomic_write_text
 
     if target not in BOARDS:
         raise ModelFormatError(f"target must be one of {sorted(BOARDS)}, got {target!r}")

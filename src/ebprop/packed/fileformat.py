@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFormatError
-from ..fileio import loads_header
+from ..fileio import atomic_write_bytes, loads_header
 from . import conv
 from .header_fields import OPTIONAL_FIELDS, check_known, check_names, read_fields
 from .pack import n_words, padding_is_zero
@@ -184,8 +184,6 @@ def encode_packed(model: PackedModel) -> bytes:
 
 def write_packed(path: str | os.PathLike, model: PackedModel) -> int:
     """Write ``model`` to ``path`` atomically; returns the file size in bytes."""
-    from ..fileio import atomic_write_bytes  # file I/O apart from the model format
-
     data = encode_packed(model)
     atomic_write_bytes(path, data)
     return len(data)

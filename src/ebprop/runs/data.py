@@ -11,6 +11,12 @@ from typing import Any
 import numpy as np
 
 from ..core.architecture import is_convolutional, parse_architecture
+from ..datasets import Preprocessor, load_dataset
+from ..datasets.appearance import describe_images, parse_background
+from ..datasets.augment import epoch_shifts, shift_images
+from ..exceptions import DataError
+from ..inputs import dataset_options
+from ..params import check_input_scale
 from .options import DataOptions
 
 __all__ = [
@@ -108,10 +114,6 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
         :func:`epoch_train_features` to shift each epoch (ValueError when the dataset holds
         features, not images).
     """
-    from ..datasets import Preprocessor, load_dataset
-    from ..datasets.appearance import describe_images, parse_background
-    from ..inputs import dataset_options
-
     ds = load_dataset(options.dataset, options.data_dir, **dataset_options(options.to_dict()))
     if keep_train_images and not ds.is_images:
         raise ValueError(
@@ -178,9 +180,6 @@ def check_features(data: Features, options: Any) -> None:
     """
     import warnings
 
-    from ..exceptions import DataError
-    from ..params import check_input_scale
-
     X, where = data.X_train, f"dataset {options.dataset}"
     if not all(np.isfinite(c).all() for c in _chunks(X)):
         raise DataError(
@@ -229,7 +228,6 @@ def epoch_train_features(data: Features, max_shift: int, seed: int, epoch: int) 
     """
     if not max_shift:
         return data.X_train
-    from ..datasets.augment import epoch_shifts, shift_images
 
     if data.train_images is None:
         raise ValueError("augmentation needs the raw training images: "

@@ -18,8 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.architecture import is_convolutional, parse_architecture
-from ..datasets import COLORS, SCALINGS
+from ..core.architecture import parse_architecture
+from ..datasets import (
+    COLORS,
+    DATASETS,
+    SCALINGS,
+    check_color,
+    check_load_options,
+    is_dataset_path,
+    parse_filters,
+)
+from ..datasets.appearance import parse_background
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, conv_bytes, network_bytes
 from ..params import Integer, Param, check_option, option_params
@@ -156,15 +165,6 @@ class DataOptions(_Options):
 
     def validate(self) -> None:
         """Check every field (ValueError naming the field); subclasses extend it."""
-        from ..datasets import (
-            DATASETS,
-            SCALINGS,
-            check_color,
-            check_load_options,
-            is_dataset_path,
-            parse_filters,
-        )
-
         if not isinstance(self.dataset, str | os.PathLike):
             raise ValueError(f"dataset must be a name or a path, got {self.dataset!r}")
         if is_dataset_path(self.dataset):
@@ -207,8 +207,6 @@ class DataOptions(_Options):
             raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         self.seed = int(self.seed)
         self.dtype = check_option("dtype", self.dtype)
-        from ..datasets.appearance import parse_background
-
         parse_background(self.background)
 
 
@@ -305,9 +303,7 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
-    specs = check_architecture(self)
-    if specs is not None and self.refit_thresholds and is_convolutional(specs):
-        raise ValueError("refit_thresholds supports fully connected networks only")
+    check_architecture(self)
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
