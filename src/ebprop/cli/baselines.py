@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..baselines import train_baseline
 from ..baselines.options import BASELINE_METHODS, BaselineOptions
 from ..fileio import read_json
 from ..runs import option_keys
@@ -63,8 +64,6 @@ def train_baseline_run(
     ebp_only : the option fields only EBP runs have (refused here)
     default_out : callable(dataset) → the default run folder
     """
-    from ..baselines import train_baseline
-
     if given & ebp_only:
         raise click.UsageError(
             f"only EBP runs take {_flags(given & ebp_only)}; --method {method} does not"
