@@ -257,6 +257,7 @@ def _layers_of_architecture(options: RunOptions) -> bool:
     """True when ``hidden`` is None because ``architecture`` gives the hidden layers."""
     return options.hidden is None and getattr(options, "architecture", None) is not None
 
+
 #: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
 #: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
 REFIT_SAMPLES = 20000
