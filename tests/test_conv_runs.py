@@ -101,3 +101,35 @@ seed = 0
         "ebp-binary-a6C3p1-MP2-32-f_none-do1-s0",
     ]
     assert runs[1].options["architecture"] == "6C3p1-MP2-32"
+
+
+def test_a_conv_run_records_no_hidden_size_and_old_folders_resume(tmp_path):
+    """With ``architecture`` the run records ``hidden: null`` (not the unused default [100]); a
+    folder written before, with ``hidden: [100]`` beside the architecture, still loads, counts
+    as the same run for a sweep and resumes."""
+    from ebprop.baselines import BaselineOptions
+    from ebprop.runs import RunFolder, load_options
+
+    opts = TrainOptions(**(CONV | {"epochs": 1}))
+    assert opts.hidden is None and opts.to_dict()["hidden"] is None
+    assert TrainOptions.from_dict(opts.to_dict()).hidden is None
+    assert BaselineOptions(method="bp", architecture="6C3p1-MP2-32").to_dict()["hidden"] is None
+    out = tmp_path / "r"
+    summary = train_run(opts, out, make_plots=False)
+    assert summary["options"]["hidden"] is None
+    stored = json.loads((out / "options.json").read_text())
+    assert stored["hidden"] is None and stored["architecture"] == "6C3p1-MP2-32"
+    runner = CliRunner()
+    res = runner.invoke(main, ["info", str(out)])
+    assert res.exit_code == 0 and "hidden" not in res.output.lower(), res.output
+    stored["hidden"] = [100]  # what a conv run stored before
+    (out / "options.json").write_text(json.dumps(stored))
+    assert load_options(out).hidden is None
+    more = opts.to_dict() | {"epochs": 2}
+    assert RunFolder(out).status(opts.to_dict()) == "done"
+    assert RunFolder(out).status(more) == "partial"
+    with pytest.raises(ValueError, match=r"other options \['architecture', 'hidden'\]"):
+        RunFolder(out).status(more | {"architecture": None, "hidden": [100]})
+    res = runner.invoke(main, ["train", "--resume", str(out), "--epochs", "2", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 2

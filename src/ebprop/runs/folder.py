@@ -69,6 +69,8 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
     declared = option_params()
 
     def value(d: dict[str, Any], k: str) -> Any:  # options added later: absent means default
+        if k == "hidden" and d.get("architecture") is not None:
+            return None  # the architecture's layers (stored as [100], the default, before)
         v = d[k] if k in d else ADDED_DEFAULTS.get(k, getattr(declared.get(k), "default", None))
         if k in declared:  # compare parsed values: "auto" and the schedule it stands for agree
             try:

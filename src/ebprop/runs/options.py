@@ -243,13 +243,21 @@ class RunOptions(DataOptions):
     def validate(self) -> None:
         super().validate()
         for name in ("hidden", "epochs", "batch_size", "input_dropout"):
-            setattr(self, name, check_option(name, getattr(self, name)))
+            if not (name == "hidden" and _layers_of_architecture(self)):
+                setattr(self, name, check_option(name, getattr(self, name)))
         self.augment_shift = check_max_shift(self.augment_shift)
         self.patience = positive_int("patience", self.patience, allow_none=True)
 
 
-#: ``RunOptions.hidden``'s default: with ``architecture`` given, ``hidden`` must keep it.
+#: ``RunOptions.hidden``'s default: with ``architecture`` given, ``hidden`` must keep it (and
+#: becomes None: the architecture gives the hidden layers).
 _DEFAULT_HIDDEN = (100,)
+
+
+def _layers_of_architecture(options: RunOptions) -> bool:
+    """True when ``hidden`` is None because ``architecture`` gives the hidden layers."""
+    return options.hidden is None and getattr(options, "architecture", None) is not None
+
 
 #: Training images (the first ones) on which ``refit_thresholds`` fits the EBP-D thresholds:
 #: enough for 500-unit layers, and it bounds the refit's memory (a sort per layer).
@@ -259,7 +267,9 @@ REFIT_SAMPLES = 20000
 def check_architecture(options: RunOptions) -> tuple | None:
     """The parsed layer specs of ``options.architecture`` (None when it is not given).
 
-    Every method's options (EBP's and the baselines') call this once when validated.
+    Every method's options (EBP's and the baselines') call this once when validated. With an
+    architecture, ``options.hidden`` becomes None (what ``options.json`` and the summary record:
+    the architecture gives the hidden layers; a stored run's default ``[100]`` reads the same).
 
     Raises
     ------
@@ -268,15 +278,17 @@ def check_architecture(options: RunOptions) -> tuple | None:
     """
     if options.architecture is None:
         return None
-    if options.hidden != _DEFAULT_HIDDEN:
+    if options.hidden not in (None, _DEFAULT_HIDDEN):
         raise ValueError(
             f"give hidden or architecture, not both (hidden {list(options.hidden)}, "
             f"architecture {options.architecture!r})"
         )
     try:
-        return parse_architecture(options.architecture)
+        specs = parse_architecture(options.architecture)
     except ValueError as exc:
         raise ValueError(f"architecture: {exc}") from None
+    options.hidden = None
+    return specs
 
 
 def declared_field(option: str) -> Any:
@@ -291,7 +303,8 @@ def _validate_train(self: RunOptions) -> None:
     """Check every field (ValueError naming the field); EBP's through their declarations."""
     RunOptions.validate(self)
     for name, param in option_params().items():
-        setattr(self, name, param.validate(getattr(self, name), name))
+        if not (name == "hidden" and _layers_of_architecture(self)):
+            setattr(self, name, param.validate(getattr(self, name), name))
     if self.select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {SELECT_BY}, got {self.select_by!r}")
     if not isinstance(self.refit_thresholds, bool):
@@ -389,7 +402,7 @@ def _planned_sizes(options: RunOptions) -> tuple[list[int], int]:
     size = options.image_size
     pixels = size[0] * size[1] * (3 if options.color == "rgb" else 1) if size else 1
     n_in, n, n_cls = _KNOWN_DATA.get(options.dataset, (pixels, 0, 2))
-    return [n_in, *options.hidden, 1 if n_cls == 2 else n_cls], n
+    return [n_in, *(options.hidden or ()), 1 if n_cls == 2 else n_cls], n
 
 
 def planned_network(options: RunOptions) -> str:
