@@ -393,3 +393,35 @@ def test_every_baseline_option_field_has_a_train_option_with_help():
             continue
         assert f.name in by_name, f"BaselineOptions.{f.name} has no ebprop train option"
         assert by_name[f.name].help and len(by_name[f.name].help) > 10, f.name
+
+
+def test_two_class_conv_binarynet_uses_one_output_unit_and_folds_exactly(tmp_path):
+    """Two classes (an .npz of 8x8 images): one output unit, the logistic loss; the folded
+    model's classes on every image equal the torch test-time network's, in float and bits."""
+    ds = load_dataset("digits")
+    keep = ds.y_train < 2
+    path = tmp_path / "two.npz"
+    np.savez(path, X_train=ds.X_train[keep], y_train=ds.y_train[keep], max_value=16)
+    opts = BaselineOptions(
+        method="binarynet", dataset=str(path), architecture="4C3p1-MP2-8", epochs=4,
+        batch_size=10, learning_rate=0.01,
+    )  # fmt: skip
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    assert summary["test_error"] < 0.2  # chance is 0.5
+    loaded = load_model(tmp_path / "r" / "model.npz")
+    assert loaded.metadata["architecture"]["sizes"][-1] == 1
+    data = load_features(opts)
+    net = build_model(64, 2, opts, data.preprocessor, data.input_shape)
+    _, z = RunFolder(tmp_path / "r").read_checkpoint(key="meta")
+    net.load_state_dict(
+        {k[6:]: torch.from_numpy(v) for k, v in z.items() if k.startswith("model/")}
+    )
+    from ebprop.baselines.binarynet import folded_estimator
+
+    images = ds.X_train[keep]
+    feats = data.preprocessor.transform(images, np.float32)
+    want = data.classes[net.eval().sign_predict(torch.from_numpy(feats))]
+    est = folded_estimator(net.fold(), data.classes, "float32")
+    np.testing.assert_array_equal(est.predict(feats, readout="deterministic"), want)
+    packed = PackedNetwork.from_estimator(est, data.preprocessor)
+    np.testing.assert_array_equal(packed.predict(images), want)
