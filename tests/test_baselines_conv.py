@@ -332,3 +332,63 @@ def test_conv_fold_needs_unit_scaled_pixels(tmp_path):
     )
     summary = train_baseline(opts, tmp_path / "r", threads=1)
     assert summary["finished"] and not (tmp_path / "r" / "model.npz").exists()
+
+
+# ---------------------------------------------------------------------------- command line
+def test_train_method_and_arch_on_the_command_line(tmp_path):
+    """``ebprop train --method binaryconnect --arch ...`` trains the baselines' conv network,
+    as the sweep key would, and ``--resume`` continues it."""
+    out = tmp_path / "bc"
+    args = ["train", "--method", "binaryconnect", "--arch", "4C3-MP2-16", "--epochs", "1"]
+    res = CliRunner().invoke(
+        main, [*args, "--batch-size", "50", "--no-batch-norm", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "training binaryconnect net (hidden 4C3-MP2-16) on digits for 1 epochs" in res.output
+    assert "epoch   1/1" in res.output and "test error  BC " in res.output
+    stored = json.loads((out / "options.json").read_text())
+    assert stored["method"] == "binaryconnect" and stored["architecture"] == "4C3-MP2-16"
+    assert stored["batch_size"] == 50 and stored["batch_norm"] is False
+    assert stored["learning_rate"] == 1e-3  # the baselines' default, not given
+    want = BaselineOptions(
+        method="binaryconnect", architecture="4C3-MP2-16", epochs=1, batch_size=50,
+        batch_norm=False,
+    )  # fmt: skip
+    assert stored == want.to_dict()
+    res = CliRunner().invoke(main, ["train", "--resume", str(out), "--epochs", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output[res.output.index("{") :])["epochs_run"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "bp", "--weights", "real"], "only EBP runs take --weights; --method bp"),
+        (
+            ["--activation", "tanh"],
+            "--activation: for --method bp, binaryconnect or binarynet only",
+        ),
+        (["--method", "binarynet", "--hidden", "20", "--arch", "4C3-16"], "not both"),
+        (["--method", "bp", "--arch", "4C3-MQ2"], "architecture token 'MQ2' is not"),
+        (["--method", "bp", "--from", "x"], "--from continues EBP runs only"),
+    ],
+)
+def test_train_method_errors_are_one_line(args, message, tmp_path):
+    res = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    error = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
+    assert len(error) == 1 and message in error[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_baseline_option_field_has_a_train_option_with_help():
+    import dataclasses
+
+    from ebprop.cli.train import train as train_command
+
+    by_name = {p.name: p for p in train_command.params}
+    for f in dataclasses.fields(BaselineOptions):
+        if f.name == "extra":
+            continue
+        assert f.name in by_name, f"BaselineOptions.{f.name} has no ebprop train option"
+        assert by_name[f.name].help and len(by_name[f.name].help) > 10, f.name

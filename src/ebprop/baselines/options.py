@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ebprop.runs.options import RunOptions, check_architecture, declared_field
+from ebprop.runs.options import RunOptions, check_architecture, declared_field, option_field
 
 __all__ = ["ACTIVATIONS", "BASELINE_METHODS", "BaselineOptions"]
 
@@ -68,15 +68,25 @@ class BaselineOptions(RunOptions):
 
     _what = "baseline option(s)"
 
-    method: str = "bp"
+    method: str = option_field(
+        "bp", "Baseline method: " + "; ".join(f"{k}: {v}" for k, v in BASELINE_METHODS.items())
+    )
     architecture: str | None = declared_field("architecture")
-    batch_size: int = 100
-    activation: str = "relu"
-    learning_rate: float = 1e-3
-    lr_decay: float = 1.0
-    hidden_dropout: float | None = None
-    batch_norm: bool | None = None
-    fit_intercept: bool = True
+    batch_size: int = option_field(100, "Minibatch size.")
+    activation: str = option_field(
+        "relu", "bp, binaryconnect: hidden activation (binarynet: sign).", choices=ACTIVATIONS
+    )
+    learning_rate: float = option_field(1e-3, "Adam's step size.")
+    lr_decay: float = option_field(1.0, "Learning rate multiplied by this after every epoch.")
+    hidden_dropout: float | None = option_field(
+        None, "Keep probability of dropout after each hidden activation."
+    )
+    batch_norm: bool | None = option_field(
+        None,
+        "Batch normalisation of every hidden layer (per channel for conv layers). "
+        "[default: on for binaryconnect and binarynet, off for bp]",
+    )
+    fit_intercept: bool = option_field(True, "Biases in every layer.")
 
     def validate(self) -> None:
         if self.method not in BASELINE_METHODS:

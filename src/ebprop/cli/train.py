@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from ..baselines.options import BaselineOptions
 from ..datasets import DATASETS, is_dataset_path, parse_image_size
 from ..runs import (
     WARM_START_CHANGES,
@@ -29,6 +30,7 @@ from ..runs import (
 )
 from ..runs.folder import RESUMABLE_CHANGES
 from .app import pct
+from .baselines import METHOD_CHOICES, baseline_only_fields, stored_method, train_baseline_run
 
 __all__ = ["train"]
 
@@ -213,14 +215,36 @@ def field_option(f: dataclasses.Field) -> Callable:
     return click.option(*decls, **kwargs)
 
 
+#: The baselines' own fields (``--method bp|binaryconnect|binarynet``): activation, ...
+_BASELINE_FIELDS = baseline_only_fields(option_keys(TrainOptions))
+_FIELD_EXTRAS["batch_norm"] = {
+    "decls": ("--batch-norm/--no-batch-norm",),
+    "default": None,
+    "callback": lambda ctx, param, v: v,
+}
+
+
 def _train_options(command: Callable) -> Callable:
-    """Decorate ``command`` with one option per training-options field, in field order."""
+    """Decorate ``command`` with one option per training-options field, in field order, then
+    the baselines' own fields."""
+    baseline = [f for f in dataclasses.fields(BaselineOptions) if f.name in _BASELINE_FIELDS]
+    for f in reversed(baseline):
+        command = field_option(f)(command)
     for f in reversed([f for f in dataclasses.fields(TrainOptions) if f.name != "extra"]):
         command = field_option(f)(command)
     return command
 
 
 @click.command(cls=_TrainCommand)
+@click.option(
+    "--method",
+    type=click.Choice(METHOD_CHOICES),
+    default="ebp",
+    show_default=True,
+    help="ebp, or a torch baseline in the same harness (pip install 'ebprop[baselines]'; "
+    "docs/baselines.md): bp, binaryconnect or binarynet, which take the options marked for "
+    "them and not EBP's own.",
+)
 @_train_options
 @click.option(
     "--out",
@@ -262,11 +286,21 @@ def train(ctx: click.Context, **kw) -> None:
     """
     given = {
         name
-        for name in _TRAIN_FIELDS
+        for name in (*_TRAIN_FIELDS, *_BASELINE_FIELDS)
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
     if {"hidden", "architecture"} <= given:
         raise click.UsageError("give --hidden or --architecture (--arch), not both")
+    method = kw["method"]
+    if kw["resume"] is not None and method == "ebp":
+        method = stored_method(kw["resume"])
+    if method != "ebp":
+        ebp_only = frozenset(_TRAIN_FIELDS) - option_keys(BaselineOptions)
+        train_baseline_run(kw, given, method, ebp_only, _default_out)
+        return
+    if given & set(_BASELINE_FIELDS):
+        flags = ", ".join("--" + g.replace("_", "-") for g in sorted(given & set(_BASELINE_FIELDS)))
+        raise click.UsageError(f"{flags}: for --method bp, binaryconnect or binarynet only")
     if kw["from_run"] is not None:
         if kw["resume"] is not None:
             raise click.UsageError("--from starts a new run and --resume continues one; give one")

@@ -40,6 +40,7 @@ __all__ = [
     "check_architecture",
     "declared_field",
     "nullable_keys",
+    "option_field",
     "option_keys",
 ]
 
@@ -59,7 +60,7 @@ def _is_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+def option_field(default: Any, help: str, choices: tuple | None = None) -> Any:
     """A field with its ``--help`` text and, for a fixed set of values, its ``choices``: the
     command line's options are generated from these (:mod:`ebprop.cli.train`)."""
     return field(default=default, metadata={"help": help, "choices": choices})
@@ -119,40 +120,40 @@ class DataOptions(_Options):
 
     _what = "data options"
 
-    dataset: str = _opt(
+    dataset: str = option_field(
         "digits",
         "A dataset's name, or a path: a folder of images (one subfolder per class) or an .npz "
         "(X_train, y_train[, X_test, y_test]).",
     )
-    data_dir: str | None = _opt(None, "Folder holding the dataset.")
-    validation: int | float | None = _opt(
+    data_dir: str | None = option_field(None, "Folder holding the dataset.")
+    validation: int | float | None = option_field(
         None, "Validation images held out of train: a count or a fraction; 0 for none."
     )
-    test_fraction: float = _opt(
+    test_fraction: float = option_field(
         0.2, "Your own data without a test set: the fraction held out for testing."
     )
-    test_seed: int = _opt(0, "Your own data without a test set: the seed of that split.")
-    image_size: tuple[int, int] | None = _opt(
+    test_seed: int = option_field(0, "Your own data without a test set: the seed of that split.")
+    image_size: tuple[int, int] | None = option_field(
         None, "Your own images: the size HxW they must have (or are resized to, with --resize)."
     )
-    resize: str = _opt(
+    resize: str = option_field(
         "refuse",
         "Resize images of another size to --image-size (Lanczos) instead of refusing them.",
     )
-    filters: str | None = _opt(
+    filters: str | None = option_field(
         None, "Filter banks: default, sobel, laplace, gabor, 'sobel,laplace'…"
     )
-    scaling: str = _opt("unit", "How pixels become features.", choices=SCALINGS)
-    deskew: bool = _opt(False, "Deskew images by their moments first.")
-    seed: int = _opt(0, "Seeds the validation split and everything random in training.")
-    dtype: str = _opt("float32", "Floating type of the features and the network.",
+    scaling: str = option_field("unit", "How pixels become features.", choices=SCALINGS)
+    deskew: bool = option_field(False, "Deskew images by their moments first.")
+    seed: int = option_field(0, "Seeds the validation split and everything random in training.")
+    dtype: str = option_field("float32", "Floating type of the features and the network.",
                       choices=("float32", "float64"))  # fmt: skip
-    background: str = _opt(
+    background: str = option_field(
         "white",
         "Colour transparent pixels of your image files are composited on: white, black, "
         "#rrggbb or a grey level 0..255.",
     )
-    color: str = _opt(
+    color: str = option_field(
         "grey",
         "Your own images: read as grey, or rgb to keep their 3 colour channels (conv layers "
         "see them as 3 input channels; .npz images then (n, h, w, 3)).",
@@ -223,16 +224,16 @@ class RunOptions(DataOptions):
 
     _what = "run options"
 
-    hidden: tuple[int, ...] = _opt(
+    hidden: tuple[int, ...] = option_field(
         (100,), "Hidden layer widths, e.g. --hidden 800 800; 'none' for no hidden layer."
     )
-    epochs: int = _opt(10, "Epochs to train (may be raised when resuming).")
-    batch_size: int = _opt(10, "Minibatch size.")
-    input_dropout: float | None = _opt(
+    epochs: int = option_field(10, "Epochs to train (may be raised when resuming).")
+    batch_size: int = option_field(10, "Minibatch size.")
+    input_dropout: float | None = option_field(
         None, "Keep probability of analytic input dropout (the authors used 0.8)."
     )
-    patience: int | None = _opt(None, "Stop after this many epochs without progress.")
-    augment_shift: int = _opt(
+    patience: int | None = option_field(None, "Stop after this many epochs without progress.")
+    augment_shift: int = option_field(
         0,
         "Images only: each epoch, shift every training image by a random offset of up to this "
         "many pixels in each direction (validation and test images are never shifted); 0: off.",
@@ -295,7 +296,7 @@ def declared_field(option: str) -> Any:
     :data:`ebprop.params.PARAMS` (default, help, choices): one home for an option that several
     option classes hold."""
     p = option_params()[option]
-    return _opt(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None))
+    return option_field(p.default, p.help or p.doc, choices=getattr(p.check, "choices", None))
 
 
 def _validate_train(self: RunOptions) -> None:
@@ -350,7 +351,7 @@ TrainOptions = dataclasses.make_dataclass(
         (
             "select_by",
             "str",
-            _opt(
+            option_field(
                 "probabilistic",
                 "Readout whose validation error picks the best epoch (model.npz).",
                 choices=SELECT_BY,
@@ -359,7 +360,7 @@ TrainOptions = dataclasses.make_dataclass(
         (
             "refit_thresholds",
             "bool",
-            _opt(
+            option_field(
                 False,
                 "Binary weights: after each epoch refit EBP-D's hidden thresholds on training "
                 "images so each sign unit agrees best with its EBP-P counterpart (evaluated and "
