@@ -222,6 +222,7 @@ def test_saved_conv_binarynet_is_its_sign_network(runs, tmp_path):
     assert loaded.estimator.architecture == ARCH
     assert tuple(loaded.estimator.input_shape) == (8, 8, 1)
     data = load_features(opts)
+    assert loaded.metadata["input"] == data.appearance and data.appearance is not None
     pred = loaded.estimator.predict(data.X_test, readout="deterministic")
     assert np.mean(pred != data.y_test) == summary["test_error"]
     res = CliRunner().invoke(

@@ -430,6 +430,7 @@ def save_binarynet(path: Any, model: BinaryNet, data: Any, options: Any, record:
         "training_options": options.to_dict(),
         "checksums": data.checksums,
         "class_names": list(data.class_names),
+        "input": data.appearance,  # how the training images looked, as EBP models record
         "metrics": {
             "epoch": record["epoch"],
             "val_error_d": record["val_error"],
