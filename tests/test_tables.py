@@ -60,7 +60,7 @@ def test_report_csv_holds_each_run_and_its_provenance(sweep, tmp_path):
         est = load_model(sweep / name / "model.npz").estimator
         assert r["bytes_deployed"] == sum(m["bytes_deployed"] for m in model_memory(est))
         assert r["network"] == "64-32-10"
-        assert r["recipe"] == "--epochs 2 --batch-size 8"
+        assert r["recipe"] == "--epochs 2 --batch-size 8 --patience 5"  # smoke.toml's settings
 
 
 def test_report_markdown_over_a_sweep_is_the_table_its_csv_gives(sweep, tmp_path):

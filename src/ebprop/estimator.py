@@ -16,21 +16,16 @@ from .core import (
     Network,
     class_log_probabilities,
     dropout_nu,
-    output_z,
-    predict_deterministic,
     refit_conv_biases,
     refit_deterministic_biases,
 )
 from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
-from .networks import build_network, float64_network
-from .params import READOUTS, check_input_scale, check_parameters, network_plan
+from .networks import build_network, readout_outputs
+from .params import PARAMS, READOUTS, check_input_scale, check_parameters, network_plan
 from .trainer import LabelCoding, Trainer, n_outputs, start_schedule, training_threads
 
 __all__ = ["EBPClassifier"]
-
-_PREDICT_CHUNK = 4096  # rows per forward pass at prediction time: bounds memory on big inputs
-_CONV_CHUNK = 128  # the same for conv networks, whose im2col rows are positions × samples
 
 
 class EBPClassifier(ClassifierMixin, BaseEstimator):
@@ -195,13 +190,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
 
     def float_dtype(self) -> np.dtype:
         """The ``dtype`` parameter as a NumPy float dtype (ValueError unless float32/float64)."""
-        try:
-            dt = np.dtype(self.dtype)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        return dt
+        return np.dtype(PARAMS["dtype"].validate(self.dtype))
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         return validate_data(
@@ -422,33 +411,12 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X, readout: str) -> np.ndarray:
-        """EBP-P z-scores (probabilistic) or EBP-D linear outputs, shape (n, n_outputs).
-
-        EBP-P runs in float64: float32 products round differently by row count (BLAS kernels),
-        so a batch and its rows differed by 1.5e-7. EBP-D keeps the training dtype (the packed
-        runtime reproduces its ±1 sums exactly).
-        """
+        """EBP-P z-scores or EBP-D linear outputs, (n, n_outputs): :func:`readout_outputs`."""
         check_is_fitted(self, "coefs_")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        X = self._check_X(X, reset=False)
-        net = self.network()
-        if readout == "probabilistic":
-            net = float64_network(net)
-            X = X.astype(np.float64, copy=False)
-        out = np.empty((X.shape[0], self.n_outputs_), dtype=net.dtype)
-        if readout == "deterministic":
-            W = [net.family.most_probable(h) for h in net.H]
-        step = _CONV_CHUNK if isinstance(net, ConvNetwork) else _PREDICT_CHUNK
-        for s in range(0, X.shape[0], step):
-            chunk = X[s : s + step]
-            if readout == "probabilistic":
-                out[s : s + step] = output_z(net, chunk)
-            else:
-                out[s : s + step] = predict_deterministic(
-                    net, chunk, W, getattr(self, "deterministic_intercepts_", None)
-                )
-        return out
+        X, refit = self._check_X(X, reset=False), getattr(self, "deterministic_intercepts_", None)
+        return readout_outputs(self.network(), X, readout, self.n_outputs_, refit)
 
     def refit_deterministic(self, X) -> EBPClassifier:
         """Refit EBP-D's hidden thresholds on training inputs ``X`` (n_samples, n_features).

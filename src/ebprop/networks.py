@@ -1,7 +1,8 @@
 """The network an :class:`~ebprop.EBPClassifier`'s parameters describe: dense or conv.
 
 :func:`build_network` draws a fresh network or wraps the fitted ``coefs_``/``intercepts_``
-(checked); :func:`float64_network` is the copy EBP-P predicts with.
+(checked); :func:`float64_network` is the copy EBP-P predicts with; :func:`readout_outputs` is
+what a readout gives for inputs, in chunks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .core import (
     init_conv_network,
     init_network,
     make_family,
+    output_z,
+    predict_deterministic,
 )
 from .core.architecture import DenseSpec, LayerSpec, layer_shapes
 from .core.convnet import parameter_shapes
@@ -28,8 +31,14 @@ __all__ = [
     "network_from_arrays",
     "conv_network_from_arrays",
     "float64_network",
+    "readout_outputs",
     "resolve_input_shape",
 ]
+
+#: Rows per forward pass at prediction time: bounds memory on big inputs.
+PREDICT_CHUNK = 4096
+#: The same for conv networks, whose im2col rows are positions × samples.
+CONV_CHUNK = 128
 
 
 def resolve_input_shape(input_shape, n_features: int) -> tuple[int, int, int]:
@@ -163,3 +172,33 @@ def float64_network(net: Network | ConvNetwork) -> Network | ConvNetwork:
     if isinstance(net, ConvNetwork):
         return ConvNetwork(net.family, net.specs, net.input_shape, H, b)
     return dataclasses.replace(net, H=H, b=b, M=[], M2=[])  # the same options, moments anew
+
+
+def readout_outputs(
+    net: Network | ConvNetwork,
+    X: np.ndarray,
+    readout: str,
+    n_outputs: int,
+    deterministic_intercepts: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """EBP-P z-scores (``"probabilistic"``) or EBP-D linear outputs (``"deterministic"``) of
+    ``net`` for ``X`` (n, n_features), shape (n, ``n_outputs``), computed in chunks.
+
+    EBP-P runs in float64: float32 products round differently by row count (BLAS kernels), so a
+    batch and its rows differed by 1.5e-7. EBP-D keeps the training dtype (the packed runtime
+    reproduces its ±1 sums exactly), with ``deterministic_intercepts`` when refitted.
+    """
+    if readout == "probabilistic":
+        net = float64_network(net)
+        X = X.astype(np.float64, copy=False)
+    out = np.empty((X.shape[0], n_outputs), dtype=net.dtype)
+    if readout == "deterministic":
+        W = [net.family.most_probable(h) for h in net.H]
+    step = CONV_CHUNK if isinstance(net, ConvNetwork) else PREDICT_CHUNK
+    for s in range(0, X.shape[0], step):
+        chunk = X[s : s + step]
+        if readout == "probabilistic":
+            out[s : s + step] = output_z(net, chunk)
+        else:
+            out[s : s + step] = predict_deterministic(net, chunk, W, deterministic_intercepts)
+    return out

@@ -17,15 +17,17 @@ How to add a parameter
 2. Add one :class:`Param` to :data:`PARAMS` below: its default (the same as ``__init__``'s), a
    constraint (:class:`Integer`, :class:`Real`, :class:`Choice`, :class:`Boolean`,
    :class:`Nullable` of one, from :mod:`ebprop.constraints`, or your own callable returning the
-   parsed value and raising ``ValueError(describe)``), a one-line ``doc`` and, when a run
-   should be able to set it, ``option=`` (the run-option, sweep-key and ``--flag`` name;
-   ``help=`` the ``--help`` text).
-   The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key
-   and as ``ebprop train --flag`` without touching those modules.
+   parsed value and raising ``ValueError(describe)``; then give ``example=`` too), a one-line
+   ``doc`` and, when a run should be able to set it, ``option=`` (the run-option, sweep-key
+   and ``--flag`` name; ``help=`` the ``--help`` text).
+   The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key,
+   as ``ebprop train --flag`` and in the runs table's recipe without touching those modules
+   (``tests/test_params_roundtrip.py`` carries every declared parameter through them).
 3. Use the parsed value where it does its work. A parameter of the fully connected core
    (``network=True``) arrives as a field of :class:`ebprop.core.Network` of the same name:
-   add the field there and read it where the forward pass, the update or the kernels
-   (:func:`ebprop.kernels.supports`) need it; nothing in between changes.
+   add the field there (``metadata=OPTION``) and read it where the forward pass or the update
+   needs it; nothing in between changes. The fused kernels decline a network whose option is
+   not at its default (the NumPy core trains it) until they implement it.
 4. If it is stored in model files and older files were trained with another behaviour than the
    new default gives, add ``since=(version, old_value)``: files written by an ebprop before
    ``version`` (``ebprop_version`` of the header) load with ``old_value``. Run folders stored
@@ -199,6 +201,10 @@ class Param:
     network : the parsed value is handed to the core's fully connected
         :class:`~ebprop.core.Network` as the keyword of the same name (what the forward pass,
         the update and the kernels read), by :func:`network_options`.
+    example : a valid value other than the default, for a ``check`` the tests cannot draw one
+        from (not one of :mod:`ebprop.constraints`): ``tests/test_params_roundtrip.py`` carries
+        every parameter through the run options, ``options.json``, the sweep, the command line
+        and a model file with it.
     """
 
     name: str
@@ -211,6 +217,7 @@ class Param:
     to_json: Callable[[Any], Any] = _identity
     since: tuple[str, Any] | None = None
     network: bool = False
+    example: Any = None
 
     def validate(self, value: Any, name: str | None = None) -> Any:
         """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
@@ -257,11 +264,12 @@ PARAMS: dict[str, Param] = {
     p.name: p
     for p in (
         Param("hidden_layer_sizes", DEFAULT_HIDDEN, _widths, "Widths of the hidden layers.",
-              option="hidden", to_json=_list_json),
+              option="hidden", to_json=_list_json, example=(7, 5)),
         Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'.",
-              option="architecture", annotation="str | None", help=_ARCHITECTURE_HELP),
+              option="architecture", annotation="str | None", help=_ARCHITECTURE_HELP,
+              example="2C3-MP2-8"),
         Param("input_shape", None, Nullable(_shape3), "How conv layers see a row of X.",
-              to_json=_list_json),
+              to_json=_list_json, example=(4, 4, 4)),
         Param("weights", "binary", Choice("binary", "real"), "Binary (±1) or real weights.",
               option="weights", annotation="str"),
         Param("batch_size", 10, Integer(1), "Minibatch size (the update is summed).",
@@ -283,22 +291,25 @@ PARAMS: dict[str, Param] = {
               "networks; trains in the NumPy loop)."),
         Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
-              annotation="float | str | Reinforcement | None", to_json=_schedule_json),
+              annotation="float | str | Reinforcement | None", to_json=_schedule_json,
+              example="hidden=1.001,start=1"),
         Param("shuffle", True, Boolean(), "Shuffle the samples every epoch."),
         Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
-              to_json=_random_state_json),
-        Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype"),
+              to_json=_random_state_json, example=3),
+        Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype",
+              example="float64"),
         Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
               "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
               option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
-        Param("verbose", 0, _anything, "Print one line per epoch when positive."),
+        Param("verbose", 0, _anything, "Print one line per epoch when positive.", example=1),
         Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
         Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),
               "The fraction early stopping holds out."),
         Param("n_iter_no_change", 10, Integer(1), "Early stopping's patience, in epochs."),
         Param("warm_start", False, Boolean(), "fit continues from the fitted parameters."),
         Param("max_memory", None, _memory, "Bytes a network may need (default 80 % of RAM).",
-              option="max_memory", help=_MEMORY_HELP, annotation="int | str | None"),
+              option="max_memory", help=_MEMORY_HELP, annotation="int | str | None",
+              example="8G"),
     )
 }  # fmt: skip
 

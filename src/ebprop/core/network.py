@@ -16,7 +16,7 @@ walks each layer in blocks of rows small enough to stay in the core's cache
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,10 @@ def _aligned_like(a: np.ndarray) -> np.ndarray:
     return aligned_empty(a.shape, a.dtype)
 
 
+#: Field metadata of a :class:`Network` field that is an estimator parameter.
+OPTION = {"option": True}
+
+
 @dataclass
 class Network:
     """Posterior parameters of a fully connected EBP network.
@@ -61,6 +65,11 @@ class Network:
     fit_intercept : bool
         False: the layers have no bias; ``b`` stays 0 (never read by the forward pass, never
         updated) and c = n_in (:func:`ebprop.core.forward.layer_forward`).
+
+    The keyword-only fields marked ``OPTION`` are estimator parameters (``network=True`` in
+    :mod:`ebprop.params`, passed by name); :meth:`changed_options` lists those not at their
+    defaults, so that code which implements only the defaults (the fused kernels) can decline
+    a network without naming each option.
     """
 
     family: WeightFamily
@@ -68,13 +77,21 @@ class Network:
     b: list[np.ndarray]
     M: list[np.ndarray] = field(default_factory=list)
     M2: list[np.ndarray] = field(default_factory=list)
-    fit_intercept: bool = field(default=True, kw_only=True)
+    fit_intercept: bool = field(default=True, kw_only=True, metadata=OPTION)
     #: Bytes of H per row block of the update (256 KiB measured best on a 1 MiB L2 cache).
     block_bytes: int = field(default=256 * 1024, kw_only=True, repr=False, compare=False)
     # Scratch buffers of the update, one per layer, made on first use (not parameters).
     _scratch: dict[int, np.ndarray] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def changed_options(self) -> frozenset[str]:
+        """The option fields (marked ``OPTION``) whose value is not their default."""
+        return frozenset(
+            f.name
+            for f in fields(self)
+            if f.metadata.get("option") and getattr(self, f.name) != f.default
+        )
 
     def __post_init__(self) -> None:
         if len(self.H) != len(self.b):

@@ -63,15 +63,21 @@ MIN_WEIGHTS_PER_THREAD = 16384
 BatchCallback = Callable[[int, int], "bool | None"]
 
 
+#: The network options (:meth:`ebprop.core.Network.changed_options`) the kernels implement
+#: away from their defaults: none. They add the bias's +1 to σ²c and update b, so a network
+#: without intercept trains in the NumPy core (the reference), as does one with any option
+#: added to the core later, until the kernels implement it and name it here.
+IMPLEMENTED_OPTIONS: frozenset[str] = frozenset()
+
+
 def supports(net: Network) -> bool:
-    """Whether the fused kernels implement ``net`` (binary/real weights, float32/float64) and
-    NumPy's OpenBLAS was found for them."""
+    """Whether the fused kernels implement ``net`` (binary/real weights, float32/float64, every
+    network option at its default but :data:`IMPLEMENTED_OPTIONS`) and NumPy's OpenBLAS was
+    found for them."""
     return (
         GEMM_ADDRESSES is not None
         and net.family.name in ("binary", "real")
-        # The kernels add the bias's +1 to σ²c and update b; a network without intercept
-        # trains in the NumPy core (the reference), which implements both kinds of layer.
-        and net.fit_intercept
+        and not net.changed_options() - IMPLEMENTED_OPTIONS
         and net.dtype in (np.float32, np.float64)
         and all(h.flags.c_contiguous and h.dtype == net.dtype for h in net.H)
         and all(m.flags.c_contiguous for m in (*net.M, *net.M2))

@@ -96,8 +96,6 @@ ADDED_DEFAULTS: dict[str, Any] = {
 } | {
     "refit_thresholds": False,
     "augment_shift": 0,
-    "fit_intercept": True,
-    "max_memory": None,
     "background": "white",
 }
 

@@ -22,6 +22,7 @@ them).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import os
 import re
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
+from ..runs.options import TrainOptions
 from .experiment import BASELINE_WEIGHTS, METHODS, READOUTS, run_name
 from .results import csv_text
 
@@ -41,6 +43,7 @@ __all__ = [
     "docs_markdown",
     "embed_tables",
     "read_runs_csv",
+    "recipe_flags",
     "run_rows",
     "runs_csv",
 ]
@@ -67,18 +70,10 @@ RUN_COLUMNS = (
     "git_commit",
     "vector_bits",
 )
-# The options a recipe names (as ``ebprop train`` flags) when they differ from these values.
-_RECIPE = (
-    ("epochs", "--epochs", object()),  # always named
-    ("batch_size", "--batch-size", 10),
-    ("filters", "--filters", None),
-    ("input_dropout", "--input-dropout", None),
-    ("init_variance", "--init-variance", 1.0),
-    ("augment_shift", "--augment-shift", 0),
-    ("reinforcement", "--reinforcement", None),
-    ("select_by", "--select-by", "probabilistic"),
-    ("jobs", "--jobs", None),
-    ("fit_intercept", "--fit-intercept", True),  # named only when off: --no-fit-intercept
+#: Run options a recipe never names: shown in their own columns (network, weights, seed), where
+#: the data lives (a path of this machine), a memory budget that changes nothing trained.
+_NOT_IN_RECIPE = frozenset(
+    {"dataset", "data_dir", "hidden", "architecture", "weights", "seed", "max_memory", "extra"}
 )
 _INT = {"seed", "best_epoch", "epochs_run", "n_weights", "bytes_deployed", "vector_bits"}
 _FLOAT = {"input_dropout", "val_error", "test_error", "seconds_per_epoch"}
@@ -147,17 +142,34 @@ def _chosen(summary: dict[str, Any], readout: str) -> dict[str, Any]:
             "best_epoch": summary.get("best_epoch")}  # fmt: skip
 
 
-def _recipe(opts: dict[str, Any]) -> str:
-    """The run's settings beyond network and seed, as ``ebprop train`` flags."""
+def recipe_flags(opts: dict[str, Any]) -> list[str]:
+    """The ``ebprop train`` flags of a run's settings beyond network, weights and seed.
+
+    Every field of :class:`~ebprop.runs.TrainOptions` (no list to keep: a new option is named
+    as soon as it exists) whose stored value in ``opts`` (``options.json``) is not the field's
+    default, ``epochs`` always and first, in field order; a baseline's own settings are not
+    ``ebprop train`` flags and are left out. A setting a run did not store (older than it)
+    is not named.
+    """
+    fields = [f for f in dataclasses.fields(TrainOptions) if f.name not in _NOT_IN_RECIPE]
     parts = []
-    for key, flag, default in _RECIPE:
-        value = opts.get(key)
-        if key in opts and value != default:
-            if isinstance(value, bool):
-                parts.append(flag if value else "--no-" + flag[2:])
-            else:
-                parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
-    return " ".join(parts)
+    for f in sorted(fields, key=lambda f: f.name != "epochs"):
+        if f.name not in opts or (f.name != "epochs" and opts[f.name] == f.default):
+            continue
+        value, flag = opts[f.name], "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif f.name == "resize":  # the command line's --resize/--no-resize
+            parts.append(flag if value == "resize" else "--no-resize")
+        elif isinstance(value, list | tuple):  # image_size: HxW
+            parts += [flag, "x".join(map(str, value))]
+        else:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return parts
+
+
+def _recipe(opts: dict[str, Any]) -> str:
+    return " ".join(recipe_flags(opts))
 
 
 def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
