@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .core import (
     ConvNetwork,
     Network,
+    Reinforcement,
     class_log_probabilities,
     dropout_nu,
     refit_conv_biases,
@@ -180,13 +181,23 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.max_memory = max_memory
 
     # ------------------------------------------------------------------ validation
-    def check_params(self) -> tuple[tuple[int, ...], object]:
+    def check_params(self) -> tuple[tuple[int, ...], Reinforcement | None]:
         """Validate the parameters through their declarations (:mod:`ebprop.params`).
 
         Returns ``(hidden_layer_sizes, reinforcement)``: the widths as a tuple of int and the
         parsed schedule (None for plain EBP). ValueError names the parameter and what it takes.
         """
-        return check_parameters(self)
+        return check_parameters(self, {"reinforcement": self._schedule()})
+
+    def _schedule(self) -> Reinforcement | None:
+        # ``reinforcement`` parsed once per value it is given (set_params gives a new object);
+        # get_params keeps returning what the user passed
+        given = self.reinforcement
+        held = self.__dict__.get("_parsed_reinforcement")
+        if held is None or held[0] is not given:
+            held = (given, PARAMS["reinforcement"].validate(given))
+            self._parsed_reinforcement = held
+        return held[1]
 
     def float_dtype(self) -> np.dtype:
         """The ``dtype`` parameter as a NumPy float dtype (ValueError unless float32/float64)."""
@@ -220,7 +231,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
         ):
             return net
-        self._net = build_network(self, network_plan(self))
+        self._net = build_network(self, network_plan(self, self.check_params()[0]))
         return self._net
 
     def init_parameters(
@@ -254,7 +265,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = n_outputs(classes.shape[0])
         self.n_features_in_ = int(n_features)
         check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
-        net = build_network(self, network_plan(self), rng)
+        net = build_network(self, network_plan(self, hidden), rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
         self._net = net
         self.n_iter_ = 0

@@ -322,11 +322,12 @@ def network_options(est: Any) -> dict[str, Any]:
     return {p.name: p.validate(getattr(est, p.name)) for p in PARAMS.values() if p.network}
 
 
-def network_plan(est: Any) -> tuple[tuple[int, ...], tuple[LayerSpec, ...] | None, dict]:
-    """What an estimator's network is, from its checked parameters: ``(hidden widths, conv layer
-    specs or None for a fully connected network, the core Network's options)``; what
-    :func:`ebprop.networks.build_network` builds."""
-    sizes, _ = check_parameters(est)
+def network_plan(
+    est: Any, sizes: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[LayerSpec, ...] | None, dict]:
+    """What an estimator's network is: ``(hidden widths, conv layer specs or None for a fully
+    connected network, the core Network's options)``; what :func:`ebprop.networks.build_network`
+    builds. ``sizes``: the hidden widths :func:`check_parameters` returned for ``est``."""
     specs = conv_specs(est)
     conv = specs if specs is not None and is_convolutional(specs) else None
     return sizes, conv, network_options(est)
@@ -343,17 +344,25 @@ def check_option(option: str, value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the estimator
-def check_parameters(est: Any) -> tuple[tuple[int, ...], Reinforcement | None]:
+def check_parameters(
+    est: Any, parsed: Mapping[str, Any] | None = None
+) -> tuple[tuple[int, ...], Reinforcement | None]:
     """Validate an :class:`~ebprop.EBPClassifier`'s constructor parameters (its ``check_params``).
 
-    Each parameter through its :class:`Param`, then the rules between parameters.
+    Each parameter through its :class:`Param`, then the rules between parameters. ``parsed``:
+    values the caller already parsed, by name, taken as they are (the estimator parses its
+    ``reinforcement`` once and passes the schedule here).
 
     Returns
     -------
     (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
     reinforcement schedule (None for plain EBP).
     """
-    values = {name: p.validate(getattr(est, name)) for name, p in PARAMS.items()}
+    parsed = parsed or {}
+    values = {
+        name: parsed[name] if name in parsed else p.validate(getattr(est, name))
+        for name, p in PARAMS.items()
+    }
     sizes = values["hidden_layer_sizes"]
     specs = conv_specs(est)
     if specs is not None and dense_sizes(specs) is not None:

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .core import ConvNetwork, parse_reinforcement
+from .core import ConvNetwork, Reinforcement, parse_reinforcement
 from .core.architecture import DenseSpec, format_architecture, parse_architecture
 from .core.convnet import parameter_shapes
 from .datasets import Preprocessor
@@ -102,9 +102,12 @@ def _check_method(value: Any) -> str:
 
 
 def _check_schedule(value: Any) -> str | None:
-    # the reinforcement schedule that ran, as its spec (None: plain EBP or not recorded)
+    # the reinforcement schedule that ran, as its spec (None: plain EBP or not recorded); a
+    # schedule save_model was handed is written as it is, a spec read or given is parsed
     if value is None:
         return None
+    if isinstance(value, Reinforcement):
+        return dataclasses.replace(value, auto=False).to_spec()
     if not isinstance(value, str) or parse_reinforcement(value) is None:
         raise ValueError(f"expected a reinforcement schedule's spec or null, got {value!r}")
     return value
@@ -209,7 +212,6 @@ def save_model(
     metadata = dict(metadata or {})
     # the schedule training ran: fit's (with 'auto' resolved), else the parameter (a run's)
     ran = getattr(estimator, "reinforcement_", None) or estimator.check_params()[1]
-    ran = None if ran is None else dataclasses.replace(ran, auto=False).to_spec()
     metadata.setdefault("reinforcement_schedule", ran)
     names = metadata.pop("class_names", None)
     optional = {}
