@@ -62,8 +62,16 @@ __all__ = [
 RESUMABLE_CHANGES = frozenset({"epochs", "jobs", "max_memory"})
 
 
+def _values(options: RunOptions) -> dict[str, Any]:
+    """The fields of ``options`` as it holds them (parsed), for :func:`differing_options`."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+
+
 def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside."""
+    """Keys whose values differ between two options dicts, :data:`RESUMABLE_CHANGES` aside.
+
+    The values may be stored forms (``options.json``) or parsed ones (an options object's
+    fields); declared parameters are compared in their stored form."""
     keys = set(mine) | set(stored)
 
     declared = option_params()
@@ -264,7 +272,8 @@ class RunFolder:
         stored = self.read_options(cls)
         if options is None:
             options = stored
-        differ = differing_options(options.to_dict(), stored.to_dict())
+        # compare the parsed values the options hold (a schedule is not parsed again)
+        differ = differing_options(_values(options), _values(stored))
         if differ:
             raise ValueError(
                 f"{self.path}: options {differ} differ from the run's options.json; resume with "
