@@ -323,16 +323,47 @@ def test_c_export_of_a_conv_binarynet_predicts_as_torch(folded, tmp_path):
     np.testing.assert_array_equal(c_predict(model, ds.X_test, tmp_path / "c"), want)
 
 
-def test_conv_fold_needs_unit_scaled_pixels(tmp_path):
-    net = BinaryConvNet((8, 8, 1), parse_architecture(ARCH), 10, pixels=("symmetric", 16))
-    assert net.pixels is None
-    with pytest.raises(ValueError, match="fold needs pixel features with scaling unit"):
-        net.fold()
+def test_conv_fold_on_symmetric_pixels_needs_an_unpadded_first_conv(tmp_path):
+    """Pixels scaled to [-1, 1]: with an unpadded first conv the fold is exact (every digits
+    test image, float EBP-D and .ebpb, as exported); a padded first conv (a padded tap, x = 0, is
+    no pixel) cannot fold, and its run writes no model.npz."""
+    padded = BinaryConvNet((8, 8, 1), parse_architecture("4C3p1-16"), 10, pixels=("symmetric", 16))
+    assert padded.pixels is None
+    with pytest.raises(ValueError, match="fold needs pixel features scaled unit, or symmetric"):
+        padded.fold()
     opts = BaselineOptions(
-        method="binarynet", dataset="digits", architecture="4C3-16", epochs=1, scaling="symmetric"
+        method="binarynet", dataset="digits", architecture="4C3p1-16", epochs=1,
+        scaling="symmetric",
+    )  # fmt: skip
+    summary = train_baseline(opts, tmp_path / "p", threads=1)
+    assert summary["finished"] and not (tmp_path / "p" / "model.npz").exists()
+    opts = BaselineOptions(
+        method="binarynet", dataset="digits", architecture="6C3-MP2-16", epochs=3,
+        batch_size=20, learning_rate=0.01, scaling="symmetric",
+    )  # fmt: skip
+    summary = train_baseline(opts, tmp_path / "s", threads=1)
+    loaded = load_model(tmp_path / "s" / "model.npz")
+    data = load_features(opts)
+    pred = loaded.estimator.predict(data.X_test, readout="deterministic")
+    assert np.mean(pred != data.y_test) == summary["test_error"] < 0.5
+    net = build_model(64, 10, opts, data.preprocessor, data.input_shape)
+    _, z = RunFolder(tmp_path / "s").read_checkpoint(key="meta")
+    net.load_state_dict(
+        {k[6:]: torch.from_numpy(v) for k, v in z.items() if k.startswith("model/")}
     )
-    summary = train_baseline(opts, tmp_path / "r", threads=1)
-    assert summary["finished"] and not (tmp_path / "r" / "model.npz").exists()
+    with torch.no_grad():  # negative scales too, so that the first layer stores units negated
+        net.norms[0].weight[::2] *= -1.0
+    net.eval()
+    from ebprop.baselines.binarynet import folded_estimator
+
+    fold = net.fold()
+    assert fold.flipped[0].any()
+    want = net.sign_predict(torch.from_numpy(data.X_test))
+    np.testing.assert_array_equal(_eval_module_reference(net, data.X_test), want)  # on x itself
+    est = folded_estimator(fold, data.classes, "float32")
+    np.testing.assert_array_equal(est.predict(data.X_test, readout="deterministic"), want)
+    packed = PackedNetwork.from_estimator(est, data.preprocessor)
+    np.testing.assert_array_equal(packed.predict(load_dataset("digits").X_test), want)
 
 
 # ---------------------------------------------------------------------------- command line

@@ -504,3 +504,33 @@ def test_runs_table_recipe_says_when_biases_are_off():
     on = {**base, "options": {**base["options"], "fit_intercept": True}}
     assert run_rows([off])[0]["recipe"] == "--epochs 3 --no-fit-intercept"
     assert run_rows([on])[0]["recipe"] == "--epochs 3"
+
+
+def test_runs_table_recipe_names_a_baselines_own_settings_as_train_flags():
+    # Two BinaryNet rows that differ in batch norm alone must say so; the flags are train's.
+    from ebprop.baselines import METHODS as BASELINES
+    from ebprop.baselines.options import BaselineOptions
+    from ebprop.cli.train import train
+    from ebprop.sweep.tables import run_rows
+
+    stored = [
+        BaselineOptions(method="binarynet", hidden=(8,), epochs=3, batch_size=128, lr_decay=0.96,
+                        batch_norm=bn).to_dict()
+        for bn in (False, True)
+    ]  # fmt: skip
+    readouts = {"BNN": {"val_error": 0.1, "test_error": 0.2}}
+    summaries = [{"method": "binarynet", "options": o, "readouts": readouts} for o in stored]
+    recipes = [r["recipe"] for r in run_rows(summaries, BASELINES)]
+    assert recipes == [
+        "--epochs 3 --batch-size 128 --lr-decay 0.96 --no-batch-norm",
+        "--epochs 3 --batch-size 128 --lr-decay 0.96 --batch-norm",  # stored resolved: named
+    ]
+    for recipe, want in zip(recipes, stored, strict=True):
+        ctx = train.make_context(
+            "train", ["--method", "binarynet", "--hidden", "8", *recipe.split()]
+        )
+        given = {k: v for k, v in ctx.params.items() if k in want and v is not None}
+        got = BaselineOptions(**{**given, "method": "binarynet"}).to_dict()
+        assert {k: got[k] for k in ("batch_norm", "lr_decay", "batch_size", "epochs")} == {
+            k: want[k] for k in ("batch_norm", "lr_decay", "batch_size", "epochs")
+        }

@@ -50,6 +50,7 @@ __all__ = [
     "FoldedNetwork",
     "SignSTE",
     "folded_estimator",
+    "input_pixels",
     "pixel_input",
     "preactivation",
     "save_binarynet",
@@ -88,6 +89,21 @@ def pixel_input(preprocessor: Any) -> tuple[str, int] | None:
     except ModelFormatError:
         return None
     return prep["scaling"], int(prep["max_value"])
+
+
+def input_pixels(X: torch.Tensor, pixels: tuple[str, int]) -> torch.Tensor:
+    """The integer pixels p (float64, X's shape) behind features X scaled as ``pixels`` =
+    (scaling, m) says, checked to round-trip (ValueError, one line, otherwise)."""
+    scaling, m = pixels
+    x = X.to(torch.float64)
+    raw = (x + 1.0) * (m / 2.0) if scaling == "symmetric" else x * m
+    p = torch.round(raw)
+    if p.numel() and float((raw - p).abs().max()) > 1e-3:
+        raise ValueError(
+            f"features are not uint8 pixels scaled by {scaling!r} with max value {m}; "
+            "the sign network needs the model's own preprocessing"
+        )
+    return p
 
 
 def unit_constants(bias: torch.Tensor | None, norm: nn.Module | None) -> dict[str, torch.Tensor]:
@@ -288,17 +304,8 @@ class BinaryNet(nn.Module):
         return preactivation(s, self.alphas[layer], c, pixels, wsum)
 
     def _input_pixels(self, X: torch.Tensor) -> torch.Tensor:
-        """The integer pixels p (float64) behind features X, checked to round-trip."""
-        scaling, m = self.pixels
-        x = X.to(torch.float64)
-        raw = (x + 1.0) * (m / 2.0) if scaling == "symmetric" else x * m
-        p = torch.round(raw)
-        if p.numel() and float((raw - p).abs().max()) > 1e-3:
-            raise ValueError(
-                f"features are not uint8 pixels scaled by {scaling!r} with max value {m}; "
-                "the sign network needs the model's own preprocessing"
-            )
-        return p
+        """The integer pixels p (float64) behind features X (:func:`input_pixels`)."""
+        return input_pixels(X, self.pixels)
 
     def output_bias(self) -> torch.Tensor:
         """Output biases in dot units, b/α, in the model's dtype (zeros without biases)."""

@@ -5,8 +5,9 @@ each block is z = α·(sign(W) ∗ h) + b → max-pool(s) → [batch norm, per c
 
 **Test-time network** (:meth:`BinaryConvNet.sign_outputs`), as for the MLP
 (:mod:`ebprop.baselines.binarynet`): float64, every convolution or dot product an exact
-integer s (on uint8 pixels with ``unit`` scaling the first layer convolves the integer pixels p,
-its real input being s/m); each block max-pools the integers s, then evaluates
+integer s (on uint8 pixels the first layer convolves the integer pixels p, its real input being
+s/m with ``unit`` scaling, or (2s − m·Σw)/m with ``symmetric`` scaling, Σw the unit's weight sum,
+when the first conv has no padding); each block max-pools the integers s, then evaluates
 y = BN(α·d + b) (:func:`ebprop.baselines.binarynet.preactivation`) and takes sign(y), +1 at 0.
 The output layer is s + b/α in the model's dtype.
 
@@ -40,6 +41,7 @@ from torch.nn import functional as F
 
 from ebprop.baselines.binarynet import (
     FoldedNetwork,
+    input_pixels,
     preactivation,
     smallest_firing,
     threshold_biases,
@@ -66,8 +68,10 @@ class BinaryConvNet(ConvNet):
         As :class:`ebprop.baselines.convnet.ConvNet` (``n_out``: one unit for two classes).
     pixels : (scaling, m) or None
         :func:`ebprop.baselines.binarynet.pixel_input` when the features are uint8 pixels with
-        ``unit`` scaling (a zero-padded tap is then a black pixel), else None: the test-time
-        first layer then convolves the float features, and the model cannot be folded.
+        ``unit`` scaling (a zero-padded tap is then a black pixel), or ``symmetric`` scaling and
+        an unpadded first conv (as :func:`ebprop.packed.conv.scaling_problem` exports); else
+        None: the test-time first layer then convolves the float features, and the model
+        cannot be folded.
     dtype : {"float32", "float64"}
         The model's dtype; the test-time output layer adds its biases in it, as EBP-D does.
     """
@@ -95,7 +99,9 @@ class BinaryConvNet(ConvNet):
             input_keep=input_keep,
             hidden_keep=hidden_keep,
         )
-        self.pixels = pixels if pixels is not None and pixels[0] == "unit" else None
+        # symmetric pixels x = 2p/m − 1: exact only where no tap is padded (x = 0 is no pixel)
+        exact = pixels is not None and (pixels[0] == "unit" or self.specs[0].pad == 0)
+        self.pixels = pixels if exact else None
         self.out_dtype = torch.float64 if dtype == "float64" else torch.float32
 
     # ------------------------------------------------------------------ test-time network
@@ -105,17 +111,13 @@ class BinaryConvNet(ConvNet):
     def _first_input(self, x: torch.Tensor) -> torch.Tensor:
         """The integer pixels p (float64, NCHW) behind features x, checked to round-trip; the
         float64 features themselves when the model is not on pixels."""
-        x = x.to(torch.float64)
         if self.pixels is None:
-            return self.images(x)
-        m = self.pixels[1]
-        p = torch.round(x * m)
-        if p.numel() and float((x * m - p).abs().max()) > 1e-3:
-            raise ValueError(
-                f"features are not uint8 pixels scaled by 'unit' with max value {m}; "
-                "the sign network needs the model's own preprocessing"
-            )
-        return self.images(p)
+            return self.images(x.to(torch.float64))
+        return self.images(input_pixels(x, self.pixels))
+
+    def _wsum(self) -> torch.Tensor:
+        """Σ sign(W) of each first-layer unit over its k·k·C_in taps (float64, (C_out,))."""
+        return _sign64(self.layers[0].weight.detach()).sum(dim=(1, 2, 3))
 
     def _block_sums(self, i: int, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Max-pooled integer sums of weighted layer ``i``, units last: (n, H, W, C) or (n, C)."""
@@ -137,6 +139,7 @@ class BinaryConvNet(ConvNet):
         W = [_sign64(m.weight.detach()) for m in self.layers]
         consts = [self._constants(i) for i in range(len(W) - 1)]
         bias = self.output_bias()
+        wsum = self._wsum()
         out = torch.empty((X.shape[0], W[-1].shape[0]), dtype=self.out_dtype)
         with torch.no_grad():
             for start in range(0, X.shape[0], _CHUNK):
@@ -144,7 +147,7 @@ class BinaryConvNet(ConvNet):
                 for i in range(len(W) - 1):
                     pixels = self.pixels if i == 0 else None
                     s = self._block_sums(i, h, W[i])
-                    y = preactivation(s, self.alphas[i], consts[i], pixels)
+                    y = preactivation(s, self.alphas[i], consts[i], pixels, wsum)
                     h = torch.where(y >= 0, 1.0, -1.0).to(torch.float64)
                     h = h.permute(0, 3, 1, 2) if h.ndim == 4 else h
                 s = self.weighted(len(W) - 1, h, W[-1])
@@ -185,17 +188,20 @@ class BinaryConvNet(ConvNet):
         Raises
         ------
         ValueError
-            When the model is not on uint8 pixels with ``unit`` scaling (no integer first layer,
-            or a zero-padded tap that is no pixel), or a threshold does not survive as a bias.
+            When the model is not on uint8 pixels with ``unit`` scaling, or ``symmetric`` scaling
+            and an unpadded first conv (no integer first layer, or a zero-padded tap that is no
+            pixel), or a threshold does not survive as a bias.
         """
         if self.pixels is None:
             raise ValueError(
-                "fold needs pixel features with scaling unit (no filters, no deskew): a conv "
-                "BinaryNet on other features has no integer first layer to export"
+                "fold needs pixel features scaled unit, or symmetric with an unpadded first conv "
+                "(no filters, no deskew): a conv BinaryNet on other features has no integer first "
+                "layer to export"
             )
         np_dtype = np.float64 if self.out_dtype == torch.float64 else np.float32
         coefs, intercepts, thresholds, flipped = [], [], [], []
         negated = None
+        wsum = self._wsum()  # the first layer's; its inputs are pixels, never negated
         for i in range(len(self.layers) - 1):
             stored = self._stored(i, negated)
             c = self._constants(i)
@@ -206,7 +212,7 @@ class BinaryConvNet(ConvNet):
 
             def grows(t: torch.Tensor, i=i, c=c, pixels=pixels, dec=dec) -> torch.Tensor:
                 # fires on the stored unit: BinaryNet's unit, negated where it decreases in s
-                y = preactivation(t.to(torch.float64), self.alphas[i], c, pixels)
+                y = preactivation(t.to(torch.float64), self.alphas[i], c, pixels, wsum)
                 return (y >= 0) ^ dec
 
             T = smallest_firing(grows, n_out, r)

@@ -279,7 +279,7 @@ def train_baseline(
     The run directory gets ``options.json``, ``checkpoint.npz`` (after every epoch; no pickle),
     for BinaryNet on pixels ``model.npz`` (the best epoch's sign network folded into an EBP-D
     model, a CNN for an ``architecture`` with conv layers; none on float features, which have no
-    integer first layer, nor for conv layers on pixels not scaled ``unit``),
+    integer first layer, nor for a zero-padded first conv on ``symmetric`` pixels),
     ``metrics.jsonl`` (one line per epoch: ``epoch``, ``train_loss``, ``train_error``,
     ``val_error``, ``test_error``, ``seconds`` (training, the shifted images' preprocessing
     included, evaluation excluded), ``cpu_seconds`` (the same span's process CPU time: the

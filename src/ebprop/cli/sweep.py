@@ -165,10 +165,10 @@ def report(
             raise EBPropError(f"{d}: no finished run (no summary.json) in this folder")
         summaries += [read_summary(p) for p in paths]
     if fmt == "csv":
-        click.echo(runs_csv(run_rows(summaries)), nl=False)
+        click.echo(runs_csv(run_rows(summaries, METHODS)), nl=False)
         return
     if fmt == "markdown":
-        click.echo(docs_markdown(tables + run_rows(summaries)), nl=False)
+        click.echo(docs_markdown(tables + run_rows(summaries, METHODS)), nl=False)
         return
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,14 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import DataError
+from ..runs.method import TrainingMethod
 from ..runs.options import TrainOptions
 from .experiment import BASELINE_WEIGHTS, METHODS, READOUTS, run_name
 from .results import csv_text
@@ -73,7 +74,17 @@ RUN_COLUMNS = (
 #: Run options a recipe never names: shown in their own columns (network, weights, seed), where
 #: the data lives (a path of this machine), a memory budget that changes nothing trained.
 _NOT_IN_RECIPE = frozenset(
-    {"dataset", "data_dir", "hidden", "architecture", "weights", "seed", "max_memory", "extra"}
+    {
+        "dataset",
+        "data_dir",
+        "hidden",
+        "architecture",
+        "weights",
+        "seed",
+        "max_memory",
+        "extra",
+        "method",
+    }  # fmt: skip
 )
 _INT = {"seed", "best_epoch", "epochs_run", "n_weights", "bytes_deployed", "vector_bits"}
 _FLOAT = {"input_dropout", "val_error", "test_error", "seconds_per_epoch"}
@@ -142,16 +153,16 @@ def _chosen(summary: dict[str, Any], readout: str) -> dict[str, Any]:
             "best_epoch": summary.get("best_epoch")}  # fmt: skip
 
 
-def recipe_flags(opts: dict[str, Any]) -> list[str]:
-    """The ``ebprop train`` flags of a run's settings beyond network, weights and seed.
+def recipe_flags(opts: dict[str, Any], options: type = TrainOptions) -> list[str]:
+    """The ``ebprop train`` flags of a run's settings beyond network, weights, method and seed.
 
-    Every field of :class:`~ebprop.runs.TrainOptions` (no list to keep: a new option is named
-    as soon as it exists) whose stored value in ``opts`` (``options.json``) is not the field's
-    default, ``epochs`` always and first, in field order; a baseline's own settings are not
-    ``ebprop train`` flags and are left out. A setting a run did not store (older than it)
-    is not named.
+    Every field of ``options``, the run's options class (EBP's :class:`~ebprop.runs.TrainOptions`,
+    or a baseline's: ``ebprop train --method …`` takes its fields as flags; no list to keep, a
+    new option is named as soon as it exists) whose stored value in ``opts`` (``options.json``)
+    is not the field's default, ``epochs`` always and first, in field order. A setting a run did
+    not store (older than it) is not named.
     """
-    fields = [f for f in dataclasses.fields(TrainOptions) if f.name not in _NOT_IN_RECIPE]
+    fields = [f for f in dataclasses.fields(options) if f.name not in _NOT_IN_RECIPE]
     parts = []
     for f in sorted(fields, key=lambda f: f.name != "epochs"):
         if f.name not in opts or (f.name != "epochs" and opts[f.name] == f.default):
@@ -168,20 +179,22 @@ def recipe_flags(opts: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _recipe(opts: dict[str, Any]) -> str:
-    return " ".join(recipe_flags(opts))
-
-
-def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_rows(
+    summaries: Sequence[dict[str, Any]], methods: Mapping[str, TrainingMethod] | None = None
+) -> list[dict[str, Any]]:
     """One row per finished run and readout (keys :data:`RUN_COLUMNS`).
 
     Each readout at the epoch its own validation error chose (:func:`_chosen`). Sorted by
-    method, weights, number of weights, group, readout and seed.
+    method, weights, number of weights, group, readout and seed. ``methods`` (as handed to the
+    sweep) gives each method's options class, whose fields make the recipe; a method not in it
+    (or ``methods`` None) is described by EBP's.
     """
     rows = []
     for s in summaries:
         opts = s["options"]
         method = s.get("method", "ebp")
+        known = (methods or {}).get(method)
+        recipe = " ".join(recipe_flags(opts, known.options if known else TrainOptions))
         weights = opts.get("weights") or BASELINE_WEIGHTS.get(method, "real")
         sizes = _sizes(s)
         if opts.get("architecture"):  # a layer string such as 16C5-MP2-32C5-MP2-128
@@ -199,7 +212,7 @@ def run_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "readout": readout,
                     "weights": weights,
                     "network": network or "none",
-                    "recipe": _recipe(opts),
+                    "recipe": recipe,
                     "filters": opts.get("filters") or "none",
                     "input_dropout": opts.get("input_dropout"),
                     "seed": int(opts["seed"]),
