@@ -355,7 +355,7 @@ def test_joblib_threads_limit_blas_per_run(tmp_path):
     """Runs in a fresh interpreter with two BLAS threads allowed, so that the check can fail:
     the worker reports threadpoolctl's view from inside the run."""
     script = f"""
-import json, sys
+import json, sys, threading
 from joblib import parallel_config
 from threadpoolctl import threadpool_info
 import ebprop.plots, ebprop.runs
@@ -364,7 +364,11 @@ for name in ("learning_curves", "confusion_matrix_plot", "reliability_diagram",
              "confidence_histograms"):
     setattr(ebprop.plots, name, lambda *a, **k: None)
 seen, real = [], ebprop.runs.train_run
+# Both runs look once both are inside their limits: with threads, a run that ended first
+# would otherwise restore the process-wide pools under the other's feet (a race, not the check).
+both = threading.Barrier(2, timeout=120)
 def spy(*args, **kwargs):
+    both.wait()
     seen.append(sorted({{p["num_threads"] for p in threadpool_info()}}))
     return real(*args, **kwargs)
 before = sorted({{p["num_threads"] for p in threadpool_info()}})
