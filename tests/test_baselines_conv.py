@@ -202,6 +202,10 @@ def test_each_method_learns_a_conv_net_on_the_digits(runs, method, bound):
     # 8x8x1 → 8C3 6x6x8 → MP2 3x3x8 → 32 → 10
     assert summary["n_weights"] == 9 * 8 + 72 * 32 + 32 * 10
     assert (folder / "model.npz").exists() == (method == "binarynet")
+    # the exported size, as for EBP: rows of n_in bits padded to 64-bit words, float32 biases
+    words = [(8, 9), (32, 72), (10, 32)]  # (units, inputs) of each weighted layer
+    expect = sum(n * -(-k // 64) * 8 + 4 * n for n, k in words)
+    assert summary.get("bytes_deployed") == (expect if method == "binarynet" else None)
 
 
 def test_resume_continues_a_conv_baseline(runs, tmp_path):

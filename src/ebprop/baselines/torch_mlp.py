@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebprop.baselines.binarynet import BinaryNet, pixel_input, save_binarynet
+from ebprop.baselines.binarynet import BinaryNet, deployed_bytes, pixel_input, save_binarynet
 from ebprop.baselines.binarynet_conv import BinaryConvNet
 from ebprop.baselines.convnet import ConvNet
 from ebprop.baselines.options import BaselineOptions
@@ -364,6 +364,8 @@ def _train_claimed(
 
     def summary(finished: bool, stopped_early: bool) -> dict[str, Any]:
         best = best_record(history, "val_error")
+        folded = folder.path / "model.npz"  # BinaryNet's sign network, as exported
+        size = {"bytes_deployed": deployed_bytes(folded)} if folded.is_file() else {}
         return summary_record(
             options.method,
             options,
@@ -383,6 +385,7 @@ def _train_claimed(
             n_weights=model.n_weights(),
             n_biases=model.n_biases(),
             n_features=int(X["train"].shape[1]),
+            **size,
         )
 
     n = len(y["train"])
