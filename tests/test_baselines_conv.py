@@ -6,7 +6,10 @@ Needs torch (the ``baselines`` extra, installed in CI).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -460,3 +463,17 @@ def test_two_class_conv_binarynet_uses_one_output_unit_and_folds_exactly(tmp_pat
     np.testing.assert_array_equal(est.predict(feats, readout="deterministic"), want)
     packed = PackedNetwork.from_estimator(est, data.preprocessor)
     np.testing.assert_array_equal(packed.predict(images), want)
+
+
+def test_report_reads_an_older_binarynet_runs_size_from_its_model(runs, tmp_path):
+    # a summary written before runs recorded bytes_deployed: report takes it from model.npz
+    folder, summary, _ = runs["binarynet"]
+    old = tmp_path / "sweep" / folder.name
+    shutil.copytree(folder, old)
+    stored = json.loads((old / "summary.json").read_text())
+    del stored["bytes_deployed"]
+    (old / "summary.json").write_text(json.dumps(stored))
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "sweep"), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    row = next(csv.DictReader(io.StringIO(res.output)))
+    assert int(row["bytes_deployed"]) == summary["bytes_deployed"] > 0

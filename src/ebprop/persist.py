@@ -59,8 +59,6 @@ from .datasets import Preprocessor
 from .datasets.appearance import check_appearance
 from .estimator import EBPClassifier
 from .exceptions import DataError, ModelFormatError
-
-# The file helpers live in :mod:`ebprop.fileio`; re-exported for code written against this module.
 from .fileio import (  # noqa: F401
     atomic_savez,
     atomic_write_bytes,
@@ -69,6 +67,9 @@ from .fileio import (  # noqa: F401
     encode_header,
     read_npz,
 )
+
+# The file helpers live in :mod:`ebprop.fileio`; re-exported for code written against this module.
+from .metrics import model_memory
 from .params import loaded_params, saved_params
 from .provenance import provenance
 from .trainer import n_outputs
@@ -484,3 +485,12 @@ def schedule_ran(meta: dict) -> str:
     if given == "auto":  # written before 'auto' was resolved at start: the fixed schedule
         return "auto (hidden=1.0001,start=20: the schedule 'auto' stood for then)"
     return str(given)
+
+
+def deployed_bytes(path: str | os.PathLike) -> int:
+    """The exported size of the EBP-D network in the model file ``path`` (a BinaryNet's fold too).
+
+    :func:`ebprop.metrics.model_memory`'s rule: one bit per weight, each unit's row padded to
+    64-bit words, float32 thresholds; a conv layer counts its (k·k·C_in, C_out) weights once.
+    """
+    return int(sum(r["bytes_deployed"] for r in model_memory(load_model(path).estimator)))

@@ -41,10 +41,9 @@ from torch.nn import functional as F
 
 from ebprop.estimator import EBPClassifier
 from ebprop.exceptions import ModelFormatError
-from ebprop.metrics import model_memory
 from ebprop.packed import pack
 from ebprop.packed.runtime import preprocessing_of
-from ebprop.persist import load_model, save_model
+from ebprop.persist import save_model
 
 __all__ = [
     "BinaryNet",
@@ -446,13 +445,3 @@ def save_binarynet(path: Any, model: BinaryNet, data: Any, options: Any, record:
         },
     }
     save_model(path, est, data.preprocessor, meta)
-
-
-def deployed_bytes(path: Any) -> int:
-    """The exported size of the folded sign network in the model file ``path``.
-
-    :func:`ebprop.metrics.model_memory`'s rule, as for an EBP model: one bit per weight, each
-    unit's row padded to 64-bit words, float32 thresholds; a conv layer counts its
-    (k·k·C_in, C_out) weights once.
-    """
-    return int(sum(r["bytes_deployed"] for r in model_memory(load_model(path).estimator)))

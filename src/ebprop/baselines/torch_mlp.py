@@ -35,12 +35,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebprop.baselines.binarynet import BinaryNet, deployed_bytes, pixel_input, save_binarynet
+from ebprop.baselines.binarynet import BinaryNet, pixel_input, save_binarynet
 from ebprop.baselines.binarynet_conv import BinaryConvNet
 from ebprop.baselines.convnet import ConvNet
 from ebprop.baselines.options import BaselineOptions
 from ebprop.core.architecture import dense_sizes, is_convolutional, parse_architecture
 from ebprop.exceptions import ModelFormatError
+from ebprop.persist import deployed_bytes
 from ebprop.runs import (
     RunFolder,
     best_record,

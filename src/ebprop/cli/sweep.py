@@ -10,6 +10,7 @@ import click
 
 from .. import baselines, runs
 from ..exceptions import EBPropError
+from ..persist import deployed_bytes
 from ..sweep import aggregate, load_experiment, read_summary, run_status, run_sweep, write_results
 from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
 from ..sweep.timing import parse_targets, time_rows, times_csv
@@ -163,7 +164,7 @@ def report(
         paths += sorted(d.glob("*/summary.json"))
         if not paths:
             raise EBPropError(f"{d}: no finished run (no summary.json) in this folder")
-        summaries += [read_summary(p) for p in paths]
+        summaries += [_with_size(read_summary(p), p.parent) for p in paths]
     if fmt == "csv":
         click.echo(runs_csv(run_rows(summaries, METHODS)), nl=False)
         return
@@ -176,6 +177,16 @@ def report(
     click.echo(f"{len(summaries)} finished runs; results:")
     for kind in ("md", "csv", "png"):
         click.echo(f"  {files[kind]}")
+
+
+def _with_size(summary: dict, run_dir: Path) -> dict:
+    """A BinaryNet summary written before runs recorded their exported size gets it from the
+    run's folded ``model.npz``."""
+    model = run_dir / "model.npz"
+    if summary.get("bytes_deployed") is None and summary.get("method") == "binarynet":
+        if model.is_file():
+            summary["bytes_deployed"] = deployed_bytes(model)
+    return summary
 
 
 def _report_times(sources: tuple[str, ...], time_to: str) -> None:
