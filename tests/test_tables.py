@@ -23,7 +23,7 @@ from ebprop.sweep.tables import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/results.md", "docs/performance.md", "docs/conv.md")
+DOCS = ("README.md", "docs/results.md", "docs/performance.md", "docs/conv.md", "docs/baselines.md")
 
 
 @pytest.fixture(scope="module")
