@@ -51,6 +51,7 @@ __all__ = [
     "SignSTE",
     "folded_estimator",
     "input_pixels",
+    "output_classes",
     "pixel_input",
     "preactivation",
     "save_binarynet",
@@ -60,6 +61,14 @@ __all__ = [
 ]
 
 _CHUNK = 4096
+
+
+def output_classes(out: np.ndarray) -> np.ndarray:
+    """Class indices (n,) int64 of output values (n, n_L): the first maximum, or for one output
+    unit (two classes) 1 where it is ≥ 0."""
+    if out.shape[1] == 1:
+        return (out[:, 0] >= 0).astype(np.int64)
+    return out.argmax(axis=1).astype(np.int64)
 
 
 class SignSTE(torch.autograd.Function):
@@ -338,12 +347,8 @@ class BinaryNet(nn.Module):
         return out
 
     def sign_predict(self, X: torch.Tensor) -> np.ndarray:
-        """Class indices (n,) of the test-time sign network: the first maximum of
-        :meth:`sign_outputs`, or for one output unit 1 where it is ≥ 0."""
-        out = self.sign_outputs(X).numpy()
-        if out.shape[1] == 1:
-            return (out[:, 0] >= 0).astype(np.int64)
-        return out.argmax(axis=1).astype(np.int64)
+        """Class indices (n,) of the test-time sign network (:func:`output_classes`)."""
+        return output_classes(self.sign_outputs(X).numpy())
 
     # ------------------------------------------------------------------ fold
     def _layer_range(self, layer: int) -> int:

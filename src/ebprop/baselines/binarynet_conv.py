@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from ebprop.baselines.binarynet import (
     FoldedNetwork,
     input_pixels,
+    output_classes,
     preactivation,
     smallest_firing,
     threshold_biases,
@@ -155,12 +156,8 @@ class BinaryConvNet(ConvNet):
         return out
 
     def sign_predict(self, X: torch.Tensor) -> np.ndarray:
-        """Class indices (n,) of the test-time sign network: the first maximum of
-        :meth:`sign_outputs`, or for one output unit 1 where it is ≥ 0."""
-        out = self.sign_outputs(X).numpy()
-        if out.shape[1] == 1:
-            return (out[:, 0] >= 0).astype(np.int64)
-        return out.argmax(axis=1).astype(np.int64)
+        """Class indices (n,) of the test-time sign network (:func:`output_classes`)."""
+        return output_classes(self.sign_outputs(X).numpy())
 
     # ------------------------------------------------------------------ fold
     def _stored(self, i: int, negated: np.ndarray | None) -> np.ndarray:
