@@ -19,6 +19,7 @@ from ebprop.core.convnet import (
     conv_backward,
     conv_diverged,
     conv_forward,
+    conv_overshoot_gain,
     conv_step_inplace,
     init_conv_network,
 )
@@ -249,6 +250,31 @@ def test_tempering_divides_a_conv_update_by_a_power_of_its_positions():
     conv_step_inplace(tempered, x, y)
     np.testing.assert_allclose(tempered.H[0] - H0[0], (plain.H[0] - H0[0]) / 4.0)  # √16
     np.testing.assert_allclose(tempered.H[1], plain.H[1])  # dense layers are never tempered
+
+
+def test_a_conv_bias_with_a_precision_takes_the_precision_weighted_step():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 36))
+    y = np.where(rng.random((3, 3)) < 0.5, 1.0, -1.0)
+    plain = _net(BinaryWeights(), "2C3-4", (6, 6, 1))  # 16 output positions, 2 channels
+    weighted = _net(BinaryWeights(), "2C3-4", (6, 6, 1))
+    assert plain.bias_precision is None
+    weighted.bias_precision = [np.ones(2), np.ones(3)]
+    b0 = [b.copy() for b in plain.b]
+    layers = conv_forward(plain, x)
+    deltas = conv_backward(plain, layers, y, conv_overshoot_gain(plain, layers, y))
+    conv_step_inplace(plain, x, y)
+    conv_step_inplace(weighted, x, y)
+    # independently: the terms of each channel over the batch and the 4×4 positions
+    terms = 0.5 * deltas[0].reshape(3, 16, 2)
+    tau = 1.0 + np.square(terms).sum(axis=(0, 1))
+    np.testing.assert_allclose(plain.b[0] - b0[0], terms.sum(axis=(0, 1)), rtol=1e-12)
+    np.testing.assert_allclose(weighted.bias_precision[0], tau, rtol=1e-12)
+    np.testing.assert_allclose(weighted.b[0] - b0[0], terms.sum(axis=(0, 1)) / tau, rtol=1e-12)
+    assert np.all(tau > 1.0)
+    np.testing.assert_array_equal(weighted.H[0], plain.H[0])  # weights: the plain sum in both
+    np.testing.assert_array_equal(weighted.b[1], plain.b[1])  # dense biases: the plain step
+    np.testing.assert_array_equal(weighted.bias_precision[1], np.ones(3))
 
 
 def test_ebp_d_matches_a_loop_transcription_of_the_spec():

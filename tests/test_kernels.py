@@ -562,3 +562,54 @@ def test_minibatch_buffers_start_on_cache_lines_and_at_zero(n_jobs):
     for a in arrays:  # Δ's rows are loaded as whole vectors (800 floats: every row on a line)
         assert a.ctypes.data % ALIGNMENT == 0
         assert a.dtype == net.dtype and a.flags.c_contiguous and not a.any()
+
+
+def test_conv_layer_statistics_agree_with_the_numpy_core():
+    from ebprop.core.forward import layer_forward
+    from ebprop.kernels import conv_layer_forward
+
+    rng = np.random.default_rng(11)
+    m = rng.uniform(-1, 1, size=(40, 25)).astype(np.float32)
+    M = np.tanh(rng.normal(0, 2, size=(25, 6))).astype(np.float32)
+    b = rng.normal(0, 3, size=6).astype(np.float32)
+    var = (25.0 - (m * m) @ (M * M)).astype(np.float32)
+    var[0, 0] = -1e-6  # round-off below 0: clamped before the +1, as in the core
+    want = layer_forward(m, M, M * M, b, var.copy())
+    got = conv_layer_forward(m, M, M * M, b, var.copy())
+    np.testing.assert_allclose(got.scale, want.scale, rtol=2e-7)
+    np.testing.assert_allclose(got.z, want.z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.v, want.v, rtol=1e-5, atol=1e-6)
+    assert got.fan_in == want.fan_in == 26
+    # float64 and layers without intercept are the core's own result
+    m64, M64 = m.astype(np.float64), M.astype(np.float64)
+    v64 = var.astype(np.float64)
+    for intercept in (True, False):
+        a = conv_layer_forward(m64, M64, M64**2, b.astype(np.float64), v64.copy(), intercept)
+        c = layer_forward(m64, M64, M64**2, b.astype(np.float64), v64.copy(), intercept)
+        assert np.array_equal(a.v, c.v) and np.array_equal(a.z, c.z)
+
+
+def test_conv_training_uses_compiled_statistics_and_follows_the_numpy_core():
+    from ebprop.core import BinaryWeights, init_conv_network
+    from ebprop.core.architecture import DenseSpec, parse_architecture
+    from ebprop.kernels import conv_layer_forward
+    from ebprop.trainer import conv_layer_stats, describe_engine
+
+    specs = parse_architecture("4C3-MP2-8") + (DenseSpec(3),)
+    nets = [
+        init_conv_network(specs, (8, 8, 1), BinaryWeights(), np.random.default_rng(2), 10.0)
+        for _ in range(2)
+    ]
+    assert conv_layer_stats(nets[0], None) is conv_layer_forward
+    assert "compiled unit statistics" in describe_engine(nets[0], 100, None)
+    assert conv_layer_stats(nets[0], 0) is not conv_layer_forward  # n_jobs=0: the NumPy core
+    assert "compiled" not in describe_engine(nets[0], 100, 0)
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, size=(60, 64)).astype(np.float32)
+    Y = encode_targets(rng.integers(0, 3, 60), 3, np.float32)
+    order = np.arange(60)
+    for net, jobs in zip(nets, (None, 0), strict=True):
+        _train_loop(net, X, Y, order, 10, n_jobs=jobs)
+    for a, b in zip(nets[0].H + nets[0].b, nets[1].H + nets[1].b, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert not all(np.array_equal(a, b) for a, b in zip(nets[0].H, nets[1].H, strict=True))

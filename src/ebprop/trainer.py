@@ -10,6 +10,7 @@ be checkpointed mid-epoch and resumed exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +31,8 @@ from .core import (
     resolve_auto,
     step_inplace,
 )
+from .core.convnet import LayerForward
+from .core.forward import layer_forward
 from .exceptions import DivergenceWarning
 
 __all__ = [
@@ -169,7 +172,10 @@ def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str
     if n_jobs == 0:
         return "n_jobs=0 asks for it"
     if isinstance(net, ConvNetwork):
-        return "conv networks train in the NumPy core (no fused conv kernels)"
+        compiled = conv_layer_stats(net, n_jobs) is not layer_forward
+        return "conv networks train in the NumPy core" + (
+            ", with compiled unit statistics" if compiled else " (no fused conv kernels)"
+        )
     reason = kernels.unavailable_reason()
     if reason is not None:
         return reason
@@ -184,6 +190,15 @@ def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str
             return f"the compiled loop implements {changed} at its default only"
         return "the compiled loop supports binary and real weights in float32 and float64 only"
     return None
+
+
+def conv_layer_stats(net: ConvNetwork, n_jobs: int | str | None) -> LayerForward:
+    """What the conv step computes its unit statistics with: the compiled
+    ``kernels.conv_layer_forward`` for float32 where the kernels run (and ``n_jobs`` is not 0),
+    else the NumPy core's :func:`~ebprop.core.forward.layer_forward`."""
+    if n_jobs == 0 or net.dtype != np.float32 or kernels.unavailable_reason() is not None:
+        return layer_forward
+    return kernels.conv_layer_forward  # imports numba
 
 
 def describe_engine(net: Network, n_samples: int, n_jobs: int | str | None) -> str:
@@ -250,7 +265,10 @@ def run_minibatches_inplace(
     if callback_every < 1:
         raise ValueError(f"callback_every must be ≥ 1, got {callback_every}")
     labels = decode_outputs(Y)
-    step = conv_step_inplace if isinstance(net, ConvNetwork) else step_inplace
+    if isinstance(net, ConvNetwork):
+        step = functools.partial(conv_step_inplace, layer_stats=conv_layer_stats(net, n_jobs))
+    else:
+        step = step_inplace
     n_errors = done = 0
     position = start
     n = order.shape[0]

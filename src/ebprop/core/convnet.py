@@ -12,11 +12,20 @@ im2col patches (batch·P, k·k·C_in) with P output positions. Then, as for dens
 where g is the gradient arriving from above (Δ_{l+1} M_{l+1}ᵀ, through col2im and pooling) and
 t = P^(−γ) is an optional per-layer tempering of the position-summed conv update (γ = 0: the
 plain sum, the default).
+
+An optional rule for conv biases, off by default (``ConvNetwork.bias_precision``): a conv bias is
+a real parameter with a fixed unit variance shared by all P output positions, so the plain rule
+moves it by the sum of B·P terms per minibatch (5,760 on a 24×24 MNIST map at batch 10) where a
+dense bias gets B; unlike a binary weight it never saturates. With ``bias_precision`` set, each
+conv bias instead carries a precision τ (1 at the start) that accumulates the evidence of its
+terms, τ += Σ (½Δ)², and moves by b += ½ Σ Δ / τ: the Gaussian posterior of a parameter tied
+across positions, with the empirical Fisher information of each term as its message precision
+(benchmarks/conv_bias.py measures it; docs/conv.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +57,10 @@ class ConvNetwork:
     M, M2 : cached ⟨W⟩ and ⟨W⟩², derived from H.
     temper : float
         γ ≥ 0: a conv layer's update is divided by P^γ (P its output positions); 0 = plain sum.
+    bias_precision : list or None
+        None (the default): conv biases take the plain summed step. A list with one float64
+        array (C_out,) per parameterised layer, ones to start: conv biases take the
+        precision-weighted step of the module docstring (dense layers' entries are unused).
     """
 
     family: WeightFamily
@@ -56,6 +69,7 @@ class ConvNetwork:
     H: list[np.ndarray]
     b: list[np.ndarray]
     temper: float = 0.0
+    bias_precision: list[np.ndarray] | None = None
     M: list[np.ndarray] = field(default_factory=list)
     M2: list[np.ndarray] = field(default_factory=list)
 
@@ -148,7 +162,13 @@ def _input_rows(spec: LayerSpec, v: np.ndarray) -> np.ndarray:
     return v.reshape(v.shape[0], -1)  # (y, x, c) row-major flatten (CONV_SPEC.md)
 
 
-def conv_forward(net: ConvNetwork, x: np.ndarray, nu: float = 0.0) -> list[ConvLayerStats]:
+#: A function with the signature and result of :func:`.forward.layer_forward`.
+LayerForward = Callable[..., LayerStats]
+
+
+def conv_forward(
+    net: ConvNetwork, x: np.ndarray, nu: float = 0.0, layer_stats: LayerForward = layer_forward
+) -> list[ConvLayerStats]:
     """The probabilistic forward pass.
 
     Parameters
@@ -156,6 +176,9 @@ def conv_forward(net: ConvNetwork, x: np.ndarray, nu: float = 0.0) -> list[ConvL
     x : ndarray (batch, H·W·C) or (batch, H, W, C)
         Real inputs in ``net.dtype``, flattened in (y, x, c) order.
     nu : input-dropout factor ν of the first layer (0 = off).
+    layer_stats : what turns a layer's summed variance into its statistics; the NumPy
+        :func:`.forward.layer_forward` (the definition), or a compiled equivalent
+        (``ebprop.kernels.conv_layer_forward``, which the trainer hands in where it runs).
     """
     family = net.family
     v = x.reshape((x.shape[0],) + tuple(net.input_shape))
@@ -186,7 +209,7 @@ def conv_forward(net: ConvNetwork, x: np.ndarray, nu: float = 0.0) -> list[ConvL
             var_sum = hidden_conv_variance_sum(family, rows, M2, padding)
         else:
             var_sum = family.hidden_variance_sum(rows, M2)
-        stats = layer_forward(rows, M, M2, net.b[index], var_sum)
+        stats = layer_stats(rows, M, M2, net.b[index], var_sum)
         v = stats.v.reshape((x.shape[0],) + shape) if isinstance(spec, ConvSpec) else stats.v
         out.append(ConvLayerStats(v=v, stats=stats, rows=rows))
         index += 1
@@ -252,7 +275,12 @@ def conv_update_inplace(
         # bits: a power of two commutes with rounding).
         half = delta.dtype.type(half)
         H, b = net.H[index], net.b[index]
-        b += delta.sum(axis=0) * half
+        if isinstance(spec, ConvSpec) and net.bias_precision is not None:
+            tau = net.bias_precision[index]
+            tau += np.square(0.5 * delta, dtype=np.float64).sum(axis=0)
+            b += (delta.sum(axis=0, dtype=np.float64) * float(half) / tau).astype(b.dtype)
+        else:
+            b += delta.sum(axis=0) * half
         np.clip(b, -PARAMETER_BOUND, PARAMETER_BOUND, out=b)
         if rho is not None and float(rho[index]) != 1.0:
             H *= H.dtype.type(rho[index])
@@ -269,12 +297,14 @@ def conv_step_inplace(
     y: np.ndarray,
     nu: float = 0.0,
     rho: Sequence[float] | None = None,
+    layer_stats: LayerForward = layer_forward,
 ) -> np.ndarray:
     """Train ``net`` on one minibatch in place; returns the pre-update EBP-P output ⟨v_L⟩.
 
     x : (batch, H·W·C) inputs; y : (batch, n_L) targets of ±1; as :func:`.step.step_inplace`.
+    ``layer_stats``: as :func:`conv_forward`'s.
     """
-    layers = conv_forward(net, x, nu)
+    layers = conv_forward(net, x, nu, layer_stats)
     deltas = conv_backward(net, layers, y, conv_overshoot_gain(net, layers, y))
     conv_update_inplace(net, layers, deltas, rho)
     return layers[-1].v

@@ -16,11 +16,11 @@ from .system import unavailable_reason
 from .threads import ThreadChooser, max_threads
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fused import refresh_moments, run_minibatches_fused, supports
+    from .fused import conv_layer_forward, refresh_moments, run_minibatches_fused, supports
 
 __all__ = [
-    "ThreadChooser", "available", "max_threads", "refresh_moments", "run_minibatches_fused",
-    "supports", "unavailable_reason", "vector_bits",
+    "ThreadChooser", "available", "conv_layer_forward", "max_threads", "refresh_moments",
+    "run_minibatches_fused", "supports", "unavailable_reason", "vector_bits",
 ]  # fmt: skip
 
 
@@ -41,7 +41,7 @@ def vector_bits() -> int | None:
 
 
 def __getattr__(name: str):
-    if name in ("run_minibatches_fused", "supports", "refresh_moments"):
+    if name in ("run_minibatches_fused", "supports", "refresh_moments", "conv_layer_forward"):
         from . import fused  # imports numba; compiles lazily on first call
 
         return getattr(fused, name)

@@ -29,6 +29,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ..core import Network, Reinforcement
+from ..core.forward import LayerStats, layer_forward
 from ..core.network import aligned_empty
 from . import _fused as K
 from . import _loop
@@ -36,8 +37,8 @@ from ._blas import GEMM_ADDRESSES
 from .threads import ThreadChooser, max_threads
 
 __all__ = [
-    "SPARSE_FRACTION", "ThreadChooser", "max_threads", "refresh_moments", "run_minibatches_fused",
-    "supports",
+    "SPARSE_FRACTION", "ThreadChooser", "conv_layer_forward", "max_threads", "refresh_moments",
+    "run_minibatches_fused", "supports",
 ]  # fmt: skip
 
 # Parallel regions on numba's workqueue layer, whose idle threads sleep on a condition variable:
@@ -358,3 +359,36 @@ def run_minibatches_fused(
             if tiles > 1:
                 nb.set_num_threads(previous_threads)
     return position, n_errors
+
+
+def conv_layer_forward(
+    m: np.ndarray,
+    M: np.ndarray,
+    M2: np.ndarray,
+    b: np.ndarray,
+    var_sum: np.ndarray,
+    intercept: bool = True,
+) -> LayerStats:
+    """:func:`ebprop.core.forward.layer_forward`, its elementwise part compiled (float32 only).
+
+    Conv networks train in the NumPy core (:mod:`ebprop.core.convnet`). Profiled on the MNIST CNN
+    (16C5-MP2-32C5-MP2-128, float32, batch 10), a third of a minibatch was the elementwise tail
+    of each layer's forward pass: √(σ²c), z = (μ + b)/√(σ²c) and ⟨v⟩ = erf(z/√2), a NumPy pass
+    each and SciPy's scalar erf. Here they are one compiled pass with the fused loop's vectorised
+    float32 erf (:func:`._fused.finalize`, within 8 ulp); the product stays BLAS. The minibatch
+    took 28 % less CPU time (docs/conv.md).
+
+    Parameters and result as there: m (rows, n_in), M and M2 (n_in, n_out), b (n_out,),
+    var_sum (rows, n_out) Σ Var without the bias's +1 (overwritten). Other dtypes and layers
+    without intercept go to the NumPy function.
+    """
+    if not intercept or m.dtype != np.float32 or var_sum.dtype != np.float32:
+        return layer_forward(m, M, M2, b, var_sum, intercept)
+    mu = m @ M
+    z = np.empty_like(mu)
+    v = np.empty_like(mu)
+    scale = np.empty_like(mu)
+    no_x2 = np.zeros(mu.shape[0], dtype=mu.dtype)
+    # σ²c − 1 = 0 + 0·Σx² + 1·var_sum: the summed variance is handed in whole
+    K.finalize(mu, var_sum, b, 0.0, 1.0, 0.0, no_x2, z, scale, v)
+    return LayerStats(z=z, scale=scale, v=v, fan_in=M.shape[0] + 1)
