@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.reinforce import same_request
 from ..exceptions import DataError, EBPropError, ModelFormatError
 from ..fileio import (
     atomic_savez,
@@ -87,9 +86,9 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
                 return v
         return v
 
-    def same(k: str) -> bool:  # "auto" asks for the schedule a run resolved it to
+    def same(k: str) -> bool:  # a declaration may say more ("auto" asks for what it became)
         a, b = value(mine, k), value(stored, k)
-        return a == b or (k == "reinforcement" and same_request(a, b))
+        return a == b or (k in declared and declared[k].same(a, b))
 
     return sorted(k for k in keys if k not in RESUMABLE_CHANGES and not same(k))
 
