@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ebprop.core import Reinforcement, init_network, make_family
-from ebprop.trainer import encode_targets
+from ebprop.trainer import encode_targets, minibatch_factors
 from ebprop.trainer import run_minibatches_inplace as _train_loop
 
 pytest.importorskip("numba")
@@ -243,13 +243,47 @@ def test_reinforcement_matches_reference(weights):
     order = np.arange(300)
     sched = Reinforcement(hidden=1.01, output=0.99, start=0.2, ramp=0.3)
     run_minibatches_inplace(ref, X, Y, order, 5, reinforcement=sched, epoch=0)
-    run_minibatches_fused(fused, X, Y, order, 5, reinforcement=sched, epoch=0)
+    run_minibatches_fused(fused, X, Y, order, 5, rho=minibatch_factors(sched, 3, 0, 300, 0, 5))
     plain, _ = _pair(weights, np.float64)
     run_minibatches_fused(plain, X, Y, order, 5)
     for layer in range(len(SIZES) - 1):
         np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=1e-12)
     # ρ changed the result (the test is not of two plain runs).
     assert np.abs(plain.H[0] - fused.H[0]).max() > 1e-3
+
+
+def test_the_trainer_hands_the_kernels_each_minibatchs_factors():
+    # the schedule stays with the trainer: plain until epoch 1.2, then ρ − 1 ramps up over 0.3
+    # epochs, and from epoch 1.9 plain again
+    sched = Reinforcement(hidden=1.01, output=0.99, start=1.2, ramp=0.3, stop=1.9)
+    rho = minibatch_factors(sched, 3, 1, 300, 10, 5)  # epoch 2, from its sample 10
+    assert rho.shape == (58, 3) and rho.dtype == np.float64
+    for k, position in enumerate(range(10, 300, 5)):
+        progress = 1 + position / 300
+        w = 0.0 if not 1.2 <= progress < 1.9 else min(1.0, (progress - 1.2) / 0.3)
+        assert rho[k].tolist() == pytest.approx([1 + 0.01 * w] * 2 + [1 - 0.01 * w], abs=1e-15)
+    assert 0 < rho[20, 0] - 1 < 0.01 and rho[-1].tolist() == [1.0, 1.0, 1.0]
+    whole = minibatch_factors(sched, 3, 1, 300, 0, 5)
+    np.testing.assert_array_equal(minibatch_factors(sched, 3, 1, 300, 35, 5), whole[7:])
+    assert minibatch_factors(None, 3, 0, 300, 0, 5) is None
+    # through the trainer's own dispatch: the fused loop trains what the NumPy loop does
+    ref, fused = _pair("binary", np.float64)
+    X, Y = _data(300, np.float64, sparse=True)
+    _train_loop(ref, X, Y, np.arange(300), 5, reinforcement=sched, epoch=1, n_jobs=0)
+    _train_loop(fused, X, Y, np.arange(300), 5, reinforcement=sched, epoch=1, n_jobs=1)
+    plain = _pair("binary", np.float64)[0]
+    _train_loop(plain, X, Y, np.arange(300), 5, n_jobs=1)
+    assert np.abs(plain.H[0] - fused.H[0]).max() > 1e-3  # ρ changed the result
+    for layer in range(len(SIZES) - 1):
+        np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=1e-12)
+
+
+def test_fused_loop_refuses_a_factor_table_of_the_wrong_shape():
+    net = _pair("binary", np.float32)[0]
+    X, Y = _data(50, np.float32, sparse=False)
+    with pytest.raises(ValueError, match=r"rho has shape \(4, 3\); give one row of 3 factors "
+                       r"for each of the 5 minibatches from start"):  # fmt: skip
+        run_minibatches_fused(net, X, Y, np.arange(50), 10, rho=np.ones((4, 3)))
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
@@ -259,8 +293,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
     whole, part = _pair("binary", np.float32, sizes)
     X, Y = _data(100, np.float32, sparse=True, n_in=120)
     order = np.random.default_rng(3).permutation(100)
-    sched = Reinforcement(hidden=1.001)
-    done = run_minibatches_fused(whole, X, Y, order, 7, reinforcement=sched, n_jobs=n_jobs)
+    rho = minibatch_factors(Reinforcement(hidden=1.001), 3, 0, 100, 0, 7)
+    done = run_minibatches_fused(whole, X, Y, order, 7, rho=rho, n_jobs=n_jobs)
     seen = []
 
     def stop(position: int, n_errors: int) -> bool:
@@ -268,7 +302,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
         return position >= stop_at
 
     position, errors_1 = run_minibatches_fused(
-        part, X, Y, order, 7, on_batch=stop, reinforcement=sched, n_jobs=n_jobs
+        part, X, Y, order, 7, on_batch=stop, rho=rho, n_jobs=n_jobs
     )
     assert position == seen[-1] == min(-(-stop_at // 7) * 7, 100)
     assert seen == list(range(7, position + 1, 7))
@@ -281,7 +315,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
     for mine, theirs in zip(resumed.H + resumed.b, saved[0] + saved[1], strict=True):
         mine[...] = theirs
     end, errors_2 = run_minibatches_fused(
-        resumed, X, Y, order, 7, start=position, reinforcement=sched, n_jobs=n_jobs
+        resumed, X, Y, order, 7, start=position, rho=rho[position // 7 :], n_jobs=n_jobs
     )
     assert end == 100 and errors_1 + errors_2 == done[1]
     _same(resumed, whole)

@@ -23,6 +23,7 @@ import ebprop.runs.ebp as run_module
 from ebprop import EBPClassifier
 from ebprop.cli import main
 from ebprop.core import Reinforcement, ReinforcementWarning
+from ebprop.sweep import parse_experiment, run_sweep
 
 SPEC = "hidden=1.0001,start=2"
 
@@ -151,3 +152,23 @@ def test_a_resumed_run_parses_its_stored_option_once(spy, tmp_path):
     # the command line reads options.json (to apply --epochs), the run reads it to check it:
     # one parse per read of the file, none after (the comparison takes the parsed values)
     assert spy.calls == [stored, stored]
+
+
+def test_a_sweep_parses_each_runs_option_once(spy, tmp_path):
+    # each run's value is parsed where the experiment is read; the run trains with and is
+    # compared by that parsed value. What is parsed after is read from a file: the final
+    # check reads each run's options.json (a model file read back parses its own header)
+    toml = (
+        f'name = "once"\n[settings]\nhidden = [8]\nepochs = 3\nreinforcement = "{SPEC}"\n'
+        "[[grid]]\nseed = [1, 2]\n"
+    )
+    experiment = parse_experiment(toml)
+    assert spy.calls == [SPEC, SPEC]
+    result = run_sweep(experiment, tmp_path / "sweep")
+    assert [o["status"] for o in result.outcomes] == ["done", "done"]
+    stored = Reinforcement(hidden=1.0001, start=2.0).to_spec()
+    assert spy.calls == [SPEC, SPEC, stored, stored]
+    assert spy.in_model_files == [stored] * 4
+    run = experiment.runs[0]
+    options = json.loads((tmp_path / "sweep" / run.name / "options.json").read_text())
+    assert options == run.options and options["reinforcement"] == stored

@@ -19,12 +19,13 @@ from .core import (
     dropout_nu,
     refit_conv_biases,
     refit_deterministic_biases,
+    start_schedule,
 )
 from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
 from .networks import build_network, readout_outputs
 from .params import PARAMS, READOUTS, check_input_scale, check_parameters, network_plan
-from .trainer import LabelCoding, Trainer, n_outputs, start_schedule, training_threads
+from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
 __all__ = ["EBPClassifier"]
 
@@ -186,18 +187,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
 
         Returns ``(hidden_layer_sizes, reinforcement)``: the widths as a tuple of int and the
         parsed schedule (None for plain EBP). ValueError names the parameter and what it takes.
+        A string or number is parsed once per value it is given (``set_params`` gives a new
+        one); ``get_params`` keeps returning what the user passed.
         """
-        return check_parameters(self, {"reinforcement": self._schedule()})
-
-    def _schedule(self) -> Reinforcement | None:
-        # ``reinforcement`` parsed once per value it is given (set_params gives a new object);
-        # get_params keeps returning what the user passed
-        given = self.reinforcement
-        held = self.__dict__.get("_parsed_reinforcement")
-        if held is None or held[0] is not given:
-            held = (given, PARAMS["reinforcement"].validate(given))
-            self._parsed_reinforcement = held
-        return held[1]
+        return check_parameters(self, self.__dict__.setdefault("_parsed_params", {}))
 
     def float_dtype(self) -> np.dtype:
         """The ``dtype`` parameter as a NumPy float dtype (ValueError unless float32/float64)."""

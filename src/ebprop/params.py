@@ -40,8 +40,8 @@ Cross-parameter rules (reinforcement needs binary weights; ``architecture`` or
 
 from __future__ import annotations
 
-import math
 import numbers
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
-from .core import Reinforcement, parse_reinforcement
+from .core import Reinforcement, parse_reinforcement, same_request, stored_form
 from .core.architecture import LayerSpec, dense_sizes, is_convolutional, parse_architecture
 from .memory import parse_memory
 
@@ -159,15 +159,6 @@ _MEMORY_HELP = (
 
 
 # ---------------------------------------------------------------------------- JSON forms
-def _schedule_json(value: Any) -> float | str | None:
-    """A schedule as stored: None, a number (hidden ρ only, as written before) or its spec."""
-    if value is None or not isinstance(value, Reinforcement):
-        return value
-    if (value.output, value.start, value.ramp, value.stop) == (1.0, 0.0, 0.0, math.inf):
-        return value.hidden
-    return value.to_spec()
-
-
 def _random_state_json(value: Any) -> int | None:
     # a Generator/RandomState cannot be stored as JSON
     return int(value) if isinstance(value, numbers.Integral) else None
@@ -196,6 +187,8 @@ class Param:
     help : ``--help`` text of the flag (default: ``doc``).
     annotation : the run-option field's type, as text.
     to_json : the stored form of a parsed value.
+    same : whether two stored forms ask for the same thing (a resumed run or a sweep's folder
+        is that run when every option is the same); default: equal.
     since : ``(version, old_value)``: model files written before ``version`` meant
         ``old_value`` when they lack the parameter.
     network : the parsed value is handed to the core's fully connected
@@ -215,6 +208,7 @@ class Param:
     help: str | None = None
     annotation: str = "Any"
     to_json: Callable[[Any], Any] = _identity
+    same: Callable[[Any, Any], bool] = operator.eq
     since: tuple[str, Any] | None = None
     network: bool = False
     example: Any = None
@@ -291,7 +285,8 @@ PARAMS: dict[str, Param] = {
               "networks; trains in the NumPy loop)."),
         Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
-              annotation="float | str | Reinforcement | None", to_json=_schedule_json,
+              annotation="float | str | Reinforcement | None", to_json=stored_form,
+              same=same_request,
               example="hidden=1.001,start=1"),
         Param("shuffle", True, Boolean(), "Shuffle the samples every epoch."),
         Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
@@ -345,24 +340,31 @@ def check_option(option: str, value: Any) -> Any:
 
 # ---------------------------------------------------------------------------- the estimator
 def check_parameters(
-    est: Any, parsed: Mapping[str, Any] | None = None
+    est: Any, parsed: dict[str, tuple[Any, Any]] | None = None
 ) -> tuple[tuple[int, ...], Reinforcement | None]:
     """Validate an :class:`~ebprop.EBPClassifier`'s constructor parameters (its ``check_params``).
 
     Each parameter through its :class:`Param`, then the rules between parameters. ``parsed``:
-    values the caller already parsed, by name, taken as they are (the estimator parses its
-    ``reinforcement`` once and passes the schedule here).
+    the caller's memo ``{name: (given, parsed value)}``, read and filled here: a parameter
+    whose value is the very object it parsed last time, a string or number (which cannot change
+    in place), is not parsed again (the estimator keeps one, so that its ``reinforcement`` is
+    parsed once per value it is given).
 
     Returns
     -------
     (hidden_layer_sizes, reinforcement) : the widths as a tuple of int and the parsed
     reinforcement schedule (None for plain EBP).
     """
-    parsed = parsed or {}
-    values = {
-        name: parsed[name] if name in parsed else p.validate(getattr(est, name))
-        for name, p in PARAMS.items()
-    }
+    memo = {} if parsed is None else parsed
+    values = {}
+    for name, p in PARAMS.items():
+        given = getattr(est, name)
+        held = memo.get(name)
+        if held is None or held[0] is not given:
+            held = (given, p.validate(given))
+            if isinstance(given, str | numbers.Number):
+                memo[name] = held
+        values[name] = held[1]
     sizes = values["hidden_layer_sizes"]
     specs = conv_specs(est)
     if specs is not None and dense_sizes(specs) is not None:

@@ -24,11 +24,8 @@ from .core import (
     ConvNetwork,
     Network,
     Reinforcement,
-    ReinforcementWarning,
     conv_step_inplace,
     diverged,
-    never_starts,
-    resolve_auto,
     step_inplace,
 )
 from .core.convnet import LayerForward
@@ -36,7 +33,6 @@ from .core.forward import layer_forward
 from .exceptions import DivergenceWarning
 
 __all__ = [
-    "start_schedule",
     "DIVERGED_MESSAGE",
     "DivergenceWarning",
     "LabelCoding",
@@ -44,6 +40,8 @@ __all__ = [
     "decode_outputs",
     "encode_targets",
     "epoch_order",
+    "factors_at",
+    "minibatch_factors",
     "n_outputs",
     "run_minibatches_inplace",
     "training_threads",
@@ -218,6 +216,42 @@ def describe_engine(net: Network, n_samples: int, n_jobs: int | str | None) -> s
     return f"engine: the compiled loop, {kernels.vector_bits()}-bit vectors, {threads}"
 
 
+def factors_at(
+    schedule: Reinforcement | None, n_layers: int, progress: float, peak: bool = False
+) -> tuple[float, ...] | None:
+    """ρ_l of each of ``n_layers`` layers at ``progress`` epochs into training, or None (plain
+    EBP: no multiplication). ``peak``: the schedule's full factors once it has begun, even after
+    its stop (:meth:`ebprop.core.Reinforcement.peak_factors`, for the divergence check). The one
+    place the training loop reads the schedule; what it hands on are these numbers."""
+    if schedule is None:
+        return None
+    if peak:
+        return schedule.peak_factors(n_layers, progress)
+    return schedule.factors(n_layers, progress)
+
+
+def minibatch_factors(
+    schedule: Reinforcement | None,
+    n_layers: int,
+    epoch: int,
+    order_size: int,
+    start: int,
+    batch_size: int,
+) -> np.ndarray | None:
+    """ρ_l of every minibatch from ``start`` to the end of an epoch of ``order_size`` samples
+    (``epoch`` finished before it), as the fused kernels take them: ``(minibatches, n_layers)``
+    float64, 1.0 where the schedule is off; None without a schedule."""
+    if schedule is None:
+        return None
+    positions = range(start, order_size, batch_size)
+    rho = np.ones((len(positions), n_layers))
+    for k, position in enumerate(positions):
+        factors = factors_at(schedule, n_layers, epoch + position / order_size)
+        if factors is not None:
+            rho[k] = factors
+    return rho
+
+
 def run_minibatches_inplace(
     net: Network,
     X: np.ndarray,
@@ -257,9 +291,9 @@ def run_minibatches_inplace(
     """
     chooser = n_jobs if not isinstance(n_jobs, int | str | None) else None
     if uses_fused_loop(net, order.shape[0], "auto" if chooser else n_jobs):  # the whole epoch's
+        rho = minibatch_factors(reinforcement, len(net.H), epoch, order.shape[0], start, batch_size)
         return kernels.run_minibatches_fused(  # imports numba
-            net, X, Y, order, batch_size, nu, start, on_batch, reinforcement, epoch,
-            chooser or n_jobs or 1,
+            net, X, Y, order, batch_size, nu, start, on_batch, rho, chooser or n_jobs or 1,
             callback_every,
         )  # fmt: skip
     if callback_every < 1:
@@ -274,9 +308,7 @@ def run_minibatches_inplace(
     n = order.shape[0]
     while position < n:
         idx = order[position : position + batch_size]
-        rho = None
-        if reinforcement is not None:
-            rho = reinforcement.factors(len(net.H), epoch + position / n)
+        rho = factors_at(reinforcement, len(net.H), epoch + position / n)
         out = step(net, X[idx], Y[idx], nu, rho)
         n_errors += int(np.count_nonzero(decode_outputs(out) != labels[idx]))
         position += idx.shape[0]
@@ -388,9 +420,7 @@ class Trainer:
             )
         # reinforced binary layers are meant to saturate (core.update.diverged)
         # (also after a schedule's stop: fields grown to the bound stay there)
-        sched = self.reinforcement
-        rho = sched.peak_factors(len(self.net.H), epoch) if sched else None
-        if diverged(self.net, rho):
+        if diverged(self.net, factors_at(self.reinforcement, len(self.net.H), epoch, peak=True)):
             warnings.warn(
                 DIVERGED_MESSAGE.format(epoch=epoch, bs=self.batch_size),
                 DivergenceWarning,
@@ -398,23 +428,3 @@ class Trainer:
             )
         self.epoch, self.order = epoch, None
         return True
-
-
-def start_schedule(
-    schedule: Reinforcement | None,
-    epochs: int,
-    n_samples: int,
-    batch_size: int,
-    resolve: bool = True,
-) -> Reinforcement | None:
-    """The reinforcement schedule a training of ``epochs`` epochs over ``n_samples`` samples
-    runs: ``"auto"`` fitted to that budget (:func:`ebprop.core.resolve_auto`; not when
-    ``resolve`` is False: a resumed run keeps what it stored), any other unchanged. Warns
-    (:class:`~ebprop.core.ReinforcementWarning`, one line) when it would not start within
-    ``epochs``."""
-    if resolve:
-        schedule = resolve_auto(schedule, epochs, n_samples, batch_size)
-    message = never_starts(schedule, epochs)
-    if message:
-        warnings.warn(message, ReinforcementWarning, stacklevel=3)
-    return schedule

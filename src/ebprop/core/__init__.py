@@ -25,6 +25,9 @@ from .reinforce import (
     never_starts,
     parse_reinforcement,
     resolve_auto,
+    same_request,
+    start_schedule,
+    stored_form,
 )
 from .step import step_inplace
 from .update import PARAMETER_BOUND, diverged, update_inplace
@@ -37,6 +40,9 @@ __all__ = [
     "never_starts",
     "ReinforcementWarning",
     "resolve_auto",
+    "same_request",
+    "start_schedule",
+    "stored_form",
     "diverged",
     "BinaryWeights",
     "ConvNetwork",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "parse_reinforcement",
     "resolve_auto",
     "same_request",
+    "start_schedule",
+    "stored_form",
 ]
 
 
@@ -176,6 +179,37 @@ def never_starts(schedule: Reinforcement | None, epochs: int) -> str | None:
         f"reinforcement {name} starts at epoch {schedule.start:g}, but training runs "
         f"{epochs} epochs: it will never start (use a start below {epochs} or 'auto')"
     )
+
+
+def start_schedule(
+    schedule: Reinforcement | None,
+    epochs: int,
+    n_samples: int,
+    batch_size: int,
+    resolve: bool = True,
+) -> Reinforcement | None:
+    """The reinforcement schedule a training of ``epochs`` epochs over ``n_samples`` samples
+    runs: ``"auto"`` fitted to that budget (:func:`resolve_auto`; not when ``resolve`` is False:
+    a resumed run keeps what it stored), any other unchanged. Warns
+    (:class:`ReinforcementWarning`, one line, pointing at the caller's caller) when it would not
+    start within ``epochs``."""
+    if resolve:
+        schedule = resolve_auto(schedule, epochs, n_samples, batch_size)
+    message = never_starts(schedule, epochs)
+    if message:
+        warnings.warn(message, ReinforcementWarning, stacklevel=3)
+    return schedule
+
+
+def stored_form(value: object) -> object:
+    """A schedule as ``options.json`` and a model's parameters store it: None, a number (hidden
+    ρ only, from the start, as written before schedules had keys) or its spec; any other value
+    (not a :class:`Reinforcement`) as it is."""
+    if value is None or not isinstance(value, Reinforcement):
+        return value
+    if (value.output, value.start, value.ramp, value.stop) == (1.0, 0.0, 0.0, math.inf):
+        return value.hidden
+    return value.to_spec()
 
 
 def parse_reinforcement(value: object) -> Reinforcement | None:

@@ -1,7 +1,8 @@
 """Compiled (numba) kernels of the training step: optional, the NumPy core stays the definition.
 
 :func:`run_minibatches_fused` is a drop-in for :func:`ebprop.trainer.run_minibatches_inplace`
-(plus ``n_jobs``) that runs one fused pass over each layer per minibatch; see
+(plus ``n_jobs``; the reinforcement factors as numbers, ``rho``, not the schedule) that runs one
+fused pass over each layer per minibatch; see
 docs/performance.md for what it does and the measurements that justify it. Importing this package
 does not import numba; :func:`available` says whether the kernels can run here, and
 :func:`unavailable_reason` why not.

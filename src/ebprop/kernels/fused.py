@@ -28,7 +28,7 @@ import numba as nb
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ..core import Network, Reinforcement
+from ..core import Network
 from ..core.forward import LayerStats, layer_forward
 from ..core.network import aligned_empty
 from . import _fused as K
@@ -254,22 +254,6 @@ class _Engine:
         return int(position), int(errors), int(c)
 
 
-def _factors(
-    reinforcement: Reinforcement | None, n_layers: int, epoch: int, order_size: int,
-    positions: range,
-) -> np.ndarray:  # fmt: skip
-    """ρ_l of the minibatches that start at ``positions`` (1.0 where the schedule is off)."""
-    rho = np.ones((len(positions), n_layers))
-    if reinforcement is not None:
-        for k, position in enumerate(positions):
-            factors = reinforcement.factors(n_layers, epoch + position / order_size)
-            if factors is not None:
-                if len(factors) != n_layers:
-                    raise ValueError(f"rho has {len(factors)} factors for {n_layers} layers")
-                rho[k] = factors
-    return rho
-
-
 def run_minibatches_fused(
     net: Network,
     X: np.ndarray,
@@ -279,15 +263,17 @@ def run_minibatches_fused(
     nu: float = 0.0,
     start: int = 0,
     on_batch: BatchCallback | None = None,
-    reinforcement: Reinforcement | None = None,
-    epoch: int = 0,
+    rho: np.ndarray | None = None,
     n_jobs: int | str | ThreadChooser = 1,
     callback_every: int = 1,
 ) -> tuple[int, int]:
     """Train ``net`` on ``X[order[start:]]`` in minibatches, in place, with the fused kernels.
 
     Same arguments, behaviour and return value as :func:`ebprop.trainer.run_minibatches_inplace`
-    (which is the definition), plus ``n_jobs``: threads that split each layer (1 = serial), or
+    (which is the definition), but ``rho`` instead of its schedule: the factors ρ_l of every
+    minibatch from ``start`` on, ``(minibatches, n_layers)``, 1.0 where plain
+    (:func:`ebprop.trainer.minibatch_factors`; None: plain EBP throughout), and ``n_jobs``:
+    threads that split each layer (1 = serial), or
     ``"auto"`` (or a :class:`ThreadChooser`, which keeps its measurements from call to call): one
     or two threads, chosen span by span by measuring (:mod:`.threads`). BLAS is limited to one
     thread meanwhile (no oversubscription). Results equal the NumPy path to float round-off; for
@@ -311,16 +297,24 @@ def run_minibatches_fused(
     n = order.shape[0]
     if start >= n:
         return start, 0
+    n_layers = len(net.H)
+    minibatches = -(-(n - start) // batch_size)
+    if rho is not None:
+        rho = np.ascontiguousarray(rho, dtype=np.float64)
+        if rho.shape != (minibatches, n_layers):
+            raise ValueError(
+                f"rho has shape {rho.shape}; give one row of {n_layers} factors for each of "
+                f"the {minibatches} minibatches from start"
+            )
     order = np.ascontiguousarray(order, dtype=np.int64)
     X = np.ascontiguousarray(X)
     Y = np.ascontiguousarray(Y, dtype=net.dtype)
     tiles = 2 if chooser is not None else n_jobs  # auto: two threads' tiles, whoever runs them
     engine = _Engine(net, batch_size, nu, tiles)
-    n_layers = len(net.H)
     # Without a callback the whole epoch is one compiled call; with one, a call per
     # ``callback_every`` minibatches (each call pays ~15–25 µs of numba's argument dispatch).
     # "auto" runs spans of ~SPAN_SECONDS, within those calls.
-    per_call = callback_every if on_batch is not None else -(-(n - start) // batch_size)
+    per_call = callback_every if on_batch is not None else minibatches
     previous_threads = nb.get_num_threads()
     with _blas_controller().limit(limits=1, user_api="blas"):
         if tiles > 1:
@@ -340,9 +334,13 @@ def run_minibatches_fused(
                     engine.threads(threads)
                     size = min(size, most)
                 positions = range(position, min(n, position + size * batch_size), batch_size)
-                rho = _factors(reinforcement, n_layers, epoch, n, positions)
+                if rho is None:
+                    span_rho = np.ones((len(positions), n_layers))
+                else:  # minibatch k from start begins at start + k·batch_size
+                    first = (position - start) // batch_size
+                    span_rho = rho[first : first + len(positions)]
                 began = time.perf_counter()
-                position, errors, c = engine.span(X, Y, order, position, rho, c)
+                position, errors, c = engine.span(X, Y, order, position, span_rho, c)
                 if chooser is not None:
                     if STALL_SECONDS and threads > 1:
                         time.sleep(STALL_SECONDS * len(positions))

@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 
 from .. import metrics, plots
 from .._version import __version__
+from ..core import start_schedule
 from ..estimator import EBPClassifier
 from ..exceptions import ModelFormatError
 from ..persist import load_model, save_model
-from ..trainer import Trainer, describe_engine, start_schedule, training_threads
+from ..trainer import Trainer, describe_engine, training_threads
 from .data import (
     Features,
     check_features,

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.reinforce import same_request
 from ..exceptions import DataError, EBPropError, ModelFormatError
 from ..fileio import (
     atomic_savez,
@@ -85,11 +84,11 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
                 return declared[k].to_json(declared[k].check(v))
             except ValueError:
                 return v
-        return v
+        return list(v) if isinstance(v, tuple) else v  # image_size: a tuple, stored as a list
 
-    def same(k: str) -> bool:  # "auto" asks for the schedule a run resolved it to
+    def same(k: str) -> bool:  # a declaration may say more ("auto" asks for what it became)
         a, b = value(mine, k), value(stored, k)
-        return a == b or (k == "reinforcement" and same_request(a, b))
+        return a == b or (k in declared and declared[k].same(a, b))
 
     return sorted(k for k in keys if k not in RESUMABLE_CHANGES and not same(k))
 
@@ -216,8 +215,11 @@ class RunFolder:
         """``summary.json``, or None when the run has not finished."""
         return self._read_object(self.summary_path) if self.summary_path.is_file() else None
 
-    def status(self, options: dict[str, Any]) -> str:
+    def status(self, options: RunOptions | dict[str, Any]) -> str:
         """``"done"``, ``"partial"`` (started, or finished with fewer epochs) or ``"new"``.
+
+        ``options``: the run's options object (its parsed values are compared as they are) or
+        their stored form (``to_dict()``).
 
         Raises
         ------
@@ -228,7 +230,8 @@ class RunFolder:
         if not self.options_path.is_file():
             return "partial" if self.checkpoint_path.exists() else "new"
         stored = self._read_object(self.options_path)
-        differ = differing_options(options, stored)
+        mine = options if isinstance(options, dict) else _values(options)
+        differ = differing_options(mine, stored)
         if differ:
             raise ValueError(
                 f"{self.path} holds a run with other options {differ} than this one; delete "
@@ -236,7 +239,7 @@ class RunFolder:
             )
         done = self.read_summary()
         if done is not None and (
-            done.get("stopped_early") or done.get("epochs_run", 0) >= options["epochs"]
+            done.get("stopped_early") or done.get("epochs_run", 0) >= mine["epochs"]
         ):
             return "done"
         return "partial"

@@ -41,7 +41,7 @@ def run_status(run_dir: str | os.PathLike, spec: RunSpec) -> str:
     counted as done nor resumed; :func:`execute_run` reports it as failed, saying what to do).
     """
     try:
-        return RunFolder(run_dir).status(spec.options)
+        return RunFolder(run_dir).status(spec.options if spec.parsed is None else spec.parsed)
     except ValueError:
         return "conflict"
 
@@ -203,7 +203,8 @@ def execute_run(
             if spec.method not in EBP_METHODS:
                 raise ValueError(f"no training method {spec.method!r} given; pass training=")
             training = EBP_METHODS[spec.method]
-        state = RunFolder(run_dir).status(spec.options)  # ValueError: other settings there
+        options = spec.settings(training)
+        state = RunFolder(run_dir).status(options)  # ValueError: other settings there
         if state == "done":
             return {**result, "status": "skipped", "seconds": 0.0}
         resume = state == "partial"
@@ -217,7 +218,7 @@ def execute_run(
         with limits, _data_dir_env(data_dir), _divergence_to(warned), guard:
             kwargs = {"threads": threads} if training.takes_threads else {}
             summary = training.train(
-                training.options.from_dict(spec.options),
+                options,
                 run_dir,
                 resume=resume,
                 progress=progress,

@@ -22,6 +22,7 @@ readable name such as ``ebp-binary-h800x800-f_default-do0.8-s0``.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import re
@@ -35,7 +36,7 @@ from ..datasets import DATASETS
 from ..exceptions import EBPropError
 from ..runs.method import METHODS as EBP_METHODS
 from ..runs.method import TrainingMethod
-from ..runs.options import nullable_keys, option_keys
+from ..runs.options import RunOptions, nullable_keys, option_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,12 +132,22 @@ class RunSpec:
     ``options`` is the ``to_dict()`` of a :class:`ebprop.runs.TrainOptions` (``method ==
     "ebp"``) or :class:`ebprop.baselines.BaselineOptions`, with ``data_dir`` left to the sweep.
     Every setting is in ``options``: the run's folder is recognised as this run only when its
-    stored options equal them (``epochs`` aside).
+    stored options equal them (``epochs`` aside). ``parsed`` is that options object itself, as
+    the experiment validated it (what the run trains with and is compared by, so that its
+    values are parsed once); None: the run parses ``options`` again.
     """
 
     name: str
     method: str
     options: dict[str, Any]
+    parsed: RunOptions | None = field(default=None, compare=False, repr=False)
+
+    def settings(self, training: TrainingMethod) -> RunOptions:
+        """The options object the run trains with (a copy: training may not change the
+        experiment's)."""
+        if self.parsed is None:
+            return training.options.from_dict(self.options)
+        return copy.deepcopy(self.parsed)
 
     @property
     def group(self) -> str:
@@ -280,13 +291,13 @@ def _axis(key: str, value: Any, where: str, methods: dict[str, TrainingMethod]) 
 
 def _build_options(
     method: str, training: TrainingMethod, opts: dict[str, Any], where: str
-) -> dict[str, Any]:
-    """Validate one run's settings through its options class; the dict it round-trips to."""
+) -> RunOptions:
+    """Validate one run's settings through its options class (the values parsed, once)."""
     opts = {k: v for k, v in opts.items() if k != "method"}
     if "method" in option_keys(training.options):  # one options class for several methods
         opts["method"] = method
     try:
-        return training.options.from_dict(opts).to_dict()
+        return training.options.from_dict(opts)
     except (TypeError, ValueError) as exc:
         raise ExperimentError(f"{where}: {exc}") from None
 
@@ -338,11 +349,13 @@ def _expand_grid(
         for combo in itertools.product(*(axes[k] for k in names)):
             raw = dict(zip(names, combo, strict=True))
             raw.setdefault("hidden", (100,))
-            opts = _build_options(method, given[method], raw, _where(path, where))
+            parsed = _build_options(method, given[method], raw, _where(path, where))
+            opts = parsed.to_dict()
             # names show the values as written ("auto"), the options hold them parsed
             group, name = run_name(method, opts | {k: raw[k] for k in varying}, varying)
             opts["extra"] = {"group": group, "run": name}
-            runs.append(RunSpec(name=name, method=method, options=opts))
+            parsed.extra = dict(opts["extra"])
+            runs.append(RunSpec(name=name, method=method, options=opts, parsed=parsed))
     return runs
 
 
