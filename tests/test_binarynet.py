@@ -185,7 +185,7 @@ def test_sign_network_refuses_features_that_are_not_its_pixels():
 def test_options_of_binarynet():
     o = BaselineOptions(method="binarynet")
     assert o.batch_norm is True and o.fit_intercept is True
-    with pytest.raises(ValueError, match="fit_intercept must be true or false"):
+    with pytest.raises(ValueError, match=r"^fit_intercept must be True or False, got 'no'$"):
         BaselineOptions(method="binarynet", fit_intercept="no")
 
 

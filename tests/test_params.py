@@ -6,9 +6,11 @@ import inspect
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from ebprop import EBPClassifier
 from ebprop.baselines import BaselineOptions
+from ebprop.cli import main
 from ebprop.core import Reinforcement
 from ebprop.params import (
     NOT_SAVED,
@@ -26,6 +28,7 @@ from ebprop.params import (
 )
 from ebprop.persist import estimator_params
 from ebprop.runs import TrainOptions
+from ebprop.sweep import ExperimentError, parse_experiment
 
 
 def test_every_constructor_parameter_is_declared_once_with_its_default():
@@ -51,6 +54,9 @@ def test_every_constructor_parameter_is_declared_once_with_its_default():
         ("weights", "weights", "ternary", "must be 'binary' or 'real', got 'ternary'"),
         ("jobs", "n_jobs", -1, "must be an integer >= 0 or 'auto' or None, got -1"),
         ("dtype", "dtype", "float16", "must be 'float32' or 'float64', got 'float16'"),
+        ("dtype", "dtype", "x", "must be 'float32' or 'float64', got 'x'"),
+        ("reinforcement", "reinforcement", "zz", "'zz': expected a number, 'auto' or key=value"),
+        ("reinforcement", "reinforcement", -1.0, "hidden factor must be a number in [0.5, 2]"),
     ],
 )
 def test_one_message_per_bad_value_from_the_estimator_and_the_run_options(
@@ -68,9 +74,81 @@ def test_one_message_per_bad_value_from_the_estimator_and_the_run_options(
     assert str(est_err.value).split(" ", 1)[1] == str(opt_err.value).split(" ", 1)[1]
 
 
+@pytest.mark.parametrize(
+    ("flag", "text", "toml", "message"),
+    [
+        ("--hidden", "3,0", "[3, 0]",
+         "hidden must be hidden layer widths, each a positive integer (>= 1), got (3, 0)"),
+        ("--reinforcement", "zz", "'zz'",
+         "reinforcement 'zz': expected a number, 'auto' or key=value pairs with keys hidden, "
+         "output, start, ramp, stop (e.g. 'hidden=1.0001,start=1')"),
+    ],
+)  # fmt: skip
+def test_the_command_line_and_the_sweep_give_the_declarations_message(
+    flag, text, toml, message, tmp_path
+):
+    option = flag.removeprefix("--")
+    with pytest.raises(ValueError) as opt_err:
+        TrainOptions(**{option: tuple(map(int, text.split(","))) if option == "hidden" else text})
+    assert str(opt_err.value) == message
+    result = CliRunner().invoke(
+        main, ["train", flag, text, "--epochs", "1", "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2 and f"Error: {message}\n" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ExperimentError) as sweep_err:
+        parse_experiment(f"[[grid]]\n{option} = {toml}\n")
+    assert str(sweep_err.value) == f"<experiment>: grid 1: {message}"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("zz", "'zz': expected a number, 'auto' or key=value pairs with keys hidden, output, "
+         "start, ramp, stop (e.g. 'hidden=1.0001,start=1')"),
+        (-1.0, "hidden factor must be a number in [0.5, 2] (ρ per minibatch, e.g. 1.00005), "
+         "got -1.0"),
+        ("hidden=1.1,hidden=1.2", "'hidden=1.1,hidden=1.2': hidden is given twice; give each "
+         "key once"),
+        ("hidden=x", "'hidden=x': hidden='x' is not a number; give a number there"),
+        ([1], "must be a number, 'auto' or 'key=value,…'; got [1]"),
+        ("start=-1", "start must be ≥ 0 epochs, got -1.0"),
+        ("start=2,stop=1", "stop must be an epoch after start (2), got 1.0"),
+    ],
+)  # fmt: skip
+def test_a_bad_reinforcement_is_refused_in_one_sentence_that_names_it_once(value, message):
+    with pytest.raises(ValueError) as est_err:
+        EBPClassifier(reinforcement=value).check_params()
+    with pytest.raises(ValueError) as opt_err:
+        TrainOptions(reinforcement=value)
+    assert str(est_err.value) == str(opt_err.value) == f"reinforcement {message}"
+
+
+def test_a_dtype_that_is_not_a_float_type_is_refused_before_fitting():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    for dtype in ("x", None, "int32"):
+        with pytest.raises(
+            ValueError, match=rf"^dtype must be 'float32' or 'float64', got {dtype!r}$"
+        ):
+            EBPClassifier(hidden_layer_sizes=(3,), max_iter=1, dtype=dtype).fit(X, y)
+        with pytest.raises(
+            ValueError, match=rf"^dtype must be 'float32' or 'float64', got {dtype!r}$"
+        ):
+            TrainOptions(dtype=dtype)
+    assert EBPClassifier(dtype=np.float64).check_params() == ((200,), None)
+
+
 def test_shared_options_validate_through_the_declarations_for_the_baselines_too():
     with pytest.raises(ValueError, match=r"^batch_size must be a positive integer \(>= 1\)"):
         BaselineOptions(method="bp", batch_size=0)
+    with pytest.raises(ValueError) as base_err:
+        BaselineOptions(method="bp", fit_intercept="no")
+    with pytest.raises(ValueError) as ebp_err:
+        TrainOptions(fit_intercept="no")
+    assert (
+        str(base_err.value) == str(ebp_err.value) == "fit_intercept must be True or False, got 'no'"
+    )
 
 
 def test_the_run_holds_the_parsed_schedule_and_stores_its_json_form():

@@ -120,7 +120,7 @@ def test_a_new_value_is_parsed_and_trains(spy, digits):
     assert twin.get_params() == est.get_params()
     for a, b in zip(twin.coefs_, est.coefs_, strict=True):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="reinforcement must be"):
+    with pytest.raises(ValueError, match="^reinforcement 'hidden=fast': hidden='fast' is not"):
         est.set_params(reinforcement="hidden=fast").fit(X, y)
 
 

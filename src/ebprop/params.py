@@ -17,7 +17,8 @@ How to add a parameter
 2. Add one :class:`Param` to :data:`PARAMS` below: its default (the same as ``__init__``'s), a
    constraint (:class:`Integer`, :class:`Real`, :class:`Choice`, :class:`Boolean`,
    :class:`Nullable` of one, from :mod:`ebprop.constraints`, or your own callable returning the
-   parsed value and raising ``ValueError(describe)``; then give ``example=`` too), a one-line
+   parsed value and raising ``ValueError(describe)``, or :class:`Reason` with a whole
+   sentence; then give ``example=`` too), a one-line
    ``doc`` and, when a run should be able to set it, ``option=`` (the run-option, sweep-key
    and ``--flag`` name; ``help=`` the ``--help`` text).
    The field appears in :class:`~ebprop.runs.TrainOptions`, in ``options.json``, as a sweep key,
@@ -58,6 +59,7 @@ __all__ = [
     "NOT_SAVED",
     "PARAMS",
     "READOUTS",
+    "Reason",
     "Boolean",
     "Choice",
     "Integer",
@@ -96,11 +98,16 @@ def _widths(value: Any) -> tuple[int, ...]:
 _widths.describe = "hidden layer widths, each a positive integer (>= 1)"  # type: ignore[attr-defined]
 
 
+class Reason(ValueError):
+    """Raised by a check whose message is the whole reason (the bad value and the fix in it):
+    :meth:`Param.validate` puts only the parameter's name before it, no ``must be …, got …``."""
+
+
 def _schedule(value: Any) -> Reinforcement | None:
     try:
         return parse_reinforcement(value)
-    except ValueError as exc:  # the parser's own words say what is wrong
-        raise ValueError(str(exc).removeprefix("reinforcement ")) from None
+    except ValueError as exc:  # the parser's own sentence names the value and what is wrong
+        raise Reason(str(exc).removeprefix("reinforcement ")) from None
 
 
 _schedule.describe = "a number, 'auto' or 'key=value,…'"  # type: ignore[attr-defined]
@@ -109,9 +116,9 @@ _schedule.describe = "a number, 'auto' or 'key=value,…'"  # type: ignore[attr-
 def _float_dtype(value: Any) -> str:
     try:
         dt = np.dtype(value)
-    except TypeError:
-        dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    except TypeError:  # not a dtype at all ('x'); note None == np.dtype(float64) is true
+        raise ValueError(_float_dtype.describe) from None
+    if value is None or dt.name not in ("float32", "float64"):
         raise ValueError(_float_dtype.describe)
     return value if isinstance(value, str) else dt.name
 
@@ -217,6 +224,8 @@ class Param:
         """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
         try:
             return self.check(value)
+        except Reason as exc:
+            raise ValueError(f"{name or self.name} {exc}") from None
         except ValueError as exc:
             raise ValueError(f"{name or self.name} must be {exc}, got {value!r}") from None
 

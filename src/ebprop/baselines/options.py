@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from ebprop.params import check_option
 from ebprop.runs.options import RunOptions, check_architecture, declared_field, option_field
 
 __all__ = ["ACTIVATIONS", "BASELINE_METHODS", "BaselineOptions"]
@@ -109,7 +110,6 @@ class BaselineOptions(RunOptions):
         self.hidden_dropout = _keep_probability("hidden_dropout", self.hidden_dropout)
         if self.batch_norm is None:
             self.batch_norm = self.method in ("binaryconnect", "binarynet")
-        if not isinstance(self.fit_intercept, bool):
-            raise ValueError(f"fit_intercept must be true or false, got {self.fit_intercept!r}")
+        self.fit_intercept = check_option("fit_intercept", self.fit_intercept)
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be true, false or None, got {self.batch_norm!r}")

@@ -75,9 +75,9 @@ def _parse_hidden(ctx, param, value: str | None) -> tuple[int, ...] | None:
     try:
         widths = tuple(int(v) for v in value.split(",") if v)
     except ValueError:
-        raise click.BadParameter(f"{value!r}: give layer widths, e.g. --hidden 800 800") from None
-    if not widths or min(widths) < 1:
-        raise click.BadParameter(f"{value!r}: widths must be positive integers")
+        widths = ()
+    if not widths:  # not integers at all; the widths' range is the declaration's to check
+        raise click.BadParameter(f"{value!r}: give layer widths, e.g. --hidden 800 800")
     return widths
 
 

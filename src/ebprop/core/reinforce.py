@@ -254,7 +254,9 @@ def parse_reinforcement(value: object) -> Reinforcement | None:
         try:
             fields[key] = float(raw)
         except ValueError:
-            raise ValueError(f"reinforcement {value!r}: {key}={raw!r} is not a number") from None
+            raise ValueError(
+                f"reinforcement {value!r}: {key}={raw!r} is not a number; give a number there"
+            ) from None
     sched = Reinforcement(**fields)
     return None if sched.is_plain else sched
 

@@ -279,9 +279,7 @@ def _axis(key: str, value: Any, where: str, methods: dict[str, TrainingMethod]) 
                 f"{where}: hidden must be a list of widths ([800, 800]) or a list of such lists, "
                 f"got {value!r}"
             )
-        for arch in archs:
-            if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in arch):
-                raise ExperimentError(f"{where}: hidden widths must be integers >= 1, got {arch!r}")
+        # the widths themselves are checked by their declaration (ebprop.params), as a run's
         return [tuple(a) for a in archs]
     values = value if isinstance(value, list) else [value]
     if not values:
