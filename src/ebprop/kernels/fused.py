@@ -373,8 +373,8 @@ def conv_layer_forward(
     (16C5-MP2-32C5-MP2-128, float32, batch 10), a third of a minibatch was the elementwise tail
     of each layer's forward pass: √(σ²c), z = (μ + b)/√(σ²c) and ⟨v⟩ = erf(z/√2), a NumPy pass
     each and SciPy's scalar erf. Here they are one compiled pass with the fused loop's vectorised
-    float32 erf (:func:`._fused.finalize`, within 8 ulp); the product stays BLAS. The minibatch
-    took 28 % less CPU time (docs/conv.md).
+    float32 erf (:func:`._fused.finalize`, within 8 ulp); the product stays BLAS. An image
+    takes 18–28 % less CPU time (docs/conv.md, training speed).
 
     Parameters and result as there: m (rows, n_in), M and M2 (n_in, n_out), b (n_out,),
     var_sum (rows, n_out) Σ Var without the bias's +1 (overwritten). Other dtypes and layers
