@@ -49,7 +49,7 @@ from ebprop.reference import baseline_step  # noqa: E402
 from ebprop.trainer import encode_targets  # noqa: E402
 from ebprop.trainer import run_minibatches_inplace as _train_loop  # noqa: E402
 
-# The NumPy reference loop (train.py's own loop; n_jobs=0 once train.py can pick the kernels).
+# The NumPy reference loop (trainer.py's own loop; n_jobs=0 where trainer.py can pick the kernels).
 run_minibatches_inplace = (
     partial(_train_loop, n_jobs=0)
     if "n_jobs" in inspect.signature(_train_loop).parameters
