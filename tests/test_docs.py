@@ -93,3 +93,11 @@ def test_the_modules_and_files_the_docs_name_exist():
                 if not found:
                     bad.append(f"{where}: {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_archive_readme_lists_every_maintained_benchmark():
+    """benchmarks/archive/README.md tells the archived one-offs from the maintained tools, which
+    are every script in benchmarks/ itself."""
+    readme = (ROOT / "benchmarks" / "archive" / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`(\w+\.py)`", readme.split("The maintained tools", 1)[1]))
+    assert listed == {p.name for p in (ROOT / "benchmarks").glob("*.py")}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,8 +20,17 @@ from ebprop.core.overshoot import curvature, overshoot_gain
 from ebprop.trainer import DivergenceWarning, encode_targets
 
 DATA = Path(__file__).parent / "data"
-sys.path.insert(0, str(DATA))
-import make_update_reference as reference  # noqa: E402
+
+
+def _script(path: Path) -> ModuleType:
+    """The script at ``path`` as a module (tests/data is no package; no sys.path edit)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference = _script(DATA / "make_update_reference.py")
 
 REFERENCE = json.loads((DATA / "update_reference.json").read_text())
 
