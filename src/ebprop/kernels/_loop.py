@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numba as nb
 
+from . import _activations as A
 from . import _fused as K
 from . import _overshoot
 from .system import enter_kernel_cache, leave_kernel_cache
@@ -42,9 +43,9 @@ enter_kernel_cache()  # numba fixes each function's cache folder when it is deco
 
 @nb.njit(nogil=True, cache=True)
 def load(X, idx, s, slots):  # pragma: no cover - compiled
-    """Gather minibatch ``X[idx]`` into slot ``s`` (:func:`._fused.load_inputs`)."""
+    """Gather minibatch ``X[idx]`` into slot ``s`` (:func:`._activations.load_inputs`)."""
     x, w0, x2sum, active, rows, meta = slots[:6]
-    meta[s, 0] = K.load_inputs(X, idx, x[s], w0[s], x2sum[s], active[s], rows[s])
+    meta[s, 0] = A.load_inputs(X, idx, x[s], w0[s], x2sum[s], active[s], rows[s])
     meta[s, 1] = idx.shape[0]
 
 
@@ -69,15 +70,15 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
             U = x[c]
             if rho == 1.0 and meta[c, 0] < sparse_limit:
                 n_upd, rows_u = meta[c, 0], rows[c]
-                K.compact_columns(x[c], rows_u, n_upd, Uc)
+                A.compact_columns(x[c], rows_u, n_upd, Uc)
                 U = Uc
         if forward:
             F, W = x[nx], w0[nx]
             if meta[nx, 0] < sparse_limit:
                 n_fwd, rows_f = meta[nx, 0], rows[nx]
-                K.compact_columns(x[nx], rows_f, n_fwd, Fc)
+                A.compact_columns(x[nx], rows_f, n_fwd, Fc)
                 if need_var:
-                    K.compact_columns(w0[nx], rows_f, n_fwd, Wc)
+                    A.compact_columns(w0[nx], rows_f, n_fwd, Wc)
                 F, W = Fc, Wc
     else:
         if update:
@@ -96,12 +97,12 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
         K.layer_pass_serial(*args)
     if forward:
         i = nx * L + layer
-        K.finalize(
+        A.finalize(
             mu[layer], var[layer], b[layer], alpha, beta, const,
             x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i],
         )  # fmt: skip
         if layer < L - 1:
-            K.hidden_inputs(V[i], WN[i], not binary)
+            A.hidden_inputs(V[i], WN[i], not binary)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -115,9 +116,9 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     L = len(H)
     last = L - 1
     n_valid = meta[c, 1]
-    K.load_targets(Y, idx, y)
-    errors = K.count_errors(V[c * L + last], y, n_valid)
-    K.output_delta(y, Z[c * L + last], SC[c * L + last], n_valid, delta[last])
+    A.load_targets(Y, idx, y)
+    errors = A.count_errors(V[c * L + last], y, n_valid)
+    A.output_delta(y, Z[c * L + last], SC[c * L + last], n_valid, delta[last])
     # the overshoot control (core.overshoot): γ < 1 only where the summed update could overshoot
     U = slots[0][c] if last == 0 else V[c * L + last - 1]
     g = _overshoot.gain(
@@ -129,11 +130,11 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
         i = c * L + layer
         args = (delta[layer + 1], M[layer + 1], Z[i], SC[i], delta[layer], back_tiles[layer])
         if parallel and back_tiles[layer] > 1:
-            K.hidden_delta_parallel(*args)
+            A.hidden_delta_parallel(*args)
         else:
-            K.hidden_delta_serial(*args)
+            A.hidden_delta_serial(*args)
     for layer in range(L):
-        K.halve_and_bias(delta[layer], b[layer])
+        A.halve_and_bias(delta[layer], b[layer])
     return errors
 
 

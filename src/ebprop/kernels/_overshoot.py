@@ -13,7 +13,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ._fused import erfcx
+from ._activations import erfcx
 from .system import enter_kernel_cache, leave_kernel_cache
 
 enter_kernel_cache()  # numba fixes each function's cache folder when it is decorated

@@ -31,6 +31,7 @@ from threadpoolctl import ThreadpoolController
 from ..core import Network
 from ..core.forward import LayerStats, layer_forward
 from ..core.network import aligned_empty
+from . import _activations as A
 from . import _fused as K
 from . import _loop
 from ._blas import GEMM_ADDRESSES
@@ -373,7 +374,7 @@ def conv_layer_forward(
     (16C5-MP2-32C5-MP2-128, float32, batch 10), a third of a minibatch was the elementwise tail
     of each layer's forward pass: √(σ²c), z = (μ + b)/√(σ²c) and ⟨v⟩ = erf(z/√2), a NumPy pass
     each and SciPy's scalar erf. Here they are one compiled pass with the fused loop's vectorised
-    float32 erf (:func:`._fused.finalize`, within 8 ulp); the product stays BLAS. An image
+    float32 erf (:func:`._activations.finalize`, within 8 ulp); the product stays BLAS. An image
     takes 18–28 % less CPU time (docs/conv.md, training speed).
 
     Parameters and result as there: m (rows, n_in), M and M2 (n_in, n_out), b (n_out,),
@@ -388,5 +389,5 @@ def conv_layer_forward(
     scale = np.empty_like(mu)
     no_x2 = np.zeros(mu.shape[0], dtype=mu.dtype)
     # σ²c − 1 = 0 + 0·Σx² + 1·var_sum: the summed variance is handed in whole
-    K.finalize(mu, var_sum, b, 0.0, 1.0, 0.0, no_x2, z, scale, v)
+    A.finalize(mu, var_sum, b, 0.0, 1.0, 0.0, no_x2, z, scale, v)
     return LayerStats(z=z, scale=scale, v=v, fan_in=M.shape[0] + 1)
