@@ -167,10 +167,10 @@ def test_reinforcement_is_parsed_once_per_run(tmp_path, monkeypatch):
     finished run reads its saved model back (for the report), which parses the file's copy."""
     import traceback
 
-    import ebprop.params
+    import ebprop.param_parsers
     from ebprop.runs import train_run
 
-    real, parsed = ebprop.params.parse_reinforcement, []
+    real, parsed = ebprop.param_parsers.parse_reinforcement, []
 
     def counting(value):
         if not (value is None or isinstance(value, Reinforcement)):  # text or number → schedule
@@ -178,7 +178,7 @@ def test_reinforcement_is_parsed_once_per_run(tmp_path, monkeypatch):
             parsed.append(("load_model" in stack, value))
         return real(value)
 
-    monkeypatch.setattr(ebprop.params, "parse_reinforcement", counting)
+    monkeypatch.setattr(ebprop.param_parsers, "parse_reinforcement", counting)
     options = TrainOptions(hidden=(8,), epochs=2, reinforcement="hidden=1.0001,start=1")
     train_run(options, tmp_path / "run", make_plots=False)
     assert parsed[0] == (False, "hidden=1.0001,start=1")

@@ -49,10 +49,12 @@ from typing import Any
 
 import numpy as np
 
+from . import param_parsers as parse
 from .constraints import Boolean, Choice, Either, Integer, Nullable, Real
-from .core import Reinforcement, parse_reinforcement, same_request, stored_form
+from .core import Reinforcement, same_request, stored_form
 from .core.architecture import LayerSpec, dense_sizes, is_convolutional, parse_architecture
 from .memory import parse_memory
+from .param_parsers import Reason
 
 __all__ = [
     "DEFAULT_HIDDEN",
@@ -81,75 +83,6 @@ __all__ = [
 READOUTS = ("probabilistic", "deterministic")
 
 
-def _widths(value: Any) -> tuple[int, ...]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,)
-    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-        raise ValueError(_widths.describe)
-    out = tuple(value)
-    if not all(
-        isinstance(w, numbers.Integral) and not isinstance(w, bool | np.bool_) and w >= 1
-        for w in out
-    ):
-        raise ValueError(_widths.describe)
-    return tuple(int(w) for w in out)
-
-
-_widths.describe = "hidden layer widths, each a positive integer (>= 1)"  # type: ignore[attr-defined]
-
-
-class Reason(ValueError):
-    """Raised by a check whose message is the whole reason (the bad value and the fix in it):
-    :meth:`Param.validate` puts only the parameter's name before it, no ``must be …, got …``."""
-
-
-def _schedule(value: Any) -> Reinforcement | None:
-    try:
-        return parse_reinforcement(value)
-    except ValueError as exc:  # the parser's own sentence names the value and what is wrong
-        raise Reason(str(exc).removeprefix("reinforcement ")) from None
-
-
-_schedule.describe = "a number, 'auto' or 'key=value,…'"  # type: ignore[attr-defined]
-
-
-def _float_dtype(value: Any) -> str:
-    try:
-        dt = np.dtype(value)
-    except TypeError:  # not a dtype at all ('x'); note None == np.dtype(float64) is true
-        raise ValueError(_float_dtype.describe) from None
-    if value is None or dt.name not in ("float32", "float64"):
-        raise ValueError(_float_dtype.describe)
-    return value if isinstance(value, str) else dt.name
-
-
-_float_dtype.describe = "'float32' or 'float64'"  # type: ignore[attr-defined]
-
-
-def _shape3(value: Any) -> tuple[int, int, int]:
-    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-        raise ValueError(_shape3.describe)
-    shape = tuple(value)
-    if len(shape) != 3 or not all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
-    ):
-        raise ValueError(_shape3.describe)
-    return tuple(int(d) for d in shape)  # type: ignore[return-value]
-
-
-_shape3.describe = "(height, width, channels) >= 1"  # type: ignore[attr-defined]
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("a string")
-    return value
-
-
-def _anything(value: Any) -> Any:
-    return value
-
-
 def _memory(value: Any) -> int | str | None:
     try:
         parse_memory(value)
@@ -163,20 +96,6 @@ _MEMORY_HELP = (
     "Largest memory the network may need, e.g. 8G or 512M; a larger one is refused with its "
     "estimated bytes before anything is allocated. [default: 80% of the machine's total memory]"
 )
-
-
-# ---------------------------------------------------------------------------- JSON forms
-def _random_state_json(value: Any) -> int | None:
-    # a Generator/RandomState cannot be stored as JSON
-    return int(value) if isinstance(value, numbers.Integral) else None
-
-
-def _list_json(value: Any) -> list | None:
-    return None if value is None else [int(v) for v in np.atleast_1d(value)]
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 # ---------------------------------------------------------------------------- declarations
@@ -214,7 +133,7 @@ class Param:
     option: str | None = None
     help: str | None = None
     annotation: str = "Any"
-    to_json: Callable[[Any], Any] = _identity
+    to_json: Callable[[Any], Any] = parse.identity
     same: Callable[[Any, Any], bool] = operator.eq
     since: tuple[str, Any] | None = None
     network: bool = False
@@ -266,13 +185,13 @@ _JOBS_HELP = (
 PARAMS: dict[str, Param] = {
     p.name: p
     for p in (
-        Param("hidden_layer_sizes", DEFAULT_HIDDEN, _widths, "Widths of the hidden layers.",
-              option="hidden", to_json=_list_json, example=(7, 5)),
-        Param("architecture", None, Nullable(_text), "Hidden layers as '16C5-MP2-32C5-MP2-128'.",
-              option="architecture", annotation="str | None", help=_ARCHITECTURE_HELP,
-              example="2C3-MP2-8"),
-        Param("input_shape", None, Nullable(_shape3), "How conv layers see a row of X.",
-              to_json=_list_json, example=(4, 4, 4)),
+        Param("hidden_layer_sizes", DEFAULT_HIDDEN, parse.widths, "Widths of the hidden layers.",
+              option="hidden", to_json=parse.list_json, example=(7, 5)),
+        Param("architecture", None, Nullable(parse.text),
+              "Hidden layers as '16C5-MP2-32C5-MP2-128'.", option="architecture",
+              annotation="str | None", help=_ARCHITECTURE_HELP, example="2C3-MP2-8"),
+        Param("input_shape", None, Nullable(parse.shape3), "How conv layers see a row of X.",
+              to_json=parse.list_json, example=(4, 4, 4)),
         Param("weights", "binary", Choice("binary", "real"), "Binary (±1) or real weights.",
               option="weights", annotation="str"),
         Param("batch_size", 10, Integer(1), "Minibatch size (the update is summed).",
@@ -292,20 +211,20 @@ PARAMS: dict[str, Param] = {
               option="fit_intercept", annotation="bool", network=True,
               help="Give every layer a bias b (--no-fit-intercept: none, b = 0, as in DeepMP's "
               "networks; trains in the NumPy loop)."),
-        Param("reinforcement", None, _schedule, "Reinforcement schedule (binary weights).",
+        Param("reinforcement", None, parse.schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
               annotation="float | str | Reinforcement | None", to_json=stored_form,
               same=same_request,
               example="hidden=1.001,start=1"),
         Param("shuffle", True, Boolean(), "Shuffle the samples every epoch."),
-        Param("random_state", None, _anything, "Seeds initialisation and shuffling.",
-              to_json=_random_state_json, example=3),
-        Param("dtype", "float32", _float_dtype, "Floating type.", option="dtype",
+        Param("random_state", None, parse.anything, "Seeds initialisation and shuffling.",
+              to_json=parse.random_state_json, example=3),
+        Param("dtype", "float32", parse.float_dtype, "Floating type.", option="dtype",
               example="float64"),
         Param("n_jobs", None, Nullable(Either(Integer(0), Choice("auto"))),
               "Threads of the fused loop; 0: NumPy; 'auto': 1 or 2, measured.",
               option="jobs", help=_JOBS_HELP, annotation="int | str | None"),
-        Param("verbose", 0, _anything, "Print one line per epoch when positive.", example=1),
+        Param("verbose", 0, parse.anything, "Print one line per epoch when positive.", example=1),
         Param("early_stopping", False, Boolean(), "Stop on a held-out fraction's accuracy."),
         Param("validation_fraction", 0.1, Real(0.0, 1.0, "neither", what="a fraction in (0, 1)"),
               "The fraction early stopping holds out."),
