@@ -152,3 +152,24 @@ def test_a_conv_run_is_named_by_its_architecture():
     assert (row["network"], row["bytes_deployed"]) == ("784-16C5-MP2-128", 4321)
     del s["bytes_deployed"]
     assert run_rows([s])[0]["bytes_deployed"] is None  # no dense rule for conv layers
+
+
+def test_runs_of_different_sweeps_with_one_group_name_stay_apart():
+    # Each sweep names a group by what its own grid varies, so the plain runs of one sweep and
+    # the reinforced runs of another share "g": gathered into one table, they are two rows.
+    def summary(seed: int, epochs: int, err: float) -> dict:
+        return {"options": {"hidden": [10], "seed": seed, "weights": "binary", "epochs": epochs,
+                            "extra": {"group": "g"}},
+                "n_features": 784, "n_weights": 7940,
+                "readouts": {"EBP-D": {"val_error": err, "test_error": err}}}  # fmt: skip
+
+    rows = run_rows([summary(0, 36, 0.3), summary(0, 30, 0.1), summary(1, 30, 0.2)])
+    assert [(r["recipe"], r["seed"]) for r in rows] == [
+        ("--epochs 30", 0),
+        ("--epochs 30", 1),
+        ("--epochs 36", 0),
+    ]
+    lines = docs_markdown(rows).splitlines()[2:]
+    assert len(lines) == 2
+    assert "`--epochs 30` | 0 1 | 15.00 ± 7.07" in lines[0]
+    assert "`--epochs 36` | 0 | 30.00" in lines[1]

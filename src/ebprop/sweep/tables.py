@@ -185,8 +185,8 @@ def run_rows(
     """One row per finished run and readout (keys :data:`RUN_COLUMNS`).
 
     Each readout at the epoch its own validation error chose (:func:`_chosen`). Sorted by
-    method, weights, number of weights, group, readout and seed. ``methods`` (as handed to the
-    sweep) gives each method's options class, whose fields make the recipe; a method not in it
+    method, weights, number of weights, group, recipe, readout and seed. ``methods`` (as handed to
+    the sweep) gives each method's options class, whose fields make the recipe; a method not in it
     (or ``methods`` None) is described by EBP's.
     """
     rows = []
@@ -230,7 +230,7 @@ def run_rows(
     readout_order = {r: i for i, r in enumerate(itertools.chain(*READOUTS.values()))}
     rows.sort(
         key=lambda r: (order.get(r["method"], 99), r["weights"], r["n_weights"] or 0, r["group"],
-                       readout_order.get(r["readout"], 99), r["readout"], r["seed"])
+                       r["recipe"], readout_order.get(r["readout"], 99), r["readout"], r["seed"])
     )  # fmt: skip
     return rows
 
@@ -303,9 +303,11 @@ def docs_markdown(rows: Sequence[dict[str, Any]]) -> str:
     deployed readout's mean validation error and chosen epochs; seconds per training epoch; the
     exported size; and the ebprop version and vector width that produced the runs.
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
+    # A sweep's group names only what its grid varies, so two sweeps (or two grids) can give the
+    # same name to different recipes: a table row is one group *and* recipe.
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(r["group"], []).append(r)
+        groups.setdefault((r["group"], r["network"], r["recipe"]), []).append(r)
     lines = [
         "| network | recipe | seeds | deployed test % | per seed | EBP-P test % | per seed "
         "| deployed val % | epochs | s/epoch | size | made by |",
