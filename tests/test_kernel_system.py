@@ -131,3 +131,46 @@ def test_info_needs_a_model_or_system(tmp_path):
     assert out.exit_code == 2 and "--system" in out.output
     out = CliRunner().invoke(main, ["info", str(tmp_path), "--system"])
     assert out.exit_code == 2 and "no MODEL" in out.output
+
+
+_THREADS_PROBE = """
+import json, os, numba, numpy as np
+from ebprop import EBPClassifier
+X = np.random.default_rng(0).random((200, 64)); y = np.arange(200) % 3
+EBPClassifier(hidden_layer_sizes=(600,), max_iter=1, n_jobs=2, dtype="float32",
+              random_state=0).fit(X, y)
+print(json.dumps([numba.threading_layer(), os.environ.get("GOMP_SPINCOUNT")]))
+"""
+
+
+@pytest.mark.parametrize(
+    "env, spin",
+    [
+        ({}, "10000"),
+        ({"GOMP_SPINCOUNT": "77"}, "77"),
+        ({"NUMBA_THREADING_LAYER": "workqueue"}, None),
+    ],
+)
+def test_two_threads_run_on_openmp_with_a_bounded_spin_unless_the_user_chose(env, spin):
+    # decision 12 of docs/performance.md: workqueue's sleeping threads made two threads slower
+    # than one; without libgomp numba falls back to workqueue, which info --system says
+    import ctypes.util
+
+    pytest.importorskip("numba")
+    ours = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE], env=clean | env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    layer, found = json.loads(out.stdout.splitlines()[-1])
+    default = "omp" if ctypes.util.find_library("gomp") else "workqueue"
+    assert (layer, found) == (env.get("NUMBA_THREADING_LAYER", default), spin)
+    report = subprocess.run(
+        [sys.executable, "-m", "ebprop", "info", "--system", "--json"], env=clean | env,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    data = json.loads(report.stdout)
+    assert (data["threading_layer"], data["omp_spincount"]) == (
+        env.get("NUMBA_THREADING_LAYER", default),
+        spin,
+    )

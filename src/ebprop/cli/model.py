@@ -491,3 +491,8 @@ def _info_system(as_json: bool) -> None:
         click.echo(f"vector width: {vector_name(report['vector_bytes'])}, compiled for {target}")
         click.echo(f"kernel cache: {report['cache_folder']}")
     click.echo(f"CPUs available: {report['cpus']}")
+    spin = report["omp_spincount"]
+    click.echo(
+        f"threads: numba's {report['threading_layer']} layer"
+        + (f", idle threads spin GOMP_SPINCOUNT={spin} rounds" if spin else "")
+    )

@@ -20,7 +20,6 @@ or once per call without a callback.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -35,6 +34,7 @@ from . import _activations as A
 from . import _fused as K
 from . import _loop
 from ._blas import GEMM_ADDRESSES
+from .system import configure_threads
 from .threads import ThreadChooser, max_threads
 
 __all__ = [
@@ -42,11 +42,10 @@ __all__ = [
     "run_minibatches_fused", "supports",
 ]  # fmt: skip
 
-# Parallel regions on numba's workqueue layer, whose idle threads sleep on a condition variable:
-# OpenMP's spin while they wait, and with the other core busy two threads then ran at 0.13–0.16×
-# of one, against 0.71–0.73× here (docs/performance.md). NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    nb.config.THREADING_LAYER = "workqueue"
+# Parallel regions on numba's OpenMP layer with a bounded spin (decision 12 in docs/performance.md):
+# on workqueue, whose idle threads sleep on a condition variable, two threads were slower than
+# one even on an idle machine. NUMBA_THREADING_LAYER (and GOMP_SPINCOUNT) still win.
+configure_threads()
 #: Test hook: seconds by which the second thread is made to arrive late at the end of each
 #: minibatch of a two-thread span (as a thread the OS descheduled would); 0 in normal use.
 STALL_SECONDS = 0.0

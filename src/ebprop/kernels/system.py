@@ -12,11 +12,16 @@ folder named after a hash of all kernel sources (:func:`cache_folder`): an edite
 gives a new folder, so nothing compiled from the old sources is ever loaded again, and folders not
 used for :data:`STALE_DAYS` days are deleted. Importing this module imports neither numba nor
 llvmlite.
+
+The parallel regions of two threads run on numba's OpenMP layer, whose idle threads spin
+:data:`OMP_SPINCOUNT` times before they sleep (:func:`configure_threads`, decision 12 in
+docs/performance.md).
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
 import glob
 import hashlib
@@ -29,9 +34,19 @@ from pathlib import Path
 from .._version import __version__
 
 __all__ = [
-    "STALE_DAYS", "cache_folder", "enter_kernel_cache", "find_numpy_cblas", "leave_kernel_cache",
-    "prune_cache_folders", "source_hash", "system_report", "unavailable_reason", "vector_name",
+    "OMP_SPINCOUNT", "STALE_DAYS", "cache_folder", "configure_threads", "enter_kernel_cache",
+    "find_numpy_cblas", "leave_kernel_cache", "prune_cache_folders", "source_hash",
+    "system_report", "threading_layer", "unavailable_reason", "vector_name",
 ]  # fmt: skip
+
+#: Busy-wait rounds of an idle OpenMP thread before it sleeps (libgomp's ``GOMP_SPINCOUNT``; its
+#: own default is 300,000). A two-thread minibatch of 784-800-800-10 passes several parallel
+#: regions in about a millisecond, so a thread that went to sleep between them (workqueue, or
+#: OpenMP's passive policy) costs more than it saves: two threads ran at 0.84–0.93× of one on
+#: workqueue and 1.61–1.79× here, on an idle 2-vCPU Xeon; libgomp's default spin made two
+#: threads 0.35× of one with the other core busy, this bound 0.63× (which ``--jobs auto``
+#: measures and avoids).
+OMP_SPINCOUNT = "10000"
 
 #: A kernel cache folder of other sources is deleted after this many days without use.
 STALE_DAYS = 7
@@ -160,6 +175,33 @@ def _version(module: str) -> str | None:
         return None
 
 
+def configure_threads() -> None:
+    """Run the kernels' parallel regions on numba's OpenMP layer with a bounded spin.
+
+    Call before numba launches its first parallel region (libgomp reads ``GOMP_SPINCOUNT`` when it
+    loads). Sets nothing the user chose: with ``NUMBA_THREADING_LAYER`` set, numba's choice stands;
+    with ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` set, libgomp's. Without libgomp numba falls back
+    to its workqueue layer (correct, and two threads then rarely pay).
+    """
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = OMP_SPINCOUNT
+    import numba
+
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    numba.config.THREADING_LAYER = "default"
+
+
+def threading_layer() -> str:
+    """The layer two-thread training runs on here, found without loading it: the user's
+    ``NUMBA_THREADING_LAYER``, else ``"omp"`` where libgomp is installed, else ``"workqueue"``."""
+    chosen = os.environ.get("NUMBA_THREADING_LAYER")
+    if chosen:
+        return chosen
+    return "omp" if ctypes.util.find_library("gomp") else "workqueue"
+
+
 def system_report() -> dict:
     """What the compiled kernels find on this machine (``ebprop info --system``).
 
@@ -168,8 +210,9 @@ def system_report() -> dict:
     dict with ``versions`` (package → version or None when not installed), ``blas`` (the library
     the kernels call, or None), ``engine`` (``"compiled"`` or ``"numpy"``), ``reason`` (why the
     NumPy loop runs, or None), ``vector_bytes`` and ``float32_lanes`` (the kernels' vector width,
-    None without numba), ``cpu_features`` (``NUMBA_CPU_FEATURES`` when set), ``cache_folder`` and
-    ``cpus`` (the CPUs this process may run on).
+    None without numba), ``cpu_features`` (``NUMBA_CPU_FEATURES`` when set), ``cache_folder``,
+    ``cpus`` (the CPUs this process may run on), ``threading_layer`` (:func:`threading_layer`)
+    and ``omp_spincount`` (``GOMP_SPINCOUNT`` as the kernels will set or find it).
     """
     import platform
 
@@ -190,6 +233,10 @@ def system_report() -> dict:
         "cpus": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
+        "threading_layer": threading_layer(),
+        "omp_spincount": os.environ.get("GOMP_SPINCOUNT")
+        or (None if os.environ.keys() & {"NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY"}
+            else OMP_SPINCOUNT),
     }
     if importlib.util.find_spec("numba") is not None:
         from ._simd import VECTOR_BYTES
