@@ -516,14 +516,14 @@ def test_runs_table_recipe_names_a_baselines_own_settings_as_train_flags():
     stored = [
         BaselineOptions(method="binarynet", hidden=(8,), epochs=3, batch_size=128, lr_decay=0.96,
                         batch_norm=bn).to_dict()
-        for bn in (False, True)
+        for bn in (True, False)  # the order run_rows sorts them in (by recipe)
     ]  # fmt: skip
     readouts = {"BNN": {"val_error": 0.1, "test_error": 0.2}}
     summaries = [{"method": "binarynet", "options": o, "readouts": readouts} for o in stored]
     recipes = [r["recipe"] for r in run_rows(summaries, BASELINES)]
     assert recipes == [
-        "--epochs 3 --batch-size 128 --lr-decay 0.96 --no-batch-norm",
         "--epochs 3 --batch-size 128 --lr-decay 0.96 --batch-norm",  # stored resolved: named
+        "--epochs 3 --batch-size 128 --lr-decay 0.96 --no-batch-norm",
     ]
     for recipe, want in zip(recipes, stored, strict=True):
         ctx = train.make_context(
