@@ -23,7 +23,14 @@ from ebprop.sweep.tables import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/results.md", "docs/performance.md", "docs/conv.md", "docs/baselines.md")
+DOCS = (
+    "README.md",
+    "docs/results.md",
+    "docs/performance.md",
+    "docs/conv.md",
+    "docs/baselines.md",
+    "docs/cli.md",
+)
 
 
 @pytest.fixture(scope="module")
