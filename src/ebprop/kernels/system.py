@@ -235,8 +235,11 @@ def system_report() -> dict:
         else os.cpu_count(),
         "threading_layer": threading_layer(),
         "omp_spincount": os.environ.get("GOMP_SPINCOUNT")
-        or (None if os.environ.keys() & {"NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY"}
-            else OMP_SPINCOUNT),
+        or (
+            None
+            if os.environ.keys() & {"NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY"}
+            else OMP_SPINCOUNT
+        ),
     }
     if importlib.util.find_spec("numba") is not None:
         from ._simd import VECTOR_BYTES
