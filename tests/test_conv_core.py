@@ -23,7 +23,7 @@ from ebprop.core.convnet import (
     conv_step_inplace,
     init_conv_network,
 )
-from ebprop.core.pool import maxpool_backward, maxpool_forward
+from ebprop.core.pool import maxpool_backward, maxpool_deterministic, maxpool_forward
 from ebprop.core.predict import output_z, predict_deterministic, predict_probabilistic
 
 FAMILIES = [BinaryWeights(), RealWeights(prior_variance=0.7)]
@@ -343,6 +343,17 @@ def test_maxpool_backward_matches_a_loop_over_the_windows(size):
                 others = [(1 - v[:, y, x, :]) / 2 for (y, x) in window if (y, x) != a]
                 expected[:, a[0], a[1], :] = g[:, oy, ox, :] * np.prod(others, axis=0)
     np.testing.assert_allclose(got, expected, atol=1e-15)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_deterministic_maxpool_is_the_or_of_each_windows_bits(size):
+    rng = np.random.default_rng(11)
+    h = np.where(rng.random((3, 8, 7, 4)) < 0.2, 1.0, -1.0).astype(np.float32)
+    got = maxpool_deterministic(h, size)
+    assert got.shape == (3, 8 // size, 7 // size, 4) and got.dtype == np.float32
+    for n, oy, ox, c in np.ndindex(got.shape):
+        window = h[n, oy * size : (oy + 1) * size, ox * size : (ox + 1) * size, c]
+        assert got[n, oy, ox, c] == (1.0 if (window == 1.0).any() else -1.0)
 
 
 def test_the_step_damps_an_overshooting_minibatch_as_the_dense_core_does():

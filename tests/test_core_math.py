@@ -27,7 +27,7 @@ from ebprop.core import (
     step_inplace,
 )
 from ebprop.core.forward import LayerStats
-from ebprop.core.numerics import pdf_over_cdf, sign_mean
+from ebprop.core.numerics import pdf_over_cdf, sign_mean, sign_units_inplace
 
 FAMILIES = [BinaryWeights(), RealWeights(prior_variance=0.7)]
 
@@ -294,3 +294,14 @@ def test_subnormal_deltas_are_flushed_to_zero_and_normal_ones_kept(dtype):
     y = np.array([[1.0, 1.0, -1.0]], dtype=dtype)
     out = output_delta(y, st)
     assert not np.any((out != 0) & (np.abs(out) < tiny))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sign_units_are_plus_one_from_zero_up_including_negative_zero(dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    pre = np.array([-np.inf, -3.5, -tiny, -0.0, 0.0, tiny, 2.0, np.inf], dtype=dtype)
+    expected = np.where(pre >= 0, 1, -1).astype(dtype)  # the definition, sign(0) = +1
+    got = sign_units_inplace(pre)
+    assert got is pre and got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    assert not np.signbit(got[3])  # −0.0 gives +1, not −1

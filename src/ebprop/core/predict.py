@@ -15,7 +15,7 @@ from .conv import im2col
 from .convnet import ConvNetwork, conv_forward
 from .forward import forward
 from .network import Network
-from .numerics import log_cdf
+from .numerics import log_cdf, sign_units_inplace
 from .pool import maxpool_deterministic
 
 
@@ -54,7 +54,7 @@ def predict_deterministic(
     for W, b in zip(weights[:-1], biases[:-1], strict=True):
         pre = h @ W
         pre += b
-        h = np.where(pre >= 0, 1, -1).astype(x.dtype)  # sign with sign(0) = +1
+        h = sign_units_inplace(pre)
     return h @ weights[-1] + biases[-1]
 
 
@@ -75,7 +75,7 @@ def _deterministic_conv(
         pre += biases[index]
         if index == last:
             return pre
-        h = np.where(pre >= 0, 1, -1).astype(x.dtype)  # sign with sign(0) = +1
+        h = sign_units_inplace(pre)
         if isinstance(spec, ConvSpec):
             h = h.reshape((x.shape[0],) + shape)
         index += 1
