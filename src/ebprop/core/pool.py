@@ -16,8 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def _offsets(size: int) -> list[tuple[int, int]]:
-    return [(dy, dx) for dy in range(size) for dx in range(size)]
+def _window_positions(a: np.ndarray, size: int) -> list[np.ndarray]:
+    """The k² strided views of ``a`` (batch, H, W, C), one per window position (dy, dx) in row
+    order, each (batch, H//k, W//k, C): no transposed copy of the windows. Views of a writeable
+    ``a`` are writeable (the backward pass scatters through them)."""
+    oh, ow = a.shape[1] // size, a.shape[2] // size
+    return [
+        a[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
+        for dy in range(size)
+        for dx in range(size)
+    ]
 
 
 def maxpool_forward(v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,11 +44,9 @@ def maxpool_forward(v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """
     n, height, width, channels = v.shape
     oh, ow = height // size, width // size
-    # One strided slice per window position (dy, dx): no transposed copy of the windows.
     q = np.empty((size * size, n, oh, ow, channels), dtype=v.dtype)
     half = v.dtype.type(0.5)
-    for i, (dy, dx) in enumerate(_offsets(size)):
-        part = v[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
+    for i, part in enumerate(_window_positions(v, size)):
         np.subtract(1, part, out=q[i])
         q[i] *= half
     prod = q[0].copy()
@@ -65,7 +71,6 @@ def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, si
     ndarray ``input_shape``: grad_out · Π_{j≠i} q_j at each window input, 0 where dropped.
     """
     window = size * size
-    _, oh, ow, _ = grad_out.shape
     grad = np.zeros(input_shape, dtype=grad_out.dtype)
     # Π_{j≠i} q_j = (q_0 ⋯ q_{i−1}) · (q_{i+1} ⋯ q_{k²−1}): prefix times suffix products, not
     # Π/q_i (which fails where an input is surely +1, q_i = 0).
@@ -74,8 +79,7 @@ def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, si
         suffix.append(suffix[-1] * q[j])
     suffix.reverse()
     prefix = None  # q_0 ⋯ q_{i−1}
-    for i, (dy, dx) in enumerate(_offsets(size)):
-        out = grad[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :]
+    for i, out in enumerate(_window_positions(grad, size)):
         if prefix is None:
             np.copyto(out, suffix[i])
             prefix = q[0].copy()
@@ -89,14 +93,11 @@ def maxpool_backward(grad_out: np.ndarray, q: np.ndarray, input_shape: tuple, si
 def maxpool_deterministic(h: np.ndarray, size: int) -> np.ndarray:
     """EBP-D pooling of ±1 units (batch, H, W, C): the window max, i.e. +1 iff any input is +1.
 
-    Returns (batch, H//k, W//k, C). The max of k² strided slices, as :func:`maxpool_forward`
-    takes its window positions: a transposed copy of the windows and a max over the last axis
-    took 2–3× longer.
+    Returns (batch, H//k, W//k, C). The max of the k² window positions' strided views, as
+    :func:`maxpool_forward` takes them: a transposed copy of the windows and a max over the last
+    axis took 2–3× longer.
     """
-    _, height, width, _ = h.shape
-    oh, ow = height // size, width // size
-    parts = [h[:, dy : dy + oh * size : size, dx : dx + ow * size : size, :] for dy, dx in
-             _offsets(size)]  # fmt: skip
+    parts = _window_positions(h, size)
     out = parts[0].copy()
     for part in parts[1:]:
         np.maximum(out, part, out=out)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .forward import forward
 from .network import Network
+from .numerics import sign_units_inplace
 
 __all__ = ["best_thresholds", "refit_deterministic_biases"]
 
@@ -90,6 +91,6 @@ def refit_deterministic_biases(net: Network, X: np.ndarray, chunk: int = 4096) -
         theta = best_thresholds(a, targets[layer], -net.b[layer].astype(np.float64))
         b = (-theta).astype(net.dtype)
         biases.append(b)
-        h = np.where(a + b >= 0, 1, -1).astype(X.dtype)
+        h = sign_units_inplace(a + b)
     biases.append(net.b[-1].copy())
     return biases

@@ -21,6 +21,7 @@ import numpy as np
 from .architecture import ConvSpec, PoolSpec
 from .conv import im2col
 from .convnet import ConvNetwork, conv_forward
+from .numerics import sign_units_inplace
 from .pool import maxpool_deterministic
 from .refit import best_thresholds
 
@@ -87,7 +88,7 @@ def refit_conv_biases(
             theta[cols] = best_thresholds(a[:, cols], target[:, cols], -net.b[index][cols])
         b = (-theta).astype(net.dtype)
         biases.append(b)
-        h = np.where(a + b >= 0, 1, -1).astype(X.dtype)  # sign with sign(0) = +1
+        h = sign_units_inplace(a + b)
         h = h.reshape((n,) + shape) if isinstance(spec, ConvSpec) else h
     biases.append(net.b[-1].copy())
     return biases
