@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ebprop"
 LAYERS = [
     # 1: the algorithm, the test oracle, and what imports nothing of ebprop
     {"_version", "exceptions", "core", "reference", "constraints", "metrics", "early_stopping"},
-    {"fileio", "kernels", "memory", "networks"},  # kernels: the fused numba step, over the core
+    {"fileio", "kernels", "memory", "networks", "model_arrays"},  # kernels: the fused step
     {"params", "param_parsers", "datasets", "trainer", "provenance", "plots"},
     {"estimator", "inputs", "packed"},  # packed: bits, .ebpb, C export; no model files
     {"persist"},

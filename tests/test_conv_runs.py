@@ -17,24 +17,49 @@ CONV = {"dataset": "digits", "architecture": "6C3p1-MP2-32", "epochs": 2, "seed"
 
 def _params(path):
     arrays = read_npz(path, what="model")
-    return {k: v for k, v in arrays.items() if k.startswith(("coef_", "intercept_"))}
+    prefixes = ("coef_", "intercept_", "bias_precision_")
+    return {k: v for k, v in arrays.items() if k.startswith(prefixes)}
 
 
-def test_stop_mid_epoch_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize(("step", "n_arrays"), [("sum", 6), ("precision", 9)])
+def test_stop_mid_epoch_then_resume_is_bit_identical(tmp_path, step, n_arrays):
+    options = TrainOptions(**CONV, conv_bias_step=step)
     full = tmp_path / "full"
-    train_run(TrainOptions(**CONV), full, make_plots=False)
+    train_run(options, full, make_plots=False)
     out = tmp_path / "run"
 
     def stop_in_epoch_2(epoch, position, n_errors):
         return epoch == 2 and position >= 300
 
-    part = train_run(TrainOptions(**CONV), out, on_batch=stop_in_epoch_2, checkpoint_every=None)
+    part = train_run(options, out, on_batch=stop_in_epoch_2, checkpoint_every=None)
     assert part["finished"] is False and part["position"] == 300
     train_run(None, out, resume=True, make_plots=False)
     for name in ("last.npz", "model.npz"):
         a, b = _params(out / name), _params(full / name)
-        assert a.keys() == b.keys() and len(a) == 6
+        assert a.keys() == b.keys() and len(a) == n_arrays
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_precision_bias_step_is_a_run_option_kept_in_model_files(tmp_path):
+    plain = _params_of_run(tmp_path / "sum", "sum")
+    weighted = _params_of_run(tmp_path / "precision", "precision")
+    assert np.all(weighted["bias_precision_0"] > 1.0)  # the conv channels gathered evidence
+    np.testing.assert_array_equal(weighted["bias_precision_1"], 1.0)  # dense layers: unused
+    assert "bias_precision_0" not in plain  # the plain step keeps no precisions
+    assert not np.array_equal(weighted["intercept_0"], plain["intercept_0"])
+
+
+def _params_of_run(out, step):
+    train_run(TrainOptions(**(CONV | {"epochs": 1}), conv_bias_step=step), out, make_plots=False)
+    return _params(out / "last.npz")
+
+
+def test_the_precision_bias_step_needs_conv_layers():
+    with pytest.raises(ValueError, match="conv_bias_step='precision' applies to conv layers") as e:
+        TrainOptions(dataset="digits", hidden=(16,), conv_bias_step="precision")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="conv_bias_step must be 'sum' or 'precision', got 'mean'"):
+        TrainOptions(**CONV, conv_bias_step="mean")
 
 
 def test_options_carry_the_architecture_and_refuse_both():

@@ -57,6 +57,11 @@ def _example(p: Param):
     return p.example if p.example is not None else _draw(p.check, p.default)
 
 
+def _with(p: Param) -> dict:
+    """The other options its example needs (a rule between parameters)."""
+    return dict(p.example_with or {})
+
+
 def _stored(option: str, value):
     """The value as ``options.json`` stores it."""
     return OPTIONS[option].to_json(OPTIONS[option].validate(value, option))
@@ -72,7 +77,7 @@ def test_every_parameter_has_a_valid_example_other_than_its_default(name):
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_run_options_store_resume_and_build_the_estimator(option):
     p, value = OPTIONS[option], _example(OPTIONS[option])
-    opts = TrainOptions(**{option: value})
+    opts = TrainOptions(**_with(p), **{option: value})
     stored = json.loads(json.dumps(opts.to_dict()))  # options.json
     assert stored[option] == _stored(option, value)
     assert TrainOptions.from_dict(stored) == opts
@@ -99,19 +104,20 @@ def _toml(value) -> str:
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_a_sweep_grid_sets_it_and_names_the_runs_of_its_axis(option):
     value = _example(OPTIONS[option])
-    exp = parse_experiment(f"[[grid]]\n{option} = {_toml(value)}\n")
+    settings = "".join(f"{k} = {_toml(v)}\n" for k, v in _with(OPTIONS[option]).items())
+    exp = parse_experiment(f"[[grid]]\n{settings}{option} = {_toml(value)}\n")
     assert exp.runs[0].options[option] == _stored(option, value)
     default = FIELD_DEFAULTS[option]
     axis = [[*value], [*default]] if option == "hidden" else [value, default]
-    exp = parse_experiment(f"[[grid]]\n{option} = [{', '.join(map(_toml, axis))}]\n")
+    exp = parse_experiment(f"[[grid]]\n{settings}{option} = [{', '.join(map(_toml, axis))}]\n")
     assert [r.options[option] for r in exp.runs] == [_stored(option, v) for v in axis]
     assert len({r.name for r in exp.runs}) == 2
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_the_command_line_and_the_recipe_give_the_same_options(option):
-    value = _example(OPTIONS[option])
-    stored = TrainOptions(**{option: value}).to_dict()
+    value, context = _example(OPTIONS[option]), _with(OPTIONS[option])
+    stored = TrainOptions(**context, **{option: value}).to_dict()
     flags = recipe_flags(stored)
     flag = "--" + option.replace("_", "-")
     if not any(f.startswith(flag) or f == "--no-" + flag[2:] for f in flags):
@@ -119,6 +125,8 @@ def test_the_command_line_and_the_recipe_give_the_same_options(option):
         assert option in {"hidden", "architecture", "weights", "max_memory"}, flags
         v = stored[option]
         flags = [flag, *map(str, v)] if isinstance(v, list) else [flag, str(v)]
+    for k, v in context.items():  # the network is its own column, not the recipe's
+        flags += ["--" + k.replace("_", "-"), str(v)]
     ctx = train.make_context("train", flags)
     given = {k: v for k, v in ctx.params.items() if k in FIELD_DEFAULTS and v is not None}
     assert TrainOptions(**given).to_dict()[option] == stored[option], flags
@@ -133,7 +141,8 @@ def _digits():
 def test_a_model_file_keeps_it(name, tmp_path):
     p, value = PARAMS[name], _example(PARAMS[name])
     params = {"max_iter": 1, "random_state": 0, "hidden_layer_sizes": (4,), name: value}
-    if name in ("architecture", "input_shape"):
+    params |= _with(p)
+    if name in ("architecture", "input_shape") or "architecture" in params:
         params.pop("hidden_layer_sizes")
         params.setdefault("architecture", "2C3-8")
     X, y = _digits()

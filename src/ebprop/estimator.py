@@ -23,7 +23,7 @@ from .core import (
 )
 from .early_stopping import EarlyStopping, validation_split
 from .memory import check_estimator_memory
-from .networks import build_network, readout_outputs
+from .networks import attach_bias_precisions, build_network, precisions_attached, readout_outputs
 from .params import PARAMS, READOUTS, check_input_scale, check_parameters, network_plan
 from .trainer import LabelCoding, Trainer, n_outputs, training_threads
 
@@ -75,6 +75,10 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
         ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
         bias-free networks. Trains in the NumPy core; fully connected architectures only.
+    conv_bias_step : {"sum", "precision"}, default="sum"
+        Conv biases move by EBP's ½ Σ Δ over the minibatch and positions (``"sum"``), or by
+        ½ Σ Δ / τ with a precision τ += Σ (½Δ)² of their evidence (``"precision"``, which settles
+        under reinforcement; :mod:`ebprop.core.convnet`). Conv architectures only.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     random_state : int, Generator, RandomState or None, default=None
@@ -115,6 +119,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         Output units: 1 for two classes, else the number of classes.
     training_error_curve_ : list of float
         Online EBP-P training error of each epoch (predicted before each update).
+    conv_bias_precisions_ : list of ndarray (n_out,) or None
+        τ of every layer's biases (float64; dense layers' unused) with ``"precision"``.
     deterministic_intercepts_ : list of ndarray or None
         Biases of the EBP-D network when refitted by :meth:`refit_deterministic` (hidden layers'
         thresholds; the output layer's as trained); None: EBP-D uses ``intercepts_``.
@@ -146,6 +152,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         init_variance: float = 1.0,
         prior_variance: float = 1.0,
         fit_intercept: bool = True,
+        conv_bias_step: str = "sum",
         reinforcement: float | str | None = None,
         shuffle: bool = True,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -169,6 +176,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         self.init_variance = init_variance
         self.prior_variance = prior_variance
         self.fit_intercept = fit_intercept
+        self.conv_bias_step = conv_bias_step
         self.reinforcement = reinforcement
         self.shuffle = shuffle
         self.random_state = random_state
@@ -222,10 +230,20 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             and len(net.H) == len(self.coefs_) == len(self.intercepts_)
             and all(a is h for a, h in zip(self.coefs_, net.H, strict=True))
             and all(a is b for a, b in zip(self.intercepts_, net.b, strict=True))
+            and precisions_attached(net, *self._bias_step())
         ):
             return net
         self._net = build_network(self, network_plan(self, self.check_params()[0]))
+        self._attach_precisions(self._net)
         return self._net
+
+    def _attach_precisions(self, net: Network | ConvNetwork) -> None:
+        step, held = self._bias_step()
+        self.conv_bias_precisions_ = attach_bias_precisions(net, step, held)
+
+    def _bias_step(self) -> tuple[str, list[np.ndarray] | None]:
+        step = PARAMS["conv_bias_step"].validate(self.conv_bias_step)
+        return step, getattr(self, "conv_bias_precisions_", None)
 
     def init_parameters(
         self, n_features: int, classes, rng: np.random.Generator | None = None
@@ -260,6 +278,8 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         check_estimator_memory(self, [self.n_features_in_, *hidden, self.n_outputs_])
         net = build_network(self, network_plan(self, hidden), rng)
         self.coefs_, self.intercepts_ = list(net.H), list(net.b)  # lists of the same arrays
+        self.conv_bias_precisions_ = None  # a fresh start: τ = 1
+        self._attach_precisions(net)
         self._net = net
         self.n_iter_ = 0
         self.training_error_curve_: list[float] = []
@@ -275,12 +295,14 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         classes,
         n_iter: int = 0,
         n_features: int | None = None,
+        bias_precisions: list[np.ndarray] | None = None,
     ) -> EBPClassifier:
         """A fitted estimator holding the given parameters (arrays are shared, not copied).
 
         It predicts and continues training with :meth:`partial_fit`. ValueError when the
         parameters or the arrays' shapes, dtype or finiteness do not fit. ``n_features``: the
         input width (default: the first layer's rows, which a conv layer does not have).
+        ``bias_precisions``: the ``conv_bias_precisions_`` to train on (default: ones).
         """
         est = cls(**params)
         est.check_params()
@@ -292,6 +314,9 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         est.n_iter_ = int(n_iter)
         est.training_error_curve_ = []
         est.deterministic_intercepts_ = None
+        est.conv_bias_precisions_ = (
+            None if bias_precisions is None else [np.asarray(t, float) for t in bias_precisions]
+        )
         est.network()  # checks shapes, dtypes and finiteness
         return est
 
@@ -349,6 +374,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
             self.init_parameters(X.shape[1], classes)
         self.history_, self.validation_scores_ = [], [] if self.early_stopping else None
         stopping = EarlyStopping(self.n_iter_no_change)
+        trained = [*self.coefs_, *self.intercepts_, *(self.conv_bias_precisions_ or [])]
         for _ in range(self.max_iter):
             record = {"epoch": self.n_iter_ + 1, "train_error": self._epoch(X, y)}
             self.history_.append(record)
@@ -358,11 +384,11 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
                 record[f"val_accuracy_{k}"] = float(np.mean(self.predict(X_val, readout) == y_val))
             score = record["val_accuracy_" + ("p" if self.readout == "probabilistic" else "d")]
             self.validation_scores_.append(score)
-            if stopping.update(score, [*self.coefs_, *self.intercepts_]):
+            if stopping.update(score, trained):
                 break
         self.best_validation_score_ = stopping.best_score
         if stopping.best is not None:  # the best epoch, written into the network's arrays
-            stopping.restore([*self.coefs_, *self.intercepts_])
+            stopping.restore(trained)
             for layer in range(len(self.coefs_)):  # the cached moments ⟨W⟩, ⟨W⟩² follow H
                 self.network().refresh_moments_inplace(layer)
         return self

@@ -27,7 +27,9 @@ from .core.architecture import DenseSpec, LayerSpec, layer_shapes
 from .core.convnet import parameter_shapes
 
 __all__ = [
+    "attach_bias_precisions",
     "build_network",
+    "precisions_attached",
     "network_from_arrays",
     "conv_network_from_arrays",
     "float64_network",
@@ -164,6 +166,37 @@ def build_network(
         return init_conv_network(specs, shape, family, rng, est.init_variance, dtype)
     sizes = (est.n_features_in_, *sizes, est.n_outputs_)
     return init_network(sizes, family, rng, est.init_variance, dtype, **options)
+
+
+def attach_bias_precisions(
+    net: Network | ConvNetwork, step: str, held: list[np.ndarray] | None
+) -> list[np.ndarray] | None:
+    """Give ``net`` the conv bias precisions τ of ``conv_bias_step`` ``step`` and return them:
+    ``held`` (an estimator's ``conv_bias_precisions_``), else ones (a model trained with the
+    plain step continues from τ = 1); None for the plain step, ``"sum"``. ValueError when
+    ``held`` does not match the layers' biases."""
+    shapes = [b.shape for b in net.b]
+    if step == "sum":
+        held = None
+    elif held is None:
+        held = [np.ones(shape, dtype=np.float64) for shape in shapes]
+    elif [t.shape for t in held] != shapes:
+        raise ValueError(
+            f"conv_bias_precisions_ has shapes {[t.shape for t in held]}; the layers' biases "
+            f"{shapes}"
+        )
+    if isinstance(net, ConvNetwork):
+        net.bias_precision = held
+    return held
+
+
+def precisions_attached(
+    net: Network | ConvNetwork, step: str, held: list[np.ndarray] | None
+) -> bool:
+    """Whether ``net`` trains with what :func:`attach_bias_precisions` would give it."""
+    if step == "sum":
+        return getattr(net, "bias_precision", None) is None
+    return held is not None and getattr(net, "bias_precision", None) is held
 
 
 def float64_network(net: Network | ConvNetwork) -> Network | ConvNetwork:

@@ -71,6 +71,7 @@ __all__ = [
     "check_input_scale",
     "check_option",
     "check_parameters",
+    "check_rules",
     "conv_specs",
     "loaded_params",
     "network_options",
@@ -124,6 +125,8 @@ class Param:
         from (not one of :mod:`ebprop.constraints`): ``tests/test_params_roundtrip.py`` carries
         every parameter through the run options, ``options.json``, the sweep, the command line
         and a model file with it.
+    example_with : run options the example needs beside it, where a rule between parameters
+        refuses it alone (``conv_bias_step="precision"`` needs a conv ``architecture``).
     """
 
     name: str
@@ -138,6 +141,7 @@ class Param:
     since: tuple[str, Any] | None = None
     network: bool = False
     example: Any = None
+    example_with: Mapping[str, Any] | None = None
 
     def validate(self, value: Any, name: str | None = None) -> Any:
         """The parsed ``value``; ValueError ``"<name> must be …, got …"`` (name: this one)."""
@@ -176,6 +180,11 @@ _ARCHITECTURE_HELP = (
     "--arch 16C5-MP2-32C5-MP2-128: <n>C<k>[s<stride>][p<pad>] conv, MP<k> max-pool, <n> dense "
     "(docs/conv.md)."
 )
+_CONV_BIAS_HELP = (
+    "Conv layers' bias step: 'sum' (EBP's, summed over minibatch and positions) or 'precision' "
+    "(each conv bias accumulates the evidence of its terms and moves by their sum over it; "
+    "docs/conv.md). [default: sum]"
+)
 _JOBS_HELP = (
     "Threads of the fused compiled training loop: a number, or auto (one or two, whichever "
     "measures faster as it runs; the results of --jobs 2 either way); 0 for the NumPy loop. "
@@ -211,6 +220,10 @@ PARAMS: dict[str, Param] = {
               option="fit_intercept", annotation="bool", network=True,
               help="Give every layer a bias b (--no-fit-intercept: none, b = 0, as in DeepMP's "
               "networks; trains in the NumPy loop)."),
+        Param("conv_bias_step", "sum", Choice("sum", "precision"),
+              "How a conv bias moves: the plain sum over positions or precision-weighted.",
+              option="conv_bias_step", annotation="str", help=_CONV_BIAS_HELP,
+              example_with={"architecture": "2C3-8"}),
         Param("reinforcement", None, parse.schedule, "Reinforcement schedule (binary weights).",
               option="reinforcement", help=_REINFORCEMENT_HELP,
               annotation="float | str | Reinforcement | None", to_json=stored_form,
@@ -304,6 +317,7 @@ def check_parameters(
                     f"{name}={values[name]!r} supports fully connected networks only; "
                     f"leave it at {p.default!r} with a convolutional architecture"
                 )
+    check_rules(values, specs)
     schedule = values["reinforcement"]
     if schedule is not None and values["weights"] != "binary":
         raise ValueError(
@@ -311,6 +325,18 @@ def check_parameters(
             f"got weights={est.weights!r}"
         )
     return sizes, schedule
+
+
+def check_rules(values: Mapping[str, Any], specs: tuple[LayerSpec, ...] | None) -> None:
+    """The rules between parameters that the estimator and the run options share; ``values``:
+    the parsed parameters by name, ``specs``: the parsed architecture (None without one).
+    ValueError, one line, naming the parameter."""
+    step = values["conv_bias_step"]
+    if step != "sum" and (specs is None or dense_sizes(specs) is not None):
+        raise ValueError(
+            f"conv_bias_step={step!r} applies to conv layers only; give an architecture with "
+            "conv layers or leave it at 'sum'"
+        )
 
 
 def check_input_scale(X: np.ndarray, dtype: np.dtype) -> None:

@@ -6,6 +6,7 @@ Layout of a model file (format version 2; version 1 files are still read)::
     coef_<l>        float (n_in, n_out)   H of layer l (scikit-learn layout, as ``coefs_``)
     intercept_<l>   float (n_out,)        b of layer l
     det_intercept_<l> float (n_out,)      optional: EBP-D biases refitted post hoc (all layers)
+    bias_precision_<l> float64 (n_out,)   optional: conv bias precisions τ (all layers)
     classes         (n_classes,)          class labels (int, float or unicode; never object)
     pre_<name>      any                   the preprocessor's arrays (``Preprocessor.get_state``)
 
@@ -53,8 +54,7 @@ import numpy as np
 
 from ._version import __version__
 from .core import ConvNetwork, Reinforcement, parse_reinforcement
-from .core.architecture import DenseSpec, format_architecture, parse_architecture
-from .core.convnet import parameter_shapes
+from .core.architecture import format_architecture
 from .datasets import Preprocessor
 from .datasets.appearance import check_appearance
 from .estimator import EBPClassifier
@@ -70,6 +70,7 @@ from .fileio import (  # noqa: F401
 
 # The file helpers live in :mod:`ebprop.fileio`; re-exported for code written against this module.
 from .metrics import model_memory
+from .model_arrays import check_model_arrays
 from .params import loaded_params, saved_params
 from .provenance import provenance
 from .trainer import n_outputs
@@ -143,18 +144,6 @@ def _architecture(estimator: EBPClassifier, net) -> dict:
         "layers": format_architecture(net.specs[:-1]),
         "input_shape": [int(d) for d in net.input_shape],
     }
-
-
-def _layer_shapes(architecture: dict, src: str) -> list[tuple[int, int]]:
-    """(n_in, n_out) of every coef_<l> the header's ``architecture`` implies."""
-    sizes = architecture["sizes"]
-    if "layers" not in architecture:
-        return list(zip(sizes[:-1], sizes[1:], strict=True))
-    try:
-        specs = (*parse_architecture(architecture["layers"]), DenseSpec(int(sizes[-1])))
-        return parameter_shapes(specs, tuple(architecture["input_shape"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{src}: header 'architecture' malformed ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------- save / load
@@ -231,6 +220,8 @@ def save_model(
     det = getattr(estimator, "deterministic_intercepts_", None)
     for layer, b in enumerate(det or []):
         arrays[f"det_intercept_{layer}"] = np.asarray(b, dtype=net.dtype)
+    for layer, tau in enumerate(getattr(estimator, "conv_bias_precisions_", None) or []):
+        arrays[f"bias_precision_{layer}"] = np.asarray(tau, dtype=np.float64)  # to train on
     classes = np.asarray(estimator.classes_)
     if classes.dtype == object:
         classes = classes.astype(str)
@@ -338,62 +329,6 @@ def _check_header(header: dict, src: str) -> None:
             raise ModelFormatError(f"{src}: header field {key!r}: {exc}") from exc
 
 
-def _check_arrays(header: dict, arrays: dict[str, np.ndarray], src: str) -> list[int]:
-    manifest = header["arrays"]
-    sizes = header["architecture"].get("sizes")
-    if not isinstance(manifest, dict) or not isinstance(sizes, list) or len(sizes) < 2:
-        raise ModelFormatError(f"{src}: header 'arrays'/'architecture.sizes' malformed")
-    shapes = _layer_shapes(header["architecture"], src)
-    n_layers = len(shapes)
-    if n_layers != len(sizes) - 1:
-        raise ModelFormatError(
-            f"{src}: header 'architecture' has {n_layers} layers and sizes {sizes}"
-        )
-    expected = {f"coef_{i}" for i in range(n_layers)} | {f"intercept_{i}" for i in range(n_layers)}
-    expected |= {"classes"}
-    if not expected <= set(manifest):
-        raise ModelFormatError(
-            f"{src}: header lists arrays {sorted(manifest)}, "
-            f"missing {sorted(expected - set(manifest))}"
-        )
-    missing = sorted(set(manifest) - set(arrays))
-    extra = sorted(set(arrays) - set(manifest))
-    if missing or extra:
-        raise ModelFormatError(
-            f"{src}: arrays do not match header: missing {missing}, extra {extra}"
-        )
-    for name, spec in manifest.items():
-        if not isinstance(spec, dict):
-            raise ModelFormatError(f"{src}: header 'arrays.{name}' must be a JSON object")
-        a = arrays[name]
-        if list(a.shape) != list(spec.get("shape", [])) or a.dtype.str != spec.get("dtype"):
-            raise ModelFormatError(
-                f"{src}: array {name!r} has shape {a.shape} and dtype {a.dtype.str}; header says "
-                f"{tuple(spec.get('shape', []))} and {spec.get('dtype')}"
-            )
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise ModelFormatError(f"{src}: array {name!r} contains NaN or infinite values")
-    det = [f"det_intercept_{i}" for i in range(n_layers)]
-    if any(name in arrays for name in det) and not all(name in arrays for name in det):
-        raise ModelFormatError(f"{src}: refitted EBP-D biases present for only some layers")
-    for i, name in enumerate(det):
-        if name in arrays and arrays[name].shape != (sizes[i + 1],):
-            raise ModelFormatError(
-                f"{src}: array {name!r} has shape {arrays[name].shape}; layer {i} needs "
-                f"{(sizes[i + 1],)}"
-            )
-    for i, shape in enumerate(shapes):
-        if arrays[f"coef_{i}"].shape != tuple(shape) or arrays[f"intercept_{i}"].shape != (
-            shape[1],
-        ):
-            raise ModelFormatError(
-                f"{src}: layer {i} arrays have shapes {arrays[f'coef_{i}'].shape} and "
-                f"{arrays[f'intercept_{i}'].shape}; architecture {sizes} needs "
-                f"{tuple(shape)} and {(shape[1],)}"
-            )
-    return sizes
-
-
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Read a model written by :func:`save_model`; never unpickles.
 
@@ -413,7 +348,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     header = decode_header(arrays.pop(_HEADER), src)
     _check_header(header, src)
     try:
-        sizes = _check_arrays(header, arrays, src)
+        sizes = check_model_arrays(header, arrays, src)
     except (TypeError, AttributeError) as exc:  # a crafted manifest: never a traceback
         raise ModelFormatError(f"{src}: header 'arrays'/'architecture' malformed ({exc})") from exc
     n_layers = len(sizes) - 1
@@ -454,6 +389,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             classes,
             n_iter=header.get("n_iter", 0),
             n_features=int(sizes[0]),
+            bias_precisions=[arrays[f"bias_precision_{i}"] for i in range(n_layers)]
+            if "bias_precision_0" in arrays
+            else None,
         )
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{src}: inconsistent estimator state ({exc})") from exc

@@ -108,6 +108,8 @@ def _save_checkpoint(
     }
     arrays = {f"coef_{i}": h for i, h in enumerate(net.H)}
     arrays |= {f"intercept_{i}": b for i, b in enumerate(net.b)}
+    precisions = getattr(net, "bias_precision", None)  # conv_bias_step="precision"
+    arrays |= {f"bias_precision_{i}": t for i, t in enumerate(precisions or [])}
     order = trainer.order if mid_epoch else np.empty(0, np.int64)
     arrays["order"] = order.astype(np.int64)
     folder.save_checkpoint(header, arrays, key="header")
@@ -130,8 +132,12 @@ def _load_checkpoint(folder: RunFolder, trainer: Trainer, data: Features) -> tup
     net = trainer.net
     if h["n_layers"] != len(net.H):
         raise ModelFormatError(f"{src}: {h['n_layers']} layers, the options give {len(net.H)}")
+    precisions = getattr(net, "bias_precision", None)
     for i in range(len(net.H)):
-        for name, target in ((f"coef_{i}", net.H[i]), (f"intercept_{i}", net.b[i])):
+        targets = [(f"coef_{i}", net.H[i]), (f"intercept_{i}", net.b[i])]
+        if precisions is not None:
+            targets.append((f"bias_precision_{i}", precisions[i]))
+        for name, target in targets:
             a = arrays.get(name)
             if a is None or a.shape != target.shape or not np.isfinite(a).all():
                 raise ModelFormatError(f"{src}: array {name!r} is missing, misshapen or non-finite")

@@ -31,7 +31,7 @@ from ..datasets import (
 from ..datasets.appearance import parse_background
 from ..datasets.augment import check_max_shift
 from ..memory import check_memory, conv_bytes, network_bytes
-from ..params import Integer, Param, check_option, option_params
+from ..params import Integer, Param, check_option, check_rules, option_params
 
 __all__ = [
     "DataOptions",
@@ -316,7 +316,8 @@ def _validate_train(self: RunOptions) -> None:
             "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
             f"got weights={self.weights!r}"
         )
-    check_architecture(self)
+    values = {p.name: getattr(self, option) for option, p in option_params().items()}
+    check_rules(values, check_architecture(self))
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
