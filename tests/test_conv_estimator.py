@@ -88,3 +88,18 @@ def test_early_stopping_restores_a_conv_network(digits):
     net = est.network()
     for h, m in zip(net.H, net.M, strict=True):
         np.testing.assert_array_equal(m, np.tanh(h))
+
+
+def test_early_stopping_restores_the_conv_bias_precisions_of_the_best_epoch(digits):
+    X_tr, _, y_tr, _ = digits
+    params = dict(architecture="4C3s2-16", conv_bias_step="precision", early_stopping=True,
+                  n_iter_no_change=1, random_state=0)  # fmt: skip
+    est = EBPClassifier(max_iter=6, **params).fit(X_tr, y_tr)
+    best = 1 + int(np.argmax(est.validation_scores_))  # the earliest best epoch
+    assert best < len(est.validation_scores_)  # it stopped after a worse epoch: a restore
+    # the same split and sample order, stopped at the best epoch: the state it restored
+    replay = EBPClassifier(max_iter=best, **params).fit(X_tr, y_tr)
+    for a, b in zip(est.conv_bias_precisions_, replay.conv_bias_precisions_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(est.conv_bias_precisions_[0] > 1.0)
+    assert est.network().bias_precision is est.conv_bias_precisions_
