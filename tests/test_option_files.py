@@ -84,7 +84,7 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
     ),
     "reinforcement": (
         frozenset({"cli/model.py", "persist.py", "runs/ebp.py", "runs/folder.py",
-                   "runs/options.py", "runs/warm.py", "sweep/experiment.py", "trainer.py"}),
+                   "runs/warm.py", "sweep/experiment.py", "trainer.py"}),
         "the schedule is per epoch: 'auto' is resolved against the run's epochs and stored "
         "(runs/ebp.py, runs/folder.py), a warm start may change it, the trainer reads each "
         "minibatch's factors, model files record the schedule that ran (persist's header, "

@@ -318,19 +318,18 @@ def check_parameters(
                     f"leave it at {p.default!r} with a convolutional architecture"
                 )
     check_rules(values, specs)
-    schedule = values["reinforcement"]
-    if schedule is not None and values["weights"] != "binary":
-        raise ValueError(
-            "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
-            f"got weights={est.weights!r}"
-        )
-    return sizes, schedule
+    return sizes, values["reinforcement"]
 
 
 def check_rules(values: Mapping[str, Any], specs: tuple[LayerSpec, ...] | None) -> None:
     """The rules between parameters that the estimator and the run options share; ``values``:
     the parsed parameters by name, ``specs``: the parsed architecture (None without one).
     ValueError, one line, naming the parameter."""
+    if values["reinforcement"] is not None and values["weights"] != "binary":
+        raise ValueError(
+            "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
+            f"got weights={values['weights']!r}"
+        )
     step = values["conv_bias_step"]
     if step != "sum" and (specs is None or dense_sizes(specs) is not None):
         raise ValueError(

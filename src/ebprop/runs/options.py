@@ -311,13 +311,8 @@ def _validate_train(self: RunOptions) -> None:
         raise ValueError(f"refit_thresholds must be true or false, got {self.refit_thresholds!r}")
     if self.refit_thresholds and self.weights != "binary":
         raise ValueError("refit_thresholds applies to binary weights only")
-    if self.reinforcement is not None and self.weights != "binary":
-        raise ValueError(
-            "reinforcement applies to binary weights only (it polarises P(W = ±1)); "
-            f"got weights={self.weights!r}"
-        )
-    values = {p.name: getattr(self, option) for option, p in option_params().items()}
-    check_rules(values, check_architecture(self))
+    specs = check_architecture(self)
+    check_rules(_estimator_params(self), specs)  # the estimator's rules between parameters
     # refuse, before any data is loaded, a network past the memory budget
     check_memory(planned_bytes(self), self.max_memory, planned_network(self))
 
