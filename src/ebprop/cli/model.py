@@ -383,14 +383,15 @@ def info(model_path: Path | None, system: bool, as_json: bool) -> None:
     click.echo(f"  reinforcement: {schedule_ran(meta)}")
     if model.method == "binarynet":
         click.echo(f"  {_BINARYNET_NOTE}: ±1 weights, batch norm and biases folded into thresholds")
+    gain = f", input gain {pre['input_gain']:g}" if pre and "input_gain" in pre else ""
     if pre and len(pre["image_shape"]) == 1:
-        click.echo(f"  input: {pre['image_shape'][0]} features (scaling {pre['scaling']})")
+        click.echo(f"  input: {pre['image_shape'][0]} features (scaling {pre['scaling']}{gain})")
     elif pre:
         filters = ",".join(pre.get("filters") or []) or "none"
         click.echo(
             f"  input: {'x'.join(map(str, pre['image_shape']))} images → "
             f"{pre['n_features']} features (scaling {pre['scaling']}, filters {filters}, "
-            f"deskew {'on' if pre['deskew'] else 'off'})"
+            f"deskew {'on' if pre['deskew'] else 'off'}{gain})"
         )
     if pre:
         click.echo(f"  trained on: {appearance_text(meta.get('input'))}")

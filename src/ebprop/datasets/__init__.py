@@ -36,7 +36,7 @@ from ebprop.datasets.own import (
     check_load_options,
     load_path,
 )
-from ebprop.datasets.transforms import SCALINGS, Preprocessor, deskew
+from ebprop.datasets.transforms import SCALINGS, Preprocessor, check_input_gain, deskew
 from ebprop.exceptions import DataNotFoundError
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Preprocessor",
     "align_labels",
     "check_color",
+    "check_input_gain",
     "check_load_options",
     "default_cache_dir",
     "deskew",

@@ -18,6 +18,10 @@ The pipeline of :class:`Preprocessor`, in order, on raw images ``(n, h, w)``:
    standard    (x - mean) / std, both fitted on the training images
    ==========  ====================  =================================
 
+5. ``input_gain`` g multiplies the scaled features (default 1). For EBP this is the first
+   layer's bias prior: with inputs g·x a unit's statistics and updates are those of inputs x
+   with a bias of variance 1/g² (docs/conv.md, "Input gain").
+
 RGB images ``(n, h, w, 3)`` (your own data read with ``color="rgb"``) become their pixels in
 (y, x, channel) order, the NHWC layout of the conv layers; filters and deskewing are for grey
 images and refuse them.
@@ -30,16 +34,17 @@ deskewing and pooling need images and are refused for features.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from ebprop.datasets.deskew import deskew
 from ebprop.datasets.filters import FILTER_BANKS, Kernel, apply_kernel, avg_pool, parse_filters
 from ebprop.exceptions import DataError
 
-__all__ = ["SCALINGS", "STATE_VERSION", "Preprocessor", "deskew"]
+__all__ = ["SCALINGS", "STATE_VERSION", "Preprocessor", "check_input_gain", "deskew"]
 
 #: Scaling names accepted by :class:`Preprocessor`.
 SCALINGS = ("unit", "symmetric", "binary", "standard")
@@ -60,53 +65,18 @@ _META_KEYS = {
     "image_shape",
     "n_features",
 }
+_OPTIONAL_KEYS = {"input", "input_gain"}  # written only when not at their defaults
 _INPUTS = ("images", "features")  # the optional "input" key; absent in states before features
 _CHUNK = 8192  # images per chunk: bounds the temporaries to a few hundred MB on MNIST
 _MIN_STD = 1e-6  # features with a smaller training std are only centred (e.g. MNIST's corners)
 
 
-def deskew(images: np.ndarray) -> np.ndarray:
-    """Straighten slanted images by their second moments, and centre their mass.
-
-    The classic MNIST deskewing: with the centre of mass ``(cy, cx)`` and the skew
-    ``alpha = cov(row, col) / var(row)`` of each image (intensity-weighted), output pixel
-    ``(r, c)`` samples the input at ``(r - ch + cy, c - cw + cx + alpha (r - ch))``, where
-    ``(ch, cw)`` is the image centre. One ``scipy.ndimage.map_coordinates`` call on the whole
-    stack, with per-image coordinates: bilinear (order 1, so no spline prefilter mixes images
-    along the stack axis), zero outside the image (``grid-constant``). Blank images are returned
-    unchanged. About 0.1 ms per 28x28 image.
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        float array, shape (n, h, w), non-negative intensities.
-
-    Returns
-    -------
-    numpy.ndarray
-        Deskewed images, same shape and dtype; values stay within the input's range.
-    """
-    n, h, w = images.shape
-    x = images.astype(np.float64, copy=False)
-    rows, cols = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
-    row_mass, col_mass = x.sum(axis=2), x.sum(axis=1)  # (n, h), (n, w)
-    mass = row_mass.sum(axis=1)
-    blank = mass <= 0
-    m = np.where(blank, 1.0, mass)
-    cy, cx = row_mass @ rows / m, col_mass @ cols / m
-    var_r = row_mass @ rows**2 / m - cy**2
-    cov = np.einsum("nij,i,j->n", x, rows, cols) / m - cy * cx
-    ch, cw = (h - 1) / 2, (w - 1) / 2
-    alpha = np.where(blank | (var_r <= 1e-12), 0.0, cov / np.where(var_r > 1e-12, var_r, 1.0))
-    cy, cx = np.where(blank, ch, cy), np.where(blank, cw, cx)
-
-    dr = (rows - ch)[None, :, None]  # (1, h, 1)
-    coords = np.empty((3, n, h, w))
-    coords[0] = np.arange(n)[:, None, None]  # integer: order-1 interpolation never mixes images
-    coords[1] = dr + cy[:, None, None]
-    coords[2] = (cols - cw)[None, None, :] + cx[:, None, None] + alpha[:, None, None] * dr
-    out = ndimage.map_coordinates(images, coords, order=1, mode="grid-constant", cval=0.0)
-    return np.where(blank[:, None, None], images, out).astype(images.dtype, copy=False)
+def check_input_gain(value: object) -> float:
+    """The ``input_gain`` setting as a float; ValueError "input_gain must be …" otherwise."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise ValueError(f"input_gain must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def _color_hint(got: tuple[int, ...], fitted: tuple[int, ...]) -> str:
@@ -135,6 +105,8 @@ class Preprocessor:
         Average-pool each filter response over ``pool x pool`` blocks (pixels are not pooled).
     deskew : bool
         Deskew the images first (:func:`deskew`).
+    input_gain : float > 0
+        Multiplies the scaled features (module docstring, step 5).
 
     Attributes
     ----------
@@ -160,6 +132,7 @@ class Preprocessor:
         keep_pixels: bool = True,
         pool: int = 1,
         deskew: bool = False,
+        input_gain: float = 1.0,
     ) -> None:
         if scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {scaling!r}; choose from {', '.join(SCALINGS)}")
@@ -170,6 +143,7 @@ class Preprocessor:
         self.keep_pixels = bool(keep_pixels)
         self.pool = int(pool)
         self.deskew = bool(deskew)
+        self.input_gain = check_input_gain(input_gain)
         if not self.keep_pixels and not self.filters:
             raise ValueError("keep_pixels=False with no filters leaves no features; add filters")
         self.kernels: tuple[Kernel, ...] = tuple(k for b in self.filters for k in FILTER_BANKS[b])
@@ -185,7 +159,8 @@ class Preprocessor:
     def __repr__(self) -> str:
         return (
             f"Preprocessor(scaling={self.scaling!r}, filters={','.join(self.filters) or 'none'!r}, "
-            f"keep_pixels={self.keep_pixels}, pool={self.pool}, deskew={self.deskew})"
+            f"keep_pixels={self.keep_pixels}, pool={self.pool}, deskew={self.deskew}, "
+            f"input_gain={self.input_gain:g})"
         )
 
     # -- validation -------------------------------------------------------------------------
@@ -260,6 +235,8 @@ class Preprocessor:
         elif self.scaling == "standard":
             X -= self.mean_.astype(X.dtype)
             X /= self.scale_.astype(X.dtype)
+        if self.input_gain != 1.0:
+            X *= X.dtype.type(self.input_gain)
 
     def fit(self, images: np.ndarray, max_value: float | None) -> Preprocessor:
         """Fit on the training images (``standard`` scaling, and the range of features).
@@ -386,6 +363,8 @@ class Preprocessor:
             "image_shape": list(self.image_shape_),
             "n_features": self.n_features_,
         }
+        if self.input_gain != 1.0:  # states without it keep their format (and gain 1)
+            meta["input_gain"] = self.input_gain
         arrays = {f"kernel_{i}": k.weights.copy() for i, k in enumerate(self.kernels)}
         if self.input_ == "features":  # images keep the state format of before features
             meta["input"] = "features"
@@ -415,7 +394,7 @@ class Preprocessor:
                 f"Preprocessor state version {meta.get('version')!r} is not supported "
                 f"(this ebprop reads version {STATE_VERSION}); upgrade ebprop"
             )
-        keys = set(meta) - {"input"}
+        keys = set(meta) - _OPTIONAL_KEYS
         if keys != _META_KEYS or meta.get("input", "images") not in _INPUTS:
             raise DataError(
                 f"Preprocessor state: missing keys {sorted(_META_KEYS - keys)}, "
@@ -429,6 +408,7 @@ class Preprocessor:
                 keep_pixels=meta["keep_pixels"],
                 pool=meta["pool"],
                 deskew=meta["deskew"],
+                input_gain=meta.get("input_gain", 1.0),
             )
         except ValueError as exc:
             raise DataError(f"Preprocessor state: {exc}") from exc

@@ -94,7 +94,7 @@ def hidden_thresholds(b: np.ndarray) -> list[int]:
 
 
 def pixel_thresholds(
-    b: np.ndarray, weight_sums: np.ndarray, max_value: int, scaling: str
+    b: np.ndarray, weight_sums: np.ndarray, max_value: int, scaling: str, input_gain: float = 1.0
 ) -> np.ndarray:
     """Integer thresholds on the pixel dot product s = Σ_j w_j p_j of the first layer.
 
@@ -110,15 +110,18 @@ def pixel_thresholds(
         ``unit``: x = p/m, so the unit fires iff s/m + b ≥ 0 ⇔ s ≥ ceil(−m·b).
         ``symmetric``: x = 2p/m − 1, so it fires iff (2s − m·Σw)/m + b ≥ 0
         ⇔ s ≥ ceil((m·Σw − m·b)/2).
+    input_gain : float
+        The preprocessor's gain g (features g·x): the unit fires iff g·(…) + b ≥ 0, i.e. as
+        above with b/g, taken exactly.
 
     Returns
     -------
     list of int, one per unit (see :func:`clip_thresholds` for a fixed-width array)
     """
-    m = Fraction(int(max_value))
+    m, gain = Fraction(int(max_value)), Fraction(float(input_gain))
     out = []
     for bias, wsum in zip(np.asarray(b), np.asarray(weight_sums), strict=True):
-        exact_b = Fraction(float(bias))
+        exact_b = Fraction(float(bias)) / gain
         if scaling == "unit":
             out.append(ceil_threshold(-m * exact_b))
         elif scaling == "symmetric":

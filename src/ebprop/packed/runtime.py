@@ -127,7 +127,16 @@ def pack_estimator(
             )
         prep["image_shape"] = list(shape if shape[2] > 1 else shape[:2])
         return pack_conv_network(
-            net.specs[:-1], H, b, prep, estimator.classes_, dtype, source, class_names, input
+            net.specs[:-1],
+            H,
+            b,
+            prep,
+            estimator.classes_,
+            dtype,
+            source,
+            class_names,
+            input,
+            input_gain=preprocessor.input_gain,
         )
     if len(H) < 2:
         raise ModelFormatError(
@@ -143,7 +152,7 @@ def pack_estimator(
         n_in = sizes[layer]
         if layer == 0:
             wsum = 2 * bits[0].sum(axis=1, dtype=np.int64) - n_in
-            t = pack.pixel_thresholds(b[0], wsum, m, prep["scaling"])
+            t = pack.pixel_thresholds(b[0], wsum, m, prep["scaling"], preprocessor.input_gain)
             lo, hi = -n_in * m, n_in * m
         else:
             t, lo, hi = pack.hidden_thresholds(b[layer]), -n_in, n_in
@@ -174,6 +183,7 @@ def pack_conv_network(
     source: dict | None = None,
     class_names: Any = None,
     input: dict | None = None,  # noqa: A002 - the header field's name
+    input_gain: float = 1.0,
 ) -> PackedModel:
     """The packed EBP-D network of a binary CNN from its parameters (CONV_SPEC.md).
 
@@ -194,6 +204,8 @@ def pack_conv_network(
     dtype : float dtype of the output bias (the estimator's).
     source, class_names, input
         As for :func:`pack_estimator`.
+    input_gain : float
+        The preprocessor's ``input_gain``, folded into the first layer's thresholds.
 
     Raises
     ------
@@ -223,7 +235,7 @@ def pack_conv_network(
     for st, (lo, hi) in zip(weighted[:-1], conv.threshold_ranges(stages, m), strict=True):
         if st.param == 0:  # s = Σ w·p on raw pixels (pack.pixel_thresholds: either scaling)
             wsum = np.where(np.asarray(H[0]) >= 0, 1, -1).sum(axis=0)
-            t = pack.pixel_thresholds(b[0], wsum, m, preprocessing["scaling"])
+            t = pack.pixel_thresholds(b[0], wsum, m, preprocessing["scaling"], input_gain)
         else:
             t = pack.pixel_thresholds(b[st.param], np.zeros(st.n_out), 1, "unit")  # ceil(−b)
         dt = pack.smallest_int_dtype(lo, hi + 1)

@@ -120,7 +120,12 @@ def load_features(options: DataOptions, keep_train_images: bool = False) -> Feat
             f"augment_shift: {options.dataset} holds features (n, d), not images; shifts need "
             "images (leave --augment-shift out)"
         )
-    pre = Preprocessor(scaling=options.scaling, filters=options.filters, deskew=options.deskew)
+    pre = Preprocessor(
+        scaling=options.scaling,
+        filters=options.filters,
+        deskew=options.deskew,
+        input_gain=options.input_gain,
+    )
     pre.fit(ds.X_train, ds.max_value)
     dt = np.dtype(options.dtype)
     # features beyond the dtype's range become inf here; check_features refuses them in one line

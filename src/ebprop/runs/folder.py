@@ -99,7 +99,7 @@ def differing_options(mine: dict[str, Any], stored: dict[str, Any]) -> list[str]
 ADDED_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(DataOptions)
-    if f.name in ("test_fraction", "test_seed", "image_size", "resize", "color")
+    if f.name in ("test_fraction", "test_seed", "image_size", "resize", "color", "input_gain")
 } | {
     "refit_thresholds": False,
     "augment_shift": 0,

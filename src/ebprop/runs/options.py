@@ -24,6 +24,7 @@ from ..datasets import (
     DATASETS,
     SCALINGS,
     check_color,
+    check_input_gain,
     check_load_options,
     is_dataset_path,
     parse_filters,
@@ -109,7 +110,7 @@ class DataOptions(_Options):
     image_size : (height, width) every image of your own folder must have, or is resized to
         (``resize="resize"``); None: the size of the first image.
     resize : {"refuse", "resize"}; what to do with an image of another size.
-    filters, scaling, deskew : :class:`ebprop.datasets.Preprocessor` settings.
+    filters, scaling, deskew, input_gain : :class:`ebprop.datasets.Preprocessor` settings.
     background : colour transparent pixels of image files are composited on: ``white``
         (default), ``black``, ``#rrggbb`` or a grey level 0..255.
     color : {"grey", "rgb"}; your own images read as grey (default) or with their three colour
@@ -145,6 +146,11 @@ class DataOptions(_Options):
     )
     scaling: str = option_field("unit", "How pixels become features.", choices=SCALINGS)
     deskew: bool = option_field(False, "Deskew images by their moments first.")
+    input_gain: float = option_field(
+        1.0,
+        "Multiply the scaled features by this; for EBP, a first-layer bias of variance 1/gain^2 "
+        "(docs/conv.md).",
+    )
     seed: int = option_field(0, "Seeds the validation split and everything random in training.")
     dtype: str = option_field("float32", "Floating type of the features and the network.",
                       choices=("float32", "float64"))  # fmt: skip
@@ -201,6 +207,7 @@ class DataOptions(_Options):
             raise ValueError(f"unknown scaling {self.scaling!r}; choose from {', '.join(SCALINGS)}")
         if not isinstance(self.deskew, bool):
             raise ValueError(f"deskew must be true or false, got {self.deskew!r}")
+        self.input_gain = check_input_gain(self.input_gain)
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if self.seed < 0:

@@ -78,6 +78,7 @@ _ABBREV = {
     "patience": "pat",
     "scaling": "sc",
     "deskew": "dsk",
+    "input_gain": "g",
     "dtype": "",
     "init_variance": "iv",
     "prior_variance": "pv",
