@@ -82,11 +82,11 @@ def test_straight_through_gradient_matches_its_definition_on_a_small_net():
     assert inside.any() and not inside.all()  # the cancellation both passes and stops gradients
 
 
-def _random_net(scaling: str, m: int, seed: int, bias: bool = True) -> BinaryNet:
+def _random_net(scaling: str, m: int, seed: int, bias: bool = True, gain: float = 1.0) -> BinaryNet:
     """A BinaryNet with random batch-norm statistics, scales of both signs (one zero), biases."""
     g = torch.Generator().manual_seed(seed)
     net = BinaryNet(
-        20, 4, (12, 9), batch_norm=True, bias=bias, pixels=(scaling, m), dtype="float32"
+        20, 4, (12, 9), batch_norm=True, bias=bias, pixels=(scaling, m, gain), dtype="float32"
     )
     with torch.no_grad():
         for w in net.weights:
@@ -104,11 +104,13 @@ def _random_net(scaling: str, m: int, seed: int, bias: bool = True) -> BinaryNet
     return net.eval()
 
 
-def _torch_reference(net: BinaryNet, pixels: np.ndarray, scaling: str, m: int):
-    """Hidden signs and output argmax of the standard eval-mode modules in float64 on x = p/m."""
+def _torch_reference(net: BinaryNet, pixels: np.ndarray, scaling: str, m: int, gain: float = 1.0):
+    """Hidden signs and output argmax of the standard eval-mode modules in float64 on
+    x = g·p/m (or g·(2p/m − 1))."""
     x = torch.from_numpy(pixels.astype(np.float64) / m)
     if scaling == "symmetric":
         x = x * 2 - 1
+    x = x * gain
     h, signs = x, []
     net = net.double()
     with torch.no_grad():
@@ -122,9 +124,13 @@ def _torch_reference(net: BinaryNet, pixels: np.ndarray, scaling: str, m: int):
     raise AssertionError
 
 
-@pytest.mark.parametrize(("scaling", "m", "bias"), [("unit", 16, True), ("symmetric", 255, False)])
-def test_fold_is_exact_with_negative_batch_norm_scales(scaling, m, bias):
-    net = _random_net(scaling, m, seed=7, bias=bias)
+@pytest.mark.parametrize(
+    ("scaling", "m", "bias", "gain"),
+    [("unit", 16, True, 1.0), ("symmetric", 255, False, 1.0), ("unit", 16, True, 3.0),
+     ("symmetric", 255, True, 2.5)],
+)  # fmt: skip
+def test_fold_is_exact_with_negative_batch_norm_scales(scaling, m, bias, gain):
+    net = _random_net(scaling, m, seed=7, bias=bias, gain=gain)
     folded = net.fold()
     assert any(f.any() for f in folded.flipped) and not all(f.all() for f in folded.flipped)
     rng = np.random.default_rng(0)
@@ -132,7 +138,7 @@ def test_fold_is_exact_with_negative_batch_norm_scales(scaling, m, bias):
     pixels[:50] = 0  # extremes of the pixel range
     pixels[50:100] = m
     # every hidden decision of the folded integer thresholds equals torch's eval-mode network
-    signs, pred = _torch_reference(net, pixels, scaling, m)
+    signs, pred = _torch_reference(net, pixels, scaling, m, gain)
     stored = [np.rint(c.T).astype(np.int64) for c in folded.coefs]
     s = pixels @ stored[0].T
     for layer, (T, ref) in enumerate(zip(folded.thresholds, signs, strict=True)):
@@ -141,7 +147,8 @@ def test_fold_is_exact_with_negative_batch_norm_scales(scaling, m, bias):
         s = np.where(fires, 1, -1) @ stored[layer + 1].T
     assert 0.05 < np.mean(np.concatenate([f.ravel() for f in signs])) < 0.95
     # ... and the packed network (same biases, same file path as EBP) predicts the same classes
-    pre = Preprocessor(scaling=scaling).fit(np.zeros((1, 4, 5), dtype=np.uint8), m)
+    pre = Preprocessor(scaling=scaling, input_gain=gain)
+    pre.fit(np.zeros((1, 4, 5), dtype=np.uint8), m)
     est = folded_estimator(folded, np.arange(4), "float32")
     packed = PackedNetwork.from_estimator(est, pre)
     np.testing.assert_array_equal(packed.predict(pixels.astype(np.uint8).reshape(-1, 4, 5)), pred)
@@ -483,6 +490,31 @@ def test_two_classes_use_one_output_unit_and_export_exactly(tmp_path):
     feats = loaded.preprocessor.transform(ds.X_train[keep], np.float32)
     np.testing.assert_array_equal(pred, loaded.estimator.predict(feats, readout="deterministic"))
     assert set(np.unique(pred)) <= set(data.classes.tolist())
+
+
+@pytest.mark.parametrize(
+    ("network", "scaling"),
+    [({"hidden": (32,)}, "symmetric"), ({"architecture": "4C3p1-MP2-16"}, "unit")],
+)
+def test_binarynet_with_an_input_gain_exports_its_test_time_network(network, scaling, tmp_path):
+    """Features g·x: the fold and the export take the gain into the first thresholds, so the
+    run's test error, its EBP-D readout and the .ebpb predictions agree on every test image."""
+    opts = BaselineOptions(
+        method="binarynet", dataset="digits", **network, batch_norm=False, epochs=3,
+        batch_size=20, learning_rate=0.01, scaling=scaling, input_gain=3.0,
+    )  # fmt: skip
+    summary = train_baseline(opts, tmp_path / "r", threads=1)
+    loaded = load_model(tmp_path / "r" / "model.npz")
+    assert loaded.preprocessor.input_gain == 3.0
+    ds = load_dataset("digits")
+    feats = loaded.preprocessor.transform(ds.X_test, np.float32)
+    assert float(np.abs(feats).max()) == pytest.approx(3.0)
+    pred = loaded.estimator.predict(feats, readout="deterministic")
+    assert np.mean(pred != ds.y_test) == summary["test_error"] < 0.6
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "r" / "model.npz"), "-o",
+                                    str(tmp_path / "m.ebpb")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(PackedNetwork.load(tmp_path / "m.ebpb").predict(ds.X_test), pred)
 
 
 def test_ebp_and_baseline_epochs_record_their_training_cpu_seconds(trained, tmp_path):

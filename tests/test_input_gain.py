@@ -117,10 +117,11 @@ def test_run_option_round_trips_and_names_itself_in_the_recipe():
     assert "--input-gain" not in recipe_flags(TrainOptions(dataset="digits").to_dict())
 
 
-def test_binarynet_refuses_a_gain_and_the_other_baselines_take_it():
-    with pytest.raises(ValueError, match=r"^input_gain 3: binarynet's sign network"):
-        BaselineOptions(method="binarynet", input_gain=3.0)
-    assert BaselineOptions(method="bp", input_gain=3.0).input_gain == 3.0
+def test_every_baseline_takes_a_gain_under_its_one_constraint():
+    for method in ("bp", "binaryconnect", "binarynet"):
+        assert BaselineOptions(method=method, input_gain=3).input_gain == 3.0
+    with pytest.raises(ValueError, match=r"^input_gain must be a positive finite number, got"):
+        BaselineOptions(method="binarynet", input_gain=0)
 
 
 @pytest.mark.parametrize(

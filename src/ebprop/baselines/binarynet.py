@@ -19,7 +19,8 @@ Training network (float, torch autograd):
 Test-time network (:meth:`BinaryNet.sign_predict`): the same signs, in float64, with every
 dot product an exact integer — on uint8-valued pixels the first layer takes the integer pixel
 dot product s = Σ_j sign(W)_j p_j and its real input Σ_j sign(W)_j x_j is computed from s
-(x = p/m, or 2p/m − 1 with ``scaling="symmetric"``). Each unit's pre-activation is then a
+(x = p/m, or 2p/m − 1 with ``scaling="symmetric"``, times the preprocessor's ``input_gain`` g).
+Each unit's pre-activation is then a
 composition of IEEE operations, each monotone in s (a product by γ < 0 reverses the order), so
 the set of integers s on which a unit fires is exactly {s ≥ T} or {s ≤ T}. :meth:`BinaryNet.fold`
 finds each T by bisection *on the very function the test-time network evaluates*, flips the
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from ebprop.persist import save_model
 __all__ = [
     "BinaryNet",
     "FoldedNetwork",
+    "Pixels",
     "SignSTE",
     "folded_estimator",
     "input_pixels",
@@ -89,28 +91,36 @@ def _sign(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w >= 0, 1.0, -1.0).to(torch.float64)
 
 
-def pixel_input(preprocessor: Any) -> tuple[str, int] | None:
-    """(scaling, max value m) when the features are uint8 pixels scaled p/m or 2p/m − 1, else
+class Pixels(NamedTuple):
+    """What uint8-pixel features are: x = g·p/m (``unit``) or g·(2p/m − 1) (``symmetric``)."""
+
+    scaling: str
+    max_value: int
+    gain: float = 1.0
+
+
+def pixel_input(preprocessor: Any) -> Pixels | None:
+    """:class:`Pixels` when the features are uint8 pixels scaled g·p/m or g·(2p/m − 1), else
     None (then the test-time first layer takes the float features and the model cannot be
     bit-exported; :func:`ebprop.packed.runtime.preprocessing_of` says why)."""
     try:
         prep = preprocessing_of(preprocessor)
     except ModelFormatError:
         return None
-    return prep["scaling"], int(prep["max_value"])
+    return Pixels(prep["scaling"], int(prep["max_value"]), float(preprocessor.input_gain))
 
 
-def input_pixels(X: torch.Tensor, pixels: tuple[str, int]) -> torch.Tensor:
-    """The integer pixels p (float64, X's shape) behind features X scaled as ``pixels`` =
-    (scaling, m) says, checked to round-trip (ValueError, one line, otherwise)."""
-    scaling, m = pixels
-    x = X.to(torch.float64)
+def input_pixels(X: torch.Tensor, pixels: tuple) -> torch.Tensor:
+    """The integer pixels p (float64, X's shape) behind features X scaled as ``pixels``
+    (:class:`Pixels`) says, checked to round-trip (ValueError, one line, otherwise)."""
+    scaling, m, gain = Pixels(*pixels)
+    x = X.to(torch.float64) / gain
     raw = (x + 1.0) * (m / 2.0) if scaling == "symmetric" else x * m
     p = torch.round(raw)
     if p.numel() and float((raw - p).abs().max()) > 1e-3:
         raise ValueError(
-            f"features are not uint8 pixels scaled by {scaling!r} with max value {m}; "
-            "the sign network needs the model's own preprocessing"
+            f"features are not uint8 pixels scaled by {scaling!r} with max value {m} and input "
+            f"gain {gain:g}; the sign network needs the model's own preprocessing"
         )
     return p
 
@@ -134,19 +144,21 @@ def preactivation(
     s: torch.Tensor,
     alpha: float,
     c: dict,
-    pixels: tuple[str, int] | None = None,
+    pixels: tuple | None = None,
     wsum: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """y = BN(α·d + b) of a hidden layer from its integer dot product s (float64, units last).
 
-    ``pixels`` = (scaling, m) for a first layer on pixels, where s = Σ sign(W)_j p_j and the
-    input dot product d is s/m (unit) or (2s − m·``wsum``)/m (symmetric); else d = s. Every
+    ``pixels`` (:class:`Pixels`) for a first layer on pixels, where s = Σ sign(W)_j p_j and the
+    input dot product d is g·s/m (unit) or g·(2s − m·``wsum``)/m (symmetric); else d = s. Every
     step is one IEEE operation, monotone in s.
     """
     d = s
     if pixels is not None:
-        scaling, m = pixels
+        scaling, m, gain = Pixels(*pixels)
         d = (s * 2.0 - wsum * float(m)) / float(m) if scaling == "symmetric" else s / float(m)
+        if gain != 1.0:  # at gain 1 the test-time network of before, operation for operation
+            d = d * gain
     z = d * alpha
     if "b" in c:
         z = z + c["b"]
@@ -169,18 +181,18 @@ def smallest_firing(fires: Any, n: int, r: int) -> np.ndarray:
 
 
 def threshold_biases(
-    layer: int, T: np.ndarray, r: int, np_dtype: Any, pixels: tuple[str, int] | None, ws: Any
+    layer: int, T: np.ndarray, r: int, np_dtype: Any, pixels: tuple | None, ws: Any
 ) -> np.ndarray:
     """EBP-D biases whose packed thresholds (:mod:`ebprop.packed.pack`) are exactly T.
 
-    ``pixels`` = (scaling, m) on a first layer on pixels (``ws``: each stored row's Σ w), else
-    None. ValueError naming ``layer`` when a threshold does not survive the conversion.
+    ``pixels`` (:class:`Pixels`) on a first layer on pixels (``ws``: each stored row's Σ w),
+    else None. ValueError naming ``layer`` when a threshold does not survive the conversion.
     """
     if pixels is not None:
-        scaling, m = pixels
+        scaling, m, gain = Pixels(*pixels)
         b = -(T - 0.5) / m if scaling == "unit" else (m * ws - 2.0 * T + 1.0) / m
-        b = b.astype(np_dtype)
-        back = pack.pixel_thresholds(b, np.asarray(ws, dtype=np.int64), m, scaling)
+        b = (b * gain).astype(np_dtype)  # the unit fires iff g·d + b ≥ 0: b/g on d
+        back = pack.pixel_thresholds(b, np.asarray(ws, dtype=np.int64), m, scaling, gain)
     else:
         b = (0.5 - T).astype(np_dtype)
         back = pack.hidden_thresholds(b)
@@ -227,7 +239,7 @@ class BinaryNet(nn.Module):
         Batch normalisation of every hidden pre-activation.
     bias : bool
         Biases in every layer.
-    pixels : (scaling, m) or None
+    pixels : Pixels, (scaling, m) or None
         What the features are (:func:`pixel_input`); the test-time first layer uses it.
     input_keep, hidden_keep : float or None
         Dropout keep probabilities (training only).
@@ -243,7 +255,7 @@ class BinaryNet(nn.Module):
         *,
         batch_norm: bool = False,
         bias: bool = True,
-        pixels: tuple[str, int] | None = None,
+        pixels: tuple | None = None,
         input_keep: float | None = None,
         hidden_keep: float | None = None,
         dtype: str = "float32",
@@ -262,7 +274,7 @@ class BinaryNet(nn.Module):
             nn.Parameter(torch.zeros(b)) for b in widths[1:] if self.has_bias
         )
         self.norms = nn.ModuleList(nn.BatchNorm1d(w) for w in widths[1:-1] if batch_norm)
-        self.pixels = pixels
+        self.pixels = None if pixels is None else Pixels(*pixels)
         self.out_dtype = torch.float64 if dtype == "float64" else torch.float32
         self.input_drop = nn.Dropout(1.0 - (input_keep or 1.0))
         self.hidden_drop = nn.Dropout(1.0 - (hidden_keep or 1.0))
@@ -354,7 +366,7 @@ class BinaryNet(nn.Module):
     def _layer_range(self, layer: int) -> int:
         """Bound r with every dot product s of the layer in [-r, r]."""
         n = self.widths[layer]
-        return n * self.pixels[1] if layer == 0 and self.pixels is not None else n
+        return n * self.pixels.max_value if layer == 0 and self.pixels is not None else n
 
     def fold(self) -> FoldedNetwork:
         """The exact EBP-D form of the test-time network (see the module docstring).

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from ebprop.baselines.binarynet import (
     FoldedNetwork,
+    Pixels,
     input_pixels,
     output_classes,
     preactivation,
@@ -67,7 +68,7 @@ class BinaryConvNet(ConvNet):
     ----------
     input_shape, specs, n_out, batch_norm, bias, input_keep, hidden_keep
         As :class:`ebprop.baselines.convnet.ConvNet` (``n_out``: one unit for two classes).
-    pixels : (scaling, m) or None
+    pixels : Pixels, (scaling, m) or None
         :func:`ebprop.baselines.binarynet.pixel_input` when the features are uint8 pixels with
         ``unit`` scaling (a zero-padded tap is then a black pixel), or ``symmetric`` scaling and
         an unpadded first conv (as :func:`ebprop.packed.conv.scaling_problem` exports); else
@@ -85,7 +86,7 @@ class BinaryConvNet(ConvNet):
         *,
         batch_norm: bool = False,
         bias: bool = True,
-        pixels: tuple[str, int] | None = None,
+        pixels: tuple | None = None,
         input_keep: float | None = None,
         hidden_keep: float | None = None,
         dtype: str = "float32",
@@ -101,7 +102,8 @@ class BinaryConvNet(ConvNet):
             hidden_keep=hidden_keep,
         )
         # symmetric pixels x = 2p/m − 1: exact only where no tap is padded (x = 0 is no pixel)
-        exact = pixels is not None and (pixels[0] == "unit" or self.specs[0].pad == 0)
+        pixels = None if pixels is None else Pixels(*pixels)
+        exact = pixels is not None and (pixels.scaling == "unit" or self.specs[0].pad == 0)
         self.pixels = pixels if exact else None
         self.out_dtype = torch.float64 if dtype == "float64" else torch.float32
 
@@ -205,7 +207,7 @@ class BinaryConvNet(ConvNet):
             pixels = self.pixels if i == 0 else None
             n_out = stored.shape[1]
             dec = (c["gamma"] < 0) if "gamma" in c else torch.zeros(n_out, dtype=torch.bool)
-            r = stored.shape[0] * (self.pixels[1] if i == 0 else 1)
+            r = stored.shape[0] * (self.pixels.max_value if i == 0 else 1)
 
             def grows(t: torch.Tensor, i=i, c=c, pixels=pixels, dec=dec) -> torch.Tensor:
                 # fires on the stored unit: BinaryNet's unit, negated where it decreases in s

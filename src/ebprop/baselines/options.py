@@ -97,12 +97,6 @@ class BaselineOptions(RunOptions):
             )
         super().validate()
         check_architecture(self)
-        if self.method == "binarynet" and self.input_gain != 1.0:
-            # its test-time first layer recovers the integer pixels from features at gain 1
-            raise ValueError(
-                f"input_gain {self.input_gain:g}: binarynet's sign network reads the pixels at "
-                "gain 1 (batch normalisation absorbs a gain anyway); leave --input-gain out"
-            )
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}"
