@@ -4,6 +4,8 @@ EBP-D is the most probable network (sign weights, sign units); EBP-P the posteri
 Between them, this reads the model with the output layer's weights, or the first layer's, as
 their means M = tanh H instead of their signs, units still signs. When those close little of the
 gap, it is the units, not unpolarised weights, that EBP-P averages over and EBP-D cannot.
+``--refit N`` adds EBP-D with its hidden thresholds refitted to EBP-P's unit signs on the first N
+training images (``EBPClassifier.refit_deterministic``, what ``--refit-thresholds`` does).
 
     EBPROP_DATA=... python benchmarks/readout_gap.py RUN/last.npz --dataset fashion-mnist
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--validation", type=int, default=10000)
+    parser.add_argument("--refit", type=int, default=0, metavar="N", help="refit on N images")
     args = parser.parse_args()
     loaded = load_model(args.model)
     est, pre = loaded.estimator, loaded.preprocessor
@@ -54,6 +57,10 @@ def main() -> None:
         ("both", error(predict_deterministic(net, X, with_means(0, last)))),
         ("EBP-P (posterior means throughout)", error(predict_probabilistic(net, X))),
     ]
+    if args.refit > 0:
+        est.refit_deterministic(pre.transform(ds.X_train[: args.refit], np.dtype(est.dtype)))
+        refitted = error(est.decision_function(X, readout="deterministic"))
+        rows.insert(1, (f"EBP-D, thresholds refitted on {args.refit:,} images", refitted))
     polarised = [float(np.mean(np.abs(m) > 0.99)) for m in means]
     print(
         f"{args.model}: weights with |M| > 0.99 by layer: "
