@@ -157,8 +157,7 @@ def preactivation(
     if pixels is not None:
         scaling, m, gain = Pixels(*pixels)
         d = (s * 2.0 - wsum * float(m)) / float(m) if scaling == "symmetric" else s / float(m)
-        if gain != 1.0:  # at gain 1 the test-time network of before, operation for operation
-            d = d * gain
+        d = d * gain  # exact at gain 1 (x·1.0 = x in IEEE): the network of before, bit for bit
     z = d * alpha
     if "b" in c:
         z = z + c["b"]
