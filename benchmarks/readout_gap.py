@@ -6,6 +6,10 @@ their means M = tanh H instead of their signs, units still signs. When those clo
 gap, it is the units, not unpolarised weights, that EBP-P averages over and EBP-D cannot.
 ``--refit N`` adds EBP-D with its hidden thresholds refitted to EBP-P's unit signs on the first N
 training images (``EBPClassifier.refit_deterministic``, what ``--refit-thresholds`` does).
+``--by-layer`` (conv models) adds, for each layer in turn, EBP-P with that hidden layer's units
+read as signs, and EBP-P with that layer's weights read as signs: how much of the gap each
+layer's units and weights carry. The layers after a hardened one see its ±1 units as any
+layer sees surely-known inputs (EBP's forward with ⟨v⟩ = ±1).
 
     EBPROP_DATA=... python benchmarks/readout_gap.py RUN/last.npz --dataset fashion-mnist
 
@@ -16,12 +20,57 @@ the MNIST family by default); the test set is not touched.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 
+from ebprop.core.convnet import ConvNetwork, conv_forward
+from ebprop.core.forward import LayerStats, layer_forward
 from ebprop.core.predict import predict_deterministic, predict_probabilistic
 from ebprop.datasets import load_dataset
 from ebprop.persist import load_model
+
+
+def hard_units_at(layer: int):
+    """A ``layer_stats`` for :func:`conv_forward` that turns parameterised layer ``layer``'s
+    unit means ⟨v⟩ into the signs of μ (z's sign; sign 0 = +1, as EBP-D's units)."""
+    count = [0]
+
+    def stats(*args, **kwargs) -> LayerStats:
+        out = layer_forward(*args, **kwargs)
+        if count[0] == layer:
+            out.v = np.where(out.z >= 0, 1.0, -1.0).astype(out.v.dtype)
+        count[0] += 1
+        return out
+
+    return stats
+
+
+def sign_weights_at(net: ConvNetwork, layer: int) -> ConvNetwork:
+    """``net`` with parameterised layer ``layer``'s weights surely their signs (M = ±1)."""
+    H = list(net.H)
+    H[layer] = np.where(H[layer] >= 0, 1.0, -1.0).astype(H[layer].dtype) * 1e4  # tanh = ±1
+    return dataclasses.replace(net, H=H, M=[], M2=[])
+
+
+def by_layer(net: ConvNetwork, X: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """EBP-P z with one layer's units, or one layer's weights, hardened; one row per change."""
+    net = dataclasses.replace(
+        net,
+        H=[h.astype(np.float64) for h in net.H],
+        b=[b.astype(np.float64) for b in net.b],
+        M=[],
+        M2=[],
+    )
+    X = X.astype(np.float64)
+    rows = []
+    for layer in range(len(net.H) - 1):
+        z = conv_forward(net, X, layer_stats=hard_units_at(layer))[-1].stats.z
+        rows.append((f"EBP-P, layer {layer + 1}'s units as signs", z))
+    for layer in range(len(net.H)):
+        z = conv_forward(sign_weights_at(net, layer), X)[-1].stats.z
+        rows.append((f"EBP-P, layer {layer + 1}'s weights as signs", z))
+    return rows
 
 
 def main() -> None:
@@ -31,6 +80,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--validation", type=int, default=10000)
     parser.add_argument("--refit", type=int, default=0, metavar="N", help="refit on N images")
+    parser.add_argument("--by-layer", action="store_true", help="harden one layer at a time")
     args = parser.parse_args()
     loaded = load_model(args.model)
     est, pre = loaded.estimator, loaded.preprocessor
@@ -61,6 +111,10 @@ def main() -> None:
         est.refit_deterministic(pre.transform(ds.X_train[: args.refit], np.dtype(est.dtype)))
         refitted = error(est.decision_function(X, readout="deterministic"))
         rows.insert(1, (f"EBP-D, thresholds refitted on {args.refit:,} images", refitted))
+    if args.by_layer:
+        if not isinstance(net, ConvNetwork):
+            parser.error(f"{args.model}: --by-layer reads conv models (an architecture string)")
+        rows += [(name, error(z)) for name, z in by_layer(net, X)]
     polarised = [float(np.mean(np.abs(m) > 0.99)) for m in means]
     print(
         f"{args.model}: weights with |M| > 0.99 by layer: "
