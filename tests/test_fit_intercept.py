@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ebprop import EBPClassifier
+from ebprop import EBPClassifier, kernels
 from ebprop.cli import main
 from ebprop.core import init_network, make_family
 from ebprop.core.forward import forward
@@ -66,10 +66,13 @@ def test_without_intercept_biases_stay_zero_and_the_model_learns(digits, weights
         assert np.all(b == 0)
     accuracy = np.mean(est.predict(X_test) == ds.y_test)
     assert accuracy > 0.85, accuracy  # chance is 0.1
-    assert not uses_fused_loop(est.network(), 10**9, 1)  # routed to the NumPy core
+    # n_jobs=1: the compiled loop where numba runs (it implements layers without bias); the
+    # NumPy core (n_jobs=0, the reference) trains the same network to float round-off
+    assert uses_fused_loop(est.network(), 10**9, 1) == kernels.available()
     same = EBPClassifier(**(est.get_params() | {"n_jobs": 0})).fit(X, ds.y_train)
-    for a, b in zip(est.coefs_, same.coefs_, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for a, b in zip(est.coefs_ + est.intercepts_, same.coefs_ + same.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)  # 3 epochs of batch 1: 1e-5 apart
+    assert np.mean(est.predict(X_test) == same.predict(X_test)) > 0.99
 
 
 def test_the_intercept_changes_training(digits):

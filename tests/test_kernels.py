@@ -27,10 +27,12 @@ run_minibatches_inplace = (
 )
 
 
-def _pair(weights: str, dtype: type, sizes=SIZES):
-    nets = [init_network(sizes, make_family(weights), np.random.default_rng(7), dtype=dtype)]
-    nets.append(init_network(sizes, make_family(weights), np.random.default_rng(7), dtype=dtype))
-    return nets
+def _pair(weights: str, dtype: type, sizes=SIZES, **options):
+    # two equal networks; ``options`` are Network options (fit_intercept=False: no biases)
+    return [
+        init_network(sizes, make_family(weights), np.random.default_rng(7), dtype=dtype, **options)
+        for _ in range(2)
+    ]
 
 
 def _data(n: int, dtype: type, sparse: bool, seed: int = 1, n_in: int = SIZES[0], n_out=3):
@@ -217,8 +219,10 @@ def test_erf_within_a_few_ulp_of_exact(dtype, max_ulp):
 @pytest.mark.parametrize("nu", [0.0, 0.84])
 @pytest.mark.parametrize("weights", ["binary", "real"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_fused_equals_reference_after_100_minibatches(weights, nu, batch, dtype, sparse):
-    ref, fused = _pair(weights, dtype)
+@pytest.mark.parametrize("intercept", [True, False])
+def test_fused_equals_reference_after_100_minibatches(weights, nu, batch, dtype, sparse, intercept):
+    ref, fused = _pair(weights, dtype, fit_intercept=intercept)
+    H0 = fused.H[-1].copy()
     n = 100 * batch - (3 if batch == 7 else 0)  # batch 7: a ragged last minibatch of 4
     X, Y = _data(n, dtype, sparse)
     order = np.random.default_rng(2).permutation(n)
@@ -233,21 +237,28 @@ def test_fused_equals_reference_after_100_minibatches(weights, nu, batch, dtype,
         # The caches other code reads are in step with H.
         np.testing.assert_allclose(fused.M[layer], ref.M[layer], rtol=0, atol=atol)
         np.testing.assert_array_equal(fused.M2[layer], fused.M[layer] ** 2)
-    assert np.abs(fused.b[-1]).max() > 1e-3  # training moved the parameters
+    assert np.abs(fused.H[-1] - H0).max() > 1e-3  # training moved the parameters
+    if intercept:
+        assert np.abs(fused.b[-1]).max() > 1e-3
+    else:  # no bias: b is not a parameter, and stays 0 to the bit
+        for b in fused.b:
+            np.testing.assert_array_equal(b, np.zeros_like(b))
 
 
 @pytest.mark.parametrize("weights", ["binary", "real"])
-def test_reinforcement_matches_reference(weights):
-    ref, fused = _pair(weights, np.float64)
+@pytest.mark.parametrize("intercept", [True, False])
+def test_reinforcement_matches_reference(weights, intercept):
+    ref, fused = _pair(weights, np.float64, fit_intercept=intercept)
     X, Y = _data(300, np.float64, sparse=True)
     order = np.arange(300)
     sched = Reinforcement(hidden=1.01, output=0.99, start=0.2, ramp=0.3)
     run_minibatches_inplace(ref, X, Y, order, 5, reinforcement=sched, epoch=0)
     run_minibatches_fused(fused, X, Y, order, 5, rho=minibatch_factors(sched, 3, 0, 300, 0, 5))
-    plain, _ = _pair(weights, np.float64)
+    plain, _ = _pair(weights, np.float64, fit_intercept=intercept)
     run_minibatches_fused(plain, X, Y, order, 5)
     for layer in range(len(SIZES) - 1):
         np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fused.b[layer], ref.b[layer], rtol=0, atol=1e-12)
     # ρ changed the result (the test is not of two plain runs).
     assert np.abs(plain.H[0] - fused.H[0]).max() > 1e-3
 
@@ -288,9 +299,10 @@ def test_fused_loop_refuses_a_factor_table_of_the_wrong_shape():
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.parametrize("stop_at", [7, 35, 98])
-def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
+@pytest.mark.parametrize("intercept", [True, False])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at, intercept):
     sizes = (120, 300, 140, 3)  # layers 1–2 have enough weights for two threads to split them
-    whole, part = _pair("binary", np.float32, sizes)
+    whole, part = _pair("binary", np.float32, sizes, fit_intercept=intercept)
     X, Y = _data(100, np.float32, sparse=True, n_in=120)
     order = np.random.default_rng(3).permutation(100)
     rho = minibatch_factors(Reinforcement(hidden=1.001), 3, 0, 100, 0, 7)
@@ -311,7 +323,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(n_jobs, stop_at):
     for layer in range(3):
         np.testing.assert_array_equal(part.M2[layer], part.M[layer] ** 2)
     saved = [h.copy() for h in part.H], [b.copy() for b in part.b]
-    resumed = init_network(sizes, make_family("binary"), np.random.default_rng(9), dtype=np.float32)
+    resumed = init_network(sizes, make_family("binary"), np.random.default_rng(9), dtype=np.float32,
+                           fit_intercept=intercept)  # fmt: skip
     for mine, theirs in zip(resumed.H + resumed.b, saved[0] + saved[1], strict=True):
         mine[...] = theirs
     end, errors_2 = run_minibatches_fused(
@@ -360,9 +373,14 @@ def test_moments_split_over_threads_give_the_same_bits(weights):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse):
+@pytest.mark.parametrize("intercept", [True, False])
+def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse, intercept):
     sizes = (120, 260, 200, 3)  # layers 1–2 have enough weights to be split over two threads
-    runs = [init_network(sizes, make_family("binary"), np.random.default_rng(0)) for _ in range(3)]
+    family = make_family("binary")
+    runs = [
+        init_network(sizes, family, np.random.default_rng(0), fit_intercept=intercept)
+        for _ in range(3)
+    ]
     X, Y = _data(200, np.float32, sparse=sparse, n_in=120)
     order = np.arange(200)
     for net, jobs in zip(runs, (2, 2, 1), strict=True):
@@ -370,6 +388,96 @@ def test_two_threads_are_deterministic_and_equal_one_thread_to_round_off(sparse)
     _same(runs[0], runs[1])
     for a, b in zip(runs[0].H, runs[2].H, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_without_intercept_the_statistics_and_half_delta_are_the_cores_bits(dtype):
+    # From a layer's sums on, the kernels' arithmetic without bias is the core's to the bit:
+    # σ²c floored at ε with no +1, z = μ/σ with b unread (core.forward.layer_forward), and ½Δ
+    # flushed as core.update's with b left alone. (⟨v⟩ is the kernels' erf, within a few ulp.)
+    from ebprop.core.forward import layer_forward
+    from ebprop.core.numerics import flush_subnormals_inplace
+    from ebprop.kernels import _activations as A  # the kernels themselves (private on purpose)
+
+    rng = np.random.default_rng(5)
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    m = rng.normal(size=(6, 9)).astype(dtype)
+    m[1] = 0  # an all-zero input: μ = 0 over σ = √ε, z = 0
+    M = rng.uniform(-1, 1, size=(9, 7)).astype(dtype)
+    var_sum = rng.uniform(0, 3, size=(6, 7)).astype(dtype)
+    var_sum[0, :3] = [0, -1e-3, eps / 2]  # at or below the floor (a saturated layer)
+    var_sum[1] = 0
+    b = np.full(7, 5.0, dtype)  # never read
+    want = layer_forward(m, M, M * M, b, var_sum.copy(), intercept=False)
+    z, scale, v = (np.empty((6, 7), dtype) for _ in range(3))
+    # σ²c − 1 = 0 + 0·Σx² + 1·var_sum: the summed variance handed in whole
+    A.finalize(m @ M, var_sum, b, 0.0, 1.0, 0.0, np.zeros(6, dtype), z, scale, v, False)
+    np.testing.assert_array_equal(scale, want.scale)
+    np.testing.assert_array_equal(z, want.z)
+    np.testing.assert_allclose(v, want.v, rtol=0, atol=16 * eps)
+    assert np.all(scale[0, :3] == np.sqrt(dtype(eps))) and np.all(z[1] == 0)
+    delta = rng.normal(size=(6, 7)).astype(dtype)
+    delta[2, 0] = tiny  # halved: subnormal, flushed to 0
+    half = flush_subnormals_inplace(0.5 * delta)
+    A.halve_and_bias(delta, b, False)
+    np.testing.assert_array_equal(delta, half)
+    assert delta[2, 0] == 0 and np.all(b == 5.0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("weights", ["binary", "real"])
+def test_without_intercept_the_kernels_neither_read_nor_update_b(weights, n_jobs):
+    sizes = (120, 260, 200, 3)  # layers 1–2 have enough weights to be split over two threads
+    zero, five = _pair(weights, np.float32, sizes, fit_intercept=False)
+    for b in five.b:
+        b[...] = 5.0  # a network without intercept ignores whatever b holds, as the core does
+    X, Y = _data(200, np.float32, sparse=True, n_in=120)
+    for net in (zero, five):
+        run_minibatches_fused(net, X, Y, np.arange(200), 10, n_jobs=n_jobs)
+    for a, b in zip(zero.H + zero.M, five.H + five.M, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.all(b == 5.0) for b in five.b) and all(np.all(b == 0) for b in zero.b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weights", ["binary", "real"])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("sizes", [(200, 3), (200, 260, 6, 3)])
+def test_without_intercept_damped_minibatches_follow_the_reference(
+    sizes, n_jobs, weights, dtype, monkeypatch
+):
+    # Saturated weights, positive inputs, learnable labels, batch 40: the overshoot control
+    # damps minibatches (its K and floor lose the bias's 1 as σ²c does); the kernels follow the
+    # NumPy core there, on one thread or two (200 × 260 is split in two row tiles), with the
+    # output layer reading x (no hidden layer) or hidden units.
+    import ebprop.core.step as step_module
+    from ebprop.core.overshoot import overshoot_gain
+
+    gains: list[float] = []
+
+    def spy(*args):
+        gains.append(overshoot_gain(*args))
+        return gains[-1]
+
+    monkeypatch.setattr(step_module, "overshoot_gain", spy)
+    options = dict(init_variance=30.0, dtype=dtype, fit_intercept=False)
+    ref, fused = (
+        init_network(sizes, make_family(weights), np.random.default_rng(0), **options)
+        for _ in range(2)
+    )
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 1, size=(320, 200)).astype(dtype)
+    X[:, :66] = 0  # a third of the inputs zero: the first layer's sparse path
+    Y = encode_targets((X @ rng.normal(size=(200, 3))).argmax(axis=1), 3, dtype)
+    order = np.random.default_rng(2).permutation(320)
+    run_minibatches_inplace(ref, X, Y, order, 40)
+    run_minibatches_fused(fused, X, Y, order, 40, n_jobs=n_jobs)
+    assert min(gains) < 0.7  # the control acted
+    atol = 200 * np.finfo(dtype).eps
+    for layer in range(len(sizes) - 1):
+        np.testing.assert_allclose(fused.H[layer], ref.H[layer], rtol=0, atol=atol)
+        np.testing.assert_allclose(fused.M[layer], ref.M[layer], rtol=0, atol=atol)
+        assert np.all(fused.b[layer] == 0)
 
 
 def _layer_case(sparse: bool, weights: str):

@@ -173,6 +173,11 @@ def test_a_new_network_option_trains_in_the_numpy_core_until_the_kernels_impleme
     assert kernels.supports(plain) and not kernels.supports(shiny)
     reason = engine_reason(shiny, 10**9, 1)
     assert reason == "the compiled loop implements shiny at its default only"
+    # an option the kernels do implement away from its default (fused.IMPLEMENTED_OPTIONS)
     no_bias = init_network((64, 8, 10), make_family("real"), np.random.default_rng(0),
                            fit_intercept=False)  # fmt: skip
-    assert no_bias.changed_options() == {"fit_intercept"} and not kernels.supports(no_bias)
+    assert no_bias.changed_options() == {"fit_intercept"} and kernels.supports(no_bias)
+    assert engine_reason(no_bias, 10**9, 1) is None
+    both = _Wider(base.family, base.H, base.b, base.M, base.M2, fit_intercept=False, shiny=True)
+    assert not kernels.supports(both)  # one option they do not implement is enough
+    assert engine_reason(both, 10**9, 1) == "the compiled loop implements shiny at its default only"

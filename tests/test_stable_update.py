@@ -163,12 +163,14 @@ def test_old_update_diverges_on_those_settings(monkeypatch):
 
 @pytest.mark.parametrize("weights", ["binary", "real"])
 @pytest.mark.parametrize("sizes", [(12, 3), (12, 9, 3)])
-def test_fused_gain_equals_core_gain(weights, sizes):
+@pytest.mark.parametrize("intercept", [True, False])
+def test_fused_gain_equals_core_gain(weights, sizes, intercept):
     pytest.importorskip("numba")
     from ebprop.kernels._overshoot import gain
 
     rng = np.random.default_rng(5)
-    net = init_network(sizes, make_family(weights), rng, init_variance=30.0, dtype=np.float64)
+    net = init_network(sizes, make_family(weights), rng, init_variance=30.0, dtype=np.float64,
+                       fit_intercept=intercept)  # fmt: skip
     x = rng.uniform(0, 1, size=(16, sizes[0]))
     y = encode_targets(rng.integers(0, 3, 16), 3, np.float64)
     stats = forward(net, x)
@@ -177,7 +179,7 @@ def test_fused_gain_equals_core_gain(weights, sizes):
     zpad = np.vstack([stats[-1].z, np.zeros((4, 3))])
     spad = np.vstack([stats[-1].scale, np.ones((4, 3))])
     ypad = np.vstack([y, np.ones((4, 3))])
-    g = gain(ypad, zpad, spad, pad, net.M[-1], 16, weights == "binary", len(sizes) > 2)
+    g = gain(ypad, zpad, spad, pad, net.M[-1], 16, weights == "binary", len(sizes) > 2, intercept)
     expected = overshoot_gain(net, x, y, stats)
     assert expected < 1.0
     assert g == pytest.approx(expected, rel=1e-9)

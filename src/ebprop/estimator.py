@@ -74,7 +74,7 @@ class EBPClassifier(ClassifierMixin, BaseEstimator):
         updated, and the bias's part of the forward pass goes with it: c = n_in inputs instead
         of n_in + 1, and σ²c = Σ_j Var(W_j v_j) loses the bias's +1, so z = μ/σ =
         ⟨v⟩M/√(Σ Var), floored at the dtype's epsilon (the +1 had kept σ from 0), as in DeepMP's
-        bias-free networks. Trains in the NumPy core; fully connected architectures only.
+        bias-free networks. The compiled loop implements it; fully connected architectures only.
     conv_bias_step : {"sum", "precision"}, default="sum"
         Conv biases move by EBP's ½ Σ Δ over the minibatch and positions (``"sum"``), or by
         ½ Σ Δ / τ with a precision τ += Σ (½Δ)² of their evidence (``"precision"``, which settles

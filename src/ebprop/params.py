@@ -219,7 +219,7 @@ PARAMS: dict[str, Param] = {
         Param("fit_intercept", True, Boolean(), "Whether each layer has a bias b.",
               option="fit_intercept", annotation="bool", network=True,
               help="Give every layer a bias b (--no-fit-intercept: none, b = 0, as in DeepMP's "
-              "networks; trains in the NumPy loop)."),
+              "networks; fully connected only)."),
         Param("conv_bias_step", "sum", Choice("sum", "precision"),
               "How a conv bias moves: the plain sum over positions or precision-weighted.",
               option="conv_bias_step", annotation="str", help=_CONV_BIAS_HELP,

@@ -183,8 +183,9 @@ def engine_reason(net: Network, n_samples: int, n_jobs: int | str | None) -> str
             "one-off compile"
         )
     if not kernels.supports(net):  # imports numba
-        if net.changed_options():  # e.g. fit_intercept=False
-            changed = ", ".join(sorted(net.changed_options()))
+        missing = kernels.unimplemented_options(net)  # a network option the kernels lack
+        if missing:
+            changed = ", ".join(sorted(missing))
             return f"the compiled loop implements {changed} at its default only"
         return "the compiled loop supports binary and real weights in float32 and float64 only"
     return None

@@ -17,11 +17,18 @@ from .system import unavailable_reason
 from .threads import ThreadChooser, max_threads
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fused import conv_layer_forward, refresh_moments, run_minibatches_fused, supports
+    from .fused import (
+        conv_layer_forward,
+        refresh_moments,
+        run_minibatches_fused,
+        supports,
+        unimplemented_options,
+    )
 
 __all__ = [
     "ThreadChooser", "available", "conv_layer_forward", "max_threads", "refresh_moments",
-    "run_minibatches_fused", "supports", "unavailable_reason", "vector_bits",
+    "run_minibatches_fused", "supports", "unavailable_reason", "unimplemented_options",
+    "vector_bits",
 ]  # fmt: skip
 
 
@@ -42,7 +49,10 @@ def vector_bits() -> int | None:
 
 
 def __getattr__(name: str):
-    if name in ("run_minibatches_fused", "supports", "refresh_moments", "conv_layer_forward"):
+    if name in (
+        "run_minibatches_fused", "supports", "refresh_moments", "conv_layer_forward",
+        "unimplemented_options",
+    ):  # fmt: skip
         from . import fused  # imports numba; compiles lazily on first call
 
         return getattr(fused, name)

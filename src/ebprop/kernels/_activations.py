@@ -28,20 +28,26 @@ _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v):  # pragma: no cover - compiled
+def finalize(mu, var, b, alpha, beta, const, x2sum, z, scale, v, intercept):  # pragma: no cover
     """z, σ√c and ⟨v⟩ of one layer from its sums (as :func:`ebprop.core.forward.layer_forward`).
 
     σ²c − 1 = const + alpha·x2sum[b] + beta·var  (layer 1: α Σx² + β x²M²; hidden binary:
-    n_in − v²M²; hidden real: (1 − v²)M² + n_in·prior variance).
+    n_in − v²M²; hidden real: (1 − v²)M² + n_in·prior variance). Without ``intercept`` the
+    bias's +1 goes: σ²c is that sum floored at the dtype's epsilon (where the +1 kept it from
+    0), and z = μ/σ with b not read.
     """
     dt = mu.dtype.type
+    # the core's np.maximum(var_sum, floor), then += 1 only with a bias
+    floor = dt(0.0) if intercept else dt(np.finfo(mu.dtype).eps)
     for s in range(mu.shape[0]):
         base = dt(const) + dt(alpha) * x2sum[s]
         for k in range(mu.shape[1]):
             vs = base + dt(beta) * var[s, k] if beta != 0.0 else base
-            vs = max(vs, dt(0.0)) + dt(1.0)
+            vs = max(vs, floor)
+            if intercept:
+                vs += dt(1.0)
             sc = math.sqrt(vs)
-            zz = (mu[s, k] + b[k]) / sc
+            zz = (mu[s, k] + b[k]) / sc if intercept else mu[s, k] / sc
             scale[s, k] = sc
             z[s, k] = zz
             v[s, k] = erf(zz * dt(_INV_SQRT_2))  # float32: vectorisable (_vecmath.erf32)
@@ -122,8 +128,9 @@ def count_errors(out, y, n_valid):  # pragma: no cover - compiled
 
 
 @nb.njit(fastmath=_FM, error_model="numpy", nogil=True, cache=True)
-def halve_and_bias(delta, b):  # pragma: no cover - compiled
-    """delta ← ½ delta; b ← clip(b + Σ_s delta) (the core's half-delta and bias update)."""
+def halve_and_bias(delta, b, intercept):  # pragma: no cover - compiled
+    """delta ← ½ delta; with ``intercept``, b ← clip(b + Σ_s delta) (the core's half-delta and
+    bias update; without, b is not a parameter and stays as it is)."""
     bound = b.dtype.type(PARAMETER_BOUND)
     half = delta.dtype.type(0.5)
     tiny = delta.dtype.type(np.finfo(delta.dtype).tiny)
@@ -131,6 +138,8 @@ def halve_and_bias(delta, b):  # pragma: no cover - compiled
         for k in range(delta.shape[1]):
             h = delta[s, k] * half
             delta[s, k] = h if abs(h) >= tiny else delta.dtype.type(0.0)  # as the core's
+    if not intercept:
+        return
     for k in range(delta.shape[1]):
         acc = delta[0, k]
         for s in range(1, delta.shape[0]):

@@ -21,9 +21,10 @@ The buffers travel as four tuples (numba unpacks them at no cost):
     (the layer's number of row tiles is S.shape[0]) and the other tiles' sums parts (tiles − 1,
     2, B, n_l); zeros (B,); targets (B, n_L); the compacted first-layer inputs Uc (B, n_0), Fc,
     Wc (B, n_0).
-``plan = (coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas)``
+``plan = (coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas, intercept)``
     coef (L, 3) float64: (const, α, β) of σ²c − 1 per layer; block_rows, back_tiles (L,) int64;
-    the sparse threshold; flags; :data:`._blas.GEMM_ADDRESSES`.
+    the sparse threshold; flags; :data:`._blas.GEMM_ADDRESSES`; whether the layers have biases
+    (without: no +1 in σ²c, b neither read nor updated, as ``fit_intercept=False`` in the core).
 
 Every step is the same call, in the same order, as the Python engine made, so results are
 bit-identical to it.
@@ -56,7 +57,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
     H, M, b = net
     x, w0, x2sum, active, rows, meta, Z, SC, V, WN = slots
     delta, mu, var, S, parts, zero_B, y, Uc, Fc, Wc = bufs
-    coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas = plan
+    coef, block_rows, back_tiles, sparse_limit, binary, parallel, blas, intercept = plan
     L = len(H)
     const, alpha, beta = coef[layer, 0], coef[layer, 1], coef[layer, 2]
     need_var = beta != 0.0
@@ -99,7 +100,7 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
         i = nx * L + layer
         A.finalize(
             mu[layer], var[layer], b[layer], alpha, beta, const,
-            x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i],
+            x2sum[nx] if layer == 0 else zero_B, Z[i], SC[i], V[i], intercept,
         )  # fmt: skip
         if layer < L - 1:
             A.hidden_inputs(V[i], WN[i], not binary)
@@ -107,12 +108,12 @@ def layer(layer, rho, c, nx, net, slots, bufs, plan):  # pragma: no cover - comp
 
 @nb.njit(nogil=True, cache=True)
 def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
-    """Δ of every layer for slot ``c`` (halved, padding rows zero) and the biases; returns the
-    minibatch's online errors (EBP-P before the update)."""
+    """Δ of every layer for slot ``c`` (halved, padding rows zero) and the biases (if any);
+    returns the minibatch's online errors (EBP-P before the update)."""
     H, M, b = net
     meta, Z, SC, V = slots[5], slots[6], slots[7], slots[8]
     delta, y = bufs[0], bufs[6]
-    back_tiles, parallel = plan[2], plan[5]
+    back_tiles, binary, parallel, intercept = plan[2], plan[4], plan[5], plan[7]
     L = len(H)
     last = L - 1
     n_valid = meta[c, 1]
@@ -122,7 +123,7 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
     # the overshoot control (core.overshoot): γ < 1 only where the summed update could overshoot
     U = slots[0][c] if last == 0 else V[c * L + last - 1]
     g = _overshoot.gain(
-        y, Z[c * L + last], SC[c * L + last], U, M[last], n_valid, plan[4], last > 0
+        y, Z[c * L + last], SC[c * L + last], U, M[last], n_valid, binary, last > 0, intercept
     )
     if g < 1.0:
         _overshoot.scale_rows(delta[last], n_valid, g)
@@ -134,7 +135,7 @@ def backward(Y, idx, c, net, slots, bufs, plan):  # pragma: no cover - compiled
         else:
             A.hidden_delta_serial(*args)
     for layer in range(L):
-        A.halve_and_bias(delta[layer], b[layer])
+        A.halve_and_bias(delta[layer], b[layer], intercept)
     return errors
 
 

@@ -35,13 +35,14 @@ def _curvature(t):  # pragma: no cover - compiled
 
 
 @nb.njit(error_model="numpy", nogil=True, cache=True)
-def gain(y, z, scale, U, M, n_valid, binary, hidden):  # pragma: no cover - compiled
+def gain(y, z, scale, U, M, n_valid, binary, hidden, intercept):  # pragma: no cover - compiled
     """γ ∈ (0, 1] for the output layer of a minibatch.
 
     y, z, scale (B, n_L): targets, z = μ/σ, σ√c; U (B, n_in) the output layer's inputs (x, or
     the last hidden ⟨v⟩ when ``hidden``); M (n_in, n_L) its weight means; rows ≥ n_valid are
-    padding.
+    padding. Without ``intercept`` the bias's 1 leaves K and its floor (σ²c has lost it too).
     """
+    bias = 1.0 if intercept else 0.0  # the bias's share of K, as core.overshoot's
     n_in, n_out = M.shape
     T = np.zeros(n_out)
     for s in range(n_valid):
@@ -53,7 +54,7 @@ def gain(y, z, scale, U, M, n_valid, binary, hidden):  # pragma: no cover - comp
             sc = float(scale[s, k])
             S = sc * sc
             if not binary:
-                K = 1.0 + u2
+                K = bias + u2
             elif hidden:
                 K = S - (n_in - u2)
             else:
@@ -61,8 +62,8 @@ def gain(y, z, scale, U, M, n_valid, binary, hidden):  # pragma: no cover - comp
                 for j in range(n_in):
                     u, m = float(U[s, j]), float(M[j, k])
                     q += (u * u) * (m * m)
-                K = 1.0 + u2 - q
-            K = max(K, 1.0)
+                K = bias + u2 - q
+            K = max(K, bias)
             if binary:
                 K = min(K, S)  # K ≤ σ²c exactly: a single sample is never damped
             T[k] += _curvature(float(y[s, k]) * float(z[s, k])) * K / S

@@ -3,7 +3,7 @@
 Per minibatch t (its forward statistics already computed):
 
 1. backward pass of t (Δ_L, then Δ_l = (Δ_{l+1} M_{l+1}ᵀ)·2φ(z_l)/(σ_l√c_l), pre-update M);
-2. ½Δ and the biases b_l += Σ ½Δ_l;
+2. ½Δ and the biases b_l += Σ ½Δ_l (a network without intercept has none);
 3. one pass over each layer, bottom-up: the update of t, block by block, and in the same pass
    the forward sums of minibatch t + 1 (:mod:`._fused`);
 4. ``on_batch(position, errors)`` — H, b and M are current at this point; M² is not stored
@@ -39,7 +39,7 @@ from .threads import ThreadChooser, max_threads
 
 __all__ = [
     "SPARSE_FRACTION", "ThreadChooser", "conv_layer_forward", "max_threads", "refresh_moments",
-    "run_minibatches_fused", "supports",
+    "run_minibatches_fused", "supports", "unimplemented_options",
 ]  # fmt: skip
 
 # Parallel regions on numba's OpenMP layer with a bounded spin (decision 12 in docs/performance.md):
@@ -65,10 +65,15 @@ BatchCallback = Callable[[int, int], "bool | None"]
 
 
 #: The network options (:meth:`ebprop.core.Network.changed_options`) the kernels implement
-#: away from their defaults: none. They add the bias's +1 to σ²c and update b, so a network
-#: without intercept trains in the NumPy core (the reference), as does one with any option
-#: added to the core later, until the kernels implement it and name it here.
-IMPLEMENTED_OPTIONS: frozenset[str] = frozenset()
+#: away from their defaults: ``fit_intercept`` (layers without bias: the plan's ``intercept``
+#: flag, :mod:`._loop`). A network with any option added to the core later trains in the NumPy
+#: core (the reference) until the kernels implement it and name it here.
+IMPLEMENTED_OPTIONS: frozenset[str] = frozenset({"fit_intercept"})
+
+
+def unimplemented_options(net: Network) -> frozenset[str]:
+    """The options of ``net`` away from their defaults that the kernels do not implement."""
+    return net.changed_options() - IMPLEMENTED_OPTIONS
 
 
 def supports(net: Network) -> bool:
@@ -78,7 +83,7 @@ def supports(net: Network) -> bool:
     return (
         GEMM_ADDRESSES is not None
         and net.family.name in ("binary", "real")
-        and not net.changed_options() - IMPLEMENTED_OPTIONS
+        and not unimplemented_options(net)
         and net.dtype in (np.float32, np.float64)
         and all(h.flags.c_contiguous and h.dtype == net.dtype for h in net.H)
         and all(m.flags.c_contiguous for m in (*net.M, *net.M2))
@@ -217,6 +222,7 @@ class _Engine:
                 binary,
                 parallel,
                 GEMM_ADDRESSES,
+                bool(net.fit_intercept),
             )
             for parallel in (False, True)
         }
@@ -388,5 +394,5 @@ def conv_layer_forward(
     scale = np.empty_like(mu)
     no_x2 = np.zeros(mu.shape[0], dtype=mu.dtype)
     # σ²c − 1 = 0 + 0·Σx² + 1·var_sum: the summed variance is handed in whole
-    A.finalize(mu, var_sum, b, 0.0, 1.0, 0.0, no_x2, z, scale, v)
+    A.finalize(mu, var_sum, b, 0.0, 1.0, 0.0, no_x2, z, scale, v, True)
     return LayerStats(z=z, scale=scale, v=v, fan_in=M.shape[0] + 1)
