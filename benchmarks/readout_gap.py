@@ -53,8 +53,9 @@ def sign_weights_at(net: ConvNetwork, layer: int) -> ConvNetwork:
     return dataclasses.replace(net, H=H, M=[], M2=[])
 
 
-def by_layer(net: ConvNetwork, X: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """EBP-P z with one layer's units, or one layer's weights, hardened; one row per change."""
+def by_layer(net: ConvNetwork, X: np.ndarray, chunk: int = 500) -> list[tuple[str, np.ndarray]]:
+    """EBP-P z with one layer's units, or one layer's weights, hardened; one row per change.
+    Float64, as EBP-P's readout; ``chunk`` images at a time (im2col rows grow with P)."""
     net = dataclasses.replace(
         net,
         H=[h.astype(np.float64) for h in net.H],
@@ -63,13 +64,22 @@ def by_layer(net: ConvNetwork, X: np.ndarray) -> list[tuple[str, np.ndarray]]:
         M2=[],
     )
     X = X.astype(np.float64)
+
+    def z_of(n: ConvNetwork, stats=None) -> np.ndarray:
+        parts = []
+        for s in range(0, len(X), chunk):
+            kwargs = {} if stats is None else {"layer_stats": stats()}
+            parts.append(conv_forward(n, X[s : s + chunk], **kwargs)[-1].stats.z)
+        return np.concatenate(parts)
+
     rows = []
     for layer in range(len(net.H) - 1):
-        z = conv_forward(net, X, layer_stats=hard_units_at(layer))[-1].stats.z
+        z = z_of(net, lambda layer=layer: hard_units_at(layer))
         rows.append((f"EBP-P, layer {layer + 1}'s units as signs", z))
     for layer in range(len(net.H)):
-        z = conv_forward(sign_weights_at(net, layer), X)[-1].stats.z
-        rows.append((f"EBP-P, layer {layer + 1}'s weights as signs", z))
+        rows.append(
+            (f"EBP-P, layer {layer + 1}'s weights as signs", z_of(sign_weights_at(net, layer)))
+        )
     return rows
 
 
