@@ -4,6 +4,7 @@ Run as a script (never part of the test suite)::
 
     python benchmarks/bench_train.py --blas-threads 1            # the table of docs/performance.md
     python benchmarks/bench_train.py --mnist-epoch DATA_DIR/mnist     # one real epoch
+    python benchmarks/bench_train.py --mnist-epoch DATA_DIR/mnist --jobs 1 --no-intercept
     python benchmarks/bench_train.py --blas-threads 1 --nets 784-200-10 784-800-800-10 \
         --batches 10 --dtypes float32 --jobs 1 2                 # issue 13: the fused kernels
 
@@ -405,25 +406,27 @@ def mnist_epoch(args: argparse.Namespace) -> None:
     """One real MNIST epoch per engine, side by side from the same start and sample order.
 
     784-500-500-10 (``--mnist-net``), binary weights, batch 10, float32: the NumPy core, then the
-    fused kernels with each number of threads in ``--jobs``.
+    fused kernels with each number of threads in ``--jobs``; ``--no-intercept``: layers without
+    biases (``fit_intercept=False``).
     """
+    options = {"fit_intercept": not args.no_intercept}
     X, Y = mnist_rows(Path(args.mnist_epoch), np.float32)
     sizes = SIZES.get(args.mnist_net) or tuple(int(n) for n in args.mnist_net.split("-"))
     rng = np.random.default_rng(0)
-    start = init_network(sizes, make_family("binary"), rng, dtype=np.float32)
+    start = init_network(sizes, make_family("binary"), rng, dtype=np.float32, **options)
     print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     engines: list[tuple[str, Callable[..., tuple[int, int]], dict]] = [
         ("NumPy core (reference)", run_minibatches_inplace, {})
     ]
     engines += [(f"fused, {j} thread(s)", run_minibatches_fused, {"n_jobs": j}) for j in args.jobs]
-    warm = init_network(sizes, make_family("binary"), rng, dtype=np.float32)
+    warm = init_network(sizes, make_family("binary"), rng, dtype=np.float32, **options)
     for _, fn, kw in engines:  # compile outside the timing
         fn(warm, X[:20], Y[:20], np.arange(20), 10, **kw)
     for epoch in range(args.epochs):
         order = rng.permutation(X.shape[0])
         for label, fn, kw in engines:
             net = init_network(
-                sizes, make_family("binary"), np.random.default_rng(0), dtype=np.float32
+                sizes, make_family("binary"), np.random.default_rng(0), dtype=np.float32, **options
             )
             for h, h0 in zip(net.H, start.H, strict=True):
                 np.copyto(h, h0)
@@ -456,6 +459,7 @@ def main() -> None:
     )
     parser.add_argument("--mnist-epoch", metavar="DIR", help="time real MNIST epochs instead")
     parser.add_argument("--mnist-net", default="784-500-500-10", help="network of --mnist-epoch")
+    parser.add_argument("--no-intercept", action="store_true", help="--mnist-epoch without biases")
     parser.add_argument(
         "--jobs",
         nargs="+",
