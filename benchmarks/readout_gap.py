@@ -28,12 +28,13 @@ from ebprop.core.convnet import ConvNetwork, conv_forward
 from ebprop.core.forward import LayerStats, layer_forward
 from ebprop.core.predict import predict_deterministic, predict_probabilistic
 from ebprop.datasets import load_dataset
+from ebprop.networks import CONV_CHUNK, float64_network
 from ebprop.persist import load_model
 
 
 def hard_units_at(layer: int):
     """A ``layer_stats`` for :func:`conv_forward` that turns parameterised layer ``layer``'s
-    unit means ⟨v⟩ into the signs of μ (z's sign; sign 0 = +1, as EBP-D's units)."""
+    unit means ⟨v⟩ into the signs of μ (z's sign; sign 0 = +1, as EBP-D's units); -1: none."""
     count = [0]
 
     def stats(*args, **kwargs) -> LayerStats:
@@ -53,29 +54,22 @@ def sign_weights_at(net: ConvNetwork, layer: int) -> ConvNetwork:
     return dataclasses.replace(net, H=H, M=[], M2=[])
 
 
-def by_layer(net: ConvNetwork, X: np.ndarray, chunk: int = 500) -> list[tuple[str, np.ndarray]]:
+def by_layer(net: ConvNetwork, X: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """EBP-P z with one layer's units, or one layer's weights, hardened; one row per change.
-    Float64, as EBP-P's readout; ``chunk`` images at a time (im2col rows grow with P)."""
-    net = dataclasses.replace(
-        net,
-        H=[h.astype(np.float64) for h in net.H],
-        b=[b.astype(np.float64) for b in net.b],
-        M=[],
-        M2=[],
-    )
-    X = X.astype(np.float64)
+    Float64 and in chunks, as EBP-P's readout (:func:`ebprop.networks.readout_outputs`)."""
+    net, X = float64_network(net), X.astype(np.float64)
 
-    def z_of(n: ConvNetwork, stats=None) -> np.ndarray:
-        parts = []
-        for s in range(0, len(X), chunk):
-            kwargs = {} if stats is None else {"layer_stats": stats()}
-            parts.append(conv_forward(n, X[s : s + chunk], **kwargs)[-1].stats.z)
-        return np.concatenate(parts)
+    def z_of(n: ConvNetwork, hard: int = -1) -> np.ndarray:
+        return np.concatenate(
+            [
+                conv_forward(n, X[s : s + CONV_CHUNK], layer_stats=hard_units_at(hard))[-1].stats.z
+                for s in range(0, len(X), CONV_CHUNK)
+            ]
+        )
 
     rows = []
     for layer in range(len(net.H) - 1):
-        z = z_of(net, lambda layer=layer: hard_units_at(layer))
-        rows.append((f"EBP-P, layer {layer + 1}'s units as signs", z))
+        rows.append((f"EBP-P, layer {layer + 1}'s units as signs", z_of(net, hard=layer)))
     for layer in range(len(net.H)):
         rows.append(
             (f"EBP-P, layer {layer + 1}'s weights as signs", z_of(sign_weights_at(net, layer)))
