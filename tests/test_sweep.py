@@ -296,6 +296,42 @@ def test_cli_smoke_sweep_skip_and_resume(tmp_path):
     assert changed == [victim]
 
 
+def test_only_trains_the_runs_it_names_and_reports_them_all(tmp_path, no_run_plots):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TINY)
+    out = tmp_path / "sw"
+    first, second = (r.name for r in parse_experiment(TINY).runs)
+    assert first.endswith("-s0") and second.endswith("-s1")
+    runner = CliRunner()
+    base = ["sweep", str(toml), "--out", str(out)]
+    res = runner.invoke(main, [*base, "--only", "*-s1", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "1 runs of 2, chosen by --only" in res.output
+    assert second in res.output and first not in res.output
+    res = runner.invoke(main, [*base, "--only", "*-s1", "-q"])
+    assert res.exit_code == 0 and "trained 1 run(s)" in res.output, res.output
+    assert (out / second / "summary.json").is_file() and not (out / first).exists()
+    assert [r["n"] for r in _read_csv(out / "results.csv")] == ["1", "1"]  # EBP-P, EBP-D
+    res = runner.invoke(main, [*base, "-q"])  # the rest of the sweep: the other seed only
+    assert res.exit_code == 0 and "trained 1 run(s), skipped 1" in res.output, res.output
+    assert [r["n"] for r in _read_csv(out / "results.csv")] == ["2", "2"]
+
+
+def test_only_matching_no_run_is_a_one_line_error_before_any_write(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TINY)
+    res = CliRunner().invoke(
+        main, ["sweep", str(toml), "--out", str(tmp_path / "sw"), "--only", "*-s9"]
+    )
+    assert res.exit_code != 0 and not (tmp_path / "sw").exists()
+    message = res.output.strip()
+    assert "\n" not in message and "--only: the glob '*-s9' matches none of the 2" in message
+    assert "--dry-run" in message
+    with pytest.raises(ValueError, match="matches none of the 2 run names of 'tiny'"):
+        run_sweep(parse_experiment(TINY), tmp_path / "py", only="tiny", progress=False)
+    assert not (tmp_path / "py").exists()
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, no_run_plots):
     from ebprop.runs import TrainOptions, train_run
 

@@ -12,6 +12,7 @@ from .. import baselines, runs
 from ..exceptions import EBPropError
 from ..persist import deployed_bytes
 from ..sweep import aggregate, load_experiment, read_summary, run_status, run_sweep, write_results
+from ..sweep.execute import select_runs
 from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
 from ..sweep.timing import parse_targets, time_rows, times_csv
 
@@ -28,6 +29,11 @@ METHODS = {**runs.METHODS, **baselines.METHODS}
     "--out",
     type=click.Path(file_okay=False),
     help="Sweep folder (default: the file's `out`, else runs/<experiment name>).",
+)
+@click.option(
+    "--only",
+    metavar="GLOB",
+    help="Train only the runs whose names match GLOB, say '*-s2' for seed 2 (see --dry-run).",
 )
 @click.option(
     "--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
@@ -55,6 +61,7 @@ METHODS = {**runs.METHODS, **baselines.METHODS}
 def sweep(
     experiment: str,
     out: str | None,
+    only: str | None,
     jobs: int,
     scheduler: str | None,
     data_dir: str | None,
@@ -70,24 +77,30 @@ def sweep(
     """
     exp = load_experiment(experiment, methods=METHODS)
     out_dir = Path(out or exp.out or Path("runs") / exp.name)
-    states = {r.name: run_status(out_dir / r.name, r) for r in exp.runs}
+    try:
+        chosen = select_runs(exp, only)
+    except ValueError as err:
+        raise EBPropError(f"--only: {err}") from None
+    states = {r.name: run_status(out_dir / r.name, r) for r in chosen}
     counts = {
         s: sum(v == s for v in states.values()) for s in ("done", "partial", "new", "conflict")
     }
     if not as_json or dry_run:  # stdout holds only the JSON
+        picked = f" of {len(exp.runs)}, chosen by --only" if only is not None else ""
         click.echo(
-            f"{exp.name}: {len(exp.runs)} runs in {out_dir} ({counts['done']} done, "
+            f"{exp.name}: {len(chosen)} runs{picked} in {out_dir} ({counts['done']} done, "
             f"{counts['partial']} to resume, {counts['new']} new"
             + (f", {counts['conflict']} with other settings" if counts["conflict"] else "")
             + ")"
         )
     if dry_run:
-        for run in exp.runs:
+        for run in chosen:
             click.echo(f"  {states[run.name]:<8}{run.name}")
         return
     result = run_sweep(
         exp,
         out_dir,
+        only=only,
         jobs=jobs,
         scheduler=scheduler,
         data_dir=data_dir,

@@ -10,6 +10,7 @@ naming the settings that differ. Then the results table and plot are written.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import threading
@@ -29,7 +30,7 @@ from ..runs.method import TrainingMethod
 from .experiment import Experiment, RunSpec
 from .results import aggregate, write_results
 
-__all__ = ["SweepResult", "execute_run", "run_status", "run_sweep"]
+__all__ = ["SweepResult", "execute_run", "run_status", "run_sweep", "select_runs"]
 
 #: Seconds between a worker's checks that its sweep is still there.
 _WATCH_SECONDS = 0.5
@@ -335,10 +336,31 @@ def _iter_dask(
             client.close()
 
 
+def select_runs(experiment: Experiment, only: str | None) -> list[RunSpec]:
+    """The runs of ``experiment`` whose names match the glob ``only`` (``fnmatch``, case
+    sensitive; ``*-s2`` is every seed-2 run); all of them for None.
+
+    Raises
+    ------
+    ValueError
+        ``only`` matches none of the runs.
+    """
+    if only is None:
+        return list(experiment.runs)
+    chosen = [r for r in experiment.runs if fnmatch.fnmatchcase(r.name, only)]
+    if not chosen:
+        raise ValueError(
+            f"the glob {only!r} matches none of the {len(experiment.runs)} run names of "
+            f"{experiment.name!r}; `ebprop sweep FILE --dry-run` lists them"
+        )
+    return chosen
+
+
 def run_sweep(
     experiment: Experiment,
     out_dir: str | os.PathLike,
     *,
+    only: str | None = None,
     jobs: int = 1,
     scheduler: Any = None,
     data_dir: str | None = None,
@@ -356,6 +378,9 @@ def run_sweep(
     experiment : Experiment
     out_dir : path
         Sweep folder; each run gets ``out_dir/<run name>``.
+    only : str, optional
+        Train only the runs whose names match this glob (:func:`select_runs`), say one seed's
+        (``"*-s2"``); the results table still holds every finished run of the experiment.
     jobs : int
         Local worker processes (joblib, loky backend). Ignored with ``scheduler``.
     scheduler : str or distributed.Client, optional
@@ -379,6 +404,7 @@ def run_sweep(
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    selected = {r.name for r in select_runs(experiment, only)}  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir if data_dir is not None else experiment.data_dir
@@ -395,7 +421,7 @@ def run_sweep(
         if run_status(out_dir / r.name, r) == "done"
     ]
     done = {o["name"] for o in outcomes}
-    pending = [r for r in experiment.runs if r.name not in done]
+    pending = [r for r in experiment.runs if r.name in selected and r.name not in done]
     if scheduler is not None:
         stream = _iter_dask(pending, experiment.methods, out_dir, scheduler, data_dir, threads)
     else:
