@@ -11,8 +11,15 @@ import click
 from .. import baselines, runs
 from ..exceptions import EBPropError
 from ..persist import deployed_bytes
-from ..sweep import aggregate, load_experiment, read_summary, run_status, run_sweep, write_results
-from ..sweep.execute import select_runs
+from ..sweep import (
+    aggregate,
+    load_experiment,
+    read_summary,
+    run_status,
+    run_sweep,
+    select_runs,
+    write_results,
+)
 from ..sweep.tables import docs_markdown, read_runs_csv, run_rows, runs_csv
 from ..sweep.timing import parse_targets, time_rows, times_csv
 
@@ -121,7 +128,7 @@ def sweep(
         for o in result.failed:
             click.echo(f"  FAILED {o['name']}: {o['error']}", err=True)
         raise EBPropError(
-            f"{len(result.failed)} of {len(exp.runs)} runs failed (see above); fix the cause and "
+            f"{len(result.failed)} of {len(chosen)} runs failed (see above); fix the cause and "
             "run the same command again to retry them"
         )
 

@@ -7,7 +7,7 @@
 ========================== ==========================================================
 """
 
-from .execute import SweepResult, execute_run, run_status, run_sweep
+from .execute import SweepResult, execute_run, run_status, run_sweep, select_runs
 from .experiment import (
     METHODS,
     READOUTS,
@@ -43,5 +43,6 @@ __all__ = [
     "results_markdown",
     "run_status",
     "run_sweep",
+    "select_runs",
     "write_results",
 ]
